@@ -1,0 +1,50 @@
+#pragma once
+
+#include <bitset>
+#include <string_view>
+
+#include "core/result.h"
+
+namespace core {
+
+/// A parsed 5-field cron expression (minute hour day-of-month month
+/// day-of-week), as the set of allowed values of each field. It is for
+/// deciding whether a scheduled job is due at a given wall-clock minute. Its
+/// uses: 1) checking a schedule when it is read, so that a typo is reported
+/// then instead of the job silently never running; 2) asking, minute by
+/// minute, whether a job is due now; 3) finding the next run time to show the
+/// user, by stepping through minutes until Matches() holds.
+///
+/// Days follow Vixie cron: when both day fields are restricted (neither is
+/// exactly "*"), a day matches if EITHER field matches ("0 0 13 * fri" runs on
+/// every 13th and every Friday); otherwise both must match. Unlike Vixie cron,
+/// which only looks at the field's first character, a stepped wildcard such as
+/// "*/2" counts as restricted: only a lone "*" leaves a day field open.
+struct CronExpression {
+  std::bitset<60> minutes;               // 0-59
+  std::bitset<24> hours;                 // 0-23
+  std::bitset<32> days_of_month;         // bits 1-31; bit 0 is never set
+  std::bitset<13> months;                // bits 1-12; bit 0 is never set
+  std::bitset<7> days_of_week;           // 0 = Sunday ... 6 = Saturday
+  bool day_of_month_restricted = false;  // the day-of-month field was not "*"
+  bool day_of_week_restricted = false;   // the day-of-week field was not "*"
+
+  /// Whether the expression fires at this time. day_of_week is 0-6 with
+  /// 0 = Sunday (7 is also read as Sunday); any argument out of its field's
+  /// range does not match.
+  bool Matches(int minute, int hour, int day_of_month, int month, int day_of_week) const;
+};
+
+/// Parses a cron expression: exactly 5 fields separated by spaces or tabs, each
+/// a comma-separated list of `*`, `N`, `N-M`, `*/S`, `N-M/S` or `N/S` (N up to
+/// the field's maximum, every S). Months take jan..dec and days of the week
+/// sun..sat (case-insensitive, also in ranges: "mon-fri"); day-of-week 7 is
+/// Sunday. The whole expression may instead be one of the macros @yearly,
+/// @annually, @monthly, @weekly, @daily, @midnight or @hourly.
+///
+/// Fails with kInvalidArgument and a message that names the field, the reason
+/// and the offending item as written; the message carries no location (the
+/// caller knows where the expression came from).
+Result<CronExpression> ParseCron(std::string_view text);
+
+}  // namespace core

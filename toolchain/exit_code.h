@@ -1,0 +1,13 @@
+#pragma once
+
+namespace toolchain {
+
+/// gantry's exit codes, documented in README.md ("Exit codes").
+enum ExitCode : int {
+  kExitOk = 0,
+  kExitUserError = 1,  // a bad spec, a missing file, a refused operation
+  kExitUsage = 2,      // the command line itself is wrong
+  kExitInternal = 3,   // a bug in gantry
+};
+
+}  // namespace toolchain

@@ -1,0 +1,12 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace toolchain {
+
+/// Each user verb of the `gantry` command registers its subcommand here; its
+/// callback runs the verb and stores the process's exit code in *exit_code.
+void AddValidateVerb(CLI::App& gantry, int* exit_code);
+void AddShowVerb(CLI::App& gantry, int* exit_code);
+
+}  // namespace toolchain
