@@ -1,0 +1,1 @@
+# libFuzzer runs of the spec readers, built with clang in build/fuzz.
