@@ -46,6 +46,14 @@ std::string Child(const std::string& path, const std::string& key) { return path
 
 std::string Index(const std::string& path, std::size_t index) { return path + "[" + std::to_string(index) + "]"; }
 
+// "/srv/./app/" as "/srv/app": one spelling per path, so digests do not
+// depend on how a path was written.
+std::string NormalPath(const std::string& path) {
+  std::string normal = std::filesystem::path(path).lexically_normal().string();
+  if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
+  return normal;
+}
+
 // A path inside the build context, written relative to it: "./rootfs", "app/main.py".
 bool StaysInContext(const std::string& path) {
   std::filesystem::path relative(path);
@@ -386,7 +394,7 @@ class Decoder {
       Fail(node, path, "must be an absolute path (starting with /), got " + Quote(*text));
       return std::nullopt;
     }
-    return std::filesystem::path(*text).lexically_normal().string();
+    return NormalPath(*text);
   }
 
   // A file or folder of the build context, which must exist.
@@ -828,7 +836,7 @@ class Decoder {
     }
     for (const Node::Member& member : node.members) {
       std::string field = Child(path, member.key);
-      std::string mount = std::filesystem::path(member.key).lexically_normal().string();
+      std::string mount = NormalPath(member.key);
       if (member.key.empty() || member.key[0] != '/' || mount == "/") {
         FailAt(member.key_location, path, "mount path " + Quote(member.key) + " must be an absolute path other than /");
         continue;
