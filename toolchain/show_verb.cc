@@ -74,7 +74,7 @@ void AddShowVerb(CLI::App& gantry, int* exit_code) {
   auto* verb = gantry.add_subcommand("show", "Print the resolved app with a digest per resource");
   auto file = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  verb->add_option("FILE", *file, "Spec file (.yaml, .yml or .lua)")->required()->check(CLI::ExistingFile);
+  verb->add_option("FILE", *file, "Spec file (.yaml, .yml or .lua)")->required();
   verb->add_flag("--json", *json, "Print canonical JSON: {\"app\": resolved spec, \"digests\": per resource}");
   verb->callback([file, json, exit_code] {
     auto app = spec::Load(*file);

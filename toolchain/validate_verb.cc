@@ -19,7 +19,7 @@ std::string Count(std::size_t count, const std::string& noun) {
 void AddValidateVerb(CLI::App& gantry, int* exit_code) {
   auto* verb = gantry.add_subcommand("validate", "Check app specs (YAML or Lua) and report every error with its location");
   auto files = std::make_shared<std::vector<std::string>>();
-  verb->add_option("FILE", *files, "Spec files (.yaml, .yml or .lua)")->required()->check(CLI::ExistingFile);
+  verb->add_option("FILE", *files, "Spec files (.yaml, .yml or .lua)")->required();
   verb->callback([files, exit_code] {
     *exit_code = kExitOk;
     for (const std::string& file : *files) {
