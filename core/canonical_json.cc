@@ -12,7 +12,8 @@ namespace {
 nlohmann::json WholeNumbersAsIntegers(const nlohmann::json& value) {
   if (value.is_number_float()) {
     double number = value.get<double>();
-    if (std::isfinite(number) && std::trunc(number) == number && std::fabs(number) <= 9007199254740992.0) {
+    if (std::isfinite(number) && std::trunc(number) == number &&
+        std::fabs(number) <= 9007199254740992.0) {
       return static_cast<std::int64_t>(number);
     }
     return value;
@@ -34,9 +35,12 @@ nlohmann::json WholeNumbersAsIntegers(const nlohmann::json& value) {
 
 std::string CanonicalJson(const nlohmann::json& value) {
   // nlohmann::json keeps object members in a std::map, so dump() sorts keys.
-  return WholeNumbersAsIntegers(value).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return WholeNumbersAsIntegers(value).dump(-1, ' ', false,
+                                            nlohmann::json::error_handler_t::replace);
 }
 
-std::string CanonicalDigest(const nlohmann::json& value) { return Sha256Digest(CanonicalJson(value)); }
+std::string CanonicalDigest(const nlohmann::json& value) {
+  return Sha256Digest(CanonicalJson(value));
+}
 
 }  // namespace core

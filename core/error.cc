@@ -13,13 +13,20 @@ std::string Location::ToString() const {
 
 const char* ErrorCodeName(ErrorCode code) {
   switch (code) {
-    case ErrorCode::kInvalidSpec: return "invalid-spec";
-    case ErrorCode::kParse: return "parse";
-    case ErrorCode::kNotFound: return "not-found";
-    case ErrorCode::kIo: return "io";
-    case ErrorCode::kLimit: return "limit";
-    case ErrorCode::kInvalidArgument: return "invalid-argument";
-    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kInvalidSpec:
+      return "invalid-spec";
+    case ErrorCode::kParse:
+      return "parse";
+    case ErrorCode::kNotFound:
+      return "not-found";
+    case ErrorCode::kIo:
+      return "io";
+    case ErrorCode::kLimit:
+      return "limit";
+    case ErrorCode::kInvalidArgument:
+      return "invalid-argument";
+    case ErrorCode::kInternal:
+      return "internal";
   }
   return "internal";
 }

@@ -18,11 +18,11 @@ struct Location {
 /// What kind of failure an Error is. The command maps it to an exit code:
 /// kInternal is a bug in gantry (exit 3), everything else is the user's (exit 1).
 enum class ErrorCode {
-  kInvalidSpec,   // the spec breaks a rule; the message names the field
-  kParse,         // the file is not well-formed YAML, Lua or JSON
-  kNotFound,      // a file or a named thing does not exist
-  kIo,            // reading or writing failed
-  kLimit,         // a sandbox limit (instructions, memory) was hit
+  kInvalidSpec,  // the spec breaks a rule; the message names the field
+  kParse,        // the file is not well-formed YAML, Lua or JSON
+  kNotFound,     // a file or a named thing does not exist
+  kIo,           // reading or writing failed
+  kLimit,        // a sandbox limit (instructions, memory) was hit
   kInvalidArgument,
   kInternal,
 };

@@ -12,7 +12,9 @@ const std::regex kTag(R"([\w][\w.-]{0,127})");
 const std::regex kDigest(R"(sha256:[a-f0-9]{64})");
 
 Error ReferenceError(std::string_view text, const std::string& reason) {
-  return Error{ErrorCode::kInvalidArgument, "invalid image reference \"" + std::string(text) + "\": " + reason, {}};
+  return Error{ErrorCode::kInvalidArgument,
+               "invalid image reference \"" + std::string(text) + "\": " + reason,
+               {}};
 }
 
 }  // namespace
@@ -25,7 +27,8 @@ std::string ImageReference::ToString() const {
 }
 
 Result<ImageReference> ParseImageReference(std::string_view text) {
-  if (text.empty() || text.size() > 255) return ReferenceError(text, "it must be 1 to 255 characters");
+  if (text.empty() || text.size() > 255)
+    return ReferenceError(text, "it must be 1 to 255 characters");
   std::string rest(text);
   ImageReference reference;
   if (auto at = rest.find('@'); at != std::string::npos) {
@@ -35,21 +38,25 @@ Result<ImageReference> ParseImageReference(std::string_view text) {
       return ReferenceError(text, "the digest must be sha256: followed by 64 lowercase hex digits");
     }
   }
-  if (auto colon = rest.rfind(':'); colon != std::string::npos && rest.find('/', colon) == std::string::npos) {
+  if (auto colon = rest.rfind(':');
+      colon != std::string::npos && rest.find('/', colon) == std::string::npos) {
     reference.tag = rest.substr(colon + 1);
     rest.resize(colon);
     if (!std::regex_match(reference.tag, kTag)) {
-      return ReferenceError(text, "the tag \"" + reference.tag + "\" must be letters, digits, '_', '.' or '-'");
+      return ReferenceError(
+          text, "the tag \"" + reference.tag + "\" must be letters, digits, '_', '.' or '-'");
     }
   }
   // The first component is a registry host when it looks like one.
   auto slash = rest.find('/');
   std::string first = rest.substr(0, slash);
   if (slash != std::string::npos &&
-      (first.find('.') != std::string::npos || first.find(':') != std::string::npos || first == "localhost")) {
+      (first.find('.') != std::string::npos || first.find(':') != std::string::npos ||
+       first == "localhost")) {
     reference.domain = first;
     rest = rest.substr(slash + 1);
-    if (!std::regex_match(reference.domain, kDomain)) return ReferenceError(text, "invalid registry host");
+    if (!std::regex_match(reference.domain, kDomain))
+      return ReferenceError(text, "invalid registry host");
   } else {
     reference.domain = "docker.io";
     if (slash == std::string::npos) rest = "library/" + rest;
@@ -57,9 +64,12 @@ Result<ImageReference> ParseImageReference(std::string_view text) {
   std::size_t start = 0;
   while (true) {
     std::size_t end = rest.find('/', start);
-    std::string component = rest.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::string component =
+        rest.substr(start, end == std::string::npos ? std::string::npos : end - start);
     if (!std::regex_match(component, kPathComponent)) {
-      return ReferenceError(text, "repository names are lowercase letters and digits separated by '.', '_', '-' or '/'");
+      return ReferenceError(
+          text,
+          "repository names are lowercase letters and digits separated by '.', '_', '-' or '/'");
     }
     if (end == std::string::npos) break;
     start = end + 1;

@@ -3,7 +3,8 @@
 #include <catch2/catch.hpp>
 
 TEST_CASE("ParseImageReference normalises as docker does") {
-  CHECK(core::ParseImageReference("busybox").value().ToString() == "docker.io/library/busybox:latest");
+  CHECK(core::ParseImageReference("busybox").value().ToString() ==
+        "docker.io/library/busybox:latest");
   CHECK(core::ParseImageReference("team/app:v1").value().ToString() == "docker.io/team/app:v1");
   auto local = core::ParseImageReference("127.0.0.1:5000/team/app").value();
   CHECK(local.domain == "127.0.0.1:5000");
@@ -18,7 +19,8 @@ TEST_CASE("ParseImageReference normalises as docker does") {
 }
 
 TEST_CASE("ParseImageReference refuses malformed references") {
-  for (const char* bad : {"", "Busybox", "a//b", "app:", "app:bad tag", "app@sha256:123", "-app", "app/"}) {
+  for (const char* bad :
+       {"", "Busybox", "a//b", "app:", "app:bad tag", "app@sha256:123", "-app", "app/"}) {
     INFO(bad);
     auto parsed = core::ParseImageReference(bad);
     REQUIRE_FALSE(parsed.ok());

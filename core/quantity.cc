@@ -9,9 +9,13 @@
 namespace core {
 namespace {
 
-Error QuantityError(std::string message) { return Error{ErrorCode::kInvalidArgument, std::move(message), {}}; }
+Error QuantityError(std::string message) {
+  return Error{ErrorCode::kInvalidArgument, std::move(message), {}};
+}
 
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+bool IsDigit(char c) {
+  return c >= '0' && c <= '9';
+}
 
 // Reads a non-negative decimal number ("12", "1.5", ".5") at the front of
 // `text`, advancing past it. Exponents and signs are not part of the syntax.
@@ -36,7 +40,11 @@ bool ReadNumber(std::string_view& text, double* number) {
 }
 
 constexpr std::array<std::pair<std::string_view, std::int64_t>, 5> kDurationUnits = {{
-    {"ms", 1}, {"s", 1000}, {"m", 60'000}, {"h", 3'600'000}, {"d", 86'400'000},
+    {"ms", 1},
+    {"s", 1000},
+    {"m", 60'000},
+    {"h", 3'600'000},
+    {"d", 86'400'000},
 }};
 
 }  // namespace
@@ -55,7 +63,8 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   while (!rest.empty()) {
     if (!ReadNumber(rest, &number)) return QuantityError("invalid duration " + quoted + hint);
     std::size_t unit_length = 0;
-    while (unit_length < rest.size() && !IsDigit(rest[unit_length]) && rest[unit_length] != '.') ++unit_length;
+    while (unit_length < rest.size() && !IsDigit(rest[unit_length]) && rest[unit_length] != '.')
+      ++unit_length;
     std::string_view unit = rest.substr(0, unit_length);
     rest.remove_prefix(unit_length);
     bool known = false;
@@ -66,7 +75,8 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
       }
     }
     if (!known) {
-      return QuantityError("invalid duration " + quoted + ": unknown unit \"" + std::string(unit) + "\"" + hint);
+      return QuantityError("invalid duration " + quoted + ": unknown unit \"" + std::string(unit) +
+                           "\"" + hint);
     }
   }
   if (total_ms > 1e15) return QuantityError("duration " + quoted + " is too long");
@@ -96,10 +106,18 @@ struct SizeUnit {
 };
 
 constexpr std::array<SizeUnit, 12> kSizeUnits = {{
-    {"Ei", 1ull << 60}, {"Pi", 1ull << 50}, {"Ti", 1ull << 40}, {"Gi", 1ull << 30},
-    {"Mi", 1ull << 20}, {"Ki", 1ull << 10}, {"E", 1'000'000'000'000'000'000ull},
-    {"P", 1'000'000'000'000'000ull}, {"T", 1'000'000'000'000ull}, {"G", 1'000'000'000ull},
-    {"M", 1'000'000ull}, {"k", 1'000ull},
+    {"Ei", 1ull << 60},
+    {"Pi", 1ull << 50},
+    {"Ti", 1ull << 40},
+    {"Gi", 1ull << 30},
+    {"Mi", 1ull << 20},
+    {"Ki", 1ull << 10},
+    {"E", 1'000'000'000'000'000'000ull},
+    {"P", 1'000'000'000'000'000ull},
+    {"T", 1'000'000'000'000ull},
+    {"G", 1'000'000'000ull},
+    {"M", 1'000'000ull},
+    {"k", 1'000ull},
 }};
 
 }  // namespace
@@ -120,21 +138,24 @@ Result<std::uint64_t> ParseSize(std::string_view text) {
       }
     }
     if (!known) {
-      return QuantityError("invalid size " + quoted + ": unknown unit \"" + std::string(rest) + "\"" + hint);
+      return QuantityError("invalid size " + quoted + ": unknown unit \"" + std::string(rest) +
+                           "\"" + hint);
     }
   }
   long double bytes = static_cast<long double>(number) * static_cast<long double>(factor);
   if (bytes >= static_cast<long double>(std::numeric_limits<std::uint64_t>::max())) {
     return QuantityError("size " + quoted + " is too large");
   }
-  if (std::floor(bytes) != bytes) return QuantityError("size " + quoted + " is not a whole number of bytes");
+  if (std::floor(bytes) != bytes)
+    return QuantityError("size " + quoted + " is not a whole number of bytes");
   return static_cast<std::uint64_t>(bytes);
 }
 
 std::string FormatSize(std::uint64_t bytes) {
   if (bytes == 0) return "0";
   for (const SizeUnit& unit : kSizeUnits) {
-    if (bytes % unit.factor == 0) return std::to_string(bytes / unit.factor) + std::string(unit.suffix);
+    if (bytes % unit.factor == 0)
+      return std::to_string(bytes / unit.factor) + std::string(unit.suffix);
   }
   return std::to_string(bytes);
 }

@@ -65,8 +65,8 @@ struct AptInstallStep {
 struct PipInstallStep {
   std::vector<std::string> requirements;
 };
-using Step = std::variant<CopyStep, RunStep, EnvStep, WorkdirStep, UserStep, EntrypointStep, CmdStep,
-                          LabelsStep, AptInstallStep, PipInstallStep>;
+using Step = std::variant<CopyStep, RunStep, EnvStep, WorkdirStep, UserStep, EntrypointStep,
+                          CmdStep, LabelsStep, AptInstallStep, PipInstallStep>;
 
 /// An image: a base plus ordered steps. Image-level `entrypoint`, `cmd`,
 /// `env`, `workdir`, `user` and `labels` are read as steps appended after
@@ -84,8 +84,8 @@ struct GpuRequest {
 };
 
 struct Retries {
-  int max = 0;                          // retries after the first attempt
-  Duration backoff = Duration(1000);    // wait before the first retry, doubled each time
+  int max = 0;                        // retries after the first attempt
+  Duration backoff = Duration(1000);  // wait before the first retry, doubled each time
 };
 
 /// Who may call a web endpoint.
@@ -103,7 +103,7 @@ enum class Overlap { kSkip, kAllow, kReplace };
 
 /// When a job function fires: a cron expression in a timezone, or a period.
 struct Schedule {
-  std::string cron;       // "" when `every` is set; whitespace normalised
+  std::string cron;  // "" when `every` is set; whitespace normalised
   std::string timezone = "UTC";
   std::optional<Duration> every;
   Overlap overlap = Overlap::kSkip;
@@ -114,13 +114,13 @@ struct Schedule {
 /// (a job run by calls).
 struct Function {
   std::string name;
-  std::string image;                  // a key of App::images
-  std::vector<std::string> command;   // empty: the image's entrypoint and cmd
+  std::string image;                 // a key of App::images
+  std::vector<std::string> command;  // empty: the image's entrypoint and cmd
   std::map<std::string, std::string> env;
   std::optional<Web> web;
   std::optional<Schedule> schedule;
-  std::vector<GpuRequest> gpu;        // fallback order; empty: no GPU
-  double cpu = 0.125;                 // cores
+  std::vector<GpuRequest> gpu;          // fallback order; empty: no GPU
+  double cpu = 0.125;                   // cores
   std::uint64_t memory = 128ull << 20;  // bytes
   Duration timeout = Duration(300'000);
   Retries retries;
@@ -128,8 +128,8 @@ struct Function {
   int max_containers = 10;
   int buffer_containers = 0;
   Duration scaledown_window = Duration(60'000);
-  int max_inputs = 1;                 // concurrent inputs per container
-  std::vector<std::string> secrets;   // keys of App::secrets
+  int max_inputs = 1;                          // concurrent inputs per container
+  std::vector<std::string> secrets;            // keys of App::secrets
   std::map<std::string, std::string> volumes;  // mount path -> key of App::volumes
 };
 
@@ -167,7 +167,7 @@ struct App {
 
 /// GPU types a function may ask for, in the spelling gantry, the rate card and
 /// the agents' inventory use (Modal's names). "any" means any of them.
-inline const std::vector<std::string> kGpuTypes = {"T4",  "L4",   "A10G", "A100", "A100-80GB",
+inline const std::vector<std::string> kGpuTypes = {"T4",   "L4",   "A10G", "A100", "A100-80GB",
                                                    "L40S", "H100", "H200", "B200"};
 
 }  // namespace spec

@@ -23,33 +23,55 @@ Overloaded(Ts...) -> Overloaded<Ts...>;
 json BaseJson(const Base& base) {
   return std::visit(Overloaded{
                         [](const ScratchBase&) -> json { return "scratch"; },
-                        [](const OciLayoutBase& layout) -> json { return "oci:" + layout.path + ":" + layout.tag; },
+                        [](const OciLayoutBase& layout) -> json {
+                          return "oci:" + layout.path + ":" + layout.tag;
+                        },
                         [](const RegistryBase& registry) -> json { return registry.reference; },
-                        [](const DebootstrapBase& debootstrap) -> json { return {{"debootstrap", debootstrap.suite}}; },
+                        [](const DebootstrapBase& debootstrap) -> json {
+                          return {{"debootstrap", debootstrap.suite}};
+                        },
                     },
                     base);
 }
 
 json StepJson(const Step& step) {
-  return std::visit(Overloaded{
-                        [](const CopyStep& copy) -> json {
-                          json body = {{"src", copy.src}, {"dst", copy.dst}};
-                          if (!copy.ignore.empty()) body["ignore"] = copy.ignore;
-                          return {{"copy", body}};
-                        },
-                        [](const RunStep& run) -> json {
-                          return {{"run", {{"command", run.command}, {"network", run.network ? "default" : "none"}}}};
-                        },
-                        [](const EnvStep& env) -> json { return {{"env", env.variables}}; },
-                        [](const WorkdirStep& workdir) -> json { return {{"workdir", workdir.path}}; },
-                        [](const UserStep& user) -> json { return {{"user", user.user}}; },
-                        [](const EntrypointStep& entrypoint) -> json { return {{"entrypoint", entrypoint.args}}; },
-                        [](const CmdStep& cmd) -> json { return {{"cmd", cmd.args}}; },
-                        [](const LabelsStep& labels) -> json { return {{"labels", labels.labels}}; },
-                        [](const AptInstallStep& apt) -> json { return {{"apt_install", apt.packages}}; },
-                        [](const PipInstallStep& pip) -> json { return {{"pip_install", pip.requirements}}; },
-                    },
-                    step);
+  return std::visit(
+      Overloaded{
+          [](const CopyStep& copy) -> json {
+            json body = {{"src", copy.src}, {"dst", copy.dst}};
+            if (!copy.ignore.empty()) body["ignore"] = copy.ignore;
+            return {{"copy", body}};
+          },
+          [](const RunStep& run) -> json {
+            return {
+                {"run", {{"command", run.command}, {"network", run.network ? "default" : "none"}}}};
+          },
+          [](const EnvStep& env) -> json {
+            return {{"env", env.variables}};
+          },
+          [](const WorkdirStep& workdir) -> json {
+            return {{"workdir", workdir.path}};
+          },
+          [](const UserStep& user) -> json {
+            return {{"user", user.user}};
+          },
+          [](const EntrypointStep& entrypoint) -> json {
+            return {{"entrypoint", entrypoint.args}};
+          },
+          [](const CmdStep& cmd) -> json {
+            return {{"cmd", cmd.args}};
+          },
+          [](const LabelsStep& labels) -> json {
+            return {{"labels", labels.labels}};
+          },
+          [](const AptInstallStep& apt) -> json {
+            return {{"apt_install", apt.packages}};
+          },
+          [](const PipInstallStep& pip) -> json {
+            return {{"pip_install", pip.requirements}};
+          },
+      },
+      step);
 }
 
 json ImageJson(const Image& image) {
@@ -60,25 +82,32 @@ json ImageJson(const Image& image) {
 
 const char* WebAuthName(WebAuth auth) {
   switch (auth) {
-    case WebAuth::kPublic: return "public";
-    case WebAuth::kToken: return "token";
-    case WebAuth::kKey: return "key";
+    case WebAuth::kPublic:
+      return "public";
+    case WebAuth::kToken:
+      return "token";
+    case WebAuth::kKey:
+      return "key";
   }
   return "public";
 }
 
 const char* OverlapName(Overlap overlap) {
   switch (overlap) {
-    case Overlap::kSkip: return "skip";
-    case Overlap::kAllow: return "allow";
-    case Overlap::kReplace: return "replace";
+    case Overlap::kSkip:
+      return "skip";
+    case Overlap::kAllow:
+      return "allow";
+    case Overlap::kReplace:
+      return "replace";
   }
   return "skip";
 }
 
 json FunctionJson(const Function& function) {
   json gpu = json::array();
-  for (const GpuRequest& request : function.gpu) gpu.push_back(request.type + ":" + std::to_string(request.count));
+  for (const GpuRequest& request : function.gpu)
+    gpu.push_back(request.type + ":" + std::to_string(request.count));
   json body = {
       {"image", function.image},
       {"command", function.command},
@@ -135,9 +164,11 @@ json Section(const std::map<std::string, T>& resources, ToJson to_json) {
 }
 
 template <typename T, typename ToJson>
-std::map<std::string, std::string> SectionDigests(const std::map<std::string, T>& resources, ToJson to_json) {
+std::map<std::string, std::string> SectionDigests(const std::map<std::string, T>& resources,
+                                                  ToJson to_json) {
   std::map<std::string, std::string> digests;
-  for (const auto& [name, resource] : resources) digests[name] = core::CanonicalDigest(to_json(resource));
+  for (const auto& [name, resource] : resources)
+    digests[name] = core::CanonicalDigest(to_json(resource));
   return digests;
 }
 
@@ -156,7 +187,11 @@ json ToCanonicalJson(const App& app) {
 }
 
 json Digests::ToJson() const {
-  json digests = {{"app", app}, {"images", images}, {"functions", functions}, {"secrets", secrets}, {"volumes", volumes}};
+  json digests = {{"app", app},
+                  {"images", images},
+                  {"functions", functions},
+                  {"secrets", secrets},
+                  {"volumes", volumes}};
   if (!budget.empty()) digests["budget"] = budget;
   return digests;
 }

@@ -160,7 +160,8 @@ TEST_CASE("canonical JSON fills defaults and normalises units") {
   CHECK(api["web"]["auth"] == "public");
   CHECK(app["images"]["base"]["from"] == "docker.io/library/busybox:1.36");
   CHECK(app["images"]["base"]["steps"][0]["run"]["network"] == "default");
-  CHECK(app["images"]["base"]["steps"].back() == nlohmann::json({{"entrypoint", {"/bin/sh", "-c"}}}));
+  CHECK(app["images"]["base"]["steps"].back() ==
+        nlohmann::json({{"entrypoint", {"/bin/sh", "-c"}}}));
   CHECK(app["functions"]["nightly"]["schedule"]["overlap"] == "skip");
 }
 
@@ -193,11 +194,14 @@ TEST_CASE("digests are stable across releases: changing the canonical form is a 
   TempDir dir;
   spec::Digests digests = spec::ComputeDigests(Load(kYaml, false, dir));
   CHECK(digests.volumes.at("models") == core::CanonicalDigest(nlohmann::json::object()));
-  CHECK(digests.volumes.at("models") == "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
-  CHECK(digests.secrets.at("hf") == core::CanonicalDigest(nlohmann::json::parse(R"({"from_env":["HF_TOKEN"]})")));
-  CHECK(digests.functions.at("nightly") ==
-        core::CanonicalDigest(nlohmann::json::parse(
-            R"({"buffer_containers":0,"command":["sh","-c","date"],"cpu":0.125,"env":{},"gpu":[],"image":"base",
+  CHECK(digests.volumes.at("models") ==
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+  CHECK(digests.secrets.at("hf") ==
+        core::CanonicalDigest(nlohmann::json::parse(R"({"from_env":["HF_TOKEN"]})")));
+  CHECK(
+      digests.functions.at("nightly") ==
+      core::CanonicalDigest(nlohmann::json::parse(
+          R"({"buffer_containers":0,"command":["sh","-c","date"],"cpu":0.125,"env":{},"gpu":[],"image":"base",
                 "max_containers":10,"max_inputs":1,"memory":134217728,"min_containers":0,
                 "retries":{"backoff":1,"max":0},"scaledown_window":60,
                 "schedule":{"cron":"0 9 * * 1-5","overlap":"skip","timezone":"Europe/Paris"},

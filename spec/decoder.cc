@@ -40,11 +40,17 @@ std::string Join(const std::vector<std::string>& words, const std::string& separ
   return text;
 }
 
-std::string Quote(const std::string& text) { return "\"" + text + "\""; }
+std::string Quote(const std::string& text) {
+  return "\"" + text + "\"";
+}
 
-std::string Child(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
+std::string Child(const std::string& path, const std::string& key) {
+  return path.empty() ? key : path + "." + key;
+}
 
-std::string Index(const std::string& path, std::size_t index) { return path + "[" + std::to_string(index) + "]"; }
+std::string Index(const std::string& path, std::size_t index) {
+  return path + "[" + std::to_string(index) + "]";
+}
 
 // "/srv/./app/" as "/srv/app": one spelling per path, so digests do not
 // depend on how a path was written.
@@ -73,23 +79,27 @@ class Decoder {
     App app;
     app.source = source_;
     app.context = context_;
-    if (!CheckMap(root, "", {"app", "images", "functions", "secrets", "volumes", "budget"})) return app;
+    if (!CheckMap(root, "", {"app", "images", "functions", "secrets", "volumes", "budget"}))
+      return app;
     if (const Node* name = Require(root, "", "app")) {
       if (auto text = String(*name, "app")) {
         CheckName(*text, name->location, "app", "app name");
         app.name = *text;
       }
     }
-    ForEachNamed(root, "images", "image name", [&](const std::string& name, const Node& node, const std::string& path) {
-      app.images[name] = DecodeImage(name, node, path);
-    });
-    ForEachNamed(root, "secrets", "secret name", [&](const std::string& name, const Node& node, const std::string& path) {
-      app.secrets[name] = DecodeSecret(name, node, path);
-    });
-    ForEachNamed(root, "volumes", "volume name", [&](const std::string& name, const Node& node, const std::string& path) {
-      if (node.kind != Node::Kind::kNull) CheckMap(node, path, {});
-      app.volumes[name] = Volume{name};
-    });
+    ForEachNamed(root, "images", "image name",
+                 [&](const std::string& name, const Node& node, const std::string& path) {
+                   app.images[name] = DecodeImage(name, node, path);
+                 });
+    ForEachNamed(root, "secrets", "secret name",
+                 [&](const std::string& name, const Node& node, const std::string& path) {
+                   app.secrets[name] = DecodeSecret(name, node, path);
+                 });
+    ForEachNamed(root, "volumes", "volume name",
+                 [&](const std::string& name, const Node& node, const std::string& path) {
+                   if (node.kind != Node::Kind::kNull) CheckMap(node, path, {});
+                   app.volumes[name] = Volume{name};
+                 });
     ForEachNamed(root, "functions", "function name",
                  [&](const std::string& name, const Node& node, const std::string& path) {
                    app.functions[name] = DecodeFunction(name, node, path, app);
@@ -99,9 +109,11 @@ class Decoder {
   }
 
   Diagnostics TakeErrors() {
-    std::stable_sort(errors_.begin(), errors_.end(), [](const core::Error& a, const core::Error& b) {
-      return std::tie(a.location.line, a.location.column) < std::tie(b.location.line, b.location.column);
-    });
+    std::stable_sort(errors_.begin(), errors_.end(),
+                     [](const core::Error& a, const core::Error& b) {
+                       return std::tie(a.location.line, a.location.column) <
+                              std::tie(b.location.line, b.location.column);
+                     });
     return std::move(errors_);
   }
 
@@ -109,8 +121,8 @@ class Decoder {
   // --- reporting --------------------------------------------------------------
 
   void FailAt(const core::Location& location, const std::string& path, const std::string& message) {
-    errors_.push_back(core::Error{core::ErrorCode::kInvalidSpec, path.empty() ? message : path + ": " + message,
-                                  location});
+    errors_.push_back(core::Error{core::ErrorCode::kInvalidSpec,
+                                  path.empty() ? message : path + ": " + message, location});
   }
   void Fail(const Node& node, const std::string& path, const std::string& message) {
     FailAt(node.location, path, message);
@@ -132,10 +144,14 @@ class Decoder {
   static std::string ScalarText(const Node& node) {
     if (!node.text.empty() || node.kind == Node::Kind::kString) return node.text;
     switch (node.kind) {
-      case Node::Kind::kBool: return node.boolean ? "true" : "false";
-      case Node::Kind::kInteger: return std::to_string(node.integer);
-      case Node::Kind::kNumber: return core::CanonicalJson(node.number);
-      default: return "";
+      case Node::Kind::kBool:
+        return node.boolean ? "true" : "false";
+      case Node::Kind::kInteger:
+        return std::to_string(node.integer);
+      case Node::Kind::kNumber:
+        return core::CanonicalJson(node.number);
+      default:
+        return "";
     }
   }
 
@@ -177,7 +193,8 @@ class Decoder {
 
   const Node* Require(const Node& map, const std::string& path, const std::string& key) {
     const Node* value = Find(map, key);
-    if (value == nullptr) Fail(map, path.empty() ? "the spec" : path, "missing required field " + Quote(key));
+    if (value == nullptr)
+      Fail(map, path.empty() ? "the spec" : path, "missing required field " + Quote(key));
     return value;
   }
 
@@ -189,8 +206,9 @@ class Decoder {
 
   // For a top-level section of named resources: checks the section is a map and
   // each name is valid, then calls `decode` on each entry.
-  void ForEachNamed(const Node& root, const std::string& section, const std::string& what,
-                    const std::function<void(const std::string&, const Node&, const std::string&)>& decode) {
+  void ForEachNamed(
+      const Node& root, const std::string& section, const std::string& what,
+      const std::function<void(const std::string&, const Node&, const std::string&)>& decode) {
     const Node* map = Find(root, section);
     if (map == nullptr) return;
     if (!IsMap(*map)) {
@@ -210,8 +228,9 @@ class Decoder {
                  const std::string& what) {
     if (name.size() > kMaxNameLength || !std::regex_match(name, kName)) {
       FailAt(location, path,
-           "invalid " + what + " " + Quote(name) +
-               ": use 1 to 63 lowercase letters, digits and '-', starting and ending with a letter or digit");
+             "invalid " + what + " " + Quote(name) +
+                 ": use 1 to 63 lowercase letters, digits and '-', starting and ending with a "
+                 "letter or digit");
     }
   }
 
@@ -246,7 +265,8 @@ class Decoder {
     }
   }
 
-  std::optional<std::int64_t> Integer(const Node& node, const std::string& path, std::int64_t min, std::int64_t max) {
+  std::optional<std::int64_t> Integer(const Node& node, const std::string& path, std::int64_t min,
+                                      std::int64_t max) {
     std::int64_t value = 0;
     if (node.kind == Node::Kind::kInteger) {
       value = node.integer;
@@ -258,15 +278,17 @@ class Decoder {
       return std::nullopt;
     }
     if (value < min || value > max) {
-      Fail(node, path, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
-                           std::to_string(value));
+      Fail(node, path,
+           "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
+               std::to_string(value));
       return std::nullopt;
     }
     return value;
   }
 
   // A number greater than `above` and at most `max`.
-  std::optional<double> Number(const Node& node, const std::string& path, double above, double max) {
+  std::optional<double> Number(const Node& node, const std::string& path, double above,
+                               double max) {
     double value = 0;
     if (node.kind == Node::Kind::kInteger) {
       value = static_cast<double>(node.integer);
@@ -277,8 +299,9 @@ class Decoder {
       return std::nullopt;
     }
     if (!(value > above) || !(value <= max)) {
-      Fail(node, path, "must be greater than " + core::CanonicalJson(above) + " and at most " +
-                           core::CanonicalJson(max) + ", got " + core::CanonicalJson(value));
+      Fail(node, path,
+           "must be greater than " + core::CanonicalJson(above) + " and at most " +
+               core::CanonicalJson(max) + ", got " + core::CanonicalJson(value));
       return std::nullopt;
     }
     return value;
@@ -293,10 +316,12 @@ class Decoder {
   }
 
   // A duration written "90s", "5m", "1h30m", or a number of seconds.
-  std::optional<Duration> DurationValue(const Node& node, const std::string& path, Duration min, Duration max) {
+  std::optional<Duration> DurationValue(const Node& node, const std::string& path, Duration min,
+                                        Duration max) {
     Duration value;
     if (node.kind == Node::Kind::kInteger || node.kind == Node::Kind::kNumber) {
-      double seconds = node.kind == Node::Kind::kInteger ? static_cast<double>(node.integer) : node.number;
+      double seconds =
+          node.kind == Node::Kind::kInteger ? static_cast<double>(node.integer) : node.number;
       if (!(seconds >= 0) || seconds > 1e12) {
         Fail(node, path, "must be a duration such as 30s, 5m or 1h30m");
         return std::nullopt;
@@ -314,15 +339,17 @@ class Decoder {
       return std::nullopt;
     }
     if (value < min || value > max) {
-      Fail(node, path, "must be between " + core::FormatDuration(min) + " and " + core::FormatDuration(max) +
-                           ", got " + core::FormatDuration(value));
+      Fail(node, path,
+           "must be between " + core::FormatDuration(min) + " and " + core::FormatDuration(max) +
+               ", got " + core::FormatDuration(value));
       return std::nullopt;
     }
     return value;
   }
 
   // A size written "512Mi", "2Gi", "1G", or a number of bytes.
-  std::optional<std::uint64_t> Size(const Node& node, const std::string& path, std::uint64_t min, std::uint64_t max) {
+  std::optional<std::uint64_t> Size(const Node& node, const std::string& path, std::uint64_t min,
+                                    std::uint64_t max) {
     std::uint64_t value = 0;
     if (node.kind == Node::Kind::kInteger && node.integer >= 0) {
       value = static_cast<std::uint64_t>(node.integer);
@@ -338,8 +365,8 @@ class Decoder {
       return std::nullopt;
     }
     if (value < min || value > max) {
-      std::string message = "must be between " + core::FormatSize(min) + " and " + core::FormatSize(max) +
-                            " bytes, got " + core::FormatSize(value);
+      std::string message = "must be between " + core::FormatSize(min) + " and " +
+                            core::FormatSize(max) + " bytes, got " + core::FormatSize(value);
       if (node.kind == Node::Kind::kInteger && value < min) {
         message += " (a bare number is bytes; did you mean " + std::to_string(value) + "Mi?)";
       }
@@ -349,7 +376,8 @@ class Decoder {
     return value;
   }
 
-  std::optional<std::vector<std::string>> StringList(const Node& node, const std::string& path, bool allow_empty) {
+  std::optional<std::vector<std::string>> StringList(const Node& node, const std::string& path,
+                                                     bool allow_empty) {
     if (!IsList(node)) {
       WrongKind(node, path, "a list of strings");
       return std::nullopt;
@@ -379,9 +407,11 @@ class Decoder {
     for (const Node::Member& member : node.members) {
       if (!std::regex_match(member.key, kEnvName)) {
         FailAt(member.key_location, path,
-               "invalid environment variable name " + Quote(member.key) + " (letters, digits and '_', not first a digit)");
+               "invalid environment variable name " + Quote(member.key) +
+                   " (letters, digits and '_', not first a digit)");
       }
-      if (auto value = ScalarString(member.value, Child(path, member.key))) variables[member.key] = *value;
+      if (auto value = ScalarString(member.value, Child(path, member.key)))
+        variables[member.key] = *value;
     }
     return variables;
   }
@@ -402,13 +432,15 @@ class Decoder {
     auto text = NonEmptyString(node, path);
     if (!text) return std::nullopt;
     if (!StaysInContext(*text)) {
-      Fail(node, path, Quote(*text) + " is outside the build context " + Quote(context_.string()) +
-                           "; paths are relative to the spec's folder and may not leave it");
+      Fail(node, path,
+           Quote(*text) + " is outside the build context " + Quote(context_.string()) +
+               "; paths are relative to the spec's folder and may not leave it");
       return std::nullopt;
     }
     std::error_code error;
     if (!std::filesystem::exists(context_ / *text, error)) {
-      Fail(node, path, Quote(*text) + " does not exist in the build context " + Quote(context_.string()));
+      Fail(node, path,
+           Quote(*text) + " does not exist in the build context " + Quote(context_.string()));
       return std::nullopt;
     }
     return *text;
@@ -419,17 +451,19 @@ class Decoder {
   Image DecodeImage(const std::string& name, const Node& node, const std::string& path) {
     Image image;
     image.name = name;
-    static const std::vector<std::string> kImageFields = {"from",     "steps",   "entrypoint", "cmd",
-                                                          "env",      "workdir", "user",       "labels"};
+    static const std::vector<std::string> kImageFields = {
+        "from", "steps", "entrypoint", "cmd", "env", "workdir", "user", "labels"};
     if (!CheckMap(node, path, kImageFields)) return image;
-    if (const Node* from = Require(node, path, "from")) image.base = DecodeBase(*from, Child(path, "from"));
+    if (const Node* from = Require(node, path, "from"))
+      image.base = DecodeBase(*from, Child(path, "from"));
     Field(node, path, "steps", [&](const Node& steps, const std::string& steps_path) {
       if (!IsList(steps)) {
         WrongKind(steps, steps_path, "a list of steps");
         return;
       }
       for (std::size_t i = 0; i < steps.items.size(); ++i) {
-        if (auto step = DecodeStep(steps.items[i], Index(steps_path, i))) image.steps.push_back(*step);
+        if (auto step = DecodeStep(steps.items[i], Index(steps_path, i)))
+          image.steps.push_back(*step);
       }
     });
     // Image-level settings are the same as steps after all the others.
@@ -448,7 +482,8 @@ class Decoder {
       if (suite == nullptr) return ScratchBase{};
       auto text = String(*suite, Child(path, "debootstrap"));
       if (text && !std::regex_match(*text, kSuite)) {
-        Fail(*suite, Child(path, "debootstrap"), "invalid Debian suite " + Quote(*text) + " (bookworm, trixie, stable...)");
+        Fail(*suite, Child(path, "debootstrap"),
+             "invalid Debian suite " + Quote(*text) + " (bookworm, trixie, stable...)");
       }
       return DebootstrapBase{text.value_or("")};
     }
@@ -464,29 +499,35 @@ class Decoder {
         rest.resize(colon);
       }
       layout.path = rest;
-      if (layout.tag.empty()) Fail(node, path, "empty tag in " + Quote(*text) + " (write oci:PATH or oci:PATH:TAG)");
+      if (layout.tag.empty())
+        Fail(node, path, "empty tag in " + Quote(*text) + " (write oci:PATH or oci:PATH:TAG)");
       if (rest.empty()) {
-        Fail(node, path, "missing layout path in " + Quote(*text) + " (write oci:PATH or oci:PATH:TAG)");
+        Fail(node, path,
+             "missing layout path in " + Quote(*text) + " (write oci:PATH or oci:PATH:TAG)");
       } else {
         std::error_code error;
         std::filesystem::path layout_path = context_ / rest;  // an absolute rest replaces context_
         if (!std::filesystem::exists(layout_path / "oci-layout", error)) {
-          Fail(node, path, "no OCI layout at " + Quote(rest) + " (the folder has no oci-layout file)");
+          Fail(node, path,
+               "no OCI layout at " + Quote(rest) + " (the folder has no oci-layout file)");
         }
       }
       return layout;
     }
     auto reference = core::ParseImageReference(*text);
     if (!reference) {
-      Fail(node, path, reference.error().message + " (write scratch, oci:PATH[:TAG], a registry reference, or {debootstrap: SUITE})");
+      Fail(node, path,
+           reference.error().message +
+               " (write scratch, oci:PATH[:TAG], a registry reference, or {debootstrap: SUITE})");
       return ScratchBase{};
     }
     return RegistryBase{reference->ToString()};
   }
 
   std::optional<Step> DecodeStep(const Node& node, const std::string& path) {
-    static const std::vector<std::string> kStepKinds = {"copy",       "run", "env",    "workdir",     "user",
-                                                        "entrypoint", "cmd", "labels", "apt_install", "pip_install"};
+    static const std::vector<std::string> kStepKinds = {
+        "copy",       "run", "env",    "workdir",     "user",
+        "entrypoint", "cmd", "labels", "apt_install", "pip_install"};
     if (!CheckMap(node, path, kStepKinds)) return std::nullopt;
     if (node.members.size() != 1) {
       std::vector<std::string> kinds;
@@ -498,18 +539,22 @@ class Decoder {
       return std::nullopt;
     }
     const Node::Member& member = node.members.front();
-    if (std::find(kStepKinds.begin(), kStepKinds.end(), member.key) == kStepKinds.end()) return std::nullopt;
+    if (std::find(kStepKinds.begin(), kStepKinds.end(), member.key) == kStepKinds.end())
+      return std::nullopt;
     return DecodeStepBody(member.key, member.value, Child(path, member.key));
   }
 
-  std::optional<Step> DecodeStepBody(const std::string& kind, const Node& node, const std::string& path) {
+  std::optional<Step> DecodeStepBody(const std::string& kind, const Node& node,
+                                     const std::string& path) {
     std::size_t errors_before = errors_.size();
     std::optional<Step> step;
     if (kind == "copy") {
       CopyStep copy;
       if (CheckMap(node, path, {"src", "dst", "ignore"})) {
-        if (const Node* src = Require(node, path, "src")) copy.src = ContextPath(*src, Child(path, "src")).value_or("");
-        if (const Node* dst = Require(node, path, "dst")) copy.dst = AbsolutePath(*dst, Child(path, "dst")).value_or("");
+        if (const Node* src = Require(node, path, "src"))
+          copy.src = ContextPath(*src, Child(path, "src")).value_or("");
+        if (const Node* dst = Require(node, path, "dst"))
+          copy.dst = AbsolutePath(*dst, Child(path, "dst")).value_or("");
         Field(node, path, "ignore", [&](const Node& value, const std::string& field) {
           copy.ignore = ContextPath(value, field).value_or("");
         });
@@ -538,7 +583,8 @@ class Decoder {
       step = WorkdirStep{AbsolutePath(node, path).value_or("")};
     } else if (kind == "user") {
       auto user = NonEmptyString(node, path);
-      if (user && !std::regex_match(*user, kUser)) Fail(node, path, "must be NAME, UID or UID:GID, got " + Quote(*user));
+      if (user && !std::regex_match(*user, kUser))
+        Fail(node, path, "must be NAME, UID or UID:GID, got " + Quote(*user));
       step = UserStep{user.value_or("")};
     } else if (kind == "entrypoint" || kind == "cmd") {
       auto args = StringList(node, path, /*allow_empty=*/true).value_or(std::vector<std::string>{});
@@ -549,12 +595,14 @@ class Decoder {
         WrongKind(node, path, "a map of labels");
       } else {
         for (const Node::Member& member : node.members) {
-          if (auto value = ScalarString(member.value, Child(path, member.key))) labels.labels[member.key] = *value;
+          if (auto value = ScalarString(member.value, Child(path, member.key)))
+            labels.labels[member.key] = *value;
         }
       }
       step = labels;
     } else if (kind == "apt_install") {
-      auto packages = StringList(node, path, /*allow_empty=*/false).value_or(std::vector<std::string>{});
+      auto packages =
+          StringList(node, path, /*allow_empty=*/false).value_or(std::vector<std::string>{});
       for (std::size_t i = 0; i < packages.size(); ++i) {
         if (!std::regex_match(packages[i], kDebianPackage)) {
           Fail(node.items[i], Index(path, i), "invalid Debian package name " + Quote(packages[i]));
@@ -562,12 +610,15 @@ class Decoder {
       }
       step = AptInstallStep{packages};
     } else if (kind == "pip_install") {
-      auto requirements = StringList(node, path, /*allow_empty=*/false).value_or(std::vector<std::string>{});
+      auto requirements =
+          StringList(node, path, /*allow_empty=*/false).value_or(std::vector<std::string>{});
       for (std::size_t i = 0; i < requirements.size(); ++i) {
         const std::string& requirement = requirements[i];
-        if (requirement.empty() || requirement[0] == '-' || requirement.find('\n') != std::string::npos) {
+        if (requirement.empty() || requirement[0] == '-' ||
+            requirement.find('\n') != std::string::npos) {
           Fail(node.items[i], Index(path, i),
-               "invalid requirement " + Quote(requirement) + " (one requirement per item, no pip options)");
+               "invalid requirement " + Quote(requirement) +
+                   " (one requirement per item, no pip options)");
         }
       }
       step = PipInstallStep{requirements};
@@ -578,13 +629,27 @@ class Decoder {
 
   // --- functions ----------------------------------------------------------------
 
-  Function DecodeFunction(const std::string& name, const Node& node, const std::string& path, const App& app) {
+  Function DecodeFunction(const std::string& name, const Node& node, const std::string& path,
+                          const App& app) {
     Function function;
     function.name = name;
-    static const std::vector<std::string> kFunctionFields = {
-        "image",          "command",        "env",       "web",        "schedule",          "gpu",
-        "cpu",            "memory",         "timeout",   "retries",    "min_containers",    "max_containers",
-        "buffer_containers", "scaledown_window", "max_inputs", "secrets", "volumes"};
+    static const std::vector<std::string> kFunctionFields = {"image",
+                                                             "command",
+                                                             "env",
+                                                             "web",
+                                                             "schedule",
+                                                             "gpu",
+                                                             "cpu",
+                                                             "memory",
+                                                             "timeout",
+                                                             "retries",
+                                                             "min_containers",
+                                                             "max_containers",
+                                                             "buffer_containers",
+                                                             "scaledown_window",
+                                                             "max_inputs",
+                                                             "secrets",
+                                                             "volumes"};
     if (!CheckMap(node, path, kFunctionFields)) return function;
 
     if (const Node* image = Require(node, path, "image")) {
@@ -594,15 +659,23 @@ class Decoder {
       }
     }
     Field(node, path, "command", [&](const Node& value, const std::string& field) {
-      function.command = StringList(value, field, /*allow_empty=*/true).value_or(std::vector<std::string>{});
+      function.command =
+          StringList(value, field, /*allow_empty=*/true).value_or(std::vector<std::string>{});
     });
-    Field(node, path, "env", [&](const Node& value, const std::string& field) { function.env = EnvMap(value, field); });
-    Field(node, path, "web", [&](const Node& value, const std::string& field) { function.web = DecodeWeb(value, field); });
+    Field(node, path, "env", [&](const Node& value, const std::string& field) {
+      function.env = EnvMap(value, field);
+    });
+    Field(node, path, "web", [&](const Node& value, const std::string& field) {
+      function.web = DecodeWeb(value, field);
+    });
     Field(node, path, "schedule", [&](const Node& value, const std::string& field) {
       function.schedule = DecodeSchedule(value, field);
-      if (function.web) Fail(value, field, "a schedule fires a job function; a function with web: cannot have one");
+      if (function.web)
+        Fail(value, field, "a schedule fires a job function; a function with web: cannot have one");
     });
-    Field(node, path, "gpu", [&](const Node& value, const std::string& field) { function.gpu = DecodeGpu(value, field); });
+    Field(node, path, "gpu", [&](const Node& value, const std::string& field) {
+      function.gpu = DecodeGpu(value, field);
+    });
     Field(node, path, "cpu", [&](const Node& value, const std::string& field) {
       function.cpu = Number(value, field, 0, 256).value_or(function.cpu);
     });
@@ -626,23 +699,26 @@ class Decoder {
     count("max_inputs", 1, &function.max_inputs);
     if (function.min_containers > function.max_containers) {
       Fail(*Find(node, "min_containers"), Child(path, "min_containers"),
-           "min_containers (" + std::to_string(function.min_containers) + ") is more than max_containers (" +
-               std::to_string(function.max_containers) + ")");
+           "min_containers (" + std::to_string(function.min_containers) +
+               ") is more than max_containers (" + std::to_string(function.max_containers) + ")");
     }
     if (function.buffer_containers > function.max_containers) {
       Fail(*Find(node, "buffer_containers"), Child(path, "buffer_containers"),
-           "buffer_containers (" + std::to_string(function.buffer_containers) + ") is more than max_containers (" +
-               std::to_string(function.max_containers) + ")");
+           "buffer_containers (" + std::to_string(function.buffer_containers) +
+               ") is more than max_containers (" + std::to_string(function.max_containers) + ")");
     }
     Field(node, path, "scaledown_window", [&](const Node& value, const std::string& field) {
-      function.scaledown_window = DurationValue(value, field, 2s, 20min).value_or(function.scaledown_window);
+      function.scaledown_window =
+          DurationValue(value, field, 2s, 20min).value_or(function.scaledown_window);
     });
     Field(node, path, "secrets", [&](const Node& value, const std::string& field) {
-      function.secrets = StringList(value, field, /*allow_empty=*/true).value_or(std::vector<std::string>{});
+      function.secrets =
+          StringList(value, field, /*allow_empty=*/true).value_or(std::vector<std::string>{});
       std::set<std::string> seen;
       for (std::size_t i = 0; i < function.secrets.size(); ++i) {
         const std::string& secret = function.secrets[i];
-        if (!seen.insert(secret).second) Fail(value.items[i], Index(field, i), "secret " + Quote(secret) + " listed twice");
+        if (!seen.insert(secret).second)
+          Fail(value.items[i], Index(field, i), "secret " + Quote(secret) + " listed twice");
         CheckReference(value.items[i], Index(field, i), secret, "secret", KeysOf(app.secrets));
       }
     });
@@ -659,8 +735,8 @@ class Decoder {
     return keys;
   }
 
-  void CheckReference(const Node& node, const std::string& path, const std::string& name, const std::string& what,
-                      const std::vector<std::string>& defined) {
+  void CheckReference(const Node& node, const std::string& path, const std::string& name,
+                      const std::string& what, const std::vector<std::string>& defined) {
     if (std::find(defined.begin(), defined.end(), name) != defined.end()) return;
     std::string message = "no " + what + " named " + Quote(name) + " in " + what + "s:";
     if (auto suggestion = core::ClosestMatch(name, defined)) {
@@ -682,12 +758,14 @@ class Decoder {
     if (!CheckMap(node, path, {"port_env", "health_path", "auth"})) return web;
     Field(node, path, "port_env", [&](const Node& value, const std::string& field) {
       auto name = NonEmptyString(value, field);
-      if (name && !std::regex_match(*name, kEnvName)) Fail(value, field, "invalid environment variable name " + Quote(*name));
+      if (name && !std::regex_match(*name, kEnvName))
+        Fail(value, field, "invalid environment variable name " + Quote(*name));
       web.port_env = name.value_or(web.port_env);
     });
     Field(node, path, "health_path", [&](const Node& value, const std::string& field) {
       auto health = NonEmptyString(value, field);
-      if (health && (*health)[0] != '/') Fail(value, field, "must start with /, got " + Quote(*health));
+      if (health && (*health)[0] != '/')
+        Fail(value, field, "must start with /, got " + Quote(*health));
       web.health_path = health.value_or("");
     });
     Field(node, path, "auth", [&](const Node& value, const std::string& field) {
@@ -719,11 +797,13 @@ class Decoder {
         auto parsed = core::ParseCron(*text);
         if (!parsed) Fail(*cron, Child(path, "cron"), parsed.error().message);
         std::istringstream words(*text);
-        std::vector<std::string> fields{std::istream_iterator<std::string>(words), std::istream_iterator<std::string>()};
+        std::vector<std::string> fields{std::istream_iterator<std::string>(words),
+                                        std::istream_iterator<std::string>()};
         schedule.cron = Join(fields, " ");
       }
     }
-    if (every != nullptr) schedule.every = DurationValue(*every, Child(path, "every"), 1s, 24h * 366);
+    if (every != nullptr)
+      schedule.every = DurationValue(*every, Child(path, "every"), 1s, 24h * 366);
     Field(node, path, "timezone", [&](const Node& value, const std::string& field) {
       if (cron == nullptr) Fail(value, field, "a timezone applies to cron schedules only");
       if (auto zone = NonEmptyString(value, field)) {
@@ -751,11 +831,13 @@ class Decoder {
     try {
       date::locate_zone(zone);
     } catch (const std::runtime_error&) {
-      std::string message = "unknown timezone " + Quote(zone) + " (an IANA name such as Europe/Paris or UTC)";
+      std::string message =
+          "unknown timezone " + Quote(zone) + " (an IANA name such as Europe/Paris or UTC)";
       try {
         std::vector<std::string> names;
         for (const auto& known : date::get_tzdb().zones) names.push_back(std::string(known.name()));
-        if (auto suggestion = core::ClosestMatch(zone, names)) message += "; did you mean " + Quote(*suggestion) + "?";
+        if (auto suggestion = core::ClosestMatch(zone, names))
+          message += "; did you mean " + Quote(*suggestion) + "?";
       } catch (const std::runtime_error&) {
         message += "; the timezone database could not be read (install tzdata)";
       }
@@ -769,9 +851,11 @@ class Decoder {
     if (node.kind == Node::Kind::kString) {
       entries.push_back({&node, path});
     } else if (IsList(node)) {
-      for (std::size_t i = 0; i < node.items.size(); ++i) entries.push_back({&node.items[i], Index(path, i)});
+      for (std::size_t i = 0; i < node.items.size(); ++i)
+        entries.push_back({&node.items[i], Index(path, i)});
     } else {
-      WrongKind(node, path, "a GPU (\"H100\", \"A100-80GB:2\", \"any\") or a list of them in fallback order");
+      WrongKind(node, path,
+                "a GPU (\"H100\", \"A100-80GB:2\", \"any\") or a list of them in fallback order");
       return requests;
     }
     std::vector<std::string> choices = kGpuTypes;
@@ -784,9 +868,11 @@ class Decoder {
       if (auto colon = type.find(':'); colon != std::string::npos) {
         std::string count = type.substr(colon + 1);
         type.resize(colon);
-        if (count.empty() || count.size() > 2 || !std::all_of(count.begin(), count.end(), ::isdigit) ||
-            std::stoi(count) < 1 || std::stoi(count) > kMaxGpuCount) {
-          Fail(*entry, entry_path, "GPU count in " + Quote(*text) + " must be 1 to " + std::to_string(kMaxGpuCount));
+        if (count.empty() || count.size() > 2 ||
+            !std::all_of(count.begin(), count.end(), ::isdigit) || std::stoi(count) < 1 ||
+            std::stoi(count) > kMaxGpuCount) {
+          Fail(*entry, entry_path,
+               "GPU count in " + Quote(*text) + " must be 1 to " + std::to_string(kMaxGpuCount));
           continue;
         }
         request.count = std::stoi(count);
@@ -797,7 +883,8 @@ class Decoder {
       });
       if (known == choices.end()) {
         std::string message = "unknown GPU type " + Quote(type);
-        if (auto suggestion = core::ClosestMatch(type, choices)) message += "; did you mean " + Quote(*suggestion) + "?";
+        if (auto suggestion = core::ClosestMatch(type, choices))
+          message += "; did you mean " + Quote(*suggestion) + "?";
         Fail(*entry, entry_path, message + " (known: " + Join(choices, ", ") + ")");
         continue;
       }
@@ -828,7 +915,8 @@ class Decoder {
     return retries;
   }
 
-  std::map<std::string, std::string> DecodeMounts(const Node& node, const std::string& path, const App& app) {
+  std::map<std::string, std::string> DecodeMounts(const Node& node, const std::string& path,
+                                                  const App& app) {
     std::map<std::string, std::string> mounts;
     if (!IsMap(node)) {
       WrongKind(node, path, "a map of mount paths to volume names ({/weights: models})");
@@ -838,7 +926,8 @@ class Decoder {
       std::string field = Child(path, member.key);
       std::string mount = NormalPath(member.key);
       if (member.key.empty() || member.key[0] != '/' || mount == "/") {
-        FailAt(member.key_location, path, "mount path " + Quote(member.key) + " must be an absolute path other than /");
+        FailAt(member.key_location, path,
+               "mount path " + Quote(member.key) + " must be an absolute path other than /");
         continue;
       }
       bool reserved = false;
@@ -846,7 +935,8 @@ class Decoder {
         if (mount == system || mount.rfind(std::string(system) + "/", 0) == 0) reserved = true;
       }
       if (reserved) {
-        FailAt(member.key_location, path, "mount path " + Quote(member.key) + " is reserved for the system");
+        FailAt(member.key_location, path,
+               "mount path " + Quote(member.key) + " is reserved for the system");
         continue;
       }
       if (auto volume = String(member.value, field)) {
@@ -864,13 +954,16 @@ class Decoder {
     secret.name = name;
     if (!CheckMap(node, path, {"from_env", "from_file"})) return secret;
     if (Find(node, "from_env") == nullptr && Find(node, "from_file") == nullptr) {
-      Fail(node, path, "needs from_env (a list of environment variables) or from_file (a dotenv file)");
+      Fail(node, path,
+           "needs from_env (a list of environment variables) or from_file (a dotenv file)");
     }
     Field(node, path, "from_env", [&](const Node& value, const std::string& field) {
-      secret.from_env = StringList(value, field, /*allow_empty=*/false).value_or(std::vector<std::string>{});
+      secret.from_env =
+          StringList(value, field, /*allow_empty=*/false).value_or(std::vector<std::string>{});
       for (std::size_t i = 0; i < secret.from_env.size(); ++i) {
         if (!std::regex_match(secret.from_env[i], kEnvName)) {
-          Fail(value.items[i], Index(field, i), "invalid environment variable name " + Quote(secret.from_env[i]));
+          Fail(value.items[i], Index(field, i),
+               "invalid environment variable name " + Quote(secret.from_env[i]));
         }
       }
     });

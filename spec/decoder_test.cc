@@ -72,18 +72,24 @@ TEST_CASE("function fields: types, ranges and units") {
       {"    timeout: 2 days\n", "functions.job.timeout: invalid duration", 12},
       {"    timeout: 25h\n", "must be between 1s and 24h, got 25h", 12},
       {"    timeout: [1]\n", "must be a duration", 12},
-      {"    min_containers: -1\n", "functions.job.min_containers: must be between 0 and 1000, got -1", 12},
+      {"    min_containers: -1\n",
+       "functions.job.min_containers: must be between 0 and 1000, got -1", 12},
       {"    max_containers: 0\n", "must be between 1 and 1000", 12},
       {"    max_containers: 1.5\n", "must be a whole number", 12},
       {"    max_inputs: 5000\n", "functions.job.max_inputs: must be between 1 and 1000", 12},
-      {"    max_containers: 2\n    min_containers: 3\n", "min_containers (3) is more than max_containers (2)", 13},
-      {"    max_containers: 2\n    buffer_containers: 3\n", "buffer_containers (3) is more than max_containers (2)", 13},
+      {"    max_containers: 2\n    min_containers: 3\n",
+       "min_containers (3) is more than max_containers (2)", 13},
+      {"    max_containers: 2\n    buffer_containers: 3\n",
+       "buffer_containers (3) is more than max_containers (2)", 13},
       {"    scaledown_window: 1s\n", "must be between 2s and 20m", 12},
       {"    retries: 11\n", "functions.job.retries: must be between 0 and 10", 12},
-      {"    retries: {max: 2, backof: 1s}\n", "unknown field \"backof\"; did you mean \"backoff\"?", 12},
-      {"    retries: {backoff: 11m}\n", "functions.job.retries.backoff: must be between 0s and 10m", 12},
+      {"    retries: {max: 2, backof: 1s}\n", "unknown field \"backof\"; did you mean \"backoff\"?",
+       12},
+      {"    retries: {backoff: 11m}\n", "functions.job.retries.backoff: must be between 0s and 10m",
+       12},
       {"    command: \"python app.py\"\n", "functions.job.command: must be a list of strings", 12},
-      {"    command: [python, 3]\n", "functions.job.command[1]: must be a string, got an integer \"3\"", 12},
+      {"    command: [python, 3]\n",
+       "functions.job.command[1]: must be a string, got an integer \"3\"", 12},
       {"    env: {1X: a}\n", "invalid environment variable name \"1X\"", 12},
       {"    env: {X: [a]}\n", "functions.job.env.X: must be a string, number or boolean", 12},
       {"    imgae: base\n", "unknown field \"imgae\"; did you mean \"image\"?", 12},
@@ -92,11 +98,13 @@ TEST_CASE("function fields: types, ranges and units") {
 
 TEST_CASE("function references: image, secrets, volumes") {
   CheckCases({
-      {"  other:\n    image: bsae\n", "functions.other.image: no image named \"bsae\" in images: did you mean \"base\"?", 13},
+      {"  other:\n    image: bsae\n",
+       "functions.other.image: no image named \"bsae\" in images: did you mean \"base\"?", 13},
       {"  other:\n    command: [a]\n", "functions.other: missing required field \"image\"", 13},
       {"    secrets: [hf, hf]\n", "secret \"hf\" listed twice", 12},
       {"    secrets: [openai]\n", "functions.job.secrets[0]: no secret named \"openai\"", 12},
-      {"    volumes: {/weights: model}\n", "no volume named \"model\" in volumes: did you mean \"models\"?", 12},
+      {"    volumes: {/weights: model}\n",
+       "no volume named \"model\" in volumes: did you mean \"models\"?", 12},
       {"    volumes: {weights: models}\n", "mount path \"weights\" must be an absolute path", 12},
       {"    volumes: {/: models}\n", "must be an absolute path other than /", 12},
       {"    volumes: {/dev/shm: models}\n", "mount path \"/dev/shm\" is reserved", 12},
@@ -128,24 +136,31 @@ TEST_CASE("gpu: types, counts, fallbacks") {
 
 TEST_CASE("web and schedule") {
   CheckCases({
-      {"    web: {auth: open}\n", "functions.job.web.auth: must be public, token or key, got \"open\"", 12},
+      {"    web: {auth: open}\n",
+       "functions.job.web.auth: must be public, token or key, got \"open\"", 12},
       {"    web: {health_path: healthz}\n", "must start with /", 12},
       {"    web: {port_env: 8080}\n", "functions.job.web.port_env: must be a string", 12},
-      {"    web: {port: 8080}\n", "unknown field \"port\" (expected one of: port_env, health_path, auth)", 12},
+      {"    web: {port: 8080}\n",
+       "unknown field \"port\" (expected one of: port_env, health_path, auth)", 12},
       {"    web: true\n    schedule: {every: 1h}\n", "a function with web: cannot have one", 13},
       {"    schedule: {cron: \"0 9 * * 1-5\", every: 1h}\n", "needs exactly one of cron", 12},
       {"    schedule: {timezone: UTC}\n", "needs exactly one of cron", 12},
-      {"    schedule: {cron: \"0 25 * * *\"}\n", "functions.job.schedule.cron: hour 25 is out of range 0-23", 12},
+      {"    schedule: {cron: \"0 25 * * *\"}\n",
+       "functions.job.schedule.cron: hour 25 is out of range 0-23", 12},
       {"    schedule: {cron: \"0 9 * *\"}\n", "needs 5 fields", 12},
       {"    schedule: {cron: \"@every 5m\"}\n", "unknown macro", 12},
       {"    schedule: {cron: \"0 9 * * 1\", timezone: Europe/Pariss}\n",
-       "unknown timezone \"Europe/Pariss\" (an IANA name such as Europe/Paris or UTC); did you mean \"Europe/Paris\"?", 12},
-      {"    schedule: {every: 1h, timezone: UTC}\n", "a timezone applies to cron schedules only", 12},
+       "unknown timezone \"Europe/Pariss\" (an IANA name such as Europe/Paris or UTC); did you "
+       "mean \"Europe/Paris\"?",
+       12},
+      {"    schedule: {every: 1h, timezone: UTC}\n", "a timezone applies to cron schedules only",
+       12},
       {"    schedule: {every: 0s}\n", "functions.job.schedule.every: must be between 1s", 12},
       {"    schedule: {cron: \"@daily\", overlap: queue}\n", "must be skip, allow or replace", 12},
   });
   TempDir dir;
-  auto result = LoadYaml(kPrelude + "    schedule: {cron: \" 0  9 * *   mon-fri \", timezone: Asia/Tokyo}\n", dir);
+  auto result = LoadYaml(
+      kPrelude + "    schedule: {cron: \" 0  9 * *   mon-fri \", timezone: Asia/Tokyo}\n", dir);
   INFO(ErrorText(result));
   REQUIRE(result.ok());
   CHECK(result->functions.at("job").schedule->cron == "0 9 * * mon-fri");
@@ -173,30 +188,41 @@ TEST_CASE("images: bases and steps") {
   image_case("    from: \"oci:./rootfs:\"\n", "empty tag", 4);
   image_case("    from: {debootstrap: Bookworm}\n", "invalid Debian suite \"Bookworm\"", 4);
   image_case("    from: {debootstrap: bookworm, mirror: x}\n", "unknown field \"mirror\"", 4);
-  image_case("    from: scratch\n    steps: {run: ls}\n", "images.base.steps: must be a list of steps", 5);
-  image_case("    from: scratch\n    steps:\n      - {run: ls, env: {A: b}}\n", "a step has exactly one kind, found run and env",
-             6);
+  image_case("    from: scratch\n    steps: {run: ls}\n",
+             "images.base.steps: must be a list of steps", 5);
+  image_case("    from: scratch\n    steps:\n      - {run: ls, env: {A: b}}\n",
+             "a step has exactly one kind, found run and env", 6);
   image_case("    from: scratch\n    steps:\n      - {}\n", "a step needs one of", 6);
-  image_case("    from: scratch\n    steps:\n      - rnu: ls\n", "unknown field \"rnu\"; did you mean \"run\"?", 6);
+  image_case("    from: scratch\n    steps:\n      - rnu: ls\n",
+             "unknown field \"rnu\"; did you mean \"run\"?", 6);
   image_case("    from: scratch\n    steps:\n      - copy: {src: ../secrets, dst: /x}\n",
              "images.base.steps[0].copy.src: \"../secrets\" is outside the build context", 6);
-  image_case("    from: scratch\n    steps:\n      - copy: {src: /etc, dst: /x}\n", "is outside the build context", 6);
+  image_case("    from: scratch\n    steps:\n      - copy: {src: /etc, dst: /x}\n",
+             "is outside the build context", 6);
   image_case("    from: scratch\n    steps:\n      - copy: {src: ./missing, dst: /x}\n",
              "\"./missing\" does not exist in the build context", 6);
   image_case("    from: scratch\n    steps:\n      - copy: {src: ./rootfs, dst: srv}\n",
              "copy.dst: must be an absolute path", 6);
-  image_case("    from: scratch\n    steps:\n      - copy: {dst: /srv}\n", "copy: missing required field \"src\"", 6);
-  image_case("    from: scratch\n    steps:\n      - run: \"\"\n", "images.base.steps[0].run: must not be empty", 6);
+  image_case("    from: scratch\n    steps:\n      - copy: {dst: /srv}\n",
+             "copy: missing required field \"src\"", 6);
+  image_case("    from: scratch\n    steps:\n      - run: \"\"\n",
+             "images.base.steps[0].run: must not be empty", 6);
   image_case("    from: scratch\n    steps:\n      - run: {command: ls, network: host}\n",
              "must be \"default\" or \"none\", got \"host\"", 6);
-  image_case("    from: scratch\n    steps:\n      - workdir: srv\n", "workdir: must be an absolute path", 6);
-  image_case("    from: scratch\n    steps:\n      - user: \"root; rm\"\n", "must be NAME, UID or UID:GID", 6);
-  image_case("    from: scratch\n    steps:\n      - apt_install: []\n", "apt_install: must not be empty", 6);
+  image_case("    from: scratch\n    steps:\n      - workdir: srv\n",
+             "workdir: must be an absolute path", 6);
+  image_case("    from: scratch\n    steps:\n      - user: \"root; rm\"\n",
+             "must be NAME, UID or UID:GID", 6);
+  image_case("    from: scratch\n    steps:\n      - apt_install: []\n",
+             "apt_install: must not be empty", 6);
   image_case("    from: scratch\n    steps:\n      - apt_install: [\"python3 && rm -rf /\"]\n",
              "invalid Debian package name", 6);
-  image_case("    from: scratch\n    steps:\n      - pip_install: [\"--index-url=http://x\"]\n", "no pip options", 6);
-  image_case("    from: scratch\n    entrypoint: /bin/sh\n", "images.base.entrypoint: must be a list of strings", 5);
-  image_case("    from: scratch\n    labels: [a]\n", "images.base.labels: must be a map of labels", 5);
+  image_case("    from: scratch\n    steps:\n      - pip_install: [\"--index-url=http://x\"]\n",
+             "no pip options", 6);
+  image_case("    from: scratch\n    entrypoint: /bin/sh\n",
+             "images.base.entrypoint: must be a list of strings", 5);
+  image_case("    from: scratch\n    labels: [a]\n", "images.base.labels: must be a map of labels",
+             5);
 
   auto good = LoadYaml(R"(app: demo
 images:
@@ -259,18 +285,25 @@ TEST_CASE("top level, names, secrets, volumes and budget") {
   check("- app\n", "the spec: must be a map, got a list", 1);
   check("images: {}\n", "the spec: missing required field \"app\"", 1);
   check("app: Hello_World\n", "app: invalid app name \"Hello_World\"", 1);
-  check("app: demo\nfunctoins: {}\n", "unknown field \"functoins\"; did you mean \"functions\"?", 2);
+  check("app: demo\nfunctoins: {}\n", "unknown field \"functoins\"; did you mean \"functions\"?",
+        2);
   check("app: demo\nimages: []\n", "images: must be a map of image names", 2);
-  check("app: demo\nimages:\n  -bad-: {from: scratch}\n", "images.-bad-: invalid image name \"-bad-\"", 3);
-  check("app: demo\nfunctions:\n  " + std::string(64, 'a') + ": {image: x}\n", "invalid function name", 3);
+  check("app: demo\nimages:\n  -bad-: {from: scratch}\n",
+        "images.-bad-: invalid image name \"-bad-\"", 3);
+  check("app: demo\nfunctions:\n  " + std::string(64, 'a') + ": {image: x}\n",
+        "invalid function name", 3);
   check("app: demo\nsecrets:\n  hf: {}\n", "secrets.hf: needs from_env", 3);
-  check("app: demo\nsecrets:\n  hf: {from_env: [hf-token]}\n", "invalid environment variable name \"hf-token\"", 3);
+  check("app: demo\nsecrets:\n  hf: {from_env: [hf-token]}\n",
+        "invalid environment variable name \"hf-token\"", 3);
   check("app: demo\nsecrets:\n  hf: {from_env: []}\n", "secrets.hf.from_env: must not be empty", 3);
   check("app: demo\nsecrets:\n  hf: {value: abc}\n", "unknown field \"value\"", 3);
-  check("app: demo\nvolumes:\n  models: {size: 1Gi}\n", "volumes.models: unknown field \"size\" (this map takes no fields)", 3);
-  check("app: demo\nbudget: {on_exceed: stop}\n", "budget: needs daily_usd, monthly_usd or both", 2);
+  check("app: demo\nvolumes:\n  models: {size: 1Gi}\n",
+        "volumes.models: unknown field \"size\" (this map takes no fields)", 3);
+  check("app: demo\nbudget: {on_exceed: stop}\n", "budget: needs daily_usd, monthly_usd or both",
+        2);
   check("app: demo\nbudget: {monthly_usd: -5}\n", "budget.monthly_usd: must be greater than 0", 2);
-  check("app: demo\nbudget: {daily_usd: 5, on_exceed: pause}\n", "must be stop or alert, got \"pause\"", 2);
+  check("app: demo\nbudget: {daily_usd: 5, on_exceed: pause}\n",
+        "must be stop or alert, got \"pause\"", 2);
 
   auto volumes = LoadYaml("app: demo\nvolumes:\n  models:\n  cache: {}\n", dir);
   INFO(ErrorText(volumes));
@@ -295,7 +328,8 @@ functions:
   REQUIRE_FALSE(result.ok());
   const spec::Diagnostics& errors = result.error();
   REQUIRE(errors.size() == 5);
-  for (std::size_t i = 1; i < errors.size(); ++i) CHECK(errors[i - 1].location.line <= errors[i].location.line);
+  for (std::size_t i = 1; i < errors.size(); ++i)
+    CHECK(errors[i - 1].location.line <= errors[i].location.line);
   CHECK(errors[0].location.line == 1);
   CHECK(errors[4].location.line == 10);
   for (const core::Error& error : errors) CHECK(error.code == core::ErrorCode::kInvalidSpec);

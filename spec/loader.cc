@@ -17,9 +17,11 @@ core::Result<Format> FormatOf(const std::filesystem::path& file) {
                      core::Location{file.string(), 0, 0}};
 }
 
-core::Result<App, Diagnostics> LoadText(const std::string& text, Format format, const std::filesystem::path& file,
+core::Result<App, Diagnostics> LoadText(const std::string& text, Format format,
+                                        const std::filesystem::path& file,
                                         const LuaLimits& limits) {
-  auto root = format == Format::kLua ? ReadLua(text, file.string(), limits) : ReadYaml(text, file.string());
+  auto root =
+      format == Format::kLua ? ReadLua(text, file.string(), limits) : ReadYaml(text, file.string());
   if (!root) return Diagnostics{root.error()};
   return Decode(*root, file);
 }

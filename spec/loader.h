@@ -17,11 +17,13 @@ core::Result<Format> FormatOf(const std::filesystem::path& file);
 
 /// Reads, runs (Lua) and validates a spec file into the typed App. The entry
 /// point of the spec layer: every command that takes a spec calls it.
-core::Result<App, Diagnostics> Load(const std::filesystem::path& file, const LuaLimits& limits = {});
+core::Result<App, Diagnostics> Load(const std::filesystem::path& file,
+                                    const LuaLimits& limits = {});
 
 /// The same for a spec already in memory; `file` names it in locations and
 /// anchors its relative paths.
-core::Result<App, Diagnostics> LoadText(const std::string& text, Format format, const std::filesystem::path& file,
+core::Result<App, Diagnostics> LoadText(const std::string& text, Format format,
+                                        const std::filesystem::path& file,
                                         const LuaLimits& limits = {});
 
 }  // namespace spec

@@ -6,8 +6,12 @@
 namespace spec {
 namespace {
 
-bool IsNameStart(char c) { return std::isalpha(static_cast<unsigned char>(c)) || c == '_'; }
-bool IsNameChar(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+bool IsNameStart(char c) {
+  return std::isalpha(static_cast<unsigned char>(c)) || c == '_';
+}
+bool IsNameChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+}
 
 // A cursor over the source that keeps the line and column of its position.
 class Cursor {
@@ -115,7 +119,8 @@ LuaKeyIndex::LuaKeyIndex(std::string_view source, std::string file) : file_(std:
       if (cursor.peek() != ']') continue;
       cursor.advance();
       cursor.SkipSpace();
-      if (cursor.peek() == '=' && cursor.peek(1) != '=') entries_[key].push_back({line, column, count_++});
+      if (cursor.peek() == '=' && cursor.peek(1) != '=')
+        entries_[key].push_back({line, column, count_++});
     } else if (IsNameStart(c)) {
       int line = cursor.line(), column = cursor.column();
       std::string name;
@@ -124,7 +129,8 @@ LuaKeyIndex::LuaKeyIndex(std::string_view source, std::string file) : file_(std:
         cursor.advance();
       }
       cursor.SkipSpace();
-      if (cursor.peek() == '=' && cursor.peek(1) != '=') entries_[name].push_back({line, column, count_++});
+      if (cursor.peek() == '=' && cursor.peek(1) != '=')
+        entries_[name].push_back({line, column, count_++});
     } else {
       cursor.advance();
     }
@@ -135,8 +141,9 @@ LuaKeyIndex::Match LuaKeyIndex::Descend(const Match& parent, const std::string& 
   auto found = entries_.find(key);
   if (found == entries_.end()) return parent;
   const std::vector<Entry>& places = found->second;
-  auto place = std::lower_bound(places.begin(), places.end(), parent.next,
-                                [](const Entry& entry, std::size_t next) { return entry.order < next; });
+  auto place =
+      std::lower_bound(places.begin(), places.end(), parent.next,
+                       [](const Entry& entry, std::size_t next) { return entry.order < next; });
   if (place == places.end()) return parent;
   return Match{core::Location{file_, place->line, place->column}, place->order + 1};
 }

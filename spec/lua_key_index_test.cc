@@ -33,8 +33,9 @@ return { cpu = 5 })",
 }
 
 TEST_CASE("LuaKeyIndex falls back to the deepest key it can find") {
-  spec::LuaKeyIndex index("local functions = {}\nfor i = 1, 3 do\n  functions['m' .. i] = { gpu = 'H100' }\nend\n",
-                          "app.lua");
+  spec::LuaKeyIndex index(
+      "local functions = {}\nfor i = 1, 3 do\n  functions['m' .. i] = { gpu = 'H100' }\nend\n",
+      "app.lua");
   CHECK(index.Locate({"functions", "m1", "gpu"}).line == 3);
   CHECK(index.Locate({"functions", "m1"}).line == 1);
   CHECK(index.Locate({"nothing"}).ToString() == "app.lua");

@@ -1,10 +1,9 @@
 #include "spec/lua_reader.h"
 
-#include <lua.hpp>
-
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <lua.hpp>
 #include <memory>
 #include <regex>
 
@@ -36,7 +35,8 @@ void* Allocate(void* user_data, void* block, std::size_t old_size, std::size_t n
     sandbox->memory_used -= old_size;
     return nullptr;
   }
-  if (new_size > old_size && sandbox->memory_used - old_size + new_size > sandbox->limits.memory_bytes) {
+  if (new_size > old_size &&
+      sandbox->memory_used - old_size + new_size > sandbox->limits.memory_bytes) {
     sandbox->memory_exceeded = true;
     return nullptr;
   }
@@ -87,9 +87,8 @@ int OpenSandbox(lua_State* state) {
   }
   lua_pushcfunction(state, Print);
   lua_setglobal(state, "print");
-  const std::pair<const char*, const char*> removed[] = {{LUA_STRLIBNAME, "dump"},
-                                                         {LUA_MATHLIBNAME, "random"},
-                                                         {LUA_MATHLIBNAME, "randomseed"}};
+  const std::pair<const char*, const char*> removed[] = {
+      {LUA_STRLIBNAME, "dump"}, {LUA_MATHLIBNAME, "random"}, {LUA_MATHLIBNAME, "randomseed"}};
   for (const auto& [library, function] : removed) {
     lua_getglobal(state, library);
     lua_pushnil(state);
@@ -126,8 +125,9 @@ class Converter {
     node.location = match.location;
     const std::string where = path.empty() ? "the returned value" : path;
     if (depth > kMaxDepth) {
-      return core::Error{core::ErrorCode::kLimit, where + ": tables nested deeper than " + std::to_string(kMaxDepth) +
-                                                      " levels (a table that contains itself?)",
+      return core::Error{core::ErrorCode::kLimit,
+                         where + ": tables nested deeper than " + std::to_string(kMaxDepth) +
+                             " levels (a table that contains itself?)",
                          node.location};
     }
     switch (lua_type(state_, -1)) {
@@ -157,15 +157,17 @@ class Converter {
       case LUA_TTABLE:
         return ConvertTable(std::move(node), match, path, depth);
       default:
-        return core::Error{core::ErrorCode::kInvalidSpec,
-                           where + ": a " + std::string(lua_typename(state_, lua_type(state_, -1))) +
-                               " cannot be part of a spec (use strings, numbers, booleans and tables)",
-                           node.location};
+        return core::Error{
+            core::ErrorCode::kInvalidSpec,
+            where + ": a " + std::string(lua_typename(state_, lua_type(state_, -1))) +
+                " cannot be part of a spec (use strings, numbers, booleans and tables)",
+            node.location};
     }
   }
 
  private:
-  core::Result<Node> ConvertTable(Node node, const LuaKeyIndex::Match& match, const std::string& path, int depth) {
+  core::Result<Node> ConvertTable(Node node, const LuaKeyIndex::Match& match,
+                                  const std::string& path, int depth) {
     if (!lua_checkstack(state_, 4)) {
       return core::Error{core::ErrorCode::kLimit, "Lua stack exhausted", node.location};
     }
@@ -197,9 +199,10 @@ class Converter {
       return node;
     }
     if (!string_keys) {
-      return core::Error{core::ErrorCode::kInvalidSpec,
-                         where + ": a table must be a list (keys 1..n) or a map (string keys), not a mix",
-                         node.location};
+      return core::Error{
+          core::ErrorCode::kInvalidSpec,
+          where + ": a table must be a list (keys 1..n) or a map (string keys), not a mix",
+          node.location};
     }
     node.kind = Node::Kind::kMap;
     lua_pushnil(state_);
@@ -214,10 +217,12 @@ class Converter {
       node.members.push_back(Node::Member{key, child.location, std::move(value).value()});
     }
     // lua_next's order is a hash order: sort by where the keys are written, then by name.
-    std::stable_sort(node.members.begin(), node.members.end(), [](const Node::Member& a, const Node::Member& b) {
-      if (a.key_location.line != b.key_location.line) return a.key_location.line < b.key_location.line;
-      return a.key < b.key;
-    });
+    std::stable_sort(node.members.begin(), node.members.end(),
+                     [](const Node::Member& a, const Node::Member& b) {
+                       if (a.key_location.line != b.key_location.line)
+                         return a.key_location.line < b.key_location.line;
+                       return a.key < b.key;
+                     });
     return node;
   }
 
@@ -228,16 +233,19 @@ class Converter {
 
 }  // namespace
 
-core::Result<Node> ReadLua(const std::string& source, const std::string& file, const LuaLimits& limits) {
+core::Result<Node> ReadLua(const std::string& source, const std::string& file,
+                           const LuaLimits& limits) {
   // Compiled source starts with ESC; refuse it before Lua sees it.
   if (!source.empty() && source[0] == '\x1b') {
-    return core::Error{core::ErrorCode::kParse, "precompiled Lua bytecode is not accepted; write Lua source",
+    return core::Error{core::ErrorCode::kParse,
+                       "precompiled Lua bytecode is not accepted; write Lua source",
                        core::Location{file, 0, 0}};
   }
   auto sandbox = std::make_unique<Sandbox>();
   sandbox->limits = limits;
   std::unique_ptr<lua_State, StateCloser> owner(lua_newstate(Allocate, sandbox.get()));
-  if (!owner) return core::Error{core::ErrorCode::kLimit, "cannot start Lua: out of memory", {file, 0, 0}};
+  if (!owner)
+    return core::Error{core::ErrorCode::kLimit, "cannot start Lua: out of memory", {file, 0, 0}};
   lua_State* state = owner.get();
 
   lua_pushcfunction(state, OpenSandbox);
@@ -251,8 +259,10 @@ core::Result<Node> ReadLua(const std::string& source, const std::string& file, c
     lua_sethook(state, nullptr, 0, 0);
   }
   if (status != LUA_OK) {
-    std::string message = lua_type(state, -1) == LUA_TSTRING ? lua_tostring(state, -1) : "error object is not a string";
-    core::ErrorCode code = status == LUA_ERRSYNTAX ? core::ErrorCode::kParse : core::ErrorCode::kInvalidSpec;
+    std::string message = lua_type(state, -1) == LUA_TSTRING ? lua_tostring(state, -1)
+                                                             : "error object is not a string";
+    core::ErrorCode code =
+        status == LUA_ERRSYNTAX ? core::ErrorCode::kParse : core::ErrorCode::kInvalidSpec;
     if (sandbox->memory_exceeded) {
       return core::Error{core::ErrorCode::kLimit,
                          "the Lua spec used more than its memory limit of " +
@@ -268,10 +278,12 @@ core::Result<Node> ReadLua(const std::string& source, const std::string& file, c
     return LuaError(message, file, code);
   }
   if (lua_type(state, -1) != LUA_TTABLE) {
-    return core::Error{core::ErrorCode::kInvalidSpec,
-                       std::string("the Lua spec must return a table (return { app = \"name\", ... }), it returned ") +
-                           lua_typename(state, lua_type(state, -1)),
-                       core::Location{file, 0, 0}};
+    return core::Error{
+        core::ErrorCode::kInvalidSpec,
+        std::string(
+            "the Lua spec must return a table (return { app = \"name\", ... }), it returned ") +
+            lua_typename(state, lua_type(state, -1)),
+        core::Location{file, 0, 0}};
   }
   LuaKeyIndex index(source, file);
   Converter converter(state, index, file);

@@ -21,6 +21,7 @@ struct LuaLimits {
 /// string (without dump), table, math (without random) and utf8; no io, os,
 /// debug or package. print() writes to stderr. Errors name the Lua line;
 /// nodes carry the line of the key that set them (see LuaKeyIndex).
-core::Result<Node> ReadLua(const std::string& source, const std::string& file, const LuaLimits& limits = {});
+core::Result<Node> ReadLua(const std::string& source, const std::string& file,
+                           const LuaLimits& limits = {});
 
 }  // namespace spec

@@ -19,8 +19,9 @@ core::Error ReadError(const std::string& source, const spec::LuaLimits& limits =
 }  // namespace
 
 TEST_CASE("a Lua spec returns tables that read as maps and lists") {
-  auto node = spec::ReadLua(R"(return { app = "demo", list = { "a", "b" }, n = 3, x = 1.5, yes = true, empty = {} })",
-                            "app.lua");
+  auto node = spec::ReadLua(
+      R"(return { app = "demo", list = { "a", "b" }, n = 3, x = 1.5, yes = true, empty = {} })",
+      "app.lua");
   REQUIRE(node.ok());
   REQUIRE(node->kind == spec::Node::Kind::kMap);
   REQUIRE(node->members.size() == 6);
@@ -57,10 +58,11 @@ TEST_CASE("syntax and runtime errors name the Lua line") {
 }
 
 TEST_CASE("the sandbox has no way out") {
-  for (const char* escape : {"io.open('/etc/passwd')", "os.execute('true')", "os.getenv('HOME')",
-                             "require('socket')", "dofile('/etc/passwd')", "loadfile('/etc/passwd')",
-                             "load('return 1')", "debug.getinfo(1)", "package.loadlib('libc.so.6', 'system')",
-                             "string.dump(print)", "math.random()", "collectgarbage('count')"}) {
+  for (const char* escape :
+       {"io.open('/etc/passwd')", "os.execute('true')", "os.getenv('HOME')", "require('socket')",
+        "dofile('/etc/passwd')", "loadfile('/etc/passwd')", "load('return 1')", "debug.getinfo(1)",
+        "package.loadlib('libc.so.6', 'system')", "string.dump(print)", "math.random()",
+        "collectgarbage('count')"}) {
     INFO(escape);
     core::Error error = ReadError(std::string("return ") + escape);
     CHECK(error.location.line == 1);
@@ -94,9 +96,10 @@ TEST_CASE("a huge table hits the memory cap") {
 }
 
 TEST_CASE("values a spec cannot hold are refused with their path") {
-  CHECK(ReadError("return { app = print }").message == "app: a function cannot be part of a spec (use strings, numbers, booleans and tables)");
-  CHECK(ReadError("return { images = { [1] = 'a', x = 'b' } }").message.find("images: a table must be a list") !=
-        std::string::npos);
+  CHECK(ReadError("return { app = print }").message ==
+        "app: a function cannot be part of a spec (use strings, numbers, booleans and tables)");
+  CHECK(ReadError("return { images = { [1] = 'a', x = 'b' } }")
+            .message.find("images: a table must be a list") != std::string::npos);
   CHECK(ReadError("local t = {}\nt.self = t\nreturn t").code == core::ErrorCode::kLimit);
   CHECK(ReadError("return 42").message.find("must return a table") != std::string::npos);
 }

@@ -23,8 +23,8 @@ struct Node {
   double number = 0;
   /// A string's value; for YAML scalars of any kind, the text as written.
   std::string text;
-  std::vector<Node> items;        // kList
-  std::vector<Member> members;    // kMap, in the order written
+  std::vector<Node> items;      // kList
+  std::vector<Member> members;  // kMap, in the order written
   /// An empty Lua table: it reads as an empty list or an empty map alike.
   bool empty_table = false;
   core::Location location;

@@ -16,7 +16,8 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ignored);
 }
 
-std::filesystem::path TempDir::Write(const std::string& relative, const std::string& content) const {
+std::filesystem::path TempDir::Write(const std::string& relative,
+                                     const std::string& content) const {
   std::filesystem::path file = path_ / relative;
   std::filesystem::create_directories(file.parent_path());
   std::ofstream(file, std::ios::binary) << content;
@@ -27,14 +28,16 @@ core::Result<App, Diagnostics> LoadYaml(const std::string& text, const TempDir& 
   return LoadText(text, Format::kYaml, dir.path() / "app.yaml");
 }
 
-core::Result<App, Diagnostics> LoadLua(const std::string& text, const TempDir& dir, const LuaLimits& limits) {
+core::Result<App, Diagnostics> LoadLua(const std::string& text, const TempDir& dir,
+                                       const LuaLimits& limits) {
   return LoadText(text, Format::kLua, dir.path() / "app.lua", limits);
 }
 
 std::string ErrorText(const core::Result<App, Diagnostics>& result) {
   if (result.ok()) return "";
   std::string text;
-  for (const core::Error& error : result.error()) text += (text.empty() ? "" : "\n") + error.ToString();
+  for (const core::Error& error : result.error())
+    text += (text.empty() ? "" : "\n") + error.ToString();
   return text;
 }
 

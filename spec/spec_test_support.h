@@ -27,7 +27,8 @@ class TempDir {
 
 /// Loads YAML text as if it were the file `app.yaml` in `dir`.
 core::Result<App, Diagnostics> LoadYaml(const std::string& text, const TempDir& dir);
-core::Result<App, Diagnostics> LoadLua(const std::string& text, const TempDir& dir, const LuaLimits& limits = {});
+core::Result<App, Diagnostics> LoadLua(const std::string& text, const TempDir& dir,
+                                       const LuaLimits& limits = {});
 
 /// Every error as its printed line, joined by newlines; "" when it loaded.
 std::string ErrorText(const core::Result<App, Diagnostics>& result);

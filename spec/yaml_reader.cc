@@ -50,11 +50,13 @@ class Converter {
         for (const auto& pair : yaml) {
           core::Location key_location = LocationOf(pair.first.Mark(), node.location);
           if (!pair.first.IsScalar()) {
-            return core::Error{core::ErrorCode::kParse, "a map key must be a plain string", key_location};
+            return core::Error{core::ErrorCode::kParse, "a map key must be a plain string",
+                               key_location};
           }
           std::string key = pair.first.Scalar();
           if (!seen.insert(key).second) {
-            return core::Error{core::ErrorCode::kParse, "duplicate key \"" + key + "\"", key_location};
+            return core::Error{core::ErrorCode::kParse, "duplicate key \"" + key + "\"",
+                               key_location};
           }
           auto value = Convert(pair.second, key_location);
           if (!value) return value.error();
@@ -122,7 +124,8 @@ core::Result<Node> ReadYaml(const std::string& text, const std::string& file) {
     return converter.Convert(document, core::Location{file, 1, 1});
   } catch (const YAML::Exception& error) {
     // yaml-cpp resolves aliases lazily; a broken one surfaces here.
-    return core::Error{core::ErrorCode::kParse, "invalid YAML: " + error.msg, core::Location{file, 0, 0}};
+    return core::Error{core::ErrorCode::kParse, "invalid YAML: " + error.msg,
+                       core::Location{file, 0, 0}};
   }
 }
 

@@ -3,9 +3,9 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <sstream>
 
 #include "tests/gantry_command.h"
 
@@ -36,7 +36,8 @@ TEST_CASE("usage errors exit 2") {
 
 TEST_CASE("every example validates") {
   int examples = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::filesystem::path(GANTRY_SOURCE_DIR) / "examples")) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(GANTRY_SOURCE_DIR) / "examples")) {
     for (const char* name : {"app.yaml", "app.lua"}) {
       if (!std::filesystem::exists(entry.path() / name)) continue;
       std::string file = "examples/" + entry.path().filename().string() + "/" + name;
@@ -53,15 +54,18 @@ TEST_CASE("every example validates") {
 TEST_CASE("a bad spec exits 1 with one FILE:LINE:COLUMN line per error") {
   std::filesystem::path file = std::filesystem::temp_directory_path() / "gantry-cli-bad.yaml";
   {
-    std::ofstream(file) << "app: demo\nimages:\n  base: {from: scratch}\nfunctions:\n  api:\n    image: base\n"
-                           "    cpu: lots\n    gpus: [H100]\n";
+    std::ofstream(file)
+        << "app: demo\nimages:\n  base: {from: scratch}\nfunctions:\n  api:\n    image: base\n"
+           "    cpu: lots\n    gpus: [H100]\n";
   }
   auto result = RunGantry({"validate", file.string()});
   CHECK(result.exit_code == 1);
   const std::string prefix = file.string();
-  CHECK(result.err.find(prefix + ":7:10: functions.api.cpu: must be a number, got a string \"lots\"\n") !=
+  CHECK(result.err.find(prefix +
+                        ":7:10: functions.api.cpu: must be a number, got a string \"lots\"\n") !=
         std::string::npos);
-  CHECK(result.err.find(prefix + ":8:5: functions.api: unknown field \"gpus\"; did you mean \"gpu\"?\n") !=
+  CHECK(result.err.find(prefix +
+                        ":8:5: functions.api: unknown field \"gpus\"; did you mean \"gpu\"?\n") !=
         std::string::npos);
   CHECK(result.err.find("2 errors found") != std::string::npos);
 

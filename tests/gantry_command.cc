@@ -21,13 +21,15 @@ std::string ReadFile(const std::filesystem::path& path) {
 }  // namespace
 
 CommandOutput RunGantry(const std::vector<std::string>& args) {
-  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("gantry-cli-" + std::to_string(getpid()));
+  std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("gantry-cli-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   std::filesystem::path out = dir / "out", err = dir / "err";
   pid_t child = fork();
   if (child < 0) throw std::runtime_error("fork failed");
   if (child == 0) {
-    if (chdir(GANTRY_SOURCE_DIR) != 0 || !freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) {
+    if (chdir(GANTRY_SOURCE_DIR) != 0 || !freopen(out.c_str(), "w", stdout) ||
+        !freopen(err.c_str(), "w", stderr)) {
       _exit(127);
     }
     std::vector<char*> argv;

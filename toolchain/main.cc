@@ -34,7 +34,8 @@ int main(int argc, char** argv) {
   // Logging must be set before any verb runs: parse_complete_callback runs
   // after the whole command line is parsed and before the subcommand callbacks.
   gantry.parse_complete_callback([&] {
-    toolchain::ConfigureLogging(verbose, log_format == "json" ? toolchain::LogFormat::kJson : toolchain::LogFormat::kText);
+    toolchain::ConfigureLogging(
+        verbose, log_format == "json" ? toolchain::LogFormat::kJson : toolchain::LogFormat::kText);
   });
   try {
     gantry.parse(argc, argv);

@@ -15,12 +15,15 @@ LogFormat g_format = LogFormat::kText;
 // %j: the message as a JSON string, quotes and escapes included.
 class JsonMessageFlag : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& message, const std::tm&, spdlog::memory_buf_t& destination) override {
+  void format(const spdlog::details::log_msg& message, const std::tm&,
+              spdlog::memory_buf_t& destination) override {
     std::string text = nlohmann::json(std::string(message.payload.data(), message.payload.size()))
                            .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     destination.append(text.data(), text.data() + text.size());
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
 };
 
 }  // namespace
@@ -43,11 +46,14 @@ void ConfigureLogging(bool verbose, LogFormat format) {
 void ReportErrors(const std::vector<core::Error>& errors) {
   for (const core::Error& error : errors) {
     if (g_format == LogFormat::kJson) {
-      nlohmann::json line = {{"level", "error"}, {"code", core::ErrorCodeName(error.code)}, {"message", error.message}};
+      nlohmann::json line = {{"level", "error"},
+                             {"code", core::ErrorCodeName(error.code)},
+                             {"message", error.message}};
       if (!error.location.file.empty()) line["file"] = error.location.file;
       if (error.location.line > 0) line["line"] = error.location.line;
       if (error.location.column > 0) line["column"] = error.location.column;
-      std::fprintf(stderr, "%s\n", line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+      std::fprintf(stderr, "%s\n",
+                   line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
     } else {
       std::fprintf(stderr, "%s\n", error.ToString().c_str());
     }

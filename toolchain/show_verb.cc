@@ -12,13 +12,16 @@ namespace toolchain {
 namespace {
 
 // sha256:0123456789ab: enough of a digest to tell resources apart on screen.
-std::string Short(const std::string& digest) { return digest.substr(0, 19); }
+std::string Short(const std::string& digest) {
+  return digest.substr(0, 19);
+}
 
 std::string Describe(const spec::Function& function) {
   std::string text = function.web ? "web" : function.schedule ? "scheduled job" : "job";
   if (function.schedule) {
-    text += function.schedule->every ? ", every " + core::FormatDuration(*function.schedule->every)
-                                     : ", cron \"" + function.schedule->cron + "\" " + function.schedule->timezone;
+    text += function.schedule->every
+                ? ", every " + core::FormatDuration(*function.schedule->every)
+                : ", cron \"" + function.schedule->cron + "\" " + function.schedule->timezone;
   }
   if (!function.gpu.empty()) {
     text += ", gpu ";
@@ -30,25 +33,31 @@ std::string Describe(const spec::Function& function) {
   char cpu[32];
   std::snprintf(cpu, sizeof cpu, "%g", function.cpu);
   text += ", cpu " + std::string(cpu) + ", memory " + core::FormatSize(function.memory);
-  text += ", containers " + std::to_string(function.min_containers) + ".." + std::to_string(function.max_containers);
+  text += ", containers " + std::to_string(function.min_containers) + ".." +
+          std::to_string(function.max_containers);
   return text;
 }
 
 void PrintSummary(const spec::App& app, const spec::Digests& digests) {
   std::printf("app %s  %s\n", app.name.c_str(), digests.app.c_str());
-  auto row = [](const char* kind, const std::string& name, const std::string& digest, const std::string& detail) {
+  auto row = [](const char* kind, const std::string& name, const std::string& digest,
+                const std::string& detail) {
     std::printf("  %-9s %-24s %s  %s\n", kind, name.c_str(), Short(digest).c_str(), detail.c_str());
   };
   for (const auto& [name, image] : app.images) {
     row("image", name, digests.images.at(name),
-        spec::ToCanonicalJson(app)["images"][name]["from"].dump() + ", " + std::to_string(image.steps.size()) + " steps");
+        spec::ToCanonicalJson(app)["images"][name]["from"].dump() + ", " +
+            std::to_string(image.steps.size()) + " steps");
   }
   for (const auto& [name, function] : app.functions) {
-    row("function", name, digests.functions.at(name), "image " + function.image + ", " + Describe(function));
+    row("function", name, digests.functions.at(name),
+        "image " + function.image + ", " + Describe(function));
   }
   for (const auto& [name, secret] : app.secrets) {
-    std::string source = secret.from_env.empty() ? "" : std::to_string(secret.from_env.size()) + " from env";
-    if (!secret.from_file.empty()) source += (source.empty() ? "" : ", ") + std::string("from ") + secret.from_file;
+    std::string source =
+        secret.from_env.empty() ? "" : std::to_string(secret.from_env.size()) + " from env";
+    if (!secret.from_file.empty())
+      source += (source.empty() ? "" : ", ") + std::string("from ") + secret.from_file;
     row("secret", name, digests.secrets.at(name), source);
   }
   for (const auto& [name, volume] : app.volumes) row("volume", name, digests.volumes.at(name), "");
@@ -63,7 +72,8 @@ void PrintSummary(const spec::App& app, const spec::Digests& digests) {
       std::snprintf(amount, sizeof amount, "$%.2f/month", *app.budget->monthly_usd);
       limits += (limits.empty() ? "" : ", ") + std::string(amount);
     }
-    limits += app.budget->on_exceed == spec::OnExceed::kStop ? ", stop when exceeded" : ", alert when exceeded";
+    limits += app.budget->on_exceed == spec::OnExceed::kStop ? ", stop when exceeded"
+                                                             : ", alert when exceeded";
     row("budget", "", digests.budget, limits);
   }
 }
@@ -75,7 +85,8 @@ void AddShowVerb(CLI::App& gantry, int* exit_code) {
   auto file = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
   verb->add_option("FILE", *file, "Spec file (.yaml, .yml or .lua)")->required();
-  verb->add_flag("--json", *json, "Print canonical JSON: {\"app\": resolved spec, \"digests\": per resource}");
+  verb->add_flag("--json", *json,
+                 "Print canonical JSON: {\"app\": resolved spec, \"digests\": per resource}");
   verb->callback([file, json, exit_code] {
     auto app = spec::Load(*file);
     if (!app) {
@@ -85,7 +96,8 @@ void AddShowVerb(CLI::App& gantry, int* exit_code) {
     }
     spec::Digests digests = spec::ComputeDigests(*app);
     if (*json) {
-      nlohmann::json document = {{"app", spec::ToCanonicalJson(*app)}, {"digests", digests.ToJson()}};
+      nlohmann::json document = {{"app", spec::ToCanonicalJson(*app)},
+                                 {"digests", digests.ToJson()}};
       std::printf("%s\n", core::CanonicalJson(document).c_str());
     } else {
       PrintSummary(*app, digests);

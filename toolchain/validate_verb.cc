@@ -17,7 +17,8 @@ std::string Count(std::size_t count, const std::string& noun) {
 }  // namespace
 
 void AddValidateVerb(CLI::App& gantry, int* exit_code) {
-  auto* verb = gantry.add_subcommand("validate", "Check app specs (YAML or Lua) and report every error with its location");
+  auto* verb = gantry.add_subcommand(
+      "validate", "Check app specs (YAML or Lua) and report every error with its location");
   auto files = std::make_shared<std::vector<std::string>>();
   verb->add_option("FILE", *files, "Spec files (.yaml, .yml or .lua)")->required();
   verb->callback([files, exit_code] {
@@ -31,8 +32,10 @@ void AddValidateVerb(CLI::App& gantry, int* exit_code) {
         continue;
       }
       std::printf("%s: ok (app %s: %s, %s, %s, %s)\n", file.c_str(), app->name.c_str(),
-                  Count(app->images.size(), "image").c_str(), Count(app->functions.size(), "function").c_str(),
-                  Count(app->secrets.size(), "secret").c_str(), Count(app->volumes.size(), "volume").c_str());
+                  Count(app->images.size(), "image").c_str(),
+                  Count(app->functions.size(), "function").c_str(),
+                  Count(app->secrets.size(), "secret").c_str(),
+                  Count(app->volumes.size(), "volume").c_str());
     }
   });
 }
