@@ -56,6 +56,7 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   double number = 0;
   std::string_view rest = text;
   if (ReadNumber(rest, &number) && rest.empty()) {
+    if (number > 1e12) return QuantityError("duration " + quoted + " is too long");
     return std::chrono::milliseconds(std::llround(number * 1000));
   }
   rest = text;

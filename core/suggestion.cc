@@ -32,10 +32,16 @@ std::size_t EditDistance(std::string_view a, std::string_view b) {
 
 std::optional<std::string> ClosestMatch(std::string_view word,
                                         const std::vector<std::string>& candidates) {
+  // Suggestions are for names; a long word is no typo of one, and the
+  // distance table grows with the product of the lengths.
+  constexpr std::size_t kMaxWord = 128;
+  if (word.size() > kMaxWord) return std::nullopt;
   std::size_t limit = std::max<std::size_t>(1, word.size() / 3);
   std::optional<std::string> best;
   std::size_t best_distance = limit + 1;
   for (const std::string& candidate : candidates) {
+    std::size_t gap = candidate.size() > word.size() ? candidate.size() - word.size() : word.size() - candidate.size();
+    if (gap > limit) continue;  // the distance is at least the difference in length
     std::size_t distance = EditDistance(word, candidate);
     if (distance < best_distance) {
       best_distance = distance;

@@ -1,6 +1,7 @@
 #include "spec/canonical.h"
 
 #include "core/canonical_json.h"
+#include "core/overloaded.h"
 
 namespace spec {
 namespace {
@@ -13,14 +14,11 @@ json Seconds(Duration duration) {
   return static_cast<double>(duration.count()) / 1000.0;
 }
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using core::Overloaded;
 
-json BaseJson(const Base& base) {
+}  // namespace
+
+json BaseToJson(const Base& base) {
   return std::visit(Overloaded{
                         [](const ScratchBase&) -> json { return "scratch"; },
                         [](const OciLayoutBase& layout) -> json {
@@ -34,7 +32,7 @@ json BaseJson(const Base& base) {
                     base);
 }
 
-json StepJson(const Step& step) {
+json StepToJson(const Step& step) {
   return std::visit(
       Overloaded{
           [](const CopyStep& copy) -> json {
@@ -74,10 +72,12 @@ json StepJson(const Step& step) {
       step);
 }
 
+namespace {
+
 json ImageJson(const Image& image) {
   json steps = json::array();
-  for (const Step& step : image.steps) steps.push_back(StepJson(step));
-  return {{"from", BaseJson(image.base)}, {"steps", steps}};
+  for (const Step& step : image.steps) steps.push_back(StepToJson(step));
+  return {{"from", BaseToJson(image.base)}, {"steps", steps}};
 }
 
 const char* WebAuthName(WebAuth auth) {

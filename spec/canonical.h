@@ -14,6 +14,11 @@ namespace spec {
 /// written in YAML or Lua, in any key order, has the same canonical JSON.
 nlohmann::json ToCanonicalJson(const App& app);
 
+/// The canonical JSON of one image base or step: what a layer's cache key
+/// covers of the step itself.
+nlohmann::json BaseToJson(const Base& base);
+nlohmann::json StepToJson(const Step& step);
+
 /// Content digests of an app and of each of its resources: what the builder
 /// and the planner key on. A resource's digest covers its own definition,
 /// not its name (the name is its identity) and not other resources it names.

@@ -31,6 +31,13 @@ const std::regex kSuite(R"([a-z][a-z0-9-]*)");
 const std::regex kUser(R"([A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?)");
 
 constexpr int kMaxNameLength = 63;
+
+// std::regex_match on bounded input only: libstdc++'s matcher recurses once
+// per character, so a hostile 50,000-character string would overflow the stack.
+bool Matches(const std::string& text, const std::regex& pattern) {
+  constexpr std::size_t kMaxMatchedLength = 256;
+  return text.size() <= kMaxMatchedLength && std::regex_match(text, pattern);
+}
 constexpr int kMaxContainers = 1000;
 constexpr int kMaxGpuCount = 8;
 
@@ -40,8 +47,18 @@ std::string Join(const std::vector<std::string>& words, const std::string& separ
   return text;
 }
 
+// A number as an error message shows it; JSON has no infinity, Lua has.
+std::string NumberText(double number) {
+  if (std::isnan(number)) return "nan";
+  if (std::isinf(number)) return number > 0 ? "inf" : "-inf";
+  return core::CanonicalJson(number);
+}
+
+// "text" for messages; a long value is cut, as the location says where it is.
 std::string Quote(const std::string& text) {
-  return "\"" + text + "\"";
+  constexpr std::size_t kShown = 64;
+  if (text.size() <= kShown) return "\"" + text + "\"";
+  return "\"" + text.substr(0, kShown) + "...\" (" + std::to_string(text.size()) + " characters)";
 }
 
 std::string Child(const std::string& path, const std::string& key) {
@@ -52,12 +69,22 @@ std::string Index(const std::string& path, std::size_t index) {
   return path + "[" + std::to_string(index) + "]";
 }
 
-// "/srv/./app/" as "/srv/app": one spelling per path, so digests do not
-// depend on how a path was written.
+// An absolute path in one spelling, "/srv//./app/" as "/srv/app", so that
+// digests and duplicate checks do not depend on how a path was written.
+// ".." stops at the root, as it does when the path is resolved in an image.
 std::string NormalPath(const std::string& path) {
-  std::string normal = std::filesystem::path(path).lexically_normal().string();
-  if (normal.size() > 1 && normal.back() == '/') normal.pop_back();
-  return normal;
+  std::vector<std::string> parts;
+  std::istringstream components(path);
+  std::string part;
+  while (std::getline(components, part, '/')) {
+    if (part.empty() || part == ".") continue;
+    if (part == "..") {
+      if (!parts.empty()) parts.pop_back();
+      continue;
+    }
+    parts.push_back(part);
+  }
+  return "/" + Join(parts, "/");
 }
 
 // A path inside the build context, written relative to it: "./rootfs", "app/main.py".
@@ -149,7 +176,7 @@ class Decoder {
       case Node::Kind::kInteger:
         return std::to_string(node.integer);
       case Node::Kind::kNumber:
-        return core::CanonicalJson(node.number);
+        return NumberText(node.number);
       default:
         return "";
     }
@@ -226,7 +253,7 @@ class Decoder {
 
   void CheckName(const std::string& name, const core::Location& location, const std::string& path,
                  const std::string& what) {
-    if (name.size() > kMaxNameLength || !std::regex_match(name, kName)) {
+    if (name.size() > kMaxNameLength || !Matches(name, kName)) {
       FailAt(location, path,
              "invalid " + what + " " + Quote(name) +
                  ": use 1 to 63 lowercase letters, digits and '-', starting and ending with a "
@@ -267,16 +294,12 @@ class Decoder {
 
   std::optional<std::int64_t> Integer(const Node& node, const std::string& path, std::int64_t min,
                                       std::int64_t max) {
-    std::int64_t value = 0;
-    if (node.kind == Node::Kind::kInteger) {
-      value = node.integer;
-    } else if (node.kind == Node::Kind::kNumber && std::trunc(node.number) == node.number &&
-               std::fabs(node.number) < 1e15) {
-      value = static_cast<std::int64_t>(node.number);
-    } else {
+    auto whole = WholeNumber(node);
+    if (!whole) {
       WrongKind(node, path, "a whole number");
       return std::nullopt;
     }
+    std::int64_t value = *whole;
     if (value < min || value > max) {
       Fail(node, path,
            "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " +
@@ -284,6 +307,16 @@ class Decoder {
       return std::nullopt;
     }
     return value;
+  }
+
+  // An integer, or a float with no fraction (Lua's `/` and `^` make floats:
+  // 4 * 1024^3 is a float).
+  static std::optional<std::int64_t> WholeNumber(const Node& node) {
+    if (node.kind == Node::Kind::kInteger) return node.integer;
+    if (node.kind == Node::Kind::kNumber && std::trunc(node.number) == node.number && std::fabs(node.number) < 9e15) {
+      return static_cast<std::int64_t>(node.number);
+    }
+    return std::nullopt;
   }
 
   // A number greater than `above` and at most `max`.
@@ -301,7 +334,7 @@ class Decoder {
     if (!(value > above) || !(value <= max)) {
       Fail(node, path,
            "must be greater than " + core::CanonicalJson(above) + " and at most " +
-               core::CanonicalJson(max) + ", got " + core::CanonicalJson(value));
+               core::CanonicalJson(max) + ", got " + NumberText(value));
       return std::nullopt;
     }
     return value;
@@ -351,8 +384,8 @@ class Decoder {
   std::optional<std::uint64_t> Size(const Node& node, const std::string& path, std::uint64_t min,
                                     std::uint64_t max) {
     std::uint64_t value = 0;
-    if (node.kind == Node::Kind::kInteger && node.integer >= 0) {
-      value = static_cast<std::uint64_t>(node.integer);
+    if (auto whole = WholeNumber(node); whole && *whole >= 0) {
+      value = static_cast<std::uint64_t>(*whole);
     } else if (node.kind == Node::Kind::kString) {
       auto parsed = core::ParseSize(node.text);
       if (!parsed) {
@@ -405,7 +438,7 @@ class Decoder {
       return variables;
     }
     for (const Node::Member& member : node.members) {
-      if (!std::regex_match(member.key, kEnvName)) {
+      if (!Matches(member.key, kEnvName)) {
         FailAt(member.key_location, path,
                "invalid environment variable name " + Quote(member.key) +
                    " (letters, digits and '_', not first a digit)");
@@ -481,7 +514,7 @@ class Decoder {
       const Node* suite = Require(node, path, "debootstrap");
       if (suite == nullptr) return ScratchBase{};
       auto text = String(*suite, Child(path, "debootstrap"));
-      if (text && !std::regex_match(*text, kSuite)) {
+      if (text && !Matches(*text, kSuite)) {
         Fail(*suite, Child(path, "debootstrap"),
              "invalid Debian suite " + Quote(*text) + " (bookworm, trixie, stable...)");
       }
@@ -583,7 +616,7 @@ class Decoder {
       step = WorkdirStep{AbsolutePath(node, path).value_or("")};
     } else if (kind == "user") {
       auto user = NonEmptyString(node, path);
-      if (user && !std::regex_match(*user, kUser))
+      if (user && !Matches(*user, kUser))
         Fail(node, path, "must be NAME, UID or UID:GID, got " + Quote(*user));
       step = UserStep{user.value_or("")};
     } else if (kind == "entrypoint" || kind == "cmd") {
@@ -604,7 +637,7 @@ class Decoder {
       auto packages =
           StringList(node, path, /*allow_empty=*/false).value_or(std::vector<std::string>{});
       for (std::size_t i = 0; i < packages.size(); ++i) {
-        if (!std::regex_match(packages[i], kDebianPackage)) {
+        if (!Matches(packages[i], kDebianPackage)) {
           Fail(node.items[i], Index(path, i), "invalid Debian package name " + Quote(packages[i]));
         }
       }
@@ -758,7 +791,7 @@ class Decoder {
     if (!CheckMap(node, path, {"port_env", "health_path", "auth"})) return web;
     Field(node, path, "port_env", [&](const Node& value, const std::string& field) {
       auto name = NonEmptyString(value, field);
-      if (name && !std::regex_match(*name, kEnvName))
+      if (name && !Matches(*name, kEnvName))
         Fail(value, field, "invalid environment variable name " + Quote(*name));
       web.port_env = name.value_or(web.port_env);
     });
@@ -869,7 +902,7 @@ class Decoder {
         std::string count = type.substr(colon + 1);
         type.resize(colon);
         if (count.empty() || count.size() > 2 ||
-            !std::all_of(count.begin(), count.end(), ::isdigit) || std::stoi(count) < 1 ||
+            !std::all_of(count.begin(), count.end(), [](char c) { return c >= '0' && c <= '9'; }) || std::stoi(count) < 1 ||
             std::stoi(count) > kMaxGpuCount) {
           Fail(*entry, entry_path,
                "GPU count in " + Quote(*text) + " must be 1 to " + std::to_string(kMaxGpuCount));
@@ -879,7 +912,9 @@ class Decoder {
       }
       auto known = std::find_if(choices.begin(), choices.end(), [&](const std::string& choice) {
         return std::equal(choice.begin(), choice.end(), type.begin(), type.end(),
-                          [](char a, char b) { return std::toupper(a) == std::toupper(b); });
+                          [](char a, char b) {
+                            return std::toupper(static_cast<unsigned char>(a)) == std::toupper(static_cast<unsigned char>(b));
+                          });
       });
       if (known == choices.end()) {
         std::string message = "unknown GPU type " + Quote(type);
@@ -901,7 +936,7 @@ class Decoder {
 
   Retries DecodeRetries(const Node& node, const std::string& path) {
     Retries retries;
-    if (node.kind == Node::Kind::kInteger) {
+    if (WholeNumber(node)) {
       retries.max = static_cast<int>(Integer(node, path, 0, 10).value_or(0));
       return retries;
     }
@@ -939,6 +974,10 @@ class Decoder {
                "mount path " + Quote(member.key) + " is reserved for the system");
         continue;
       }
+      if (mounts.count(mount) != 0) {
+        FailAt(member.key_location, path, "mount path " + Quote(member.key) + " is " + Quote(mount) + " again");
+        continue;
+      }
       if (auto volume = String(member.value, field)) {
         CheckReference(member.value, field, *volume, "volume", KeysOf(app.volumes));
         mounts[mount] = *volume;
@@ -961,7 +1000,7 @@ class Decoder {
       secret.from_env =
           StringList(value, field, /*allow_empty=*/false).value_or(std::vector<std::string>{});
       for (std::size_t i = 0; i < secret.from_env.size(); ++i) {
-        if (!std::regex_match(secret.from_env[i], kEnvName)) {
+        if (!Matches(secret.from_env[i], kEnvName)) {
           Fail(value.items[i], Index(field, i),
                "invalid environment variable name " + Quote(secret.from_env[i]));
         }

@@ -25,7 +25,7 @@ functions:
 )";
 
 struct Case {
-  const char* lines;     // YAML appended after the prelude (function fields at 4 spaces)
+  std::string lines;     // YAML appended after the prelude (function fields at 4 spaces)
   const char* expected;  // a substring of the error
   int line;              // the line it must point at
 };
@@ -109,6 +109,11 @@ TEST_CASE("function references: image, secrets, volumes") {
       {"    volumes: {/: models}\n", "must be an absolute path other than /", 12},
       {"    volumes: {/dev/shm: models}\n", "mount path \"/dev/shm\" is reserved", 12},
       {"    volumes: [models]\n", "must be a map of mount paths to volume names", 12},
+      {"    volumes: {/x/: models, /x: models}\n", "mount path \"/x\" is \"/x\" again", 12},
+      {"    volumes: {///: models}\n", "must be an absolute path other than /", 12},
+      {"    timeout:\n", "functions.job.timeout: must be a duration", 12},
+      {"    timeout: \"99999999999999999999\"\n", "is too long", 12},
+      {"    schedule: {cron: \"@daily\", timezone: \"" + std::string(100000, 'x') + "\"}\n", "(100000 characters)", 12},
   });
 }
 

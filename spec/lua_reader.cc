@@ -5,7 +5,9 @@
 #include <cstdlib>
 #include <lua.hpp>
 #include <memory>
-#include <regex>
+#include <algorithm>
+#include <charconv>
+#include <string_view>
 
 #include "spec/lua_key_index.h"
 
@@ -53,13 +55,18 @@ Sandbox* SandboxOf(lua_State* state) {
 
 void CountInstructions(lua_State* state, lua_Debug* debug) {
   Sandbox* sandbox = SandboxOf(state);
-  sandbox->instructions_run += kHookInterval;
-  if (sandbox->instructions_run > sandbox->limits.instructions) {
+  if (!sandbox->instructions_exceeded) {
+    sandbox->instructions_run += kHookInterval;
+    if (sandbox->instructions_run <= sandbox->limits.instructions) return;
     sandbox->instructions_exceeded = true;
-    lua_getinfo(state, "l", debug);
-    lua_pushfstring(state, "spec:%d: instruction budget exceeded", debug->currentline);
-    lua_error(state);
+    // From now on every instruction raises, so a pcall that catches the
+    // error cannot keep the script running: the next instruction after it
+    // raises again, until the error reaches the top.
+    lua_sethook(state, CountInstructions, LUA_MASKCOUNT, 1);
   }
+  lua_getinfo(state, "l", debug);
+  lua_pushfstring(state, "spec:%d: instruction budget exceeded", debug->currentline);
+  lua_error(state);
 }
 
 int Print(lua_State* state) {
@@ -70,6 +77,23 @@ int Print(lua_State* state) {
     std::fputc(i < count ? '\t' : '\n', stderr);
   }
   return 0;
+}
+
+// setmetatable without __gc: Lua runs finalizers with debug hooks off, so an
+// endless loop in one would escape the instruction budget. A metatable only
+// makes an object finalizable if it has __gc when it is set, so this check
+// at setmetatable time is enough.
+int SetMetatableWithoutFinalizer(lua_State* state) {
+  if (lua_type(state, 2) == LUA_TTABLE) {
+    lua_pushliteral(state, "__gc");
+    bool has_finalizer = lua_rawget(state, 2) != LUA_TNIL;
+    lua_pop(state, 1);
+    if (has_finalizer) return luaL_error(state, "__gc metamethods are not allowed in a spec");
+  }
+  lua_pushvalue(state, lua_upvalueindex(1));
+  lua_insert(state, 1);
+  lua_call(state, lua_gettop(state) - 1, 1);
+  return 1;
 }
 
 // Opens the libraries a spec may use, then removes what reaches outside the
@@ -87,6 +111,9 @@ int OpenSandbox(lua_State* state) {
   }
   lua_pushcfunction(state, Print);
   lua_setglobal(state, "print");
+  lua_getglobal(state, "setmetatable");
+  lua_pushcclosure(state, SetMetatableWithoutFinalizer, 1);
+  lua_setglobal(state, "setmetatable");
   const std::pair<const char*, const char*> removed[] = {
       {LUA_STRLIBNAME, "dump"}, {LUA_MATHLIBNAME, "random"}, {LUA_MATHLIBNAME, "randomseed"}};
   for (const auto& [library, function] : removed) {
@@ -104,10 +131,15 @@ struct StateCloser {
 
 // Turns a Lua error message "spec:12: text" into a located error.
 core::Error LuaError(const std::string& message, const std::string& file, core::ErrorCode code) {
-  static const std::regex kLine(R"(^spec:(\d+): ([\s\S]*)$)");
-  std::smatch match;
-  if (std::regex_match(message, match, kLine)) {
-    return core::Error{code, match[2].str(), core::Location{file, std::stoi(match[1].str()), 0}};
+  constexpr std::string_view kPrefix = "spec:";
+  if (message.compare(0, kPrefix.size(), kPrefix) == 0) {
+    const char* begin = message.data() + kPrefix.size();
+    const char* end = message.data() + message.size();
+    int line = 0;
+    auto [after, error] = std::from_chars(begin, end, line);
+    if (error == std::errc() && after != begin && line > 0 && end - after >= 2 && after[0] == ':' && after[1] == ' ') {
+      return core::Error{code, std::string(after + 2, end), core::Location{file, line, 0}};
+    }
   }
   return core::Error{code, message, core::Location{file, 0, 0}};
 }
@@ -254,10 +286,12 @@ core::Result<Node> ReadLua(const std::string& source, const std::string& file,
   }
   int status = luaL_loadbufferx(state, source.data(), source.size(), kChunkName, "t");
   if (status == LUA_OK) {
+    // The hook stays on to the end: __gc finalizers run at lua_close, and
+    // they are bounded by the same budget.
     lua_sethook(state, CountInstructions, LUA_MASKCOUNT, kHookInterval);
     status = lua_pcall(state, 0, 1, 0);
-    lua_sethook(state, nullptr, 0, 0);
   }
+  if (status == LUA_OK && sandbox->instructions_exceeded) status = LUA_ERRRUN;
   if (status != LUA_OK) {
     std::string message = lua_type(state, -1) == LUA_TSTRING ? lua_tostring(state, -1)
                                                              : "error object is not a string";
@@ -275,7 +309,9 @@ core::Result<Node> ReadLua(const std::string& source, const std::string& file,
                       " instructions (an endless loop?)";
       return error;
     }
-    return LuaError(message, file, code);
+    core::Error error = LuaError(message, file, code);
+    if (error.message.empty()) error.message = "the Lua spec raised an error with an empty message";
+    return error;
   }
   if (lua_type(state, -1) != LUA_TTABLE) {
     return core::Error{

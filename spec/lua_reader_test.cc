@@ -158,3 +158,50 @@ return {
     CHECK(error.message.find(".cpu: must be greater than 0") != std::string::npos);
   }
 }
+
+TEST_CASE("pcall cannot swallow the instruction budget") {
+  spec::LuaLimits limits;
+  limits.instructions = 1'000'000;
+  core::Error error = ReadError("while true do pcall(function() while true do end end) end\n", limits);
+  CHECK(error.code == core::ErrorCode::kLimit);
+  core::Error returned =
+      ReadError("local ok = pcall(function() while true do end end)\nreturn { app = 'x' }\n", limits);
+  CHECK(returned.code == core::ErrorCode::kLimit);
+}
+
+TEST_CASE("finalizers are refused: Lua runs them with hooks off, beyond the budget") {
+  core::Error error = ReadError("setmetatable({}, {__gc = function() while true do end end})\nreturn {app = 'gc'}\n");
+  CHECK(error.location.line == 1);
+  CHECK(error.message == "__gc metamethods are not allowed in a spec");
+  auto plain = spec::ReadLua("local t = setmetatable({}, {__index = {app = 'x'}})\nreturn {app = t.app}\n", "app.lua");
+  CHECK(plain.ok());
+}
+
+TEST_CASE("hostile error values do not break error reporting") {
+  core::Error overflow = ReadError("error('spec:99999999999: boom', 0)\n");
+  CHECK(overflow.message.find("boom") != std::string::npos);
+  core::Error long_message = ReadError("error(string.rep('x', 100000))\n");
+  CHECK(long_message.location.line == 1);
+  core::Error table = ReadError("error({})\n");
+  CHECK(table.message == "error object is not a string");
+}
+
+TEST_CASE("whole numbers made by Lua's float operators are accepted where integers are") {
+  TempDir dir;
+  auto result = LoadLua(R"(return {
+  app = "demo",
+  images = { base = { from = "scratch" } },
+  functions = { f = { image = "base", memory = 4 * 1024^3, retries = 6 / 2, max_containers = 10 / 2 } },
+})",
+                        dir);
+  INFO(ErrorText(result));
+  REQUIRE(result.ok());
+  CHECK(result->functions.at("f").memory == 4ull << 30);
+  CHECK(result->functions.at("f").retries.max == 3);
+  CHECK(result->functions.at("f").max_containers == 5);
+}
+
+TEST_CASE("an error with an empty message still says something") {
+  core::Error error = ReadError("error(string.rep('x', 0))\n");
+  CHECK(error.message == "the Lua spec raised an error with an empty message");
+}

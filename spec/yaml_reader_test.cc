@@ -59,3 +59,52 @@ TEST_CASE("an alias bomb is refused instead of expanded") {
   CHECK(result.error().code == core::ErrorCode::kLimit);
   CHECK(result.error().message.find("aliases") != std::string::npos);
 }
+
+TEST_CASE("an alias that contains itself is refused, not followed forever") {
+  for (const char* text : {"&a [*a]\n", "a: &a\n  b: *a\n"}) {
+    auto result = spec::ReadYaml(text, "app.yaml");
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.error().code == core::ErrorCode::kLimit);
+    CHECK(result.error().message.find("an alias that contains itself") != std::string::npos);
+  }
+}
+
+TEST_CASE("aliases that repeat long strings are bounded by bytes, not just nodes") {
+  std::string text = "a: &a \"" + std::string(20'000, 'x') + "\"\nb: &b [";
+  for (int i = 0; i < 1000; ++i) text += std::string(i ? ", " : "") + "*a";
+  text += "]\n";
+  auto result = spec::ReadYaml(text, "app.yaml");
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().message.find("16 MiB") != std::string::npos);
+}
+
+TEST_CASE("numbers too large or too long for their type do not crash the reader") {
+  auto huge = spec::ReadYaml("a: 1" + std::string(400, '0') + "\nb: 0o77777777777777777777777777\nc: " +
+                                 std::string(100'000, '1') + "\n",
+                             "app.yaml");
+  REQUIRE(huge.ok());
+  CHECK(huge->members[0].value.kind == spec::Node::Kind::kNumber);
+  CHECK(huge->members[1].value.kind == spec::Node::Kind::kNumber);
+  CHECK(huge->members[2].value.kind == spec::Node::Kind::kNumber);
+}
+
+TEST_CASE("a second YAML document is an error, not silently ignored") {
+  auto result = spec::ReadYaml("app: a\n---\nbogus: 1\n", "app.yaml");
+  REQUIRE_FALSE(result.ok());
+  CHECK(result.error().message.find("one YAML document") != std::string::npos);
+}
+
+TEST_CASE("an empty value is located at its key") {
+  auto node = spec::ReadYaml("a:\nb: 1\n", "app.yaml");
+  REQUIRE(node.ok());
+  CHECK(node->members[0].value.kind == spec::Node::Kind::kNull);
+  CHECK(node->members[0].value.location.line == 1);
+}
+
+TEST_CASE("a stray comma after a flow collection is refused, not read as endless documents") {
+  for (const char* text : {"{},a [*a]\n", "[],\n"}) {
+    auto result = spec::ReadYaml(text, "app.yaml");
+    REQUIRE_FALSE(result.ok());
+    CHECK(result.error().code == core::ErrorCode::kParse);
+  }
+}

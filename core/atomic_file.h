@@ -1,0 +1,37 @@
+#pragma once
+
+#include <filesystem>
+#include <string_view>
+
+#include "core/result.h"
+
+namespace core {
+
+/// Replaces `path` with `content` so that a crash leaves either the old file
+/// or the new one, never a torn mix: the bytes go to a temporary file in the
+/// same folder, which is fsynced, renamed over `path`, and the folder fsynced.
+Status WriteFileAtomically(const std::filesystem::path& path, std::string_view content);
+
+/// fsync of a file or folder by path (for a folder: makes renames in it durable).
+Status SyncPath(const std::filesystem::path& path);
+
+/// The whole content of a file.
+Result<std::string> ReadFile(const std::filesystem::path& path);
+
+/// An exclusive advisory lock (flock) on a lock file, held while the object
+/// lives: serialises writers of a shared store across processes.
+class FileLock {
+ public:
+  static Result<FileLock> Acquire(const std::filesystem::path& path);
+  FileLock(FileLock&& other) noexcept;
+  FileLock& operator=(FileLock&& other) noexcept;
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  ~FileLock();
+
+ private:
+  explicit FileLock(int fd) : fd_(fd) {}
+  int fd_ = -1;
+};
+
+}  // namespace core

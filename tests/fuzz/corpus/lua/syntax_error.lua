@@ -1,0 +1,1 @@
+return { app = "broken", images = { web = { from = "scratch" }
