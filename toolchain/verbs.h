@@ -8,5 +8,6 @@ namespace toolchain {
 /// callback runs the verb and stores the process's exit code in *exit_code.
 void AddValidateVerb(CLI::App& gantry, int* exit_code);
 void AddShowVerb(CLI::App& gantry, int* exit_code);
+void AddBuildVerb(CLI::App& gantry, int* exit_code);
 
 }  // namespace toolchain

@@ -1,0 +1,394 @@
+#include "builder/image_builder.h"
+
+#include <date/date.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include "builder/build_sandbox.h"
+#include "builder/copy_source.h"
+#include "builder/image_config.h"
+#include "builder/layer_cache.h"
+#include "builder/rootfs.h"
+#include "builder/tree_diff.h"
+#include "core/canonical_json.h"
+#include "core/overloaded.h"
+#include "core/sha256.h"
+#include "spec/canonical.h"
+
+namespace builder {
+namespace {
+
+using nlohmann::json;
+
+#if defined(__x86_64__)
+constexpr char kArchitecture[] = "amd64";
+#elif defined(__aarch64__)
+constexpr char kArchitecture[] = "arm64";
+#else
+#error "unsupported architecture: add its GOARCH name here"
+#endif
+
+// The image as the steps so far have made it.
+struct ImageState {
+  std::string key;  // cache key of the base and every step so far
+  std::vector<Layer> layers;
+  ImageSettings settings;
+  json history = json::array();
+};
+
+std::string ChainKey(const std::string& parent, const json& step, const std::string& inputs) {
+  return core::Sha256Digest(parent + "\n" + core::CanonicalJson(step) + "\n" + inputs);
+}
+
+std::string Timestamp(std::int64_t epoch) {
+  return date::format("%FT%TZ", date::sys_seconds(std::chrono::seconds(epoch)));
+}
+
+core::Error BuildError(const std::string& image, const std::string& message) {
+  return core::Error{core::ErrorCode::kInvalidSpec, "image " + image + ": " + message, {}};
+}
+
+// 'text' for /bin/sh, whatever text holds.
+std::string ShellQuote(const std::string& text) {
+  std::string quoted = "'";
+  for (char c : text) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
+std::string Words(const std::vector<std::string>& words) {
+  std::string text;
+  for (const std::string& word : words) text += (text.empty() ? "" : " ") + word;
+  return text;
+}
+
+// The shell command a run-like step runs, and whether it has network.
+struct Command {
+  std::string text;
+  bool network = true;
+};
+
+std::optional<Command> CommandOf(const spec::Step& step) {
+  return std::visit(
+      core::Overloaded{
+          [](const spec::RunStep& run) -> std::optional<Command> {
+            return Command{run.command, run.network};
+          },
+          [](const spec::AptInstallStep& apt) -> std::optional<Command> {
+            std::string packages;
+            for (const std::string& package : apt.packages) packages += " " + ShellQuote(package);
+            return Command{
+                "export DEBIAN_FRONTEND=noninteractive && apt-get update -qq && "
+                "apt-get install -y -qq --no-install-recommends" +
+                    packages + " && apt-get clean && rm -rf /var/lib/apt/lists/*",
+                true};
+          },
+          [](const spec::PipInstallStep& pip) -> std::optional<Command> {
+            std::string requirements;
+            for (const std::string& requirement : pip.requirements)
+              requirements += " " + ShellQuote(requirement);
+            return Command{
+                "python3 -m pip install --no-cache-dir --no-input --break-system-packages" +
+                    requirements,
+                true};
+          },
+          [](const auto&) -> std::optional<Command> { return std::nullopt; },
+      },
+      step);
+}
+
+std::string Describe(const spec::Step& step) {
+  return std::visit(
+      core::Overloaded{
+          [](const spec::CopyStep& copy) { return "copy " + copy.src + " " + copy.dst; },
+          [](const spec::RunStep& run) { return "run " + run.command; },
+          [](const spec::EnvStep& env) {
+            std::string keys;
+            for (const auto& [key, value] : env.variables) keys += " " + key;
+            return "env" + keys;
+          },
+          [](const spec::WorkdirStep& workdir) { return "workdir " + workdir.path; },
+          [](const spec::UserStep& user) { return "user " + user.user; },
+          [](const spec::EntrypointStep& entrypoint) {
+            return "entrypoint " + Words(entrypoint.args);
+          },
+          [](const spec::CmdStep& cmd) { return "cmd " + Words(cmd.args); },
+          [](const spec::LabelsStep& labels) {
+            std::string keys;
+            for (const auto& [key, value] : labels.labels) keys += " " + key;
+            return "labels" + keys;
+          },
+          [](const spec::AptInstallStep& apt) { return "apt_install " + Words(apt.packages); },
+          [](const spec::PipInstallStep& pip) { return "pip_install " + Words(pip.requirements); },
+      },
+      step);
+}
+
+// Applies a step that changes only the image config; false for layer steps.
+bool ApplySetting(const spec::Step& step, ImageSettings* settings) {
+  return std::visit(core::Overloaded{
+                        [&](const spec::EnvStep& env) {
+                          for (const auto& [key, value] : env.variables)
+                            settings->SetEnv(key, value);
+                          return true;
+                        },
+                        [&](const spec::WorkdirStep& workdir) {
+                          settings->workdir = workdir.path;
+                          return true;
+                        },
+                        [&](const spec::UserStep& user) {
+                          settings->user = user.user;
+                          return true;
+                        },
+                        [&](const spec::EntrypointStep& entrypoint) {
+                          settings->entrypoint = entrypoint.args;
+                          return true;
+                        },
+                        [&](const spec::CmdStep& cmd) {
+                          settings->cmd = cmd.args;
+                          return true;
+                        },
+                        [&](const spec::LabelsStep& labels) {
+                          for (const auto& [key, value] : labels.labels)
+                            settings->labels[key] = value;
+                          return true;
+                        },
+                        [](const auto&) { return false; },
+                    },
+                    step);
+}
+
+// A scratch folder under the store's temporary folder, removed with the object.
+class ScratchRoot {
+ public:
+  explicit ScratchRoot(std::filesystem::path path) : path_(std::move(path)) {
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchRoot() {
+    std::error_code ignored;  // a leftover scratch folder is not worth failing a build for
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchRoot(const ScratchRoot&) = delete;
+  ScratchRoot& operator=(const ScratchRoot&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// The image of an OCI layout: its manifest, config and layers, with every
+// blob imported into `store`.
+core::Result<ImageState> ResolveLayoutBase(const spec::OciLayoutBase& base,
+                                           const std::filesystem::path& context,
+                                           ContentStore& store) {
+  std::filesystem::path root = context / base.path;
+  auto layout = ContentStore::OpenExisting(root);
+  if (!layout) return layout.error();
+  auto found = layout->Find(base.tag);
+  if (!found) return found.error();
+  if (!*found) {
+    return core::Error{core::ErrorCode::kNotFound,
+                       "no image tagged " + base.tag + " in the OCI layout " + root.string(),
+                       {}};
+  }
+  auto manifest_text = layout->ReadBlob((*found)->digest);
+  if (!manifest_text) return manifest_text.error();
+  json manifest = json::parse(*manifest_text, nullptr, /*allow_exceptions=*/false);
+  if (!manifest.is_object() || !manifest.contains("config") || !manifest.contains("layers") ||
+      !manifest["layers"].is_array()) {
+    return core::Error{
+        core::ErrorCode::kParse,
+        "the image " + base.tag + " in " + root.string() + " is not an OCI image manifest",
+        {}};
+  }
+  auto config_descriptor = Descriptor::FromJson(manifest["config"]);
+  if (!config_descriptor) return config_descriptor.error();
+  auto config_text = layout->ReadBlob(config_descriptor->digest);
+  if (!config_text) return config_text.error();
+  json config = json::parse(*config_text, nullptr, /*allow_exceptions=*/false);
+  json diff_ids = config.is_object()
+                      ? config.value("rootfs", json::object()).value("diff_ids", json::array())
+                      : json();
+  if (!diff_ids.is_array() || diff_ids.size() != manifest["layers"].size()) {
+    return core::Error{core::ErrorCode::kParse,
+                       "the config of " + base.tag + " in " + root.string() +
+                           " does not list one diff_id per layer",
+                       {}};
+  }
+  ImageState state;
+  state.key = (*found)->digest;
+  state.settings = ImageSettings::FromJson(config.value("config", json::object()));
+  for (std::size_t i = 0; i < diff_ids.size(); ++i) {
+    auto blob = Descriptor::FromJson(manifest["layers"][i]);
+    if (!blob) return blob.error();
+    auto imported = store.ImportBlob(*layout, blob->digest);
+    if (!imported) return imported.error();
+    state.layers.push_back(Layer{diff_ids[i].get<std::string>(), *blob});
+  }
+  // The base's history is kept when it matches its layers, one non-empty entry each.
+  json history = config.value("history", json::array());
+  std::size_t with_layers = 0;
+  for (const json& entry : history) with_layers += entry.value("empty_layer", false) ? 0 : 1;
+  if (history.is_array() && with_layers == state.layers.size()) {
+    state.history = history;
+  } else {
+    for (std::size_t i = 0; i < state.layers.size(); ++i) {
+      state.history.push_back(
+          {{"created_by", "base layer " + std::to_string(i + 1) + " of " + base.path}});
+    }
+  }
+  return state;
+}
+
+core::Result<ImageState> ResolveBase(const spec::Image& image, const std::filesystem::path& context,
+                                     ContentStore& store) {
+  return std::visit(
+      core::Overloaded{
+          [&](const spec::ScratchBase&) -> core::Result<ImageState> {
+            ImageState state;
+            state.key = core::Sha256Digest("gantry base: scratch");
+            state.settings.SetEnv("PATH", kDefaultPath);
+            return state;
+          },
+          [&](const spec::OciLayoutBase& layout) -> core::Result<ImageState> {
+            return ResolveLayoutBase(layout, context, store);
+          },
+          [&](const spec::RegistryBase& registry) -> core::Result<ImageState> {
+            return BuildError(
+                image.name, "pulling " + registry.reference +
+                                " from a registry is not available yet (it comes with the registry "
+                                "client); build from scratch or from oci:PATH:TAG");
+          },
+          [&](const spec::DebootstrapBase& debootstrap) -> core::Result<ImageState> {
+            return BuildError(
+                image.name,
+                "the {debootstrap: " + debootstrap.suite +
+                    "} base is not available yet; build from scratch or from oci:PATH:TAG");
+          },
+      },
+      image.base);
+}
+
+// Runs a command on the image so far and makes a layer of what it changed:
+// the layers are unpacked into a scratch root, the root is snapshotted, the
+// command runs isolated inside it, and the difference becomes the layer.
+core::Result<Layer> RunStep(const std::string& image, std::size_t index, const Command& command,
+                            const std::vector<Layer>& layers, const ImageSettings& settings,
+                            ContentStore& store, const LayerOptions& options) {
+  ScratchRoot root(store.TempPath("root"));
+  for (const Layer& layer : layers) {
+    auto unpacked = UnpackLayer(store.BlobPath(layer.blob.digest), root.path());
+    if (!unpacked) return unpacked.error();
+  }
+  auto before = TreeSnapshot::Take(root.path());
+  if (!before) return before.error();
+  SandboxCommand sandbox;
+  sandbox.command = command.text;
+  sandbox.env = settings.env;
+  sandbox.workdir = settings.workdir.empty() ? "/" : settings.workdir;
+  sandbox.user = settings.user;
+  sandbox.network = command.network;
+  auto result = RunInRoot(root.path(), sandbox);
+  if (!result)
+    return BuildError(image, "step " + std::to_string(index + 1) + ": " + result.error().message);
+  if (result->exit_code != 0) {
+    return BuildError(image, "step " + std::to_string(index + 1) + " (run " + command.text +
+                                 ") failed with exit code " + std::to_string(result->exit_code) +
+                                 "; its output:\n" + result->output);
+  }
+  auto entries = DiffTree(*before, root.path());
+  if (!entries) return entries.error();
+  return WriteLayer(std::move(entries).value(), store, options);
+}
+
+}  // namespace
+
+core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::Image& image) {
+  auto base = ResolveBase(image, app.context, store_);
+  if (!base) return base.error();
+  ImageState state = std::move(base).value();
+  LayerCache cache(store_);
+  const std::string created = Timestamp(options_.layer.source_date_epoch);
+
+  for (std::size_t index = 0; index < image.steps.size(); ++index) {
+    const spec::Step& step = image.steps[index];
+    auto started = std::chrono::steady_clock::now();
+    StepReport report{image.name, index + 1, image.steps.size(), Describe(step)};
+    json step_json = spec::StepToJson(step);
+    json history = {{"created", created}, {"created_by", "gantry " + report.description}};
+
+    if (ApplySetting(step, &state.settings)) {
+      state.key = ChainKey(state.key, step_json, "");
+      history["empty_layer"] = true;
+      report.cached = true;
+    } else {
+      std::string inputs;
+      std::vector<LayerEntry> copied;
+      if (const auto* copy = std::get_if<spec::CopyStep>(&step)) {
+        auto source = CollectCopySource(app.context, *copy, options_.layer.source_date_epoch);
+        if (!source)
+          return BuildError(image.name,
+                            "step " + std::to_string(index + 1) + ": " + source.error().message);
+        inputs = source->digest;
+        copied = std::move(source->entries);
+      }
+      state.key = ChainKey(state.key, step_json, inputs);
+      std::optional<Layer> layer = options_.no_cache ? std::nullopt : cache.Lookup(state.key);
+      report.cached = layer.has_value();
+      if (!layer) {
+        core::Result<Layer> written = core::Error{};
+        if (std::holds_alternative<spec::CopyStep>(step)) {
+          written = WriteLayer(std::move(copied), store_, options_.layer);
+        } else {
+          written = RunStep(image.name, index, *CommandOf(step), state.layers, state.settings,
+                            store_, options_.layer);
+        }
+        if (!written) return written.error();
+        auto recorded = cache.Record(state.key, *written);
+        if (!recorded) return recorded.error();
+        layer = *written;
+      }
+      report.has_layer = true;
+      report.layer_bytes = layer->blob.size;
+      state.layers.push_back(*layer);
+    }
+    state.history.push_back(history);
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (options_.on_step) options_.on_step(report);
+  }
+
+  // An OCI manifest lists at least one layer: an image of settings alone gets an empty one.
+  if (state.layers.empty()) {
+    auto empty = WriteLayer({}, store_, options_.layer);
+    if (!empty) return empty.error();
+    state.layers.push_back(*empty);
+    state.history.push_back({{"created", created}, {"created_by", "gantry empty layer"}});
+  }
+
+  json diff_ids = json::array();
+  json layers = json::array();
+  for (const Layer& layer : state.layers) {
+    diff_ids.push_back(layer.diff_id);
+    layers.push_back(layer.blob.ToJson());
+  }
+  json config = {{"architecture", kArchitecture},
+                 {"os", "linux"},
+                 {"created", created},
+                 {"config", state.settings.ToJson()},
+                 {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}},
+                 {"history", state.history}};
+  auto config_blob = store_.PutBlob(config.dump(), kOciConfigMediaType);
+  if (!config_blob) return config_blob.error();
+  json manifest = {{"schemaVersion", 2},
+                   {"mediaType", kOciManifestMediaType},
+                   {"config", config_blob->ToJson()},
+                   {"layers", layers}};
+  auto manifest_blob = store_.PutBlob(manifest.dump(), kOciManifestMediaType);
+  if (!manifest_blob) return manifest_blob.error();
+  auto tagged = store_.Tag(image.name, *manifest_blob);
+  if (!tagged) return tagged.error();
+  return BuiltImage{image.name, *manifest_blob};
+}
+
+}  // namespace builder

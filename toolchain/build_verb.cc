@@ -1,0 +1,105 @@
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "builder/content_store.h"
+#include "builder/image_builder.h"
+#include "core/gantry_home.h"
+#include "core/quantity.h"
+#include "spec/loader.h"
+#include "toolchain/exit_code.h"
+#include "toolchain/reporter.h"
+#include "toolchain/verbs.h"
+
+namespace toolchain {
+namespace {
+
+// "1.2 MiB": sizes for people (FormatSize is exact, for specs).
+std::string HumanBytes(std::uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = static_cast<double>(bytes);
+  int unit = 0;
+  while (value >= 1024 && unit < 4) {
+    value /= 1024;
+    ++unit;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
+  return text;
+}
+
+void PrintStep(const builder::StepReport& report) {
+  std::string outcome = report.has_layer ? (report.cached ? "cached" : "built") : "config";
+  std::string size = report.has_layer ? "  " + HumanBytes(report.layer_bytes) : "";
+  std::fprintf(stderr, "%s [%zu/%zu] %-40s %s%s  %.2fs\n", report.image.c_str(), report.index,
+               report.count, report.description.substr(0, 40).c_str(), outcome.c_str(),
+               size.c_str(), report.seconds);
+}
+
+}  // namespace
+
+void AddBuildVerb(CLI::App& gantry, int* exit_code) {
+  auto* verb = gantry.add_subcommand(
+      "build", "Build the app's images into an OCI image layout, reproducibly");
+  struct Options {
+    std::string file;
+    std::vector<std::string> images;
+    std::string output;
+    bool no_cache = false;
+    bool quiet = false;
+  };
+  auto options = std::make_shared<Options>();
+  verb->add_option("FILE", options->file, "Spec file (.yaml, .yml or .lua)")->required();
+  verb->add_option("--image", options->images, "Build only this image (repeatable)");
+  verb->add_option("--output", options->output,
+                   "OCI image layout to build into (default: the local store, $GANTRY_HOME/store)");
+  verb->add_flag("--no-cache", options->no_cache,
+                 "Rebuild every layer instead of reusing cached ones");
+  verb->add_flag("-q,--quiet", options->quiet, "Print only the manifest digests");
+  verb->callback([options, exit_code] {
+    auto app = spec::Load(options->file);
+    if (!app) {
+      ReportErrors(app.error());
+      *exit_code = kExitUserError;
+      return;
+    }
+    for (const std::string& name : options->images) {
+      if (app->images.count(name) == 0) {
+        ReportErrors({core::Error{
+            core::ErrorCode::kNotFound, "no image named " + name + " in " + options->file, {}}});
+        *exit_code = kExitUserError;
+        return;
+      }
+    }
+    std::filesystem::path output = options->output.empty() ? core::GantryHome() / "store"
+                                                           : std::filesystem::path(options->output);
+    auto store = builder::ContentStore::Open(output);
+    if (!store) {
+      ReportErrors({store.error()});
+      *exit_code = kExitUserError;
+      return;
+    }
+    builder::BuildOptions build_options;
+    build_options.no_cache = options->no_cache;
+    build_options.layer.source_date_epoch = builder::SourceDateEpoch();
+    if (!options->quiet) build_options.on_step = PrintStep;
+    builder::ImageBuilder image_builder(*store, build_options);
+    *exit_code = kExitOk;
+    for (const auto& [name, image] : app->images) {
+      if (!options->images.empty() && std::find(options->images.begin(), options->images.end(),
+                                                name) == options->images.end()) {
+        continue;
+      }
+      auto built = image_builder.Build(*app, image);
+      if (!built) {
+        ReportErrors({built.error()});
+        *exit_code = kExitUserError;
+        return;
+      }
+      std::printf("%s %s\n", name.c_str(), built->manifest.digest.c_str());
+    }
+  });
+}
+
+}  // namespace toolchain
