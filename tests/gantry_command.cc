@@ -3,7 +3,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <filesystem>
+#include <atomic>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -20,25 +21,28 @@ std::string ReadFile(const std::filesystem::path& path) {
 
 }  // namespace
 
-CommandOutput RunGantry(const std::vector<std::string>& args) {
+CommandOutput RunProcess(const std::vector<std::string>& argv,
+                         const std::filesystem::path& directory,
+                         const std::vector<std::string>& environment) {
+  static std::atomic<int> counter{0};
   std::filesystem::path dir =
-      std::filesystem::temp_directory_path() / ("gantry-cli-" + std::to_string(getpid()));
+      std::filesystem::temp_directory_path() /
+      ("gantry-cmd-" + std::to_string(getpid()) + "-" + std::to_string(counter++));
   std::filesystem::create_directories(dir);
   std::filesystem::path out = dir / "out", err = dir / "err";
+  std::vector<std::string> copies = argv;
+  std::vector<char*> pointers;
+  for (std::string& arg : copies) pointers.push_back(arg.data());
+  pointers.push_back(nullptr);
   pid_t child = fork();
   if (child < 0) throw std::runtime_error("fork failed");
   if (child == 0) {
-    if (chdir(GANTRY_SOURCE_DIR) != 0 || !freopen(out.c_str(), "w", stdout) ||
-        !freopen(err.c_str(), "w", stderr)) {
+    if (chdir(directory.c_str()) != 0 || !freopen(out.c_str(), "w", stdout) ||
+        !freopen(err.c_str(), "w", stderr) || !freopen("/dev/null", "r", stdin)) {
       _exit(127);
     }
-    std::vector<char*> argv;
-    std::string binary = GANTRY_BINARY;
-    argv.push_back(binary.data());
-    std::vector<std::string> copies = args;
-    for (std::string& arg : copies) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
+    for (const std::string& variable : environment) putenv(const_cast<char*>(variable.c_str()));
+    execvp(pointers[0], pointers.data());
     _exit(127);
   }
   int status = 0;
@@ -49,6 +53,13 @@ CommandOutput RunGantry(const std::vector<std::string>& args) {
   output.err = ReadFile(err);
   std::filesystem::remove_all(dir);
   return output;
+}
+
+CommandOutput RunGantry(const std::vector<std::string>& args,
+                        const std::vector<std::string>& environment) {
+  std::vector<std::string> argv = {GANTRY_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProcess(argv, GANTRY_SOURCE_DIR, environment);
 }
 
 }  // namespace tests

@@ -1,7 +1,8 @@
 #pragma once
 
-// Runs the real `gantry` binary for end-to-end tests.
+// Runs real programs (the `gantry` binary, umoci, skopeo, ...) for end-to-end tests.
 
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -13,8 +14,16 @@ struct CommandOutput {
   std::string err;
 };
 
-/// Runs build/gantry with `args` (from the source tree's root, so example
-/// paths are relative to it) and captures its exit code and both streams.
-CommandOutput RunGantry(const std::vector<std::string>& args);
+/// Runs `argv` (argv[0] looked up on PATH) in `directory` and captures its
+/// exit code and both streams. `environment` entries "K=V" are added to the
+/// inherited environment.
+CommandOutput RunProcess(const std::vector<std::string>& argv,
+                         const std::filesystem::path& directory = GANTRY_SOURCE_DIR,
+                         const std::vector<std::string>& environment = {});
+
+/// Runs build/gantry with `args` from the source tree's root, so example
+/// paths are relative to it.
+CommandOutput RunGantry(const std::vector<std::string>& args,
+                        const std::vector<std::string>& environment = {});
 
 }  // namespace tests

@@ -1,0 +1,293 @@
+// `gantry build` end to end: real run steps on a busybox image, checked with
+// umoci, skopeo and the OCI image-spec JSON Schemas.
+
+#include <sys/stat.h>
+#include <utime.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "tests/gantry_command.h"
+
+namespace fs = std::filesystem;
+using tests::CommandOutput;
+using tests::RunGantry;
+using tests::RunProcess;
+
+namespace {
+
+const char* kSpec = R"(app: buildtest
+images:
+  base:
+    from: scratch
+    steps:
+      - copy: {src: ./rootfs, dst: /}
+      - env: {GREETING: hello}
+      - run: "echo $GREETING > /greeting && rm /bin/removeme && rm -r /old && mkdir -p /srv/data && echo x > /srv/data/x"
+      - workdir: /srv
+    cmd: ["/bin/sh"]
+)";
+
+class Scratch {
+ public:
+  Scratch() {
+    std::random_device random;
+    path_ = fs::temp_directory_path() / ("gantry-build-test-" + std::to_string(random()));
+    fs::create_directories(path_);
+  }
+  ~Scratch() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  const fs::path& path() const { return path_; }
+  fs::path Write(const std::string& relative, const std::string& content) const {
+    fs::path file = path_ / relative;
+    fs::create_directories(file.parent_path());
+    std::ofstream(file, std::ios::binary) << content;
+    return file;
+  }
+
+ private:
+  fs::path path_;
+};
+
+// A build context: a busybox root, files to delete later, and the spec.
+void WriteContext(const Scratch& context, const std::string& spec = kSpec) {
+  fs::create_directories(context.path() / "rootfs" / "bin");
+  fs::copy_file("/bin/busybox", context.path() / "rootfs" / "bin" / "busybox");
+  fs::create_symlink("busybox", context.path() / "rootfs" / "bin" / "sh");
+  context.Write("rootfs/bin/removeme", "gone soon\n");
+  context.Write("rootfs/old/a", "a\n");
+  context.Write("rootfs/old/b/c", "c\n");
+  context.Write("rootfs/www/index.html", "<p>hello</p>\n");
+  context.Write("app.yaml", spec);
+}
+
+std::string Read(const fs::path& path) {
+  std::ifstream stream(path, std::ios::binary);
+  std::ostringstream text;
+  text << stream.rdbuf();
+  return text.str();
+}
+
+// "base sha256:..." lines of `gantry build` → the digest of `image`.
+std::string DigestOf(const CommandOutput& output, const std::string& image) {
+  std::istringstream lines(output.out);
+  std::string name, digest;
+  while (lines >> name >> digest) {
+    if (name == image) return digest;
+  }
+  return "";
+}
+
+CommandOutput Build(const fs::path& spec, const fs::path& output,
+                    std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"build", spec.string(), "--output", output.string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return RunGantry(args, {"SOURCE_DATE_EPOCH=1700000000"});
+}
+
+CommandOutput CheckLayout(const fs::path& layout) {
+  return RunProcess(
+      {"/usr/bin/python3", std::string(GANTRY_SOURCE_DIR) + "/tests/oci_layout_check.py",
+       std::string(GANTRY_SOURCE_DIR) + "/../shared/oci-image-spec-schemas", layout.string()});
+}
+
+void SetMtimes(const fs::path& root, std::time_t when) {
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.is_symlink()) continue;
+    struct utimbuf times {
+      when, when
+    };
+    utime(entry.path().c_str(), &times);
+  }
+}
+
+}  // namespace
+
+TEST_CASE(
+    "a built image unpacks with umoci, inspects with skopeo and validates against the OCI "
+    "schemas") {
+  Scratch context, out, bundle;
+  WriteContext(context);
+  CommandOutput build = Build(context.path() / "app.yaml", out.path() / "layout");
+  INFO(build.err);
+  REQUIRE(build.exit_code == 0);
+  std::string digest = DigestOf(build, "base");
+  REQUIRE(digest.rfind("sha256:", 0) == 0);
+
+  CommandOutput checked = CheckLayout(out.path() / "layout");
+  INFO(checked.out << checked.err);
+  CHECK(checked.exit_code == 0);
+  CHECK(checked.out.find("config-schema.json") != std::string::npos);
+
+  CommandOutput unpacked =
+      RunProcess({"umoci", "unpack", "--image", (out.path() / "layout").string() + ":base",
+                  (bundle.path() / "b").string()});
+  INFO(unpacked.err);
+  REQUIRE(unpacked.exit_code == 0);
+  fs::path rootfs = bundle.path() / "b" / "rootfs";
+  CHECK(Read(rootfs / "greeting") == "hello\n");  // the run step saw the env step
+  CHECK(Read(rootfs / "srv" / "data" / "x") == "x\n");
+  CHECK(fs::exists(rootfs / "bin" / "busybox"));
+  CHECK(fs::is_symlink(rootfs / "bin" / "sh"));
+  CHECK_FALSE(fs::exists(fs::symlink_status(rootfs / "bin" / "removeme")));  // a whiteout, honoured
+  CHECK_FALSE(fs::exists(fs::symlink_status(rootfs / "old")));  // one whiteout for the folder
+  CHECK(Read(rootfs / "www" / "index.html") == "<p>hello</p>\n");
+  nlohmann::json runtime = nlohmann::json::parse(Read(bundle.path() / "b" / "config.json"));
+  CHECK(runtime["process"]["cwd"] == "/srv");
+  CHECK(runtime["process"]["args"] == nlohmann::json({"/bin/sh"}));
+
+  CommandOutput inspected =
+      RunProcess({"skopeo", "inspect", "oci:" + (out.path() / "layout").string() + ":base"});
+  INFO(inspected.err);
+  REQUIRE(inspected.exit_code == 0);
+  nlohmann::json inspect = nlohmann::json::parse(inspected.out);
+  CHECK(inspect["Digest"] == digest);
+  CHECK(inspect["Layers"].size() == 2);
+  CHECK(inspect["Created"] == "2023-11-14T22:13:20Z");  // SOURCE_DATE_EPOCH
+  bool greeting = false;
+  for (const auto& variable : inspect["Env"]) greeting = greeting || variable == "GREETING=hello";
+  CHECK(greeting);
+}
+
+TEST_CASE("the OCI layout check fails on a layout that breaks the schemas") {
+  Scratch layout;
+  layout.Write("oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
+  layout.Write(
+      "index.json",
+      R"({"schemaVersion":2,"manifests":[{"mediaType":"x","digest":"sha256:00","size":-1}]})");
+  CommandOutput checked = CheckLayout(layout.path());
+  CHECK(checked.exit_code == 1);
+  CHECK(checked.out.find("FAIL: index.json does not match image-index-schema.json") !=
+        std::string::npos);
+}
+
+TEST_CASE(
+    "the same spec and inputs give the same digest in another folder, with other mtimes, at "
+    "another time") {
+  Scratch first, second, out;
+  WriteContext(first);
+  WriteContext(second);
+  SetMtimes(first.path(), 1'000'000'000);
+  SetMtimes(second.path(), 1'600'000'000);
+  CommandOutput a = Build(first.path() / "app.yaml", out.path() / "a");
+  CommandOutput b = Build(second.path() / "app.yaml", out.path() / "b");
+  INFO(a.err << b.err);
+  REQUIRE(a.exit_code == 0);
+  REQUIRE(b.exit_code == 0);
+  CHECK(DigestOf(a, "base") == DigestOf(b, "base"));
+  CommandOutput uncached = Build(second.path() / "app.yaml", out.path() / "a", {"--no-cache"});
+  REQUIRE(uncached.exit_code == 0);
+  CHECK(DigestOf(uncached, "base") == DigestOf(a, "base"));
+}
+
+TEST_CASE("a rebuild reuses every layer; changing step k rebuilds steps k..n only") {
+  Scratch context, out;
+  WriteContext(context);
+  fs::path spec = context.path() / "app.yaml";
+  CommandOutput first = Build(spec, out.path() / "layout");
+  REQUIRE(first.exit_code == 0);
+  CHECK(first.err.find("[1/5] copy ./rootfs /") != std::string::npos);
+  CHECK(first.err.find("built") != std::string::npos);
+
+  CommandOutput again = Build(spec, out.path() / "layout");
+  REQUIRE(again.exit_code == 0);
+  CHECK(again.err.find("built") == std::string::npos);
+  CHECK(DigestOf(again, "base") == DigestOf(first, "base"));
+
+  std::string edited = kSpec;
+  edited.replace(edited.find("echo x"), 6, "echo y");
+  context.Write("app.yaml", edited);
+  CommandOutput changed = Build(spec, out.path() / "layout");
+  INFO(changed.err);
+  REQUIRE(changed.exit_code == 0);
+  std::istringstream lines(changed.err);
+  std::string line;
+  std::vector<std::string> layer_steps;
+  while (std::getline(lines, line)) {
+    if (line.find(" built ") != std::string::npos) layer_steps.push_back("built");
+    if (line.find(" cached ") != std::string::npos) layer_steps.push_back("cached");
+  }
+  CHECK(layer_steps == std::vector<std::string>{"cached", "built"});  // copy cached, run rebuilt
+  CHECK(DigestOf(changed, "base") != DigestOf(first, "base"));
+
+  context.Write("rootfs/www/index.html", "<p>changed input</p>\n");  // an input of step 1
+  CommandOutput input_changed = Build(spec, out.path() / "layout");
+  CHECK(input_changed.err.find(" cached ") == std::string::npos);
+}
+
+TEST_CASE("a failed run step shows its output and exit code and leaves no image") {
+  Scratch context, out;
+  WriteContext(context, R"(app: buildtest
+images:
+  broken:
+    from: scratch
+    steps:
+      - copy: {src: ./rootfs, dst: /}
+      - run: "echo boom from the build; exit 3"
+)");
+  CommandOutput build = Build(context.path() / "app.yaml", out.path() / "layout");
+  CHECK(build.exit_code == 1);
+  CHECK(build.err.find("failed with exit code 3") != std::string::npos);
+  CHECK(build.err.find("boom from the build") != std::string::npos);
+  CHECK(Read(out.path() / "layout" / "index.json").find("broken") == std::string::npos);
+}
+
+TEST_CASE("an image builds from an OCI layout base and adds to it") {
+  Scratch context, out, bundle;
+  WriteContext(context);
+  CommandOutput base = Build(context.path() / "app.yaml", context.path() / "layout");
+  REQUIRE(base.exit_code == 0);
+  context.Write("derived.yaml", R"(app: derived
+images:
+  app:
+    from: oci:./layout:base
+    steps:
+      - run: "cat /greeting > /derived && pwd > /cwd"
+)");
+  CommandOutput derived = Build(context.path() / "derived.yaml", out.path() / "layout");
+  INFO(derived.err);
+  REQUIRE(derived.exit_code == 0);
+  CHECK(CheckLayout(out.path() / "layout").exit_code == 0);
+  REQUIRE(RunProcess({"umoci", "unpack", "--image", (out.path() / "layout").string() + ":app",
+                      (bundle.path() / "b").string()})
+              .exit_code == 0);
+  CHECK(Read(bundle.path() / "b" / "rootfs" / "derived") == "hello\n");
+  CHECK(Read(bundle.path() / "b" / "rootfs" / "cwd") ==
+        "/srv\n");  // the base's workdir carried over
+}
+
+TEST_CASE("concurrent builds sharing a store do not corrupt it") {
+  Scratch context, out;
+  WriteContext(context);
+  std::string spec = kSpec;
+  for (int i = 0; i < 4; ++i) {
+    std::string variant = spec;
+    variant.replace(variant.find("  base:"), 7, "  base" + std::to_string(i) + ":");
+    variant.replace(variant.find("echo x"), 6, "echo " + std::to_string(i));
+    context.Write("app" + std::to_string(i) + ".yaml", variant);
+  }
+  std::vector<CommandOutput> results(4);
+  std::vector<std::thread> builds;
+  for (int i = 0; i < 4; ++i) {
+    builds.emplace_back([&, i] {
+      results[i] =
+          Build(context.path() / ("app" + std::to_string(i) + ".yaml"), out.path() / "shared");
+    });
+  }
+  for (std::thread& build : builds) build.join();
+  for (const CommandOutput& result : results) {
+    INFO(result.err);
+    CHECK(result.exit_code == 0);
+  }
+  CHECK(CheckLayout(out.path() / "shared").exit_code == 0);
+  std::string index = Read(out.path() / "shared" / "index.json");
+  for (int i = 0; i < 4; ++i)
+    CHECK(index.find("\"base" + std::to_string(i) + "\"") != std::string::npos);
+}
