@@ -23,38 +23,16 @@
 #include <sstream>
 #include <utility>
 
+#include "core/unique_fd.h"
+
 namespace builder {
 namespace {
+
+using core::UniqueFd;
 
 constexpr char kHostname[] = "gantry-build";
 constexpr char kNoShell[] =
     "the image has no /bin/sh: run steps need a shell; add one (e.g. busybox) in an earlier step";
-
-/// Owns a file descriptor.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  void Reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-};
 
 core::Error SandboxError(core::ErrorCode code, const std::string& message) {
   return core::Error{code, message, {}};

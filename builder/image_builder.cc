@@ -7,8 +7,10 @@
 
 #include "builder/build_sandbox.h"
 #include "builder/copy_source.h"
+#include "builder/debootstrap_base.h"
 #include "builder/image_config.h"
 #include "builder/layer_cache.h"
+#include "builder/platform.h"
 #include "builder/rootfs.h"
 #include "builder/tree_diff.h"
 #include "core/canonical_json.h"
@@ -20,14 +22,6 @@ namespace builder {
 namespace {
 
 using nlohmann::json;
-
-#if defined(__x86_64__)
-constexpr char kArchitecture[] = "amd64";
-#elif defined(__aarch64__)
-constexpr char kArchitecture[] = "arm64";
-#else
-#error "unsupported architecture: add its GOARCH name here"
-#endif
 
 // The image as the steps so far have made it.
 struct ImageState {
@@ -240,8 +234,33 @@ core::Result<ImageState> ResolveLayoutBase(const spec::OciLayoutBase& base,
   return state;
 }
 
+// A Debian root made by debootstrap, one layer, cached by what decides its
+// content (DebootstrapRecipe) so that only the first build runs debootstrap.
+core::Result<ImageState> ResolveDebootstrapBase(const std::string& image,
+                                                const spec::DebootstrapBase& debootstrap,
+                                                ContentStore& store, const BuildOptions& options) {
+  DebootstrapRecipe recipe = DebootstrapRecipe::ForHost(debootstrap.suite);
+  ImageState state;
+  state.key = recipe.CacheKey();
+  LayerCache cache(store);
+  std::optional<Layer> layer = options.no_cache ? std::nullopt : cache.Lookup(state.key);
+  if (!layer) {
+    auto built = BuildDebootstrapBase(recipe, store, options.layer);
+    if (!built)
+      return core::Error{built.error().code, "image " + image + ": " + built.error().message, {}};
+    auto recorded = cache.Record(state.key, *built);
+    if (!recorded) return recorded.error();
+    layer = *built;
+  }
+  state.layers.push_back(*layer);
+  state.settings.SetEnv("PATH", kDefaultPath);
+  state.history.push_back({{"created", Timestamp(options.layer.source_date_epoch)},
+                           {"created_by", "debootstrap " + debootstrap.suite}});
+  return state;
+}
+
 core::Result<ImageState> ResolveBase(const spec::Image& image, const std::filesystem::path& context,
-                                     ContentStore& store) {
+                                     ContentStore& store, const BuildOptions& options) {
   return std::visit(
       core::Overloaded{
           [&](const spec::ScratchBase&) -> core::Result<ImageState> {
@@ -260,10 +279,7 @@ core::Result<ImageState> ResolveBase(const spec::Image& image, const std::filesy
                                 "client); build from scratch or from oci:PATH:TAG");
           },
           [&](const spec::DebootstrapBase& debootstrap) -> core::Result<ImageState> {
-            return BuildError(
-                image.name,
-                "the {debootstrap: " + debootstrap.suite +
-                    "} base is not available yet; build from scratch or from oci:PATH:TAG");
+            return ResolveDebootstrapBase(image.name, debootstrap, store, options);
           },
       },
       image.base);
@@ -304,7 +320,7 @@ core::Result<Layer> RunStep(const std::string& image, std::size_t index, const C
 }  // namespace
 
 core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::Image& image) {
-  auto base = ResolveBase(image, app.context, store_);
+  auto base = ResolveBase(image, app.context, store_, options_);
   if (!base) return base.error();
   ImageState state = std::move(base).value();
   LayerCache cache(store_);

@@ -19,43 +19,15 @@
 #include <utility>
 #include <vector>
 
+#include "core/unique_fd.h"
+
 namespace builder {
 namespace {
 
+using core::UniqueFd;
+
 constexpr std::string_view kWhiteoutPrefix = ".wh.";
 constexpr std::string_view kOpaqueWhiteout = ".wh..wh..opq";
-
-/// Owns a file descriptor; closing keeps errno, so that a failed call's
-/// errno survives the descriptors that unwind after it.
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  ~UniqueFd() { Reset(); }
-
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  void Reset() {
-    if (fd_ >= 0) {
-      int saved = errno;
-      close(fd_);
-      errno = saved;
-    }
-    fd_ = -1;
-  }
-  int fd_ = -1;
-};
 
 struct ArchiveReadFree {
   void operator()(struct archive* archive) const { archive_read_free(archive); }

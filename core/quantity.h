@@ -22,6 +22,9 @@ std::string FormatDuration(std::chrono::milliseconds duration);
 /// "512Mi", "2Gi", "1G", "1.5Gi". The result must be a whole number of bytes.
 Result<std::uint64_t> ParseSize(std::string_view text);
 
+/// A size for people to read, rounded: "189 B", "1.2 MiB". Not read back.
+std::string FormatSizeForPeople(std::uint64_t bytes);
+
 /// The exact form with the largest unit that divides the size: "2Gi", "1G", "1000".
 std::string FormatSize(std::uint64_t bytes);
 

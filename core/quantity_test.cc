@@ -58,3 +58,9 @@ TEST_CASE("FormatSize picks the largest exact unit") {
   CHECK(core::FormatSize(1001) == "1001");
   CHECK(core::ParseSize(core::FormatSize(3ull << 29)).value() == 3ull << 29);
 }
+
+TEST_CASE("FormatSizeForPeople rounds to one decimal in binary units") {
+  CHECK(core::FormatSizeForPeople(189) == "189 B");
+  CHECK(core::FormatSizeForPeople(1536) == "1.5 KiB");
+  CHECK(core::FormatSizeForPeople(5ull << 30) == "5.0 GiB");
+}

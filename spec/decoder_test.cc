@@ -30,18 +30,21 @@ struct Case {
   int line;              // the line it must point at
 };
 
+// Loads `text` and checks that it fails with `expected` in its errors, at `line`.
+void ExpectError(const std::string& text, const TempDir& dir, const std::string& expected,
+                 int line) {
+  INFO(text);
+  auto result = LoadYaml(text, dir);
+  REQUIRE_FALSE(result.ok());
+  std::string errors = ErrorText(result);
+  INFO(errors);
+  CHECK(errors.find(expected) != std::string::npos);
+  CHECK(errors.find("app.yaml:" + std::to_string(line) + ":") != std::string::npos);
+}
+
 void CheckCases(const std::vector<Case>& cases) {
   TempDir dir;
-  for (const Case& item : cases) {
-    std::string text = kPrelude + item.lines;
-    INFO(text);
-    auto result = LoadYaml(text, dir);
-    REQUIRE_FALSE(result.ok());
-    std::string errors = ErrorText(result);
-    INFO(errors);
-    CHECK(errors.find(item.expected) != std::string::npos);
-    CHECK(errors.find("app.yaml:" + std::to_string(item.line) + ":") != std::string::npos);
-  }
+  for (const Case& item : cases) ExpectError(kPrelude + item.lines, dir, item.expected, item.line);
 }
 
 }  // namespace
@@ -113,7 +116,8 @@ TEST_CASE("function references: image, secrets, volumes") {
       {"    volumes: {///: models}\n", "must be an absolute path other than /", 12},
       {"    timeout:\n", "functions.job.timeout: must be a duration", 12},
       {"    timeout: \"99999999999999999999\"\n", "is too long", 12},
-      {"    schedule: {cron: \"@daily\", timezone: \"" + std::string(100000, 'x') + "\"}\n", "(100000 characters)", 12},
+      {"    schedule: {cron: \"@daily\", timezone: \"" + std::string(100000, 'x') + "\"}\n",
+       "(100000 characters)", 12},
   });
 }
 
@@ -177,14 +181,8 @@ TEST_CASE("images: bases and steps") {
   dir.Write("rootfs/bin/sh", "");
   dir.Write(".gantryignore", "*.pyc\n");
   auto image_case = [&](const std::string& image, const char* expected, int line) {
-    std::string text = "app: demo\nimages:\n  base:\n" + image;  // image lines start at line 4
-    INFO(text);
-    auto result = LoadYaml(text, dir);
-    REQUIRE_FALSE(result.ok());
-    std::string errors = ErrorText(result);
-    INFO(errors);
-    CHECK(errors.find(expected) != std::string::npos);
-    CHECK(errors.find("app.yaml:" + std::to_string(line) + ":") != std::string::npos);
+    ExpectError("app: demo\nimages:\n  base:\n" + image, dir, expected,
+                line);  // image lines start at line 4
   };
   image_case("    steps: []\n", "images.base: missing required field \"from\"", 4);
   image_case("    form: scratch\n", "unknown field \"form\"; did you mean \"from\"?", 4);
@@ -279,13 +277,7 @@ images:
 TEST_CASE("top level, names, secrets, volumes and budget") {
   TempDir dir;
   auto check = [&](const std::string& text, const char* expected, int line) {
-    INFO(text);
-    auto result = LoadYaml(text, dir);
-    REQUIRE_FALSE(result.ok());
-    std::string errors = ErrorText(result);
-    INFO(errors);
-    CHECK(errors.find(expected) != std::string::npos);
-    CHECK(errors.find("app.yaml:" + std::to_string(line) + ":") != std::string::npos);
+    ExpectError(text, dir, expected, line);
   };
   check("- app\n", "the spec: must be a map, got a list", 1);
   check("images: {}\n", "the spec: missing required field \"app\"", 1);

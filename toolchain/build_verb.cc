@@ -15,23 +15,9 @@
 namespace toolchain {
 namespace {
 
-// "1.2 MiB": sizes for people (FormatSize is exact, for specs).
-std::string HumanBytes(std::uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = static_cast<double>(bytes);
-  int unit = 0;
-  while (value >= 1024 && unit < 4) {
-    value /= 1024;
-    ++unit;
-  }
-  char text[32];
-  std::snprintf(text, sizeof text, unit == 0 ? "%.0f %s" : "%.1f %s", value, units[unit]);
-  return text;
-}
-
 void PrintStep(const builder::StepReport& report) {
   std::string outcome = report.has_layer ? (report.cached ? "cached" : "built") : "config";
-  std::string size = report.has_layer ? "  " + HumanBytes(report.layer_bytes) : "";
+  std::string size = report.has_layer ? "  " + core::FormatSizeForPeople(report.layer_bytes) : "";
   std::fprintf(stderr, "%s [%zu/%zu] %-40s %s%s  %.2fs\n", report.image.c_str(), report.index,
                report.count, report.description.substr(0, 40).c_str(), outcome.c_str(),
                size.c_str(), report.seconds);

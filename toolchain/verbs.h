@@ -9,5 +9,6 @@ namespace toolchain {
 void AddValidateVerb(CLI::App& gantry, int* exit_code);
 void AddShowVerb(CLI::App& gantry, int* exit_code);
 void AddBuildVerb(CLI::App& gantry, int* exit_code);
+void AddCacheVerb(CLI::App& gantry, int* exit_code);
 
 }  // namespace toolchain
