@@ -320,8 +320,25 @@ core::Result<Layer> RunStep(const std::string& image, std::size_t index, const C
 }  // namespace
 
 core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::Image& image) {
+  auto report_step = [&](StepReport& report, bool finished,
+                         std::chrono::steady_clock::time_point started) {
+    report.finished = finished;
+    report.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (options_.on_step) options_.on_step(report);
+  };
+  auto base_started = std::chrono::steady_clock::now();
+  StepReport base_report;
+  base_report.image = image.name;
+  base_report.count = image.steps.size();
+  base_report.description = "from " + spec::BaseToJson(image.base).dump();
+  report_step(base_report, false, base_started);
   auto base = ResolveBase(image, app.context, store_, options_);
   if (!base) return base.error();
+  base_report.has_layer = !base->layers.empty();
+  base_report.cached = true;
+  for (const Layer& layer : base->layers) base_report.layer_bytes += layer.blob.size;
+  report_step(base_report, true, base_started);
   ImageState state = std::move(base).value();
   LayerCache cache(store_);
   const std::string created = Timestamp(options_.layer.source_date_epoch);
@@ -329,7 +346,12 @@ core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::I
   for (std::size_t index = 0; index < image.steps.size(); ++index) {
     const spec::Step& step = image.steps[index];
     auto started = std::chrono::steady_clock::now();
-    StepReport report{image.name, index + 1, image.steps.size(), Describe(step)};
+    StepReport report;
+    report.image = image.name;
+    report.index = index + 1;
+    report.count = image.steps.size();
+    report.description = Describe(step);
+    report_step(report, false, started);
     json step_json = spec::StepToJson(step);
     json history = {{"created", created}, {"created_by", "gantry " + report.description}};
 
@@ -369,9 +391,7 @@ core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::I
       state.layers.push_back(*layer);
     }
     state.history.push_back(history);
-    report.seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (options_.on_step) options_.on_step(report);
+    report_step(report, true, started);
   }
 
   // An OCI manifest lists at least one layer: an image of settings alone gets an empty one.

@@ -10,10 +10,12 @@
 
 namespace builder {
 
-/// One step's outcome, for the progress display.
+/// One step's progress, for the progress display: reported when the step
+/// starts (finished false) and when it is done. The base is step 0.
 struct StepReport {
   std::string image;
-  std::size_t index = 0;  // 1-based
+  std::size_t index = 0;  // 1-based; 0 is the base
+  bool finished = false;
   std::size_t count = 0;
   std::string description;  // "copy ./www /www"
   bool cached = false;
@@ -25,7 +27,7 @@ struct StepReport {
 struct BuildOptions {
   bool no_cache = false;
   LayerOptions layer;
-  std::function<void(const StepReport&)> on_step;  // called after each step
+  std::function<void(const StepReport&)> on_step;  // called as each step starts and ends
 };
 
 /// An image in the store: its manifest, tagged with the image's name.

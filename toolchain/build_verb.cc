@@ -8,22 +8,13 @@
 #include "core/gantry_home.h"
 #include "core/quantity.h"
 #include "spec/loader.h"
+#include "toolchain/build_progress.h"
 #include "toolchain/exit_code.h"
 #include "toolchain/reporter.h"
 #include "toolchain/verbs.h"
 
 namespace toolchain {
-namespace {
-
-void PrintStep(const builder::StepReport& report) {
-  std::string outcome = report.has_layer ? (report.cached ? "cached" : "built") : "config";
-  std::string size = report.has_layer ? "  " + core::FormatSizeForPeople(report.layer_bytes) : "";
-  std::fprintf(stderr, "%s [%zu/%zu] %-40s %s%s  %.2fs\n", report.image.c_str(), report.index,
-               report.count, report.description.substr(0, 40).c_str(), outcome.c_str(),
-               size.c_str(), report.seconds);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 void AddBuildVerb(CLI::App& gantry, int* exit_code) {
   auto* verb = gantry.add_subcommand(
@@ -69,7 +60,11 @@ void AddBuildVerb(CLI::App& gantry, int* exit_code) {
     builder::BuildOptions build_options;
     build_options.no_cache = options->no_cache;
     build_options.layer.source_date_epoch = builder::SourceDateEpoch();
-    if (!options->quiet) build_options.on_step = PrintStep;
+    auto progress = std::make_shared<BuildProgress>(isatty(STDERR_FILENO) == 1);
+    if (!options->quiet)
+      build_options.on_step = [progress](const builder::StepReport& report) {
+        progress->Report(report);
+      };
     builder::ImageBuilder image_builder(*store, build_options);
     *exit_code = kExitOk;
     for (const auto& [name, image] : app->images) {
