@@ -13,33 +13,14 @@
 #include "builder/image_builder.h"
 #include "builder/layer_cache.h"
 #include "builder/rootfs.h"
+#include "tests/temp_dir.h"
 
 namespace builder {
 namespace {
 
 namespace fs = std::filesystem;
 
-/// A folder of the test's own under /tmp, removed with all it holds.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "gantry-debootstrap-test-XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
-  fs::path Write(const std::string& name, const std::string& content) const {
-    std::ofstream(path_ / name, std::ios::binary | std::ios::trunc) << content;
-    return path_ / name;
-  }
-
- private:
-  fs::path path_;
-};
+using tests::TempDir;
 
 // Whether this machine can run debootstrap at all: root, with the package.
 bool CanDebootstrap() {

@@ -16,27 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "tests/temp_dir.h"
+
 namespace builder {
 namespace {
 
 namespace fs = std::filesystem;
 
-/// A folder of the test's own under /tmp, removed with all it holds.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "gantry-rootfs-test-XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using tests::TempDir;
 
 /// One tar entry as a test writes it: 'f' file, 'd' folder, 'l' symlink,
 /// 'h' hardlink, 'p' fifo, 'c' character device.

@@ -6,24 +6,11 @@
 #include <string>
 
 #include "spec/loader.h"
+#include "tests/temp_dir.h"
 
 namespace spec::testing {
 
-/// A scratch folder that is removed with the object.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  const std::filesystem::path& path() const { return path_; }
-  /// Writes `content` to `relative` (creating folders) and returns its full path.
-  std::filesystem::path Write(const std::string& relative, const std::string& content) const;
-
- private:
-  std::filesystem::path path_;
-};
+using TempDir = tests::TempDir;
 
 /// Loads YAML text as if it were the file `app.yaml` in `dir`.
 core::Result<App, Diagnostics> LoadYaml(const std::string& text, const TempDir& dir);

@@ -8,16 +8,17 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <sstream>
 #include <thread>
 
 #include "tests/gantry_command.h"
+#include "tests/temp_dir.h"
 
 namespace fs = std::filesystem;
 using tests::CommandOutput;
 using tests::RunGantry;
 using tests::RunProcess;
+using tests::TempDir;
 
 namespace {
 
@@ -33,31 +34,8 @@ images:
     cmd: ["/bin/sh"]
 )";
 
-class Scratch {
- public:
-  Scratch() {
-    std::random_device random;
-    path_ = fs::temp_directory_path() / ("gantry-build-test-" + std::to_string(random()));
-    fs::create_directories(path_);
-  }
-  ~Scratch() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-  fs::path Write(const std::string& relative, const std::string& content) const {
-    fs::path file = path_ / relative;
-    fs::create_directories(file.parent_path());
-    std::ofstream(file, std::ios::binary) << content;
-    return file;
-  }
-
- private:
-  fs::path path_;
-};
-
 // A build context: a busybox root, files to delete later, and the spec.
-void WriteContext(const Scratch& context, const std::string& spec = kSpec) {
+void WriteContext(const TempDir& context, const std::string& spec = kSpec) {
   fs::create_directories(context.path() / "rootfs" / "bin");
   fs::copy_file("/bin/busybox", context.path() / "rootfs" / "bin" / "busybox");
   fs::create_symlink("busybox", context.path() / "rootfs" / "bin" / "sh");
@@ -113,7 +91,7 @@ void SetMtimes(const fs::path& root, std::time_t when) {
 TEST_CASE(
     "a built image unpacks with umoci, inspects with skopeo and validates against the OCI "
     "schemas") {
-  Scratch context, out, bundle;
+  TempDir context, out, bundle;
   WriteContext(context);
   CommandOutput build = Build(context.path() / "app.yaml", out.path() / "layout");
   INFO(build.err);
@@ -157,7 +135,7 @@ TEST_CASE(
 }
 
 TEST_CASE("the OCI layout check fails on a layout that breaks the schemas") {
-  Scratch layout;
+  TempDir layout;
   layout.Write("oci-layout", R"({"imageLayoutVersion":"1.0.0"})");
   layout.Write(
       "index.json",
@@ -171,7 +149,7 @@ TEST_CASE("the OCI layout check fails on a layout that breaks the schemas") {
 TEST_CASE(
     "the same spec and inputs give the same digest in another folder, with other mtimes, at "
     "another time") {
-  Scratch first, second, out;
+  TempDir first, second, out;
   WriteContext(first);
   WriteContext(second);
   SetMtimes(first.path(), 1'000'000'000);
@@ -188,7 +166,7 @@ TEST_CASE(
 }
 
 TEST_CASE("a rebuild reuses every layer; changing step k rebuilds steps k..n only") {
-  Scratch context, out;
+  TempDir context, out;
   WriteContext(context);
   fs::path spec = context.path() / "app.yaml";
   CommandOutput first = Build(spec, out.path() / "layout");
@@ -223,7 +201,7 @@ TEST_CASE("a rebuild reuses every layer; changing step k rebuilds steps k..n onl
 }
 
 TEST_CASE("a failed run step shows its output and exit code and leaves no image") {
-  Scratch context, out;
+  TempDir context, out;
   WriteContext(context, R"(app: buildtest
 images:
   broken:
@@ -240,7 +218,7 @@ images:
 }
 
 TEST_CASE("an image builds from an OCI layout base and adds to it") {
-  Scratch context, out, bundle;
+  TempDir context, out, bundle;
   WriteContext(context);
   CommandOutput base = Build(context.path() / "app.yaml", context.path() / "layout");
   REQUIRE(base.exit_code == 0);
@@ -264,7 +242,7 @@ images:
 }
 
 TEST_CASE("concurrent builds sharing a store do not corrupt it") {
-  Scratch context, out;
+  TempDir context, out;
   WriteContext(context);
   std::string spec = kSpec;
   for (int i = 0; i < 4; ++i) {
