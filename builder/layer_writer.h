@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -21,16 +22,26 @@ struct LayerEntry {
   std::uint32_t mode = 0644;  // permission bits, 07777
   std::uint32_t uid = 0;
   std::uint32_t gid = 0;
-  std::int64_t mtime = 0;         // seconds; clamped to LayerOptions::source_date_epoch
-  std::filesystem::path source;   // kFile: where the content is read from; "" is an empty file
-  std::string link_target;        // kSymlink: the target; kHardlink: the path linked to
+  std::int64_t mtime = 0;        // seconds; clamped to LayerOptions::source_date_epoch
+  std::filesystem::path source;  // kFile: where the content is read from; "" is an empty file
+  std::string link_target;       // kSymlink: the target; kHardlink: the path linked to
 };
 
+/// The tar stream of a layer is cut into pieces of this many bytes, each
+/// compressed as its own gzip member; the members, concatenated in order,
+/// are the blob (RFC 1952 allows a gzip file of several members, and gzip,
+/// zlib-based readers, libarchive and Go's compress/gzip read them all).
+/// Independent members are what lets the pieces be compressed in parallel;
+/// fixing their size here, and not by the number of threads, is what keeps
+/// the bytes the same on every machine. Changing it changes every blob digest.
+inline constexpr std::size_t kLayerMemberBytes = std::size_t{1} << 20;
+
 /// What makes a layer's bytes: fixed so that the same entries give the same
-/// digest on any machine.
+/// digest on any machine. `threads` only decides how fast they are made.
 struct LayerOptions {
   std::int64_t source_date_epoch = 0;  // no mtime in a layer is later than this
   int gzip_level = 6;
+  int threads = 0;  // compressing threads; 0: one per usable hardware thread; 1: the caller's only
 };
 
 /// A layer in the store: its DiffID (sha256 of the uncompressed tar, what the
@@ -45,9 +56,14 @@ std::int64_t SourceDateEpoch();
 
 /// Writes `entries` as a reproducible layer into `store`, in one pass: a PAX
 /// tar with entries sorted by path, numeric owners and no user or group
-/// names, mtimes clamped, no atime or ctime; gzip without a name or a
-/// timestamp at a pinned level; the DiffID and the blob digest hashed while
-/// the bytes are written.
-core::Result<Layer> WriteLayer(std::vector<LayerEntry> entries, ContentStore& store, const LayerOptions& options);
+/// names, mtimes clamped, no atime or ctime, padded to a 10240-byte record;
+/// gzip at a pinned level, one member per kLayerMemberBytes of tar, each
+/// with mtime 0, no name and OS byte 3 (Unix); the DiffID and the blob
+/// digest hashed while the bytes are written. Members are compressed by
+/// `options.threads` threads, at most two per thread in memory at a time,
+/// and written in order; the blob is the same whatever the thread count.
+/// On failure nothing is left in the store: no blob, no temporary file.
+core::Result<Layer> WriteLayer(std::vector<LayerEntry> entries, ContentStore& store,
+                               const LayerOptions& options);
 
 }  // namespace builder
