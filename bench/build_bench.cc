@@ -472,6 +472,17 @@ int Bench() {
               kNoopGoalSeconds * 1000, binary * 1000, Yes(binary < kNoopGoalSeconds).c_str());
   std::printf("  packing at least %.1fx faster than tar | gzip -6 on %u cores:  %.2fx  %s\n",
               kPackingGoalRatio, cores, speedup, Yes(speedup >= kPackingGoalRatio).c_str());
+  // How many cores WriteLayer actually had: CPU time over wall time. Well
+  // under the thread count means other work held the cores, and the wall
+  // times say more about the machine than about the code.
+  const double parallelism = parallel.MedianCpu() / parallel.MedianWall();
+  std::printf("  WriteLayer ran on %.2f cores on average (CPU s / wall s) of %u\n", parallelism,
+              cores);
+  if (cores > 1 && parallelism < 0.75 * cores) {
+    std::printf(
+        "  WARNING: the machine was busy (other processes held the cores); compare the CPU "
+        "columns, or run again when it is idle\n");
+  }
   return 0;
 }
 

@@ -3,7 +3,6 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
-#include <stdlib.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -19,28 +18,14 @@
 
 #include "builder/content_store.h"
 #include "core/sha256.h"
+#include "tests/temp_dir.h"
 
 namespace builder {
 namespace {
 
 namespace fs = std::filesystem;
 
-/// A folder of the test's own under /tmp, removed with all it holds.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "gantry-layer-test-XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = tests::TempDir;
 
 void WriteFile(const fs::path& path, const std::string& content) {
   fs::create_directories(path.parent_path());
