@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 
+#include "builder/layer_cache.h"
 #include "core/atomic_file.h"
 
 namespace builder {
@@ -20,15 +21,6 @@ using nlohmann::json;
 constexpr char kDockerManifestMediaType[] = "application/vnd.docker.distribution.manifest.v2+json";
 constexpr char kDockerManifestListMediaType[] =
     "application/vnd.docker.distribution.manifest.list.v2+json";
-
-// Where LayerCache keeps its entries (layer_cache.h).
-fs::path CacheFolder(const ContentStore& store) {
-  return store.PrivateDir() / "cache" / "layers";
-}
-
-fs::path EntryPath(const ContentStore& store, const std::string& key) {
-  return CacheFolder(store) / (key.substr(key.find(':') + 1) + ".json");
-}
 
 bool IsHexDigest(const std::string& text) {
   return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
@@ -50,7 +42,7 @@ core::Error InventoryError(const std::string& message, const fs::path& path) {
 // Every entry file of the layer cache, read as LayerCache::Lookup reads it.
 core::Result<std::vector<CacheEntry>> ReadEntries(const ContentStore& store) {
   std::vector<CacheEntry> entries;
-  const fs::path folder = CacheFolder(store);
+  const fs::path folder = LayerCache(store).Folder();
   std::error_code error;
   if (!fs::is_directory(folder, error)) return entries;  // nothing cached yet
   for (const fs::directory_entry& file : fs::directory_iterator(folder, error)) {
@@ -173,7 +165,7 @@ core::Result<PruneReport> CacheInventory::Prune(const PruneOptions& options) con
     if (!remove && options.all)
       remove = !(options.keep_tagged && reachable->contains(entry.layer->blob.digest));
     if (remove) {
-      doomed_entries.push_back(EntryPath(store_, entry.key));
+      doomed_entries.push_back(LayerCache(store_).EntryPath(entry.key));
     } else {
       needed.insert(entry.layer->blob.digest);
     }

@@ -4,9 +4,13 @@
 
 namespace builder {
 
+std::filesystem::path LayerCache::Folder() const {
+  return store_.PrivateDir() / "cache" / "layers";
+}
+
 std::filesystem::path LayerCache::EntryPath(const std::string& key) const {
   std::string hex = key.rfind("sha256:", 0) == 0 ? key.substr(7) : key;
-  return store_.PrivateDir() / "cache" / "layers" / (hex + ".json");
+  return Folder() / (hex + ".json");
 }
 
 std::optional<Layer> LayerCache::Lookup(const std::string& key) const {

@@ -22,8 +22,11 @@ class LayerCache {
   std::optional<Layer> Lookup(const std::string& key) const;
   core::Status Record(const std::string& key, const Layer& layer) const;
 
- private:
+  /// Where the entries live, and the file of one key: for `gantry cache`.
+  std::filesystem::path Folder() const;
   std::filesystem::path EntryPath(const std::string& key) const;
+
+ private:
   const ContentStore& store_;
 };
 
