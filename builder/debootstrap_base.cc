@@ -1,9 +1,6 @@
 #include "builder/debootstrap_base.h"
 
-#include <fcntl.h>
-#include <sched.h>
 #include <sys/mount.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +18,7 @@
 #include "builder/tree_diff.h"
 #include "core/atomic_file.h"
 #include "core/sha256.h"
+#include "core/subprocess.h"
 
 namespace builder {
 namespace {
@@ -183,49 +181,22 @@ class ScratchFolder {
 // its exit code, or 128 + N when signal N killed it.
 core::Result<int> RunProgram(const fs::path& program, const std::vector<std::string>& arguments,
                              const fs::path& output) {
-  std::vector<std::string> environment = {std::string("PATH=") + kDefaultPath, "LC_ALL=C",
-                                          "DEBIAN_FRONTEND=noninteractive", "HOME=/root"};
+  core::SubprocessOptions options;
+  options.argv = {program.string()};
+  options.argv.insert(options.argv.end(), arguments.begin(), arguments.end());
+  options.env = {std::string("PATH=") + kDefaultPath, "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive",
+                 "HOME=/root"};
   for (const char* name :
        {"http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY"}) {
     if (const char* value = std::getenv(name); value != nullptr)
-      environment.push_back(std::string(name) + "=" + value);
+      options.env.push_back(std::string(name) + "=" + value);
   }
-  // Everything the child uses is made before fork: after it, only system calls.
-  std::vector<char*> argv = {const_cast<char*>(program.c_str())};
-  for (const std::string& argument : arguments) argv.push_back(const_cast<char*>(argument.c_str()));
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (std::string& variable : environment) envp.push_back(variable.data());
-  envp.push_back(nullptr);
-  static const char kNoNamespace[] =
-      "gantry: no mount namespace of its own for debootstrap; gantry unmounts what it leaves\n";
-  static const char kNoExec[] = "gantry: cannot run debootstrap\n";
-
-  pid_t pid = fork();
-  if (pid < 0)
-    return core::Error{
-        core::ErrorCode::kIo, std::string("cannot start debootstrap: ") + std::strerror(errno), {}};
-  if (pid == 0) {
-    int log = open(output.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (log < 0 || null < 0 || dup2(null, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
-      _exit(127);
-    if (unshare(CLONE_NEWNS) != 0 ||
-        mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-      (void)!write(2, kNoNamespace, sizeof kNoNamespace - 1);
-    execve(argv[0], argv.data(), envp.data());
-    (void)!write(2, kNoExec, sizeof kNoExec - 1);
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR)
-      return core::Error{core::ErrorCode::kIo,
-                         std::string("cannot wait for debootstrap: ") + std::strerror(errno),
-                         {}};
-  }
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return WEXITSTATUS(status);
+  options.stdout_to = core::Output::File(output);
+  options.stderr_to = core::Output::File(output);
+  options.private_mount_namespace = true;
+  auto ran = core::RunSubprocess(std::move(options));
+  if (!ran) return ran.error();
+  return ran->exit.code;
 }
 
 // `relative` under `root` when no folder on the way is a symlink (which would

@@ -9,6 +9,7 @@
 #include "builder/copy_source.h"
 #include "builder/debootstrap_base.h"
 #include "builder/image_config.h"
+#include "builder/image_manifest.h"
 #include "builder/layer_cache.h"
 #include "builder/platform.h"
 #include "builder/rootfs.h"
@@ -185,42 +186,18 @@ core::Result<ImageState> ResolveLayoutBase(const spec::OciLayoutBase& base,
                        "no image tagged " + base.tag + " in the OCI layout " + root.string(),
                        {}};
   }
-  auto manifest_text = layout->ReadBlob((*found)->digest);
-  if (!manifest_text) return manifest_text.error();
-  json manifest = json::parse(*manifest_text, nullptr, /*allow_exceptions=*/false);
-  if (!manifest.is_object() || !manifest.contains("config") || !manifest.contains("layers") ||
-      !manifest["layers"].is_array()) {
-    return core::Error{
-        core::ErrorCode::kParse,
-        "the image " + base.tag + " in " + root.string() + " is not an OCI image manifest",
-        {}};
-  }
-  auto config_descriptor = Descriptor::FromJson(manifest["config"]);
-  if (!config_descriptor) return config_descriptor.error();
-  auto config_text = layout->ReadBlob(config_descriptor->digest);
-  if (!config_text) return config_text.error();
-  json config = json::parse(*config_text, nullptr, /*allow_exceptions=*/false);
-  json diff_ids = config.is_object()
-                      ? config.value("rootfs", json::object()).value("diff_ids", json::array())
-                      : json();
-  if (!diff_ids.is_array() || diff_ids.size() != manifest["layers"].size()) {
-    return core::Error{core::ErrorCode::kParse,
-                       "the config of " + base.tag + " in " + root.string() +
-                           " does not list one diff_id per layer",
-                       {}};
-  }
+  auto image = ReadStoredImage(*layout, (*found)->digest);
+  if (!image) return image.error();
   ImageState state;
   state.key = (*found)->digest;
-  state.settings = ImageSettings::FromJson(config.value("config", json::object()));
-  for (std::size_t i = 0; i < diff_ids.size(); ++i) {
-    auto blob = Descriptor::FromJson(manifest["layers"][i]);
-    if (!blob) return blob.error();
-    auto imported = store.ImportBlob(*layout, blob->digest);
+  state.settings = image->settings;
+  for (std::size_t i = 0; i < image->layers.size(); ++i) {
+    auto imported = store.ImportBlob(*layout, image->layers[i].digest);
     if (!imported) return imported.error();
-    state.layers.push_back(Layer{diff_ids[i].get<std::string>(), *blob});
+    state.layers.push_back(Layer{image->diff_ids[i], image->layers[i]});
   }
   // The base's history is kept when it matches its layers, one non-empty entry each.
-  json history = config.value("history", json::array());
+  json history = image->config_json.value("history", json::array());
   std::size_t with_layers = 0;
   for (const json& entry : history) with_layers += entry.value("empty_layer", false) ? 0 : 1;
   if (history.is_array() && with_layers == state.layers.size()) {

@@ -7,6 +7,8 @@
 #include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -148,8 +150,8 @@ bool RemoveAt(int dir_fd, const std::string& name) {
 /// Applies one layer; the state that lives across its entries.
 class LayerUnpacker {
  public:
-  LayerUnpacker(std::filesystem::path blob, int root_fd)
-      : blob_(std::move(blob)), root_fd_(root_fd) {}
+  LayerUnpacker(std::filesystem::path blob, int root_fd, WhiteoutMode whiteouts)
+      : blob_(std::move(blob)), root_fd_(root_fd), whiteouts_(whiteouts) {}
 
   core::Status Run() {
     std::unique_ptr<struct archive, ArchiveReadFree> archive(archive_read_new());
@@ -336,6 +338,7 @@ class LayerUnpacker {
 
   core::Status Whiteout(const std::string& name, const Components& components) {
     const std::string& base = components.back();
+    if (whiteouts_ == WhiteoutMode::kOverlay) return OverlayWhiteout(name, components);
     UniqueFd parent(OpenFolder(root_fd_, components, components.size() - 1, false));
     if (base == kOpaqueWhiteout) {
       if (!parent.valid()) return core::Ok{};  // no folder, nothing below to hide
@@ -344,14 +347,46 @@ class LayerUnpacker {
       }
       return core::Ok{};
     }
+    auto hidden = WhiteoutTarget(name, base);
+    if (!hidden) return hidden.error();
+    if (!parent.valid()) return core::Ok{};  // its folder is gone, so is it
+    if (!RemoveAt(parent.get(), *hidden)) return FailErrno(name, "cannot delete " + *hidden);
+    return core::Ok{};
+  }
+
+  /// A whiteout kept in overlayfs's form (see WhiteoutMode::kOverlay).
+  core::Status OverlayWhiteout(const std::string& name, const Components& components) {
+    const std::string& base = components.back();
+    std::string hidden;  // NAME of `.wh.NAME`; empty for the opaque marker
+    if (base != kOpaqueWhiteout) {
+      auto target = WhiteoutTarget(name, base);
+      if (!target) return target.error();
+      hidden = std::move(target).value();
+    }
+    UniqueFd parent(OpenFolder(root_fd_, components, components.size() - 1, true));
+    if (!parent.valid()) return FailErrno(name, "cannot open or create its folder");
+    if (base == kOpaqueWhiteout) {
+      if (fsetxattr(parent.get(), kOverlayOpaqueXattr, kOverlayOpaqueValue,
+                    sizeof kOverlayOpaqueValue - 1, 0) != 0) {
+        return FailErrno(name, std::string("cannot set ") + kOverlayOpaqueXattr);
+      }
+      return core::Ok{};
+    }
+    if (!RemoveAt(parent.get(), hidden)) return FailErrno(name, "cannot remove " + hidden);
+    if (mknodat(parent.get(), hidden.c_str(), S_IFCHR | 0, makedev(0, 0)) != 0)
+      return FailErrno(name, "cannot make the whiteout device " + hidden);
+    return core::Ok{};
+  }
+
+  /// NAME of a `.wh.NAME` whiteout, refused when it is no entry of a folder.
+  core::Result<std::string> WhiteoutTarget(const std::string& name, const std::string& base) const {
     std::string hidden = base.substr(kWhiteoutPrefix.size());
     if (hidden.empty() || hidden == "." || hidden == "..") {
       return Fail(name, "a whiteout must name an entry of its folder",
-                  core::ErrorCode::kInvalidArgument);
+                  core::ErrorCode::kInvalidArgument)
+          .error();
     }
-    if (!parent.valid()) return core::Ok{};  // its folder is gone, so is it
-    if (!RemoveAt(parent.get(), hidden)) return FailErrno(name, "cannot delete " + hidden);
-    return core::Ok{};
+    return hidden;
   }
 
   /// Removes what lower layers put under `path` (open as `dir_fd`), keeping
@@ -401,20 +436,22 @@ class LayerUnpacker {
 
   std::filesystem::path blob_;
   int root_fd_;
+  WhiteoutMode whiteouts_;
   std::set<std::string> unpacked_;  // every path this layer put in place, with its parents
   std::vector<FolderTime> folder_times_;
 };
 
 }  // namespace
 
-core::Status UnpackLayer(const std::filesystem::path& blob, const std::filesystem::path& root) {
+core::Status UnpackLayer(const std::filesystem::path& blob, const std::filesystem::path& root,
+                         WhiteoutMode whiteouts) {
   UniqueFd root_fd(open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!root_fd.valid()) {
     return core::Error{core::ErrorCode::kIo,
                        "cannot open the image root: " + std::string(std::strerror(errno)),
                        core::Location{root.string(), 0, 0}};
   }
-  return LayerUnpacker(blob, root_fd.get()).Run();
+  return LayerUnpacker(blob, root_fd.get(), whiteouts).Run();
 }
 
 }  // namespace builder

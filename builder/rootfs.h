@@ -30,6 +30,30 @@ namespace builder {
 /// applied: callers unpack into a folder of their own and drop it on error).
 ///
 /// Meant to run as root (to set owners); needs Linux 5.6+ for openat2.
-core::Status UnpackLayer(const std::filesystem::path& blob, const std::filesystem::path& root);
+///
+/// With WhiteoutMode::kOverlay the layer is meant to be unpacked alone into a
+/// folder of its own, which then serves as one overlayfs lowerdir (the
+/// agent's image-layer cache): whiteouts are not applied but kept in
+/// overlayfs's own form, as Docker's overlay2 driver keeps them:
+/// - `DIR/.wh.NAME` becomes DIR/NAME, a character device 0/0 (mode 0,
+///   owner 0:0), which hides NAME of lower layers in the overlay;
+/// - `DIR/.wh..wh..opq` sets the extended attribute
+///   `trusted.overlay.opaque` = "y" on DIR, which hides all lower layers put
+///   in DIR (DIR is made when the layer has no entry for it).
+/// Both need root (CAP_MKNOD, CAP_SYS_ADMIN for trusted.* attributes) and
+/// are made through the same confined descriptors as every other entry.
+/// agents::ContainerRoot reads the same form when it copies layers instead
+/// of mounting them.
+enum class WhiteoutMode {
+  kApply,    // delete what whiteouts name (every layer of an image into one folder)
+  kOverlay,  // keep whiteouts as overlayfs markers (one layer per folder)
+};
+
+/// The extended attribute and value that mark an opaque folder in overlay form.
+inline constexpr char kOverlayOpaqueXattr[] = "trusted.overlay.opaque";
+inline constexpr char kOverlayOpaqueValue[] = "y";
+
+core::Status UnpackLayer(const std::filesystem::path& blob, const std::filesystem::path& root,
+                         WhiteoutMode whiteouts = WhiteoutMode::kApply);
 
 }  // namespace builder

@@ -15,6 +15,13 @@ Status WriteFileAtomically(const std::filesystem::path& path, std::string_view c
 /// fsync of a file or folder by path (for a folder: makes renames in it durable).
 Status SyncPath(const std::filesystem::path& path);
 
+/// Writes `content` to a new file `path` that only its owner may read (mode
+/// 0600) and that never exists with less than all of its content: it is
+/// written and fsynced under a temporary name made with mode 0600, then
+/// linked to `path`, which fails if `path` exists. False when it did: another
+/// process made it first, and that file is left as it is.
+Result<bool> CreatePrivateFile(const std::filesystem::path& path, std::string_view content);
+
 /// The whole content of a file.
 Result<std::string> ReadFile(const std::filesystem::path& path);
 

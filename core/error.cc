@@ -25,6 +25,8 @@ const char* ErrorCodeName(ErrorCode code) {
       return "limit";
     case ErrorCode::kInvalidArgument:
       return "invalid-argument";
+    case ErrorCode::kConflict:
+      return "conflict";
     case ErrorCode::kInternal:
       return "internal";
   }

@@ -24,6 +24,7 @@ enum class ErrorCode {
   kIo,           // reading or writing failed
   kLimit,        // a sandbox limit (instructions, memory) was hit
   kInvalidArgument,
+  kConflict,     // the request contradicts what is already there (an older generation)
   kInternal,
 };
 

@@ -7,18 +7,12 @@
 #include <cstring>
 #include <fstream>
 
+#include "core/hex.h"
+
 namespace core {
 namespace {
 
-std::string Hex(const unsigned char* hash, unsigned int length) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string text = "sha256:";
-  for (unsigned int i = 0; i < length; ++i) {
-    text += kHex[hash[i] >> 4];
-    text += kHex[hash[i] & 0xf];
-  }
-  return text;
-}
+std::string Hex(const unsigned char* hash, unsigned int length) { return "sha256:" + HexEncode(hash, length); }
 
 }  // namespace
 

@@ -9,6 +9,8 @@
 #include <variant>
 #include <vector>
 
+#include "core/gpu_type.h"
+
 /// The typed model of an app spec: what `spec::Load` makes of a YAML or Lua
 /// file once it is valid. Plain structs with every default filled in, so that
 /// the builder, planner and exporters read values, never re-interpret text.
@@ -165,9 +167,8 @@ struct App {
   std::filesystem::path context;  // its folder: the build context
 };
 
-/// GPU types a function may ask for, in the spelling gantry, the rate card and
-/// the agents' inventory use (Modal's names). "any" means any of them.
-inline const std::vector<std::string> kGpuTypes = {"T4",   "L4",   "A10G", "A100", "A100-80GB",
-                                                   "L40S", "H100", "H200", "B200"};
+/// GPU types a function may ask for (core/gpu_type.h, shared with the agents'
+/// inventory). "any" means any of them.
+using core::kGpuTypes;
 
 }  // namespace spec
