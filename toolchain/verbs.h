@@ -10,5 +10,6 @@ void AddValidateVerb(CLI::App& gantry, int* exit_code);
 void AddShowVerb(CLI::App& gantry, int* exit_code);
 void AddBuildVerb(CLI::App& gantry, int* exit_code);
 void AddCacheVerb(CLI::App& gantry, int* exit_code);
+void AddAgentVerb(CLI::App& gantry, int* exit_code);
 
 }  // namespace toolchain

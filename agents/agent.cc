@@ -1,0 +1,379 @@
+#include "agents/agent.h"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <fstream>
+#include <sstream>
+
+#include "agents/container_root.h"
+#include "core/atomic_file.h"
+
+namespace agents {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+/// The data dir's layout (agents/README.md).
+fs::path RecordsFile(const fs::path& data_dir) {
+  return data_dir / "agent.db";
+}
+fs::path SecretKeyFile(const fs::path& data_dir) {
+  return data_dir / "secret.key";
+}
+fs::path LayersDir(const fs::path& data_dir) {
+  return data_dir / "layers";
+}
+fs::path ContainersDir(const fs::path& data_dir) {
+  return data_dir / "containers";
+}
+fs::path CallsDir(const fs::path& data_dir) {
+  return data_dir / "calls";
+}
+fs::path VolumeDir(const fs::path& data_dir, const std::string& app, const std::string& volume) {
+  return data_dir / "volumes" / app / volume;
+}
+fs::path RuncStateDir(const fs::path& data_dir) {
+  return data_dir / "runc";
+}
+
+std::string FunctionKey(const std::string& app, const std::string& function) {
+  return app + "/" + function;
+}
+
+/// Seals or unseals every secret value of a state, in place.
+template <typename Transform>
+core::Status TransformSecrets(DesiredState* state, Transform transform) {
+  for (auto& [app_name, app] : state->apps) {
+    for (auto& [secret_name, pairs] : app.secrets) {
+      for (auto& [key, value] : pairs) {
+        auto changed = transform(value);
+        if (!changed) {
+          return core::Error{changed.error().code,
+                             "secret " + app_name + "/" + secret_name + " (" + key +
+                                 "): " + changed.error().message,
+                             {}};
+        }
+        value = std::move(changed).value();
+      }
+    }
+  }
+  return core::Ok{};
+}
+
+std::string ReadCapped(const fs::path& path, std::size_t limit) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text(limit, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(limit));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  return text;
+}
+
+}  // namespace
+
+core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
+  std::error_code error;
+  for (const fs::path& dir :
+       {options.data_dir, LayersDir(options.data_dir), ContainersDir(options.data_dir),
+        CallsDir(options.data_dir), RuncStateDir(options.data_dir)}) {
+    fs::create_directories(dir, error);
+    if (error)
+      return core::Error{
+          core::ErrorCode::kIo, "cannot create " + dir.string() + ": " + error.message(), {}};
+  }
+  fs::permissions(options.data_dir, fs::perms::owner_all, error);
+  auto host = DetectHost(options.data_dir);
+  if (!host) return host.error();
+  HostLimits limits = DetectHostLimits();
+  for (const std::string& line : limits.degraded) spdlog::warn("agent: degraded: {}", line);
+  auto gpus = DiscoverGpus(options.gpus);
+  if (!gpus) return gpus.error();
+  auto secrets = SecretBox::OpenOrCreate(SecretKeyFile(options.data_dir));
+  if (!secrets) return secrets.error();
+  auto records = AgentRecords::Open(RecordsFile(options.data_dir));
+  if (!records) return records.error();
+  auto store = builder::ContentStore::Open(options.store);
+  if (!store) return store.error();
+  RuncRuntime probe(options.runtime, RuncStateDir(options.data_dir));
+  auto version = probe.Version();
+  if (!version) return version.error();
+
+  std::unique_ptr<Agent> agent(new Agent(
+      options, std::move(host).value(), std::move(limits), std::move(gpus).value(),
+      std::move(secrets).value(), std::move(records).value(), std::move(store).value(), *version));
+  if (auto recovered = agent->Recover(); !recovered.ok()) return recovered.error();
+  return agent;
+}
+
+Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector<Gpu> gpus,
+             SecretBox secrets, std::unique_ptr<AgentRecords> records, builder::ContentStore store,
+             std::string runtime_version)
+    : options_(std::move(options)),
+      host_(std::move(host)),
+      limits_(std::move(limits)),
+      gpus_(std::move(gpus)),
+      secrets_(std::move(secrets)),
+      records_(std::move(records)),
+      runtime_(options_.runtime, RuncStateDir(options_.data_dir)),
+      runtime_version_(std::move(runtime_version)),
+      layers_(std::move(store), LayersDir(options_.data_dir)) {
+  calls_ = std::make_unique<CallRunner>(ContainerParts{&layers_, &runtime_, records_.get(), limits_,
+                                                       ContainersDir(options_.data_dir),
+                                                       CallsDir(options_.data_dir)});
+}
+
+Agent::~Agent() {
+  calls_.reset();
+}
+
+core::Status Agent::Recover() {
+  auto stored = records_->LoadDesired();
+  if (!stored) return stored.error();
+  if (*stored) {
+    auto desired = ParseDesiredState(std::string_view((*stored)->document));
+    if (!desired)
+      return core::Error{
+          desired.error().code, "the stored desired state: " + desired.error().message, {}};
+    auto unsealed =
+        TransformSecrets(&*desired, [&](const std::string& value) { return secrets_.Open(value); });
+    if (!unsealed.ok()) return unsealed.error();
+    std::lock_guard lock(mutex_);
+    desired_ = std::move(desired).value();
+    for (const auto& [app_name, app] : desired_.apps) {
+      for (const auto& [name, function] : app.functions) {
+        auto problems = CheckFunction(app_name, function);
+        if (!problems.empty()) problems_[FunctionKey(app_name, name)] = problems;
+      }
+    }
+    spdlog::info("agent: reloaded desired state generation {}", desired_.generation);
+  }
+
+  // Containers a killed agent left behind: their callers are gone, so they
+  // are stopped and their roots removed.
+  auto containers = records_->Containers();
+  if (!containers) return containers.error();
+  for (const auto& [id, dir] : *containers) {
+    (void)runtime_.Kill(id, SIGKILL);
+    if (auto deleted = runtime_.Delete(id); !deleted.ok()) {
+      spdlog::warn("agent: cannot delete container {} left by an earlier run: {}", id,
+                   deleted.error().message);
+    }
+    if (auto removed = ContainerRoot::Adopt(dir).Remove(); !removed.ok()) return removed.error();
+    if (auto forgotten = records_->RemoveContainer(id); !forgotten.ok()) return forgotten.error();
+    spdlog::info("agent: cleaned container {} left by an earlier run", id);
+  }
+
+  auto unfinished = records_->UnfinishedCalls();
+  if (!unfinished) return unfinished.error();
+  for (CallRecord call : *unfinished) {
+    auto request = ParseCallRequest(json::parse(call.request, nullptr, false));
+    const FunctionState* function = desired_.FindFunction(call.app, call.function);
+    auto job = function && request ? MakeJob(call.app, *function)
+                                   : core::Result<JobFunction>(core::Error{});
+    if (call.state == CallState::kQueued && job) {
+      spdlog::info("agent: running call {} queued before a restart", call.id);
+      calls_->RunInBackground(std::move(call), std::move(job).value(), std::move(request).value());
+      continue;
+    }
+    call.state = CallState::kInterrupted;
+    call.error = "the agent stopped while the call was running";
+    call.finished_ms = call.started_ms;
+    if (auto saved = records_->SaveCall(call); !saved.ok()) return saved.error();
+  }
+  return core::Ok{};
+}
+
+std::vector<std::string> Agent::CheckFunction(const std::string& app,
+                                              const FunctionState& function) const {
+  std::vector<std::string> problems;
+  if (function.gpu) {
+    int matching = 0;
+    std::map<std::string, int> offered;
+    for (const Gpu& gpu : gpus_) {
+      ++offered[gpu.type];
+      if (function.gpu->type == "any" || gpu.type == function.gpu->type) ++matching;
+    }
+    if (matching < function.gpu->count) {
+      std::string have;
+      for (const auto& [type, count] : offered)
+        have += (have.empty() ? "" : ", ") + std::to_string(count) + " x " + type;
+      problems.push_back("unschedulable: needs " + std::to_string(function.gpu->count) + " x " +
+                         function.gpu->type + " GPU, this host has " +
+                         (have.empty() ? "no GPU" : have));
+    }
+  }
+  if (!layers_.store().HasBlob(function.image.digest)) {
+    problems.push_back("image " + function.image.digest + " is not in the content store " +
+                       layers_.store().root().string() +
+                       (function.image.reference.empty()
+                            ? ""
+                            : " (pulling from a registry is not available yet)"));
+  }
+  (void)app;
+  return problems;
+}
+
+core::Result<JobFunction> Agent::MakeJob(const std::string& app,
+                                         const FunctionState& function) const {
+  JobFunction job;
+  job.app = app;
+  job.function = function;
+  const AppState& app_state = desired_.apps.at(app);
+  for (const std::string& secret : function.secrets) {
+    for (const auto& [key, value] : app_state.secrets.at(secret))
+      job.secret_env.push_back(key + "=" + value);
+  }
+  for (const auto& [mount, volume] : function.volumes) {
+    job.volume_dirs[mount] = VolumeDir(options_.data_dir, app, volume);
+  }
+  return job;
+}
+
+core::Result<std::string> Agent::SealedDocument(const DesiredState& desired) const {
+  DesiredState sealed = desired;
+  auto status =
+      TransformSecrets(&sealed, [&](const std::string& value) { return secrets_.Seal(value); });
+  if (!status.ok()) return status.error();
+  return ToJson(sealed, /*redact_secrets=*/false).dump();
+}
+
+core::Result<bool> Agent::Apply(const DesiredState& desired) {
+  std::lock_guard lock(mutex_);
+  if (desired.generation < desired_.generation) {
+    return core::Error{core::ErrorCode::kConflict,
+                       "generation " + std::to_string(desired.generation) +
+                           " is older than the applied generation " +
+                           std::to_string(desired_.generation),
+                       {}};
+  }
+  if (desired.generation == desired_.generation) {
+    if (ToJson(desired, false) == ToJson(desired_, false)) return false;
+    return core::Error{core::ErrorCode::kConflict,
+                       "generation " + std::to_string(desired.generation) +
+                           " was already applied with a different document",
+                       {}};
+  }
+  // Everything that can fail for the whole state happens before it is
+  // recorded; what is made after (volume folders, layers) is only ever added.
+  auto document = SealedDocument(desired);
+  if (!document) return document.error();
+  for (const auto& [app_name, app] : desired.apps) {
+    for (const std::string& volume : app.volumes) {
+      std::error_code error;
+      fs::create_directories(VolumeDir(options_.data_dir, app_name, volume), error);
+      if (error) {
+        return core::Error{
+            core::ErrorCode::kIo,
+            "cannot create volume " + app_name + "/" + volume + ": " + error.message(),
+            {}};
+      }
+    }
+  }
+  if (auto saved = records_->SaveDesired({desired.generation, *document}); !saved.ok())
+    return saved.error();
+  desired_ = desired;
+  problems_.clear();
+  for (const auto& [app_name, app] : desired_.apps) {
+    for (const auto& [name, function] : app.functions) {
+      auto problems = CheckFunction(app_name, function);
+      if (problems.empty()) {
+        // Layers are unpacked now, so that the first call does not wait for them.
+        if (auto prepared = layers_.Prepare(function.image.digest); !prepared) {
+          problems.push_back(prepared.error().message);
+        }
+      }
+      if (!problems.empty()) {
+        for (const std::string& problem : problems)
+          spdlog::warn("agent: {}/{}: {}", app_name, name, problem);
+        problems_[FunctionKey(app_name, name)] = problems;
+      }
+    }
+  }
+  spdlog::info("agent: applied generation {}", desired_.generation);
+  return true;
+}
+
+json Agent::Node() const {
+  json gpus = json::array();
+  for (const Gpu& gpu : gpus_) {
+    gpus.push_back({{"index", gpu.index},
+                    {"type", gpu.type},
+                    {"name", gpu.name},
+                    {"memory_bytes", gpu.memory_bytes},
+                    {"uuid", gpu.uuid}});
+  }
+  return {{"host_id", host_.host_id},
+          {"hostname", host_.hostname},
+          {"cpus", host_.cpus},
+          {"memory_bytes", host_.memory_bytes},
+          {"kernel", host_.kernel},
+          {"gpus", gpus},
+          {"runtime", {{"binary", options_.runtime.string()}, {"version", runtime_version_}}},
+          {"cgroups", CgroupsName(limits_.cgroups)},
+          {"overlayfs", limits_.overlayfs},
+          {"degraded", limits_.degraded},
+          {"version", options_.version}};
+}
+
+json Agent::Status() const {
+  std::lock_guard lock(mutex_);
+  json apps = json::object();
+  for (const auto& [app_name, app] : desired_.apps) {
+    json functions = json::object();
+    for (const auto& [name, function] : app.functions) {
+      auto [running, queued] = calls_->Load(app_name, name);
+      auto problems = problems_.find(FunctionKey(app_name, name));
+      functions[name] = {
+          {"desired_containers", function.min_containers},
+          {"running_containers", running},
+          {"queued_calls", queued},
+          {"schedulable", problems == problems_.end()},
+          {"errors", problems == problems_.end() ? json::array() : json(problems->second)}};
+    }
+    apps[app_name] = {{"functions", functions}};
+  }
+  return {{"generation", desired_.generation}, {"apps", apps}};
+}
+
+json Agent::Desired() const {
+  std::lock_guard lock(mutex_);
+  return ToJson(desired_, /*redact_secrets=*/true);
+}
+
+core::Result<CallRecord> Agent::Call(const std::string& app, const std::string& function,
+                                     const CallRequest& request, bool wait) {
+  core::Result<JobFunction> job = core::Error{};
+  {
+    std::lock_guard lock(mutex_);
+    const FunctionState* found = desired_.FindFunction(app, function);
+    if (!found) {
+      return core::Error{
+          core::ErrorCode::kNotFound, "no function " + app + "/" + function + " on this host", {}};
+    }
+    auto problems = problems_.find(FunctionKey(app, function));
+    if (problems != problems_.end()) {
+      return core::Error{core::ErrorCode::kConflict,
+                         app + "/" + function + " cannot run here: " + problems->second.front(),
+                         {}};
+    }
+    job = MakeJob(app, *found);
+  }
+  if (!job) return job.error();
+  auto call = calls_->Submit(app, function, request);
+  if (!call) return call.error();
+  if (wait) return calls_->Run(std::move(call).value(), *job, request);
+  calls_->RunInBackground(*call, std::move(job).value(), request);
+  return call;
+}
+
+core::Result<std::optional<CallRecord>> Agent::FindCall(const std::string& id) {
+  return records_->FindCall(id);
+}
+
+std::pair<std::string, std::string> Agent::CallOutput(const std::string& id) const {
+  constexpr std::size_t kLimit = 4 << 20;  // what one API response carries of each stream
+  return {ReadCapped(calls_->StdoutPath(id), kLimit), ReadCapped(calls_->StderrPath(id), kLimit)};
+}
+
+}  // namespace agents

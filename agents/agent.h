@@ -1,0 +1,99 @@
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "agents/agent_records.h"
+#include "agents/call_runner.h"
+#include "agents/desired_state.h"
+#include "agents/gpu_inventory.h"
+#include "agents/host_info.h"
+#include "agents/host_limits.h"
+#include "agents/image_layers.h"
+#include "agents/runc_runtime.h"
+#include "agents/secret_box.h"
+#include "core/result.h"
+
+namespace agents {
+
+/// How an agent is started (`gantry agent`'s options).
+struct AgentOptions {
+  std::filesystem::path data_dir;
+  std::filesystem::path store;  // the content store images are read from
+  std::string gpus = "auto";    // DiscoverGpus's mode
+  std::filesystem::path runtime = "runc";
+  std::string version;  // gantry's, for GET /v1/node
+};
+
+/// One host's agent, as a library: it owns the data dir, accepts desired
+/// states, runs job calls and reports. The HTTP API (api_server.h) and the
+/// `gantry agent` command are thin layers over it, and the `gantry` command
+/// can run one in process.
+///
+/// Opening an agent recovers from a crash of the previous one on the same
+/// data dir: the last desired state is reloaded (secrets unsealed), the
+/// containers it left are killed and their roots removed, calls that were
+/// running are marked interrupted and calls still queued run again.
+class Agent {
+ public:
+  static core::Result<std::unique_ptr<Agent>> Open(const AgentOptions& options);
+  ~Agent();
+
+  /// Makes `desired` this host's state. The same generation again is a
+  /// no-op (returns false); an older one, or the same one with a different
+  /// document, is refused (kConflict) with nothing changed. Problems of one
+  /// function (an image missing from the store, GPUs this host lacks) do not
+  /// refuse the state: they show in Status().
+  core::Result<bool> Apply(const DesiredState& desired);
+
+  /// GET /v1/node: the host, its GPUs, runtime and what was degraded.
+  nlohmann::json Node() const;
+  /// GET /v1/status: per app and function, desired vs running, errors.
+  nlohmann::json Status() const;
+  /// GET /v1/desired: the desired state with every secret redacted.
+  nlohmann::json Desired() const;
+
+  /// A job call. With `wait` it returns when the call has ended; otherwise
+  /// as soon as it is queued. kNotFound for a function not in the desired
+  /// state; kConflict for one that cannot run here (unschedulable).
+  core::Result<CallRecord> Call(const std::string& app, const std::string& function,
+                                const CallRequest& request, bool wait);
+  core::Result<std::optional<CallRecord>> FindCall(const std::string& id);
+  /// A call's stdout and stderr (of its last attempt), as far as written.
+  std::pair<std::string, std::string> CallOutput(const std::string& id) const;
+
+  const std::filesystem::path& data_dir() const { return options_.data_dir; }
+
+ private:
+  Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector<Gpu> gpus,
+        SecretBox secrets, std::unique_ptr<AgentRecords> records, builder::ContentStore store,
+        std::string runtime_version);
+  core::Status Recover();
+  /// Why a function cannot run here, if it cannot.
+  std::vector<std::string> CheckFunction(const std::string& app,
+                                         const FunctionState& function) const;
+  core::Result<JobFunction> MakeJob(const std::string& app, const FunctionState& function) const;
+  core::Result<std::string> SealedDocument(const DesiredState& desired) const;
+
+  AgentOptions options_;
+  HostInfo host_;
+  HostLimits limits_;
+  std::vector<Gpu> gpus_;
+  SecretBox secrets_;
+  std::unique_ptr<AgentRecords> records_;
+  RuncRuntime runtime_;
+  std::string runtime_version_;
+  ImageLayers layers_;
+  std::unique_ptr<CallRunner> calls_;
+
+  mutable std::mutex mutex_;  // guards desired_ and problems_
+  DesiredState desired_;
+  std::map<std::string, std::vector<std::string>> problems_;  // "app/function" -> why it cannot run
+};
+
+}  // namespace agents

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+struct sqlite3;
+
+namespace agents {
+
+/// Where a job call is in its life.
+enum class CallState { kQueued, kRunning, kSucceeded, kFailed, kTimedOut, kInterrupted };
+const char* CallStateName(CallState state);
+bool IsFinished(CallState state);
+
+/// One job call, as `GET /v1/calls/{id}` reports it. Its output lives in
+/// files (DATA_DIR/calls/ID/stdout and stderr, of the last attempt).
+struct CallRecord {
+  std::string id;
+  std::string app;
+  std::string function;
+  CallState state = CallState::kQueued;
+  int attempts = 0;
+  std::optional<int> exit_code;
+  std::string error;            // why it failed, when not its own exit code
+  std::int64_t created_ms = 0;  // Unix epoch milliseconds
+  std::int64_t started_ms = 0;
+  std::int64_t finished_ms = 0;
+  std::string request;  // the call's JSON body (args, stdin, env)
+};
+
+/// The desired state as last accepted, secrets sealed.
+struct StoredDesired {
+  std::int64_t generation = 0;
+  std::string document;
+};
+
+/// The agent's durable records: one SQLite database, DATA_DIR/agent.db, in
+/// WAL mode with synchronous=FULL, so that a record written before a crash
+/// (kill -9 or power loss) is there after it. It holds the desired state,
+/// every job call, and the containers the agent has started and not yet
+/// cleaned (so that a restarted agent finds what it left). Safe to use from
+/// several threads. The schema is in agents/README.md.
+class AgentRecords {
+ public:
+  static core::Result<std::unique_ptr<AgentRecords>> Open(const std::filesystem::path& file);
+  ~AgentRecords();
+  AgentRecords(const AgentRecords&) = delete;
+  AgentRecords& operator=(const AgentRecords&) = delete;
+
+  core::Status SaveDesired(const StoredDesired& desired);
+  core::Result<std::optional<StoredDesired>> LoadDesired();
+
+  /// Inserts the call, or replaces the record of the same id.
+  core::Status SaveCall(const CallRecord& call);
+  core::Result<std::optional<CallRecord>> FindCall(const std::string& id);
+  /// Calls not finished (queued or running), oldest first.
+  core::Result<std::vector<CallRecord>> UnfinishedCalls();
+
+  /// A container the agent started (its runc id and its folder).
+  core::Status AddContainer(const std::string& id, const std::filesystem::path& dir);
+  core::Status RemoveContainer(const std::string& id);
+  core::Result<std::vector<std::pair<std::string, std::filesystem::path>>> Containers();
+
+ private:
+  explicit AgentRecords(sqlite3* db) : db_(db) {}
+  core::Status Execute(const std::string& sql);
+
+  sqlite3* db_;
+  std::mutex mutex_;
+};
+
+}  // namespace agents

@@ -1,0 +1,85 @@
+#include "agents/agent_records.h"
+
+#include <catch2/catch.hpp>
+
+#include "tests/temp_dir.h"
+
+namespace agents {
+namespace {
+
+TEST_CASE("the desired state is kept across reopening the database", "[agent_records]") {
+  tests::TempDir dir("gantry-records-test");
+  {
+    auto records = AgentRecords::Open(dir.path() / "agent.db");
+    REQUIRE(records.ok());
+    auto empty = (*records)->LoadDesired();
+    REQUIRE(empty.ok());
+    CHECK_FALSE(empty->has_value());
+    REQUIRE((*records)->SaveDesired({4, "{\"generation\":4}"}).ok());
+    REQUIRE((*records)->SaveDesired({5, "{\"generation\":5}"}).ok());
+  }
+  auto reopened = AgentRecords::Open(dir.path() / "agent.db");
+  REQUIRE(reopened.ok());
+  auto desired = (*reopened)->LoadDesired();
+  REQUIRE(desired.ok());
+  REQUIRE(desired->has_value());
+  CHECK((*desired)->generation == 5);
+  CHECK((*desired)->document == "{\"generation\":5}");
+}
+
+TEST_CASE("calls are saved, updated and listed while unfinished", "[agent_records]") {
+  tests::TempDir dir("gantry-records-test");
+  auto records = AgentRecords::Open(dir.path() / "agent.db");
+  REQUIRE(records.ok());
+  CallRecord first{"c1", "hello", "echo", CallState::kQueued, 0, {}, "",
+                   100,  0,       0,      "{\"args\":[]}"};
+  CallRecord second = first;
+  second.id = "c2";
+  second.created_ms = 200;
+  REQUIRE((*records)->SaveCall(first).ok());
+  REQUIRE((*records)->SaveCall(second).ok());
+
+  first.state = CallState::kSucceeded;
+  first.attempts = 1;
+  first.exit_code = 0;
+  REQUIRE((*records)->SaveCall(first).ok());
+
+  auto found = (*records)->FindCall("c1");
+  REQUIRE(found.ok());
+  REQUIRE(found->has_value());
+  CHECK((*found)->state == CallState::kSucceeded);
+  CHECK((*found)->exit_code == 0);
+  CHECK((*found)->request == "{\"args\":[]}");
+  auto missing = (*records)->FindCall("nope");
+  REQUIRE(missing.ok());
+  CHECK_FALSE(missing->has_value());
+
+  auto unfinished = (*records)->UnfinishedCalls();
+  REQUIRE(unfinished.ok());
+  REQUIRE(unfinished->size() == 1);
+  CHECK(unfinished->front().id == "c2");
+  CHECK_FALSE(unfinished->front().exit_code.has_value());
+}
+
+TEST_CASE("started containers are remembered until removed", "[agent_records]") {
+  tests::TempDir dir("gantry-records-test");
+  auto records = AgentRecords::Open(dir.path() / "agent.db");
+  REQUIRE(records.ok());
+  REQUIRE((*records)->AddContainer("b", "/data/containers/b").ok());
+  REQUIRE((*records)->AddContainer("a", "/data/containers/a").ok());
+  REQUIRE((*records)->RemoveContainer("b").ok());
+  auto containers = (*records)->Containers();
+  REQUIRE(containers.ok());
+  REQUIRE(containers->size() == 1);
+  CHECK(containers->front().first == "a");
+  CHECK(containers->front().second == "/data/containers/a");
+}
+
+TEST_CASE("a database that cannot be opened is a clear error", "[agent_records]") {
+  auto records = AgentRecords::Open("/nonexistent-folder/agent.db");
+  REQUIRE_FALSE(records.ok());
+  CHECK(records.error().message.find("/nonexistent-folder/agent.db") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace agents

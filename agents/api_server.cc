@@ -1,0 +1,208 @@
+#include "agents/api_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "agents/api_token.h"
+
+namespace agents {
+namespace {
+
+using nlohmann::json;
+
+/// JSON text that survives any bytes: a container's output need not be UTF-8.
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+void Reply(httplib::Response& response, int status, const json& body) {
+  response.status = status;
+  response.set_content(Dump(body) + "\n", "application/json");
+}
+
+void ReplyError(httplib::Response& response, int status, const std::string& code,
+                const std::string& message) {
+  Reply(response, status, {{"error", {{"code", code}, {"message", message}}}});
+}
+
+int HttpStatusOf(core::ErrorCode code) {
+  switch (code) {
+    case core::ErrorCode::kParse:
+    case core::ErrorCode::kInvalidArgument:
+    case core::ErrorCode::kInvalidSpec:
+      return 400;
+    case core::ErrorCode::kNotFound:
+      return 404;
+    case core::ErrorCode::kConflict:
+      return 409;
+    default:
+      return 500;
+  }
+}
+
+void ReplyError(httplib::Response& response, const core::Error& error) {
+  ReplyError(response, HttpStatusOf(error.code), core::ErrorCodeName(error.code), error.message);
+}
+
+/// A request body as JSON, or a 400 reply.
+std::optional<json> ParseBody(const httplib::Request& request, httplib::Response& response) {
+  json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) {
+    ReplyError(response, 400, "parse", "the request body is not valid JSON");
+    return std::nullopt;
+  }
+  return body;
+}
+
+json CallToJson(const CallRecord& call) {
+  json value = {{"id", call.id},
+                {"app", call.app},
+                {"function", call.function},
+                {"state", CallStateName(call.state)},
+                {"attempts", call.attempts},
+                {"created_ms", call.created_ms}};
+  if (call.exit_code) value["exit_code"] = *call.exit_code;
+  if (!call.error.empty()) value["error"] = call.error;
+  if (call.started_ms) value["started_ms"] = call.started_ms;
+  if (call.finished_ms) value["finished_ms"] = call.finished_ms;
+  return value;
+}
+
+json CallWithOutput(const Agent& agent, const CallRecord& call) {
+  json value = CallToJson(call);
+  auto [out, err] = agent.CallOutput(call.id);
+  value["stdout"] = out;
+  value["stderr"] = err;
+  return value;
+}
+
+}  // namespace
+
+ApiServer::ApiServer(Agent& agent, ApiOptions options)
+    : agent_(agent), options_(std::move(options)) {
+  if (options_.tls_cert && options_.tls_key) {
+    server_ =
+        std::make_unique<httplib::SSLServer>(options_.tls_cert->c_str(), options_.tls_key->c_str());
+  } else {
+    server_ = std::make_unique<httplib::Server>();
+  }
+  AddRoutes();
+}
+
+ApiServer::~ApiServer() {
+  Stop();
+}
+
+core::Status ApiServer::Bind() {
+  if (!server_->is_valid()) {
+    return core::Error{
+        core::ErrorCode::kInvalidArgument, "cannot load the TLS certificate or key", {}};
+  }
+  if (options_.port == 0) {
+    port_ = server_->bind_to_any_port(options_.host);
+    if (port_ > 0) return core::Ok{};
+  } else if (server_->bind_to_port(options_.host, options_.port)) {
+    port_ = options_.port;
+    return core::Ok{};
+  }
+  return core::Error{core::ErrorCode::kIo,
+                     "cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
+                         ": " + std::strerror(errno),
+                     {}};
+}
+
+core::Status ApiServer::Serve() {
+  if (!server_->listen_after_bind()) {
+    return core::Error{core::ErrorCode::kIo, "the API server stopped with an error", {}};
+  }
+  return core::Ok{};
+}
+
+void ApiServer::Stop() {
+  if (server_) server_->stop();
+}
+
+void ApiServer::AddRoutes() {
+  httplib::Server& server = *server_;
+  server.set_payload_max_length(options_.max_body_bytes);
+
+  // Authentication comes before routing and before the body is read: a
+  // request without the token learns nothing, not even which routes exist.
+  server.set_pre_routing_handler(
+      [this](const httplib::Request& request, httplib::Response& response) {
+        if (request.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
+        if (AuthorizationMatches(request.get_header_value("Authorization"), options_.token)) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        response.set_header("WWW-Authenticate", "Bearer");
+        ReplyError(response, 401, "unauthorized", "missing or wrong bearer token");
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  server.set_error_handler([this](const httplib::Request&, httplib::Response& response) {
+    if (!response.body.empty()) return;  // a handler's own JSON error
+    if (response.status == 413) {
+      ReplyError(
+          response, 400, "invalid-argument",
+          "the request body is larger than " + std::to_string(options_.max_body_bytes) + " bytes");
+    } else if (response.status == 404) {
+      ReplyError(response, 404, "not-found", "no such route");
+    } else {
+      ReplyError(response, response.status, "http",
+                 "HTTP error " + std::to_string(response.status));
+    }
+  });
+  server.set_exception_handler(
+      [](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
+        ReplyError(response, 500, "internal", "internal error");
+      });
+
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
+    Reply(response, 200, {{"ok", true}});
+  });
+  server.Get("/v1/node", [this](const httplib::Request&, httplib::Response& response) {
+    Reply(response, 200, agent_.Node());
+  });
+  server.Get("/v1/status", [this](const httplib::Request&, httplib::Response& response) {
+    Reply(response, 200, agent_.Status());
+  });
+  server.Get("/v1/desired", [this](const httplib::Request&, httplib::Response& response) {
+    Reply(response, 200, agent_.Desired());
+  });
+  server.Put("/v1/desired", [this](const httplib::Request& request, httplib::Response& response) {
+    auto body = ParseBody(request, response);
+    if (!body) return;
+    auto desired = ParseDesiredState(*body);
+    if (!desired) return ReplyError(response, desired.error());
+    auto applied = agent_.Apply(*desired);
+    if (!applied) return ReplyError(response, applied.error());
+    Reply(response, 200, {{"generation", desired->generation}, {"changed", *applied}});
+  });
+  server.Post(R"(/v1/apps/([a-z0-9][a-z0-9_-]*)/functions/([a-z0-9][a-z0-9_-]*)/calls)",
+              [this](const httplib::Request& request, httplib::Response& response) {
+                auto body = ParseBody(request, response);
+                if (!body) return;
+                auto call_request = ParseCallRequest(*body);
+                if (!call_request) return ReplyError(response, call_request.error());
+                bool wait = request.get_param_value("wait") == "true" ||
+                            request.get_param_value("wait") == "1";
+                auto call =
+                    agent_.Call(request.matches[1], request.matches[2], *call_request, wait);
+                if (!call) return ReplyError(response, call.error());
+                if (wait) return Reply(response, 200, CallWithOutput(agent_, *call));
+                Reply(response, 202, CallToJson(*call));
+              });
+  server.Get(R"(/v1/calls/(call-[0-9a-f]+))", [this](const httplib::Request& request,
+                                                     httplib::Response& response) {
+    auto call = agent_.FindCall(request.matches[1]);
+    if (!call) return ReplyError(response, call.error());
+    if (!*call)
+      return ReplyError(response, 404, "not-found", "no call " + std::string(request.matches[1]));
+    json value = IsFinished((*call)->state) ? CallWithOutput(agent_, **call) : CallToJson(**call);
+    Reply(response, 200, value);
+  });
+}
+
+}  // namespace agents

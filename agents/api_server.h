@@ -1,0 +1,54 @@
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "agents/agent.h"
+#include "core/result.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace agents {
+
+/// Where and how the API listens.
+struct ApiOptions {
+  std::string host = "127.0.0.1";
+  int port = 7070;  // 0: any free port (see ApiServer::port)
+  std::string token;
+  std::optional<std::filesystem::path> tls_cert;  // both or neither
+  std::optional<std::filesystem::path> tls_key;
+  std::size_t max_body_bytes = 16 << 20;
+};
+
+/// The agent's HTTP+JSON API (cpp-httplib), routes and documents as in
+/// agents/README.md and schemas/agent_*.schema.json. Every route but
+/// /healthz needs `Authorization: Bearer TOKEN`; without it the answer is
+/// 401 and nothing else happens. Errors are JSON: {"error": {"code",
+/// "message"}}, 400 for bad bodies (malformed, unknown fields, too large),
+/// 404 for unknown functions and calls, 409 for a stale generation.
+class ApiServer {
+ public:
+  ApiServer(Agent& agent, ApiOptions options);
+  ~ApiServer();
+
+  /// Binds the address; after it, port() is the one bound.
+  core::Status Bind();
+  int port() const { return port_; }
+  /// Serves until Stop() (from another thread or a signal handler's thread).
+  core::Status Serve();
+  void Stop();
+
+ private:
+  void AddRoutes();
+
+  Agent& agent_;
+  ApiOptions options_;
+  std::unique_ptr<httplib::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace agents

@@ -1,0 +1,106 @@
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agents/agent_records.h"
+#include "agents/desired_state.h"
+#include "agents/host_limits.h"
+#include "agents/image_layers.h"
+#include "agents/runc_runtime.h"
+#include "core/result.h"
+
+namespace agents {
+
+/// The body of `POST /v1/apps/{app}/functions/{fn}/calls`.
+struct CallRequest {
+  std::vector<std::string> args;  // appended to the function's command
+  std::string stdin_data;
+  std::map<std::string, std::string> env;  // overrides, applied last
+};
+
+/// Reads a call body strictly (unknown fields are errors naming them).
+core::Result<CallRequest> ParseCallRequest(const nlohmann::json& body);
+nlohmann::json ToJson(const CallRequest& request);
+
+/// Everything a job function's container is made from, besides the call.
+struct JobFunction {
+  std::string app;
+  FunctionState function;
+  std::vector<std::string> secret_env;  // "KEY=VALUE" from the function's secrets
+  std::map<std::string, std::filesystem::path> volume_dirs;  // mount path -> host folder
+  std::vector<std::string> gpu_env;  // NVIDIA_VISIBLE_DEVICES=…, CUDA_VISIBLE_DEVICES=…
+  std::vector<std::filesystem::path> gpu_devices;
+};
+
+/// The parts of the host a call's container is made with.
+struct ContainerParts {
+  ImageLayers* layers;
+  const RuncRuntime* runtime;
+  AgentRecords* records;
+  HostLimits limits;
+  std::filesystem::path containers_dir;  // DATA_DIR/containers
+  std::filesystem::path calls_dir;       // DATA_DIR/calls
+};
+
+/// Runs job calls: one fresh container per attempt, built from the
+/// function's image over a private root, with the function's command plus the
+/// call's args, its stdin, and env from the image, the function, its secrets
+/// and the call (in that order, later ones winning). A failed attempt (exit
+/// code not 0, or the timeout) is retried up to `retries` times, waiting
+/// `retry_backoff` and doubling it. At most `max_containers` calls of one
+/// function run at once; the others wait in the order they came. Every
+/// change of a call's state is recorded before it is acted on, and its
+/// output is kept in DATA_DIR/calls/ID/{stdout,stderr}.
+class CallRunner {
+ public:
+  explicit CallRunner(ContainerParts parts);
+  /// Waits for the calls started in the background.
+  ~CallRunner();
+
+  /// Records a new queued call and returns it (with its id).
+  core::Result<CallRecord> Submit(const std::string& app, const std::string& function,
+                                  const CallRequest& request);
+  /// Runs a submitted call to its end, in this thread; returns its final record.
+  CallRecord Run(CallRecord call, const JobFunction& job, const CallRequest& request);
+  /// Runs a submitted call on a thread of its own.
+  void RunInBackground(CallRecord call, JobFunction job, CallRequest request);
+
+  /// Calls of a function running now, and waiting for a slot.
+  std::pair<int, int> Load(const std::string& app, const std::string& function);
+
+  /// The output files of a call.
+  std::filesystem::path StdoutPath(const std::string& call_id) const;
+  std::filesystem::path StderrPath(const std::string& call_id) const;
+
+ private:
+  /// One attempt in a fresh container: its exit, or why it could not start.
+  core::Result<ContainerExit> Attempt(const CallRecord& call, const JobFunction& job,
+                                      const CallRequest& request);
+  void Save(const CallRecord& call);
+
+  /// Calls of one function running now, and the queue of those waiting.
+  struct Slots {
+    std::mutex mutex;
+    std::condition_variable changed;
+    int running = 0;
+    std::uint64_t next_ticket = 0;
+    std::uint64_t serving = 0;
+  };
+  Slots& SlotsOf(const std::string& app, const std::string& function);
+
+  ContainerParts parts_;
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<Slots>> slots_;
+  std::vector<std::thread> background_;
+};
+
+}  // namespace agents

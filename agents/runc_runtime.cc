@@ -1,0 +1,211 @@
+#include "agents/runc_runtime.h"
+
+#include <signal.h>
+
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <utility>
+
+#include "core/atomic_file.h"
+#include "core/subprocess.h"
+
+namespace agents {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// runc's own commands (kill, delete, list, --version) answer at once; one
+// that hangs this long is stuck and is killed rather than hang the agent.
+constexpr std::chrono::milliseconds kCommandTimeout = 60s;
+// How long a SIGKILLed container may take to be reaped by runc before runc
+// itself is killed (`delete --force` then removes what is left).
+constexpr std::chrono::milliseconds kKillWait = 10s;
+constexpr std::size_t kStderrLimit = 64 << 10;
+constexpr std::size_t kListLimit = 64 << 20;
+// runc's log of a `run`, in the bundle: how a failure to start is told from
+// the container's own exit code.
+constexpr char kRunLog[] = "runc.log";
+
+std::string Trim(std::string text) {
+  const char* blanks = " \t\r\n";
+  std::size_t first = text.find_first_not_of(blanks);
+  if (first == std::string::npos) return {};
+  return text.substr(first, text.find_last_not_of(blanks) - first + 1);
+}
+
+// What runc said on stderr: the msg="..." of its logrus lines, else the
+// text itself, trimmed.
+std::string RuncMessage(const std::string& stderr_text) {
+  std::string messages;
+  std::istringstream lines(stderr_text);
+  for (std::string line; std::getline(lines, line);) {
+    std::size_t start = line.find("msg=\"");
+    std::size_t end = line.rfind('"');
+    std::string message = start != std::string::npos && end > start + 5
+                              ? line.substr(start + 5, end - start - 5)
+                              : Trim(line);
+    if (message.empty()) continue;
+    if (!messages.empty()) messages += "; ";
+    messages += message;
+  }
+  return messages;
+}
+
+// The errors runc logged (--log-format json) in `log`, joined; "" when none.
+std::string LoggedErrors(const fs::path& log) {
+  auto text = core::ReadFile(log);
+  if (!text) return {};
+  std::string errors;
+  std::istringstream lines(*text);
+  for (std::string line; std::getline(lines, line);) {
+    nlohmann::json entry = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (!entry.is_object() || !entry.contains("msg") || !entry["msg"].is_string()) continue;
+    const std::string level = entry.value("level", "");
+    if (level != "error" && level != "fatal" && level != "panic") continue;
+    if (!errors.empty()) errors += "; ";
+    errors += entry["msg"].get<std::string>();
+  }
+  return errors;
+}
+
+core::Error CommandError(const std::vector<std::string>& argv, const std::string& message) {
+  std::string command;
+  for (std::size_t i = 0; i < argv.size(); ++i) command += (i == 0 ? "" : " ") + argv[i];
+  return core::Error{core::ErrorCode::kIo, command + " failed: " + message, {}};
+}
+
+}  // namespace
+
+RuncRuntime::RuncRuntime(fs::path binary, fs::path state_root)
+    : binary_(std::move(binary)), state_root_(std::move(state_root)) {}
+
+core::SubprocessOptions RuncRuntime::Command(std::vector<std::string> arguments) const {
+  core::SubprocessOptions options;
+  options.argv = {binary_.string(), "--root", state_root_.string()};
+  options.argv.insert(options.argv.end(), std::make_move_iterator(arguments.begin()),
+                      std::make_move_iterator(arguments.end()));
+  options.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+  options.stdout_to = core::Output::Capture(kListLimit);
+  options.stderr_to = core::Output::Capture(kStderrLimit);
+  return options;
+}
+
+core::Result<std::string> RuncRuntime::Call(std::vector<std::string> arguments) const {
+  core::SubprocessOptions options = Command(std::move(arguments));
+  const std::vector<std::string> argv = options.argv;
+  auto result = core::RunSubprocess(std::move(options), kCommandTimeout);
+  if (!result) return result.error();
+  if (result->timed_out) return CommandError(argv, "no answer in 60s");
+  if (result->exit.code != 0) {
+    std::string message = RuncMessage(result->stderr_text);
+    return CommandError(
+        argv, message.empty() ? "exit code " + std::to_string(result->exit.code) : message);
+  }
+  return std::move(result->stdout_text);
+}
+
+core::Status RuncRuntime::Signal(const std::string& id, int signal, bool all) const {
+  std::vector<std::string> arguments = {"kill"};
+  if (all) arguments.push_back("--all");
+  arguments.push_back(id);
+  arguments.push_back(std::to_string(signal));
+  auto called = Call(std::move(arguments));
+  if (!called) return called.error();
+  return core::Ok{};
+}
+
+core::Status RuncRuntime::Kill(const std::string& id, int signal) const {
+  return Signal(id, signal, /*all=*/false);
+}
+
+core::Status RuncRuntime::Delete(const std::string& id) const {
+  auto called = Call({"delete", "--force", id});
+  if (!called && called.error().message.find("does not exist") == std::string::npos)
+    return called.error();
+  return core::Ok{};
+}
+
+core::Result<std::vector<ContainerState>> RuncRuntime::List() const {
+  auto listed = Call({"list", "--format", "json"});
+  if (!listed) return listed.error();
+  nlohmann::json items = nlohmann::json::parse(*listed, nullptr, /*allow_exceptions=*/false);
+  if (items.is_discarded() || !(items.is_null() || items.is_array())) {
+    return core::Error{
+        core::ErrorCode::kParse, "runc list --format json: not a JSON array: " + Trim(*listed), {}};
+  }
+  std::vector<ContainerState> containers;
+  if (items.is_null()) return containers;  // runc says null when it has none
+  for (const nlohmann::json& item : items) {
+    if (!item.is_object()) continue;
+    ContainerState state;
+    state.id = item.value("id", "");
+    state.status = item.value("status", "");
+    state.pid = item.value("pid", 0);
+    state.bundle = item.value("bundle", "");
+    containers.push_back(std::move(state));
+  }
+  return containers;
+}
+
+core::Result<std::string> RuncRuntime::Version() const {
+  core::SubprocessOptions options = Command({});
+  const std::vector<std::string> argv = {binary_.string(), "--version"};
+  options.argv = argv;
+  auto result = core::RunSubprocess(std::move(options), kCommandTimeout);
+  if (!result) return result.error();
+  if (result->timed_out || result->exit.code != 0)
+    return CommandError(argv, RuncMessage(result->stderr_text));
+  std::string version = result->stdout_text.substr(0, result->stdout_text.find('\n'));
+  return Trim(version);
+}
+
+core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::string& id,
+                                             const RunOptions& options) const {
+  const fs::path log = bundle / kRunLog;
+  std::error_code ignored;  // a log that is not there is what is wanted
+  fs::remove(log, ignored);
+  core::SubprocessOptions command = Command(
+      {"--log", log.string(), "--log-format", "json", "run", "--bundle", bundle.string(), id});
+  command.stdin_data = options.stdin_data;
+  command.stdout_to =
+      options.stdout_file.empty() ? core::Output::Null() : core::Output::File(options.stdout_file);
+  command.stderr_to =
+      options.stderr_file.empty() ? core::Output::Null() : core::Output::File(options.stderr_file);
+  auto runc = core::Subprocess::Start(std::move(command));
+  if (!runc) return runc.error();
+
+  ContainerExit exit;
+  auto ended = runc->Wait(options.timeout);
+  if (ended && !*ended) {
+    exit.timed_out = true;
+    ended = Stop(id, *runc, options.grace);
+  }
+  // Whatever happened, runc keeps nothing of it (a `run` that ended has
+  // deleted its container already; this is for one that could not).
+  auto deleted = Delete(id);
+  if (!ended) return ended.error();
+  const std::string errors = LoggedErrors(log);
+  if (runc->exit().code != 0 && !errors.empty())
+    return core::Error{core::ErrorCode::kIo, "container " + id + ": " + errors, {}};
+  if (!deleted) return deleted.error();
+  exit.exit_code = runc->exit().code;
+  return exit;
+}
+
+core::Result<bool> RuncRuntime::Stop(const std::string& id, core::Subprocess& runc,
+                                     std::chrono::milliseconds grace) const {
+  // Through runc, which knows the container's pid; a container runc has not
+  // made yet is reached by signalling runc, which forwards what it gets.
+  if (!Kill(id, SIGTERM)) (void)runc.Signal(SIGTERM);
+  auto ended = runc.Wait(grace);
+  if (!ended || *ended) return ended;
+  if (!Signal(id, SIGKILL, /*all=*/true)) (void)runc.Signal(SIGKILL);
+  ended = runc.Wait(kKillWait);
+  if (!ended || *ended) return ended;
+  auto killed = runc.Signal(SIGKILL);  // runc itself is stuck
+  if (!killed) return killed.error();
+  return runc.Wait();
+}
+
+}  // namespace agents

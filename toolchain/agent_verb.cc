@@ -1,0 +1,128 @@
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "agents/agent.h"
+#include "agents/api_server.h"
+#include "agents/api_token.h"
+#include "core/atomic_file.h"
+#include "core/gantry_home.h"
+#include "toolchain/exit_code.h"
+#include "toolchain/reporter.h"
+#include "toolchain/verbs.h"
+
+namespace toolchain {
+namespace {
+
+struct AgentCommand {
+  std::string listen = "127.0.0.1:7070";
+  std::string data_dir;
+  std::string store;
+  std::string token_file;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string gpus = "auto";
+  std::string runtime = "runc";
+};
+
+int Fail(const core::Error& error) {
+  ReportErrors({error});
+  return error.code == core::ErrorCode::kInternal ? kExitInternal : kExitUserError;
+}
+
+int RunAgent(const AgentCommand& command) {
+  std::size_t colon = command.listen.rfind(':');
+  agents::ApiOptions api;
+  try {
+    if (colon == std::string::npos) throw std::invalid_argument("no port");
+    api.host = command.listen.substr(0, colon);
+    api.port = std::stoi(command.listen.substr(colon + 1));
+  } catch (const std::exception&) {
+    return Fail({core::ErrorCode::kInvalidArgument,
+                 "--listen: expected HOST:PORT, got " + command.listen,
+                 {}});
+  }
+  if (command.tls_cert.empty() != command.tls_key.empty()) {
+    return Fail({core::ErrorCode::kInvalidArgument, "--tls-cert and --tls-key go together", {}});
+  }
+  if (!command.tls_cert.empty()) {
+    api.tls_cert = command.tls_cert;
+    api.tls_key = command.tls_key;
+  }
+
+  // Signals are taken by one thread (sigwait) so that stopping is orderly:
+  // the server stops accepting, running calls end, the database closes.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  agents::AgentOptions options;
+  options.data_dir = command.data_dir.empty() ? core::GantryHome() / "agent"
+                                              : std::filesystem::path(command.data_dir);
+  options.store =
+      command.store.empty() ? core::GantryHome() / "store" : std::filesystem::path(command.store);
+  options.gpus = command.gpus;
+  options.runtime = command.runtime;
+  options.version = GANTRY_VERSION;
+  auto agent = agents::Agent::Open(options);
+  if (!agent) return Fail(agent.error());
+  std::optional<std::filesystem::path> token_file;
+  if (!command.token_file.empty()) token_file = command.token_file;
+  auto token = agents::LoadOrCreateToken(options.data_dir, token_file);
+  if (!token) return Fail(token.error());
+  api.token = *token;
+
+  agents::ApiServer server(**agent, api);
+  if (auto bound = server.Bind(); !bound.ok()) return Fail(bound.error());
+  std::string address =
+      (api.tls_cert ? "https://" : "http://") + api.host + ":" + std::to_string(server.port());
+  // Local tools (and tests) find the agent through this file.
+  if (auto written = core::WriteFileAtomically(options.data_dir / "address", address + "\n");
+      !written.ok()) {
+    return Fail(written.error());
+  }
+  spdlog::info("agent listening on {} (token in {})", address,
+               token_file ? token_file->string() : (options.data_dir / "token").string());
+
+  std::thread stopper([&] {
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    spdlog::info("agent: stopping on signal {}", signal);
+    server.Stop();
+  });
+  auto served = server.Serve();
+  pthread_kill(stopper.native_handle(), SIGTERM);
+  stopper.join();
+  if (!served.ok()) return Fail(served.error());
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddAgentVerb(CLI::App& gantry, int* exit_code) {
+  auto command = std::make_shared<AgentCommand>();
+  CLI::App* verb =
+      gantry.add_subcommand("agent", "Run the agent that runs an app's containers on this host");
+  verb->add_option("--listen", command->listen, "HOST:PORT of the API (port 0: any free port)")
+      ->capture_default_str();
+  verb->add_option("--data-dir", command->data_dir,
+                   "The agent's folder (default: $GANTRY_HOME/agent)");
+  verb->add_option("--store", command->store,
+                   "The content store images are read from (default: $GANTRY_HOME/store)");
+  verb->add_option("--token-file", command->token_file,
+                   "A file holding the API token (default: DATA_DIR/token, made on first start)");
+  verb->add_option("--tls-cert", command->tls_cert, "Serve HTTPS with this certificate (PEM)");
+  verb->add_option("--tls-key", command->tls_key, "The certificate's private key (PEM)");
+  verb->add_option("--gpus", command->gpus, "auto (CUDA driver), none, or fake:H100x8,A100-80GBx2")
+      ->capture_default_str();
+  verb->add_option("--runtime", command->runtime, "The OCI runtime binary (runc or crun)")
+      ->capture_default_str();
+  verb->callback([command, exit_code] { *exit_code = RunAgent(*command); });
+}
+
+}  // namespace toolchain
