@@ -113,14 +113,15 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
       host_(std::move(host)),
       limits_(std::move(limits)),
       gpus_(std::move(gpus)),
+      gpu_pool_(gpus_),
       secrets_(std::move(secrets)),
       records_(std::move(records)),
       runtime_(options_.runtime, RuncStateDir(options_.data_dir)),
       runtime_version_(std::move(runtime_version)),
       layers_(std::move(store), LayersDir(options_.data_dir)) {
-  calls_ = std::make_unique<CallRunner>(ContainerParts{&layers_, &runtime_, records_.get(), limits_,
-                                                       ContainersDir(options_.data_dir),
-                                                       CallsDir(options_.data_dir)});
+  calls_ = std::make_unique<CallRunner>(
+      ContainerParts{&layers_, &runtime_, records_.get(), &gpu_pool_, options_.gpus == "auto",
+                     limits_, ContainersDir(options_.data_dir), CallsDir(options_.data_dir)});
 }
 
 Agent::~Agent() {
@@ -187,21 +188,16 @@ core::Status Agent::Recover() {
 std::vector<std::string> Agent::CheckFunction(const std::string& app,
                                               const FunctionState& function) const {
   std::vector<std::string> problems;
-  if (function.gpu) {
-    int matching = 0;
+  if (function.gpu && gpu_pool_.CountOf(function.gpu->type) < function.gpu->count) {
     std::map<std::string, int> offered;
-    for (const Gpu& gpu : gpus_) {
-      ++offered[gpu.type];
-      if (function.gpu->type == "any" || gpu.type == function.gpu->type) ++matching;
+    for (const Gpu& gpu : gpus_) ++offered[gpu.type];
+    std::string have;
+    for (const auto& [type, count] : offered) {
+      have += (have.empty() ? "" : ", ") + std::to_string(count) + " x " + type;
     }
-    if (matching < function.gpu->count) {
-      std::string have;
-      for (const auto& [type, count] : offered)
-        have += (have.empty() ? "" : ", ") + std::to_string(count) + " x " + type;
-      problems.push_back("unschedulable: needs " + std::to_string(function.gpu->count) + " x " +
-                         function.gpu->type + " GPU, this host has " +
-                         (have.empty() ? "no GPU" : have));
-    }
+    problems.push_back("unschedulable: needs " + std::to_string(function.gpu->count) + " x " +
+                       function.gpu->type + " GPU, this host has " +
+                       (have.empty() ? "no GPU" : have));
   }
   if (!layers_.store().HasBlob(function.image.digest)) {
     problems.push_back("image " + function.image.digest + " is not in the content store " +

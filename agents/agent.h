@@ -12,6 +12,7 @@
 #include "agents/call_runner.h"
 #include "agents/desired_state.h"
 #include "agents/gpu_inventory.h"
+#include "agents/gpu_pool.h"
 #include "agents/host_info.h"
 #include "agents/host_limits.h"
 #include "agents/image_layers.h"
@@ -84,6 +85,7 @@ class Agent {
   HostInfo host_;
   HostLimits limits_;
   std::vector<Gpu> gpus_;
+  GpuPool gpu_pool_;
   SecretBox secrets_;
   std::unique_ptr<AgentRecords> records_;
   RuncRuntime runtime_;

@@ -197,31 +197,13 @@ CallRecord CallRunner::Run(CallRecord call, const JobFunction& job, const CallRe
 
   call.state = CallState::kRunning;
   call.started_ms = NowMs();
-  std::chrono::milliseconds backoff = job.function.retry_backoff;
-  while (true) {
-    ++call.attempts;
-    Save(call);
-    auto exit = Attempt(call, job, request);
-    if (!exit) {
-      call.state = CallState::kFailed;
-      call.error = exit.error().message;
-      break;  // the container could not be made: another attempt would fail alike
-    }
-    call.exit_code = exit->exit_code;
-    if (exit->exit_code == 0 && !exit->timed_out) {
-      call.state = CallState::kSucceeded;
-      call.error.clear();
-      break;
-    }
-    call.state = exit->timed_out ? CallState::kTimedOut : CallState::kFailed;
-    call.error = exit->timed_out
-                     ? "timed out after " + std::to_string(job.function.timeout.count()) + " ms"
-                     : "exited with code " + std::to_string(exit->exit_code);
-    if (call.attempts > job.function.retries) break;
-    call.state = CallState::kRunning;
-    Save(call);
-    std::this_thread::sleep_for(backoff);
-    backoff *= 2;
+  if (!job.function.gpu) {
+    RunAttempts(&call, job, request, {});
+  } else if (auto gpus = parts_.gpus->Acquire(*job.function.gpu); gpus) {
+    RunAttempts(&call, job, request, gpus->gpus());
+  } else {
+    call.state = CallState::kFailed;
+    call.error = gpus.error().message;
   }
   call.finished_ms = NowMs();
   Save(call);
@@ -234,6 +216,36 @@ CallRecord CallRunner::Run(CallRecord call, const JobFunction& job, const CallRe
   return call;
 }
 
+void CallRunner::RunAttempts(CallRecord* call, const JobFunction& job, const CallRequest& request,
+                             const std::vector<Gpu>& gpus) {
+  std::chrono::milliseconds backoff = job.function.retry_backoff;
+  while (true) {
+    ++call->attempts;
+    Save(*call);
+    auto exit = Attempt(*call, job, request, gpus);
+    if (!exit) {
+      call->state = CallState::kFailed;
+      call->error = exit.error().message;
+      return;  // the container could not be made: another attempt would fail alike
+    }
+    call->exit_code = exit->exit_code;
+    if (exit->exit_code == 0 && !exit->timed_out) {
+      call->state = CallState::kSucceeded;
+      call->error.clear();
+      return;
+    }
+    call->state = exit->timed_out ? CallState::kTimedOut : CallState::kFailed;
+    call->error = exit->timed_out
+                      ? "timed out after " + std::to_string(job.function.timeout.count()) + " ms"
+                      : "exited with code " + std::to_string(exit->exit_code);
+    if (call->attempts > job.function.retries) return;
+    call->state = CallState::kRunning;
+    Save(*call);
+    std::this_thread::sleep_for(backoff);
+    backoff *= 2;
+  }
+}
+
 void CallRunner::RunInBackground(CallRecord call, JobFunction job, CallRequest request) {
   std::lock_guard lock(mutex_);
   background_.emplace_back([this, call = std::move(call), job = std::move(job),
@@ -241,7 +253,8 @@ void CallRunner::RunInBackground(CallRecord call, JobFunction job, CallRequest r
 }
 
 core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const JobFunction& job,
-                                                const CallRequest& request) {
+                                                const CallRequest& request,
+                                                const std::vector<Gpu>& gpus) {
   auto image = parts_.layers->Prepare(job.function.image.digest);
   if (!image) return image.error();
 
@@ -272,7 +285,7 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
   for (const std::string& entry : settings.env) SetEnv(&spec.env, entry);
   for (const auto& [key, value] : job.function.env) SetEnv(&spec.env, key + "=" + value);
   for (const std::string& entry : job.secret_env) SetEnv(&spec.env, entry);
-  for (const std::string& entry : job.gpu_env) SetEnv(&spec.env, entry);
+  for (const std::string& entry : GpuEnv(gpus)) SetEnv(&spec.env, entry);
   for (const auto& [key, value] : request.env) SetEnv(&spec.env, key + "=" + value);
   spec.cwd = settings.workdir.empty() ? "/" : settings.workdir;
   core::Result<ContainerExit> result = core::Error{};
@@ -286,7 +299,7 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
     spec.cpus = job.function.cpu;
     for (const auto& [mount, host_dir] : job.volume_dirs)
       spec.mounts.push_back({host_dir, mount, false});
-    spec.devices = job.gpu_devices;
+    if (parts_.pass_gpu_devices) spec.devices = GpuDeviceNodes(gpus);
     if (auto written = WriteBundle(dir, spec, parts_.limits); !written) {
       result = written.error();
     } else {

@@ -13,6 +13,7 @@
 
 #include "agents/agent_records.h"
 #include "agents/desired_state.h"
+#include "agents/gpu_pool.h"
 #include "agents/host_limits.h"
 #include "agents/image_layers.h"
 #include "agents/runc_runtime.h"
@@ -46,6 +47,8 @@ struct ContainerParts {
   ImageLayers* layers;
   const RuncRuntime* runtime;
   AgentRecords* records;
+  GpuPool* gpus;
+  bool pass_gpu_devices;  // real GPUs: their /dev nodes go into the container
   HostLimits limits;
   std::filesystem::path containers_dir;  // DATA_DIR/containers
   std::filesystem::path calls_dir;       // DATA_DIR/calls
@@ -57,7 +60,9 @@ struct ContainerParts {
 /// and the call (in that order, later ones winning). A failed attempt (exit
 /// code not 0, or the timeout) is retried up to `retries` times, waiting
 /// `retry_backoff` and doubling it. At most `max_containers` calls of one
-/// function run at once; the others wait in the order they came. Every
+/// function run at once; the others wait in the order they came. A call
+/// that needs GPUs holds them, whole and its own, from its first attempt to
+/// its last, waiting for them in turn when they are busy. Every
 /// change of a call's state is recorded before it is acted on, and its
 /// output is kept in DATA_DIR/calls/ID/{stdout,stderr}.
 class CallRunner {
@@ -82,9 +87,12 @@ class CallRunner {
   std::filesystem::path StderrPath(const std::string& call_id) const;
 
  private:
+  /// Attempts until one succeeds or the retries are spent; leaves the outcome in *call.
+  void RunAttempts(CallRecord* call, const JobFunction& job, const CallRequest& request,
+                   const std::vector<Gpu>& gpus);
   /// One attempt in a fresh container: its exit, or why it could not start.
   core::Result<ContainerExit> Attempt(const CallRecord& call, const JobFunction& job,
-                                      const CallRequest& request);
+                                      const CallRequest& request, const std::vector<Gpu>& gpus);
   void Save(const CallRecord& call);
 
   /// Calls of one function running now, and the queue of those waiting.
