@@ -37,6 +37,9 @@ fs::path VolumeDir(const fs::path& data_dir, const std::string& app, const std::
 fs::path RuncStateDir(const fs::path& data_dir) {
   return data_dir / "runc";
 }
+fs::path LogsDir(const fs::path& data_dir) {
+  return data_dir / "logs";
+}
 
 std::string FunctionKey(const std::string& app, const std::string& function) {
   return app + "/" + function;
@@ -118,10 +121,11 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
       records_(std::move(records)),
       runtime_(options_.runtime, RuncStateDir(options_.data_dir)),
       runtime_version_(std::move(runtime_version)),
-      layers_(std::move(store), LayersDir(options_.data_dir)) {
-  calls_ = std::make_unique<CallRunner>(
-      ContainerParts{&layers_, &runtime_, records_.get(), &gpu_pool_, options_.gpus == "auto",
-                     limits_, ContainersDir(options_.data_dir), CallsDir(options_.data_dir)});
+      layers_(std::move(store), LayersDir(options_.data_dir)),
+      logs_(LogsDir(options_.data_dir)) {
+  calls_ = std::make_unique<CallRunner>(ContainerParts{
+      &layers_, &runtime_, records_.get(), &gpu_pool_, &logs_, options_.gpus == "auto", limits_,
+      ContainersDir(options_.data_dir), CallsDir(options_.data_dir)});
 }
 
 Agent::~Agent() {

@@ -11,6 +11,7 @@
 #include "agents/agent_records.h"
 #include "agents/call_runner.h"
 #include "agents/desired_state.h"
+#include "agents/function_logs.h"
 #include "agents/gpu_inventory.h"
 #include "agents/gpu_pool.h"
 #include "agents/host_info.h"
@@ -68,6 +69,9 @@ class Agent {
   /// A call's stdout and stderr (of its last attempt), as far as written.
   std::pair<std::string, std::string> CallOutput(const std::string& id) const;
 
+  /// The function logs (GET /v1/logs).
+  const FunctionLogs& logs() const { return logs_; }
+
   const std::filesystem::path& data_dir() const { return options_.data_dir; }
 
  private:
@@ -91,6 +95,7 @@ class Agent {
   RuncRuntime runtime_;
   std::string runtime_version_;
   ImageLayers layers_;
+  FunctionLogs logs_;
   std::unique_ptr<CallRunner> calls_;
 
   mutable std::mutex mutex_;  // guards desired_ and problems_

@@ -4,7 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <regex>
+#include <thread>
 
 #include "agents/api_token.h"
 
@@ -122,6 +125,7 @@ core::Status ApiServer::Serve() {
 }
 
 void ApiServer::Stop() {
+  stopping_ = true;
   if (server_) server_->stop();
 }
 
@@ -194,6 +198,32 @@ void ApiServer::AddRoutes() {
                 if (wait) return Reply(response, 200, CallWithOutput(agent_, *call));
                 Reply(response, 202, CallToJson(*call));
               });
+  server.Get("/v1/logs", [this](const httplib::Request& request, httplib::Response& response) {
+    static const std::regex kName("[a-z0-9][a-z0-9_-]*");
+    std::string app = request.get_param_value("app");
+    std::string function = request.get_param_value("function");
+    if (!std::regex_match(app, kName) ||
+        (!function.empty() && !std::regex_match(function, kName))) {
+      return ReplyError(response, 400, "invalid-argument",
+                        "logs need ?app=NAME and optionally &function=NAME");
+    }
+    std::string follow = request.get_param_value("follow");
+    if (follow != "1" && follow != "true") {
+      LogCursor cursor;
+      response.set_content(agent_.logs().ReadNew(app, function, &cursor), "application/x-ndjson");
+      return;
+    }
+    // Followed logs stream until the client goes or the server stops.
+    auto cursor = std::make_shared<LogCursor>();
+    response.set_chunked_content_provider(
+        "application/x-ndjson",
+        [this, app, function, cursor](std::size_t, httplib::DataSink& sink) {
+          std::string fresh = agent_.logs().ReadNew(app, function, cursor.get());
+          if (!fresh.empty() && !sink.write(fresh.data(), fresh.size())) return false;
+          if (fresh.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+          return !stopping_ && sink.is_writable();
+        });
+  });
   server.Get(R"(/v1/calls/(call-[0-9a-f]+))", [this](const httplib::Request& request,
                                                      httplib::Response& response) {
     auto call = agent_.FindCall(request.matches[1]);

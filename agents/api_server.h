@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -49,6 +50,7 @@ class ApiServer {
   ApiOptions options_;
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
+  std::atomic<bool> stopping_ = false;  // ends followed log streams
 };
 
 }  // namespace agents

@@ -1,5 +1,7 @@
 #include "agents/call_runner.h"
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -143,7 +145,7 @@ fs::path CallRunner::StderrPath(const std::string& call_id) const {
 void CallRunner::Save(const CallRecord& call) {
   if (auto saved = parts_.records->SaveCall(call); !saved.ok()) {
     // The call goes on; its record will be written again at its next change.
-    std::fprintf(stderr, "gantry agent: %s\n", saved.error().message.c_str());
+    spdlog::warn("agent: {}", saved.error().message);
   }
 }
 
@@ -226,8 +228,14 @@ void CallRunner::RunAttempts(CallRecord* call, const JobFunction& job, const Cal
     if (!exit) {
       call->state = CallState::kFailed;
       call->error = exit.error().message;
+      LogAttempt(*call,
+                 "attempt " + std::to_string(call->attempts) + " could not start: " + call->error);
       return;  // the container could not be made: another attempt would fail alike
     }
+    LogAttempt(*call,
+               "attempt " + std::to_string(call->attempts) +
+                   (exit->timed_out ? " timed out"
+                                    : " exited with code " + std::to_string(exit->exit_code)));
     call->exit_code = exit->exit_code;
     if (exit->exit_code == 0 && !exit->timed_out) {
       call->state = CallState::kSucceeded;
@@ -243,6 +251,31 @@ void CallRunner::RunAttempts(CallRecord* call, const JobFunction& job, const Cal
     Save(*call);
     std::this_thread::sleep_for(backoff);
     backoff *= 2;
+  }
+}
+
+void CallRunner::LogAttempt(const CallRecord& call, const std::string& outcome) {
+  std::vector<LogLine> lines;
+  std::int64_t now = NowMs();
+  for (const auto& [stream, path] :
+       {std::pair{"stdout", StdoutPath(call.id)}, std::pair{"stderr", StderrPath(call.id)}}) {
+    constexpr std::size_t kLoggedBytes = 1 << 20;  // per stream and attempt; the call keeps it all
+    std::ifstream in(path, std::ios::binary);
+    std::string text;
+    std::size_t logged = 0;
+    while (std::getline(in, text)) {
+      if ((logged += text.size() + 1) > kLoggedBytes) {
+        lines.push_back(
+            {now, call.id, "agent",
+             std::string(stream) + " cut short here: the rest is in the call's output"});
+        break;
+      }
+      lines.push_back({now, call.id, stream, text});
+    }
+  }
+  lines.push_back({now, call.id, "agent", outcome});
+  if (auto appended = parts_.logs->Append(call.app, call.function, lines); !appended.ok()) {
+    spdlog::warn("agent: {}", appended.error().message);
   }
 }
 

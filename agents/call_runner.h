@@ -13,6 +13,7 @@
 
 #include "agents/agent_records.h"
 #include "agents/desired_state.h"
+#include "agents/function_logs.h"
 #include "agents/gpu_pool.h"
 #include "agents/host_limits.h"
 #include "agents/image_layers.h"
@@ -48,6 +49,7 @@ struct ContainerParts {
   const RuncRuntime* runtime;
   AgentRecords* records;
   GpuPool* gpus;
+  FunctionLogs* logs;
   bool pass_gpu_devices;  // real GPUs: their /dev nodes go into the container
   HostLimits limits;
   std::filesystem::path containers_dir;  // DATA_DIR/containers
@@ -94,6 +96,8 @@ class CallRunner {
   core::Result<ContainerExit> Attempt(const CallRecord& call, const JobFunction& job,
                                       const CallRequest& request, const std::vector<Gpu>& gpus);
   void Save(const CallRecord& call);
+  /// Appends an attempt's output, and how it ended, to its function's log.
+  void LogAttempt(const CallRecord& call, const std::string& outcome);
 
   /// Calls of one function running now, and the queue of those waiting.
   struct Slots {

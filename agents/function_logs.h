@@ -1,0 +1,55 @@
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+
+namespace agents {
+
+/// One line that a function's container, or the agent about it, wrote.
+struct LogLine {
+  std::int64_t time_ms = 0;  // Unix epoch milliseconds
+  std::string call;          // the call id ("" for lines not about one call)
+  std::string stream;        // "stdout", "stderr", or "agent" (attempts, exits)
+  std::string text;          // without its newline; bytes that are not UTF-8 are replaced
+
+  nlohmann::json ToJson() const;
+};
+
+/// Where a reader of the logs has got to: a byte offset per log file.
+struct LogCursor {
+  std::map<std::filesystem::path, std::uint64_t> offsets;
+  bool started = false;
+};
+
+/// Each function's log, what `GET /v1/logs` serves: DATA_DIR/logs/APP/FUNCTION.log,
+/// one JSON object per line (LogLine::ToJson). When a file would grow past
+/// `max_bytes` it is renamed FUNCTION.log.1 (replacing the previous one) and
+/// a new one begun, so a function's logs never take more than twice that.
+class FunctionLogs {
+ public:
+  explicit FunctionLogs(std::filesystem::path dir, std::uint64_t max_bytes = 8 << 20);
+
+  core::Status Append(const std::string& app, const std::string& function,
+                      const std::vector<LogLine>& lines);
+
+  /// The complete lines written since `cursor` for one function, or for every
+  /// function of the app when `function` is empty; the first read of a cursor
+  /// starts with the rotated files. Advances the cursor.
+  std::string ReadNew(const std::string& app, const std::string& function, LogCursor* cursor) const;
+
+ private:
+  std::filesystem::path FileOf(const std::string& app, const std::string& function) const;
+
+  std::filesystem::path dir_;
+  std::uint64_t max_bytes_;
+  mutable std::mutex mutex_;
+};
+
+}  // namespace agents

@@ -1,0 +1,73 @@
+#include "agents/function_logs.h"
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "tests/temp_dir.h"
+
+namespace agents {
+namespace {
+
+using nlohmann::json;
+
+std::vector<json> Parse(const std::string& text) {
+  std::vector<json> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    lines.push_back(json::parse(text.substr(start, end - start)));
+    start = end + 1;
+  }
+  return lines;
+}
+
+TEST_CASE("function logs are JSON lines, read by function or by app, then followed",
+          "[function_logs]") {
+  tests::TempDir dir("gantry-logs-test");
+  FunctionLogs logs(dir.path());
+  REQUIRE(logs.Append("demo", "echo",
+                      {{1, "call-1", "stdout", "hello"}, {2, "call-1", "agent", "exited"}})
+              .ok());
+  REQUIRE(logs.Append("demo", "other", {{3, "call-2", "stderr", "bad \xff byte"}}).ok());
+
+  LogCursor echo_cursor;
+  auto echo = Parse(logs.ReadNew("demo", "echo", &echo_cursor));
+  REQUIRE(echo.size() == 2);
+  CHECK(echo[0] ==
+        json{{"time_ms", 1}, {"call", "call-1"}, {"stream", "stdout"}, {"text", "hello"}});
+  CHECK(echo[1]["stream"] == "agent");
+  CHECK(logs.ReadNew("demo", "echo", &echo_cursor).empty());
+
+  LogCursor app_cursor;
+  auto all = Parse(logs.ReadNew("demo", "", &app_cursor));
+  CHECK(all.size() == 3);
+  CHECK(all[2]["text"].get<std::string>().starts_with("bad "));
+
+  // Following: only what came after.
+  REQUIRE(logs.Append("demo", "echo", {{4, "call-3", "stdout", "again"}}).ok());
+  auto fresh = Parse(logs.ReadNew("demo", "echo", &echo_cursor));
+  REQUIRE(fresh.size() == 1);
+  CHECK(fresh[0]["text"] == "again");
+  CHECK(logs.ReadNew("demo", "nope", &echo_cursor).empty());
+}
+
+TEST_CASE("a log past its size is rotated and one old file kept", "[function_logs]") {
+  tests::TempDir dir("gantry-logs-test");
+  FunctionLogs logs(dir.path(), /*max_bytes=*/200);
+  for (int i = 0; i < 20; ++i) {
+    REQUIRE(logs.Append("demo", "echo", {{i, "", "stdout", "line " + std::to_string(i)}}).ok());
+  }
+  CHECK(std::filesystem::file_size(dir.path() / "demo/echo.log") <= 200);
+  CHECK(std::filesystem::file_size(dir.path() / "demo/echo.log.1") <= 200);
+  CHECK_FALSE(std::filesystem::exists(dir.path() / "demo/echo.log.2"));
+  LogCursor cursor;
+  auto lines = Parse(logs.ReadNew("demo", "echo", &cursor));
+  REQUIRE_FALSE(lines.empty());
+  CHECK(lines.back()["text"] == "line 19");
+  // Oldest first, without gaps between the two files.
+  for (std::size_t i = 1; i < lines.size(); ++i)
+    CHECK(lines[i]["time_ms"] == lines[i - 1]["time_ms"].get<int>() + 1);
+}
+
+}  // namespace
+}  // namespace agents
