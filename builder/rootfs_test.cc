@@ -1,7 +1,5 @@
 #include "builder/rootfs.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -17,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/tar_builder.h"
 #include "tests/temp_dir.h"
 
 namespace builder {
@@ -26,94 +25,19 @@ namespace fs = std::filesystem;
 
 using tests::TempDir;
 
-/// One tar entry as a test writes it: 'f' file, 'd' folder, 'l' symlink,
-/// 'h' hardlink, 'p' fifo, 'c' character device.
-struct TarItem {
-  std::string name;
-  char type = 'f';
-  std::string data;
-  unsigned mode = 0644;
-  std::int64_t uid = 0;
-  std::int64_t gid = 0;
-  std::int64_t mtime = 1700000000;
-  std::string link;
-};
-
-TarItem Item(std::string name, char type, unsigned mode) {
-  TarItem item;
-  item.name = std::move(name);
-  item.type = type;
-  item.mode = mode;
-  return item;
-}
-TarItem File(std::string name, std::string data = "", unsigned mode = 0644) {
-  TarItem item = Item(std::move(name), 'f', mode);
-  item.data = std::move(data);
-  return item;
-}
-TarItem Folder(std::string name, unsigned mode = 0755) {
-  return Item(std::move(name), 'd', mode);
-}
-TarItem Symlink(std::string name, std::string target) {
-  TarItem item = Item(std::move(name), 'l', 0777);
-  item.link = std::move(target);
-  return item;
-}
-TarItem Hardlink(std::string name, std::string target) {
-  TarItem item = Item(std::move(name), 'h', 0644);
-  item.link = std::move(target);
-  return item;
-}
-
-struct ArchiveWriteFree {
-  void operator()(struct archive* archive) const { archive_write_free(archive); }
-};
+using tests::Device;
+using tests::File;
+using tests::Folder;
+using tests::Hardlink;
+using tests::Item;
+using tests::Symlink;
+using tests::TarItem;
 
 void WriteTar(const fs::path& path, const std::vector<TarItem>& items, bool gzip = true) {
-  std::unique_ptr<struct archive, ArchiveWriteFree> archive(archive_write_new());
-  archive_write_set_format_pax_restricted(archive.get());
-  if (gzip) archive_write_add_filter_gzip(archive.get());
-  REQUIRE(archive_write_open_filename(archive.get(), path.c_str()) == ARCHIVE_OK);
-  for (const TarItem& item : items) {
-    archive_entry* entry = archive_entry_new();
-    archive_entry_set_pathname(entry, item.name.c_str());
-    archive_entry_set_perm(entry, item.mode);
-    archive_entry_set_uid(entry, item.uid);
-    archive_entry_set_gid(entry, item.gid);
-    archive_entry_set_mtime(entry, item.mtime, 0);
-    switch (item.type) {
-      case 'f':
-        archive_entry_set_filetype(entry, AE_IFREG);
-        archive_entry_set_size(entry, static_cast<la_int64_t>(item.data.size()));
-        break;
-      case 'd':
-        archive_entry_set_filetype(entry, AE_IFDIR);
-        break;
-      case 'l':
-        archive_entry_set_filetype(entry, AE_IFLNK);
-        archive_entry_set_symlink(entry, item.link.c_str());
-        break;
-      case 'h':
-        archive_entry_set_filetype(entry, AE_IFREG);
-        archive_entry_set_hardlink(entry, item.link.c_str());
-        archive_entry_set_size(entry, 0);
-        break;
-      case 'p':
-        archive_entry_set_filetype(entry, AE_IFIFO);
-        break;
-      case 'c':
-        archive_entry_set_filetype(entry, AE_IFCHR);
-        archive_entry_set_rdev(entry, makedev(1, 3));
-        break;
-    }
-    REQUIRE(archive_write_header(archive.get(), entry) == ARCHIVE_OK);
-    if (item.type == 'f' && !item.data.empty()) {
-      REQUIRE(archive_write_data(archive.get(), item.data.data(), item.data.size()) ==
-              static_cast<la_ssize_t>(item.data.size()));
-    }
-    archive_entry_free(entry);
-  }
-  REQUIRE(archive_write_close(archive.get()) == ARCHIVE_OK);
+  std::string err;
+  bool written = tests::WriteTar(path, items, gzip, &err);
+  INFO(err);
+  REQUIRE(written);
 }
 
 std::string ReadFile(const fs::path& path) {
@@ -129,35 +53,17 @@ struct stat Lstat(const fs::path& path) {
   return info;
 }
 
-/// Everything about a tree that a hostile layer could change: per path the
-/// type, mode, owner, size, mtime and content or link target.
-std::map<std::string, std::string> Fingerprint(const fs::path& root) {
-  std::map<std::string, std::string> prints;
-  for (auto it = fs::recursive_directory_iterator(root); it != fs::recursive_directory_iterator();
-       ++it) {
-    struct stat info = Lstat(it->path());
-    std::ostringstream print;
-    print << std::oct << info.st_mode << std::dec << ' ' << info.st_uid << ':' << info.st_gid << ' '
-          << info.st_size << ' ' << info.st_mtim.tv_sec << '.' << info.st_mtim.tv_nsec << ' '
-          << info.st_nlink << ' ';
-    if (S_ISREG(info.st_mode)) print << ReadFile(it->path());
-    if (S_ISLNK(info.st_mode)) print << fs::read_symlink(it->path()).string();
-    prints[fs::relative(it->path(), root).string()] = print.str();
-  }
-  return prints;
-}
-
 /// A root to unpack into and, beside it, a sentinel folder that no layer may
-/// touch, whatever its entries say.
+/// touch, whatever its entries say. Unpack() works in `mode`.
 class Sandbox {
  public:
-  Sandbox() {
+  explicit Sandbox(WhiteoutMode mode = WhiteoutMode::kApply) : mode_(mode) {
     fs::create_directories(root());
     fs::create_directories(outside() / "sub" / "dir");
     std::ofstream(outside() / "victim") << "precious";
     std::ofstream(outside() / "sub" / "dir" / "file") << "also precious";
     fs::permissions(outside() / "victim", fs::perms(0640));
-    before_ = Fingerprint(outside());
+    before_ = tests::TreeFingerprint(outside());
     passwd_ = Lstat("/etc/passwd");
   }
 
@@ -170,7 +76,7 @@ class Sandbox {
 
   core::Status Unpack(const std::vector<TarItem>& items, bool gzip = true) const {
     WriteTar(layer(), items, gzip);
-    return UnpackLayer(layer(), root());
+    return UnpackLayer(layer(), root(), mode_);
   }
 
   /// Unpacks in overlay form (WhiteoutMode::kOverlay).
@@ -179,10 +85,11 @@ class Sandbox {
     return UnpackLayer(layer(), root(), WhiteoutMode::kOverlay);
   }
 
-  /// Nothing outside the root moved: the sentinel is as it was, nothing new
-  /// sits beside the root, /etc/passwd has no new link.
+  /// Nothing outside the root moved: the sentinel is as it was (see
+  /// tests::TreeFingerprint), nothing new sits beside the root, /etc/passwd
+  /// has no new link.
   void RequireOutsideUntouched() const {
-    CHECK(Fingerprint(outside()) == before_);
+    CHECK(tests::TreeFingerprint(outside()) == before_);
     std::vector<std::string> beside;
     for (const auto& item : fs::directory_iterator(temp_.path()))
       beside.push_back(item.path().filename());
@@ -195,6 +102,7 @@ class Sandbox {
   }
 
  private:
+  WhiteoutMode mode_;
   TempDir temp_;
   std::map<std::string, std::string> before_;
   struct stat passwd_ {};
@@ -334,7 +242,8 @@ TEST_CASE("UnpackLayer's opaque whiteout hides only what lower layers put in the
 }
 
 TEST_CASE("UnpackLayer refuses names that climb out of the root", "[rootfs][hostile]") {
-  Sandbox sandbox;
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
   for (std::string name :
        {"../escape", "a/../../escape", "./../outside/victim", "/../outside/victim"}) {
     INFO(name);
@@ -347,7 +256,8 @@ TEST_CASE("UnpackLayer refuses names that climb out of the root", "[rootfs][host
 }
 
 TEST_CASE("UnpackLayer keeps absolute names inside the root", "[rootfs][hostile]") {
-  Sandbox sandbox;
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
   std::string host_path = "/gantry-rootfs-test-" + std::to_string(getpid());
   REQUIRE(sandbox
               .Unpack({File(host_path, "inside"),
@@ -360,7 +270,8 @@ TEST_CASE("UnpackLayer keeps absolute names inside the root", "[rootfs][hostile]
 }
 
 TEST_CASE("UnpackLayer resolves symlinks in parent paths inside the root", "[rootfs][hostile]") {
-  Sandbox sandbox;
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
   const fs::path root = sandbox.root();
   const std::string outside = sandbox.outside().string();
 
@@ -404,7 +315,8 @@ TEST_CASE("UnpackLayer resolves symlinks in parent paths inside the root", "[roo
 }
 
 TEST_CASE("UnpackLayer links hardlinks only to files inside the root", "[rootfs][hostile]") {
-  Sandbox sandbox;
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
   const fs::path root = sandbox.root();
   SECTION("a target missing in the root") {
     auto unpacked = sandbox.Unpack({Hardlink("passwd", "/etc/passwd")});
@@ -554,6 +466,349 @@ TEST_CASE("UnpackLayer in overlay form keeps whiteouts inside the root", "[rootf
     REQUIRE_FALSE(sandbox.UnpackOverlay({File(name)}).ok());
   }
   REQUIRE_FALSE(sandbox.UnpackOverlay({File("../outside/.wh.victim")}).ok());
+  sandbox.RequireOutsideUntouched();
+}
+
+// Whiteouts in overlay form need root (mknod, trusted.* attributes): false,
+// with a warning, where a test cannot run in `mode`.
+bool CanMakeWhiteouts(WhiteoutMode mode) {
+  if (mode == WhiteoutMode::kOverlay && geteuid() != 0) {
+    WARN("skipped in overlay form: whiteout devices and trusted.* attributes need root");
+    return false;
+  }
+  return true;
+}
+
+// No device node, fifo or socket in `root` but whiteouts in overlay form
+// (character devices 0/0, mode 0, owned by 0:0).
+void RequireNoDevices(const fs::path& root) {
+  for (const auto& item : fs::recursive_directory_iterator(root)) {
+    struct stat info = Lstat(item.path());
+    INFO(item.path());
+    CHECK_FALSE(S_ISBLK(info.st_mode));
+    CHECK_FALSE(S_ISFIFO(info.st_mode));
+    CHECK_FALSE(S_ISSOCK(info.st_mode));
+    if (S_ISCHR(info.st_mode)) CHECK(IsWhiteoutDevice(item.path()));
+    if (S_ISCHR(info.st_mode)) CHECK((info.st_mode & 07777) == 0);
+  }
+}
+
+// CVE-2021-29136 (umoci before 0.4.7, GHSA-9m95-8hx6-7p9v): a layer held a
+// symlink named "." (or "/"). umoci removes what is at a path when an entry
+// of another type comes for it, so it replaced the root folder itself with
+// the layer's symlink, and every later entry, and every later layer, was
+// then unpacked under the symlink's target: any host folder the unpacking
+// user could write. Here a name that cleans to the root itself ("." "/"
+// "./" "a/..") is skipped whatever its type: the root stays the folder it
+// was (same inode, mode and owner) and what comes after lands in it.
+TEST_CASE("UnpackLayer never replaces the root with a symlink named . or / (CVE-2021-29136)",
+          "[rootfs][hostile]") {
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
+  const fs::path root = sandbox.root();
+  const std::string outside = sandbox.outside().string();
+  const struct stat before = Lstat(root);
+
+  SECTION("the root's own entry, in every form") {
+    TarItem root_folder = Folder(".", 0777);
+    root_folder.uid = 4242;
+    REQUIRE(sandbox
+                .Unpack({Symlink(".", outside), Symlink("/", outside), Symlink("./", outside),
+                         Symlink("a/..", outside), Symlink("//./", outside), root_folder,
+                         File(".", "not the root"), Hardlink(".", "victim"),
+                         File("victim", "owned"), File("sub/dir/file", "owned")})
+                .ok());
+    // A later layer goes where the first went: into the root.
+    REQUIRE(sandbox.Unpack({Symlink(".", outside), File("sub/dir/file", "owned again")}).ok());
+    struct stat after = Lstat(root);
+    CHECK(S_ISDIR(after.st_mode));
+    CHECK(after.st_ino == before.st_ino);
+    CHECK(after.st_mode == before.st_mode);
+    CHECK(after.st_uid == before.st_uid);
+    CHECK(ReadFile(root / "victim") == "owned");
+    CHECK(ReadFile(root / "sub/dir/file") == "owned again");
+  }
+  SECTION("a symlink named DIR/. replaces DIR, inside the root") {
+    REQUIRE(sandbox
+                .Unpack({Folder("d"), File("d/keep"), Symlink("d/.", "../../.."),
+                         File("d/outside/victim", "owned")})
+                .ok());
+    CHECK(fs::is_symlink(fs::symlink_status(root / "d")));
+    CHECK(ReadFile(root / "outside/victim") == "owned");
+  }
+  SECTION("a hardlink to the root itself") {
+    for (std::string target : {".", "/", "a/..", "./b/../"}) {
+      INFO(target);
+      auto unpacked = sandbox.Unpack({Hardlink("h", target)});
+      REQUIRE_FALSE(unpacked.ok());
+      CHECK(unpacked.error().message.find("layer entry h:") != std::string::npos);
+    }
+  }
+  sandbox.RequireOutsideUntouched();
+}
+
+// CVE-2021-32760 (containerd before 1.4.8 and 1.5.4, GHSA-c72p-9xmj-rx3w):
+// after extracting a hardlink entry, containerd chmod'ed (and set the times
+// of) the new link by path, following symlinks, unless the link's target was
+// a symlink; but it told that with os.Lstat(hdr.Linkname), the target's name
+// taken relative to the process's working folder instead of the unpack
+// root. A layer with a symlink to a host file and then a hardlink to that
+// symlink thus had the host file chmod'ed to the hardlink's mode, setuid and
+// setgid included. Here a hardlink's mode, owner and mtime are never applied
+// (it shares its target's inode), everything else is chmod'ed and chown'ed
+// through a descriptor opened with O_NOFOLLOW, and a symlink keeps mode 0777.
+TEST_CASE("UnpackLayer never chmods through a symlink (CVE-2021-32760)", "[rootfs][hostile]") {
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
+  const fs::path root = sandbox.root();
+  const std::string outside = sandbox.outside().string();
+  auto with = [](TarItem item, unsigned item_mode, std::int64_t owner) {
+    item.mode = item_mode;
+    item.uid = owner;
+    item.gid = owner;
+    item.mtime = 1;
+    return item;
+  };
+
+  SECTION("a hardlink to a symlink out, with a mode") {
+    REQUIRE(
+        sandbox
+            .Unpack({Symlink("s", outside + "/victim"), with(Hardlink("h", "s"), 06777, 4242),
+                     Symlink("rel", "../outside/victim"), with(Hardlink("h2", "rel"), 04777, 4242),
+                     Symlink("dir", outside + "/sub"), with(Hardlink("h3", "dir"), 01777, 4242)})
+            .ok());
+    CHECK(fs::read_symlink(root / "h") == outside + "/victim");
+    CHECK(Lstat(root / "h").st_ino == Lstat(root / "s").st_ino);
+    CHECK(fs::read_symlink(root / "h2") == "../outside/victim");
+    CHECK(fs::read_symlink(root / "h3") == outside + "/sub");
+  }
+  SECTION("a symlink out, then an entry of the same name with a mode") {
+    REQUIRE(sandbox
+                .Unpack({Symlink("f", outside + "/victim"), with(File("f", "", 04777), 04777, 4242),
+                         Symlink("d", outside + "/sub"), with(Folder("d"), 07777, 4242),
+                         Symlink("e", outside + "/sub/dir"), with(Folder("e/"), 0777, 4242),
+                         Symlink("g", outside + "/sub/dir"), with(Folder("g/."), 0777, 4242)})
+                .ok());
+    for (const char* name : {"f", "d", "e", "g"}) {
+      INFO(name);
+      struct stat info = Lstat(root / name);
+      CHECK_FALSE(S_ISLNK(info.st_mode));
+      CHECK(info.st_uid == 4242);
+    }
+    CHECK((Lstat(root / "f").st_mode & 07777) == 04777);
+    CHECK((Lstat(root / "d").st_mode & 07777) == 07777);
+  }
+  SECTION("a mode for a path through a symlinked folder") {
+    REQUIRE(sandbox
+                .Unpack({Symlink("up", "../../.."), with(Folder("up/outside/sub"), 0777, 4242),
+                         with(File("up/outside/victim", "owned"), 04777, 4242),
+                         Folder(sandbox.outside_in_root()), Symlink("abs", outside),
+                         with(Folder("abs/sub/dir"), 0777, 4242)})
+                .ok());
+    CHECK((Lstat(root / "outside/sub").st_mode & 07777) == 0777);
+    CHECK((Lstat(root / "outside/victim").st_mode & 07777) == 04777);
+    CHECK(Lstat(root / sandbox.outside_in_root() / "sub/dir").st_uid == 4242);
+  }
+  sandbox.RequireOutsideUntouched();
+}
+
+TEST_CASE("UnpackLayer applies whiteouts reached through symlinks inside the root",
+          "[rootfs][hostile]") {
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  if (!CanMakeWhiteouts(mode)) return;
+  Sandbox sandbox(mode);
+  const fs::path root = sandbox.root();
+  const std::string outside = sandbox.outside().string();
+  const fs::path copy = root / sandbox.outside_in_root();  // where symlinks to it land
+  // A lower layer leaves a copy of the sentinel's path in the root.
+  REQUIRE(sandbox
+              .Unpack({File(sandbox.outside_in_root() + "/victim", "copy"),
+                       File(sandbox.outside_in_root() + "/sub/lower", "lower")})
+              .ok());
+
+  SECTION("a .wh. name and an opaque whiteout whose folder is a chain of symlinks out") {
+    REQUIRE(sandbox
+                .Unpack({Symlink("c1", "c2"), Symlink("c2", outside), File("c1/.wh.victim"),
+                         Symlink("c3", "../../../../../../../.." + outside),
+                         File("c3/sub/.wh..wh..opq")})
+                .ok());
+    if (mode == WhiteoutMode::kApply) {
+      CHECK_FALSE(fs::exists(fs::symlink_status(copy / "victim")));
+      CHECK(fs::is_empty(copy / "sub"));
+    } else {
+      CHECK(IsWhiteoutDevice(copy / "victim"));
+      CHECK(OpaqueMark(copy / "sub") == "y");
+      CHECK(ReadFile(copy / "sub/lower") == "lower");
+    }
+  }
+  SECTION("a whiteout of a symlink out removes the link, not its target") {
+    REQUIRE(sandbox.Unpack({Symlink("link", outside), Symlink("flink", outside + "/victim")}).ok());
+    REQUIRE(sandbox.Unpack({File(".wh.link"), File(".wh.flink")}).ok());
+    for (const char* name : {"link", "flink"}) {
+      INFO(name);
+      if (mode == WhiteoutMode::kApply) {
+        CHECK_FALSE(fs::exists(fs::symlink_status(root / name)));
+      } else {
+        CHECK(IsWhiteoutDevice(root / name));
+      }
+    }
+  }
+  SECTION("an opaque whiteout in a folder that is a symlink out") {
+    REQUIRE(sandbox.Unpack({Symlink("opq", outside + "/sub")}).ok());
+    REQUIRE(sandbox.Unpack({File("opq/.wh..wh..opq"), File("opq/dir/.wh.file")}).ok());
+    CHECK(fs::is_symlink(fs::symlink_status(root / "opq")));
+    if (mode == WhiteoutMode::kApply) {
+      CHECK(fs::is_empty(copy / "sub"));
+    } else {
+      CHECK(OpaqueMark(copy / "sub") == "y");
+      CHECK(IsWhiteoutDevice(copy / "sub/dir/file"));
+    }
+  }
+  SECTION("a whiteout in a folder that is a symlink to a file out") {
+    REQUIRE(sandbox.Unpack({Symlink("f", outside + "/victim")}).ok());
+    // The link resolves to the root's copy, a file: nothing to whiteout in
+    // it (kApply) or no folder to put the marker in (kOverlay).
+    (void)sandbox.Unpack({File("f/.wh.x")});
+    (void)sandbox.Unpack({File("f/.wh..wh..opq")});
+    CHECK(ReadFile(copy / "victim") == "copy");
+  }
+  sandbox.RequireOutsideUntouched();
+}
+
+TEST_CASE("UnpackLayer never makes device nodes, and whiteout devices are always 0/0",
+          "[rootfs][hostile]") {
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  if (!CanMakeWhiteouts(mode)) return;
+  Sandbox sandbox(mode);
+  const fs::path root = sandbox.root();
+
+  SECTION("devices, fifos and whiteout-like devices are skipped") {
+    REQUIRE(sandbox
+                .Unpack({File("dev/keep", "keep"), Device("dev/null", 'c', 1, 3),
+                         Device("dev/sda", 'b', 8, 0), Device("dev/fake-whiteout", 'c', 0, 0),
+                         Item("dev/fifo", 'p', 0666), Device("dev/keep", 'c', 1, 3),
+                         Device("dev/keep", 'b', 8, 0), Item("dev/keep", 'p', 0666),
+                         Device("/dev/mem", 'c', 1, 1)})
+                .ok());
+    CHECK(ReadFile(root / "dev/keep") == "keep");
+    for (const char* name : {"null", "sda", "fake-whiteout", "fifo", "mem"}) {
+      INFO(name);
+      CHECK_FALSE(fs::exists(fs::symlink_status(root / "dev" / name)));
+    }
+  }
+  SECTION("a whiteout written as a device is a whiteout, never that device") {
+    TarItem as_device = Device(".wh.gone", 'c', 1, 3);
+    TarItem as_block = Device("dir/.wh.disk", 'b', 8, 0);
+    TarItem owned = File(".wh.owned", "data", 06777);
+    owned.uid = 1000;
+    owned.gid = 1000;
+    REQUIRE(sandbox.Unpack({File("gone"), File("dir/disk"), File("owned")}).ok());
+    REQUIRE(sandbox.Unpack({as_device, as_block, owned}).ok());
+    for (const char* name : {"gone", "dir/disk", "owned"}) {
+      INFO(name);
+      if (mode == WhiteoutMode::kApply) {
+        CHECK_FALSE(fs::exists(fs::symlink_status(root / name)));
+      } else {
+        CHECK(IsWhiteoutDevice(root / name));
+      }
+    }
+  }
+  SECTION("a device entry over a whiteout, and a hardlink to a whiteout") {
+    auto unpacked = sandbox.Unpack(
+        {File(".wh.n"), Device("n", 'c', 1, 3), Device("n", 'b', 8, 0), Hardlink("m", "n")});
+    if (mode == WhiteoutMode::kApply) {
+      // The whiteout left nothing to link to.
+      REQUIRE_FALSE(unpacked.ok());
+      CHECK(unpacked.error().message.find("layer entry m:") != std::string::npos);
+    } else {
+      REQUIRE(unpacked.ok());
+      CHECK(IsWhiteoutDevice(root / "n"));
+      CHECK(IsWhiteoutDevice(root / "m"));
+    }
+  }
+  SECTION("a hardlink to a skipped device") {
+    auto unpacked = sandbox.Unpack({Device("null", 'c', 1, 3), Hardlink("h", "null")});
+    REQUIRE_FALSE(unpacked.ok());
+    CHECK(unpacked.error().message.find("layer entry h:") != std::string::npos);
+  }
+  RequireNoDevices(root);
+  sandbox.RequireOutsideUntouched();
+}
+
+TEST_CASE("UnpackLayer cleans .. in the middle of names and refuses it above the root",
+          "[rootfs][hostile]") {
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
+  const fs::path root = sandbox.root();
+  for (TarItem item :
+       {File("a/b/../../../outside/victim", "owned"), File("a/./b/../../../x"),
+        Folder("a/../../newdir"), Symlink("../evil", "/"), Symlink("a/b/../../../evil", "/"),
+        Hardlink("../h", "x"), Hardlink("a/../../h", "x"), Item("a/../../fifo", 'p', 0644),
+        Device("a/../../null", 'c', 1, 3)}) {
+    INFO(item.name);
+    auto unpacked = sandbox.Unpack({File("x", "x"), item});
+    REQUIRE_FALSE(unpacked.ok());
+    // (libarchive writes a folder's name with a trailing '/'.)
+    CHECK(unpacked.error().message.find("layer entry " + item.name) != std::string::npos);
+    CHECK(unpacked.error().message.find("climbs out") != std::string::npos);
+  }
+  REQUIRE(sandbox
+              .Unpack({File("a/b/../../c", "c"), File("./a/./b/.././c", "ac"),
+                       Symlink("a/b/../l", "../c"), Hardlink("a/x/../../h", "a/b/../../c")})
+              .ok());
+  CHECK(ReadFile(root / "c") == "c");
+  CHECK(ReadFile(root / "a/c") == "ac");
+  CHECK(ReadFile(root / "a/l") == "c");
+  CHECK(Lstat(root / "h").st_ino == Lstat(root / "c").st_ino);
+  sandbox.RequireOutsideUntouched();
+}
+
+TEST_CASE("UnpackLayer handles very long names without leaving the root", "[rootfs][hostile]") {
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  if (!CanMakeWhiteouts(mode)) return;
+  Sandbox sandbox(mode);
+  const fs::path root = sandbox.root();
+  auto repeat = [](const std::string& part, int times) {
+    std::string joined;
+    for (int i = 0; i < times; ++i) joined += part;
+    return joined;
+  };
+  const std::string component(250, 'n');
+  // 15 components of 250: about 3,800 characters, under PATH_MAX.
+  std::string deep = repeat(component + "/", 14) + component;
+
+  SECTION("names the kernel refuses fail the layer") {
+    for (std::string name : {std::string(300, 'n'), repeat(component + "/", 20) + "file",
+                             std::string(".wh.") + std::string(300, 'n')}) {
+      INFO(name.size());
+      auto unpacked = sandbox.Unpack({File(name, "x")});
+      REQUIRE_FALSE(unpacked.ok());
+    }
+  }
+  SECTION("a long name that climbs out at its end") {
+    auto unpacked =
+        sandbox.Unpack({File(repeat("a/", 2000) + repeat("../", 2001) + "outside/victim", "x")});
+    REQUIRE_FALSE(unpacked.ok());
+    CHECK(unpacked.error().message.find("climbs out") != std::string::npos);
+  }
+  SECTION("long names that stay inside") {
+    REQUIRE(sandbox
+                .Unpack({File(deep + "/file", "deep"), File(repeat("x/../", 1000) + "inside", "in"),
+                         Symlink("link", "/" + deep), File("link/through", "through"),
+                         Symlink("long-target", repeat("../", 1300) + "outside/victim"),
+                         File("long-target", "replaced")})
+                .ok());
+    CHECK(ReadFile(root / deep / "file") == "deep");
+    CHECK(ReadFile(root / "inside") == "in");
+    CHECK(ReadFile(root / deep / "through") == "through");
+    CHECK(ReadFile(root / "long-target") == "replaced");
+  }
+  SECTION("a tree deeper than PATH_MAX, made through a symlink") {
+    REQUIRE(sandbox
+                .Unpack({Folder(deep), Symlink("hop", "/" + deep),
+                         File("hop/" + deep + "/file", "x"), File("hop/" + deep + "/.wh.file")})
+                .ok());
+  }
   sandbox.RequireOutsideUntouched();
 }
 
