@@ -5,6 +5,7 @@
 #include <initializer_list>
 #include <limits>
 #include <set>
+#include <utility>
 
 namespace agents {
 namespace {
@@ -59,7 +60,8 @@ class ObjectReader {
     if (const json* value = Get(key, required)) {
       if (!value->is_number_integer() || value->get<std::int64_t>() < min ||
           (value->is_number_unsigned() &&
-           value->get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max()))) {
+           value->get<std::uint64_t>() > std::uint64_t(std::numeric_limits<std::int64_t>::max())) ||
+          std::cmp_greater(value->get<std::int64_t>(), std::numeric_limits<Int>::max())) {
         return Fail(Path(key), "expected an integer >= " + std::to_string(min));
       }
       *out = static_cast<Int>(value->get<std::int64_t>());

@@ -1,7 +1,12 @@
 #include "agents/desired_state.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace agents {
 namespace {
@@ -9,6 +14,27 @@ namespace {
 using nlohmann::json;
 
 const std::string kDigest = "sha256:" + std::string(64, 'a');
+
+/// The *.json files of tests/agent_documents/FOLDER, in name order.
+/// tests/schema_test.py holds schemas/desired_state.schema.json to the same
+/// files, so the reader and the schema agree on each of them.
+std::vector<std::filesystem::path> AgentDocuments(const std::string& folder) {
+  std::filesystem::path dir =
+      std::filesystem::path(GANTRY_SOURCE_DIR) / "tests" / "agent_documents" / folder;
+  std::vector<std::filesystem::path> paths;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() == ".json") paths.push_back(entry.path());
+  }
+  std::sort(paths.begin(), paths.end());
+  return paths;
+}
+
+std::string ReadFile(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
 
 json GoodDocument() {
   return {{"generation", 3},
@@ -134,6 +160,37 @@ TEST_CASE("bad desired-state documents name the field at fault", "[desired_state
     echo["min_containers"] = 5;
     CHECK(ErrorOf(document) ==
           "apps.hello.functions.echo.min_containers: more than max_containers");
+  }
+}
+
+TEST_CASE("the reader agrees with the schema on the example documents", "[desired_state]") {
+  SECTION("good documents are read, and read back from their document form") {
+    auto paths = AgentDocuments("desired/good");
+    REQUIRE(paths.size() >= 3);
+    for (const auto& path : paths) {
+      INFO(path.filename().string());
+      auto parsed = ParseDesiredState(std::string_view(ReadFile(path)));
+      if (!parsed) FAIL_CHECK(parsed.error().message);
+      if (!parsed) continue;
+      json written = ToJson(*parsed, /*redact_secrets=*/false);
+      auto reread = ParseDesiredState(written);
+      REQUIRE(reread.ok());
+      CHECK(ToJson(*reread, false) == written);
+    }
+  }
+  // bad/: the schema refuses them too. bad-agent-only/: the schema cannot
+  // (references between fields, min <= max, whole floats as integers).
+  for (const char* folder : {"desired/bad", "desired/bad-agent-only"}) {
+    SECTION(std::string(folder) + " documents are refused as invalid, not as unreadable JSON") {
+      auto paths = AgentDocuments(folder);
+      REQUIRE(paths.size() >= 3);
+      for (const auto& path : paths) {
+        INFO(path.filename().string());
+        auto parsed = ParseDesiredState(std::string_view(ReadFile(path)));
+        CHECK_FALSE(parsed.ok());
+        if (!parsed) CHECK(parsed.error().code == core::ErrorCode::kInvalidArgument);
+      }
+    }
   }
 }
 

@@ -1,13 +1,14 @@
 #!/usr/bin/env python3
-"""Checks schemas/app.schema.json against the loader (`gantry`).
+"""Checks the JSON Schemas of schemas/ against the code that reads the documents.
 
 Run by CTest (tests/schema.cmake) as:
 
     schema_test.py GANTRY SOURCE_DIR [--verbose]
 
 It checks, and prints one line per file:
-  1. the schema itself: a valid draft 2020-12 schema, with a description on
-     every property so that editors show help;
+  1. each schema itself (app, desired_state, call): a valid draft 2020-12
+     schema with $id, title and description, and a description on every
+     property and $def so that editors show help;
   2. the examples: examples/*/app.yaml (read with PyYAML) and the canonical
      JSON of examples/*/app.yaml and app.lua (`gantry show --json`, member
      "app") are valid against the schema;
@@ -15,7 +16,14 @@ It checks, and prints one line per file:
      and the schema, and so is its canonical JSON (which the loader must also
      read back to itself); every tests/specs/bad/*.yaml is rejected by both,
      and gantry's one error contains the text of the file's `# expect: TEXT`
-     line and points at the line named by `# line: N`.
+     line and points at the line named by `# line: N`;
+  4. the agent's documents, tests/agent_documents/: every desired/good/*.json
+     is valid against schemas/desired_state.schema.json and every
+     desired/bad/*.json invalid; every desired/bad-agent-only/*.json is valid
+     (the agent refuses it for a rule JSON Schema cannot express, which the
+     schema's description lists); call/good and call/bad likewise against
+     schemas/call.schema.json. agents_test reads the same files with the C++
+     readers (ParseDesiredState, ParseCallRequest) and expects the same.
 
 PyYAML reads YAML 1.1 and the loader YAML 1.2, so the specs avoid the
 scalars the two type differently (yes/no/on/off, 1e3 without a point,
@@ -137,8 +145,9 @@ def undocumented_properties(schema):
     return missing
 
 
-def check_schema(schema_path, report):
-    name = "schemas/app.schema.json"
+def check_schema(schema_path, source, report):
+    """The schema at `schema_path` if it is sound, else None (and a failure)."""
+    name = relative(schema_path, source)
     try:
         schema = json.loads(schema_path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -287,6 +296,44 @@ def check_bad(gantry, source, spec, validator, report):
     report.check(name, reasons, detail)
 
 
+# --- 4. the agent's documents ----------------------------------------------
+
+
+def read_json(path):
+    """The JSON document of `path`, or raises ValueError."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"cannot read it as JSON: {error}") from error
+
+
+def check_agent_documents(source, folder, validator, report):
+    """Good documents of `folder` pass the schema, bad ones fail it, and
+    bad-agent-only ones pass it. Returns (good, bad, agent_only) counts."""
+    expectations = (("good", True), ("bad", False), ("bad-agent-only", True))
+    counts = []
+    for kind, valid in expectations:
+        documents = sorted((folder / kind).glob("*.json"))
+        counts.append(len(documents))
+        if not documents and kind != "bad-agent-only":
+            report.fail(relative(folder / kind, source), ["no *.json documents found"])
+        for path in documents:
+            name = relative(path, source)
+            try:
+                document = read_json(path)
+            except ValueError as error:
+                report.fail(name, [error])
+                continue
+            errors = schema_errors(validator, document)
+            if valid:
+                reasons = ["the schema rejects it:"] + ["  " + line for line in errors] if errors else []
+                report.check(name, reasons, "schema ok")
+            else:
+                reasons = [] if errors else ["the schema accepts it"]
+                report.check(name, reasons, f"schema: {errors[0] if errors else '-'}")
+    return tuple(counts)
+
+
 def jsonschema_version():
     try:
         return metadata.version("jsonschema")
@@ -304,11 +351,12 @@ def main():
     report = Report(args.verbose)
 
     print(f"jsonschema {jsonschema_version()}, PyYAML {yaml.__version__}, gantry {args.gantry}")
-    schema = check_schema(source / "schemas" / "app.schema.json", report)
-    if schema is None:
-        print("schema_test: the schema is broken; nothing else checked")
+    schemas = {name: check_schema(source / "schemas" / f"{name}.schema.json", source, report)
+               for name in ("app", "desired_state", "call")}
+    if any(schema is None for schema in schemas.values()):
+        print("schema_test: a schema is broken; nothing else checked")
         return 1
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = jsonschema.Draft202012Validator(schemas["app"])
 
     check_examples(args.gantry, source, validator, report)
 
@@ -322,8 +370,16 @@ def main():
     for spec in bad:
         check_bad(args.gantry, source, spec, validator, report)
 
+    documents = source / "tests" / "agent_documents"
+    desired = check_agent_documents(source, documents / "desired",
+                                    jsonschema.Draft202012Validator(schemas["desired_state"]), report)
+    call = check_agent_documents(source, documents / "call",
+                                 jsonschema.Draft202012Validator(schemas["call"]), report)
+
     print(f"\n{report.passes} passed, {len(report.failures)} failed "
-          f"({len(good)} good specs, {len(bad)} bad specs)")
+          f"({len(good)} good specs, {len(bad)} bad specs; "
+          f"desired state: {desired[0]} good, {desired[1]} bad, {desired[2]} bad for the agent only; "
+          f"call: {call[0]} good, {call[1]} bad)")
     if report.failures:
         print("failed: " + ", ".join(report.failures))
         return 1
