@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <sstream>
@@ -66,9 +67,12 @@ core::Status TransformSecrets(DesiredState* state, Transform transform) {
 }
 
 std::string ReadCapped(const fs::path& path, std::size_t limit) {
+  std::error_code error;
+  std::uintmax_t size = fs::file_size(path, error);
+  if (error) return "";
   std::ifstream in(path, std::ios::binary);
-  std::string text(limit, '\0');
-  in.read(text.data(), static_cast<std::streamsize>(limit));
+  std::string text(std::min<std::uintmax_t>(size, limit), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<std::size_t>(in.gcount()));
   return text;
 }
@@ -88,7 +92,7 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
   fs::permissions(options.data_dir, fs::perms::owner_all, error);
   auto host = DetectHost(options.data_dir);
   if (!host) return host.error();
-  HostLimits limits = DetectHostLimits();
+  HostLimits limits = DetectHostLimits(ContainersDir(options.data_dir));
   for (const std::string& line : limits.degraded) spdlog::warn("agent: degraded: {}", line);
   auto gpus = DiscoverGpus(options.gpus);
   if (!gpus) return gpus.error();
@@ -365,6 +369,32 @@ core::Result<CallRecord> Agent::Call(const std::string& app, const std::string& 
   if (wait) return calls_->Run(std::move(call).value(), *job, request);
   calls_->RunInBackground(*call, std::move(job).value(), request);
   return call;
+}
+
+core::Status Agent::DeleteVolume(const std::string& app, const std::string& volume) {
+  std::lock_guard lock(mutex_);
+  auto found_app = desired_.apps.find(app);
+  if (found_app != desired_.apps.end()) {
+    const auto& volumes = found_app->second.volumes;
+    if (std::find(volumes.begin(), volumes.end(), volume) != volumes.end()) {
+      return core::Error{
+          core::ErrorCode::kConflict,
+          "volume " + app + "/" + volume + " is in the desired state: remove it from there first",
+          {}};
+    }
+  }
+  fs::path dir = VolumeDir(options_.data_dir, app, volume);
+  std::error_code error;
+  if (!fs::is_directory(fs::symlink_status(dir, error))) {
+    return core::Error{core::ErrorCode::kNotFound, "no volume " + app + "/" + volume, {}};
+  }
+  fs::remove_all(dir, error);
+  if (error)
+    return core::Error{core::ErrorCode::kIo,
+                       "cannot delete volume " + app + "/" + volume + ": " + error.message(),
+                       {}};
+  spdlog::info("agent: deleted volume {}/{}", app, volume);
+  return core::Ok{};
 }
 
 core::Result<std::optional<CallRecord>> Agent::FindCall(const std::string& id) {

@@ -72,6 +72,11 @@ class Agent {
   /// The function logs (GET /v1/logs).
   const FunctionLogs& logs() const { return logs_; }
 
+  /// Deletes a volume's folder and all it holds: the only way a volume goes.
+  /// kConflict while the desired state still names it, kNotFound when there
+  /// is no such volume.
+  core::Status DeleteVolume(const std::string& app, const std::string& volume);
+
   const std::filesystem::path& data_dir() const { return options_.data_dir; }
 
  private:

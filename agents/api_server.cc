@@ -198,6 +198,12 @@ void ApiServer::AddRoutes() {
                 if (wait) return Reply(response, 200, CallWithOutput(agent_, *call));
                 Reply(response, 202, CallToJson(*call));
               });
+  server.Delete(R"(/v1/apps/([a-z0-9][a-z0-9_-]*)/volumes/([a-z0-9][a-z0-9_-]*))",
+                [this](const httplib::Request& request, httplib::Response& response) {
+                  auto deleted = agent_.DeleteVolume(request.matches[1], request.matches[2]);
+                  if (!deleted.ok()) return ReplyError(response, deleted.error());
+                  Reply(response, 200, {{"deleted", true}});
+                });
   server.Get("/v1/logs", [this](const httplib::Request& request, httplib::Response& response) {
     static const std::regex kName("[a-z0-9][a-z0-9_-]*");
     std::string app = request.get_param_value("app");

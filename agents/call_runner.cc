@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "agents/cdi_spec.h"
 #include "agents/container_root.h"
 #include "agents/runtime_spec.h"
 #include "builder/image_config.h"
@@ -318,11 +319,20 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
   for (const std::string& entry : settings.env) SetEnv(&spec.env, entry);
   for (const auto& [key, value] : job.function.env) SetEnv(&spec.env, key + "=" + value);
   for (const std::string& entry : job.secret_env) SetEnv(&spec.env, entry);
-  for (const std::string& entry : GpuEnv(gpus)) SetEnv(&spec.env, entry);
+  // Real GPUs: the host's CDI spec for them (mounts, nodes, hooks, env) when it has one.
+  core::Result<std::optional<CdiEdits>> cdi = std::optional<CdiEdits>();
+  if (parts_.pass_gpu_devices) cdi = CdiEditsForGpus(gpus);
+  if (cdi && *cdi) {
+    ApplyCdiEdits(**cdi, &spec);
+  } else {
+    for (const std::string& entry : GpuEnv(gpus)) SetEnv(&spec.env, entry);
+  }
   for (const auto& [key, value] : request.env) SetEnv(&spec.env, key + "=" + value);
   spec.cwd = settings.workdir.empty() ? "/" : settings.workdir;
   core::Result<ContainerExit> result = core::Error{};
-  if (auto user = ResolveUser(spec.rootfs, settings.user); !user) {
+  if (!cdi) {
+    result = cdi.error();  // a broken spec: the attempt fails naming the file
+  } else if (auto user = ResolveUser(spec.rootfs, settings.user); !user) {
     result = user.error();
   } else {
     spec.uid = user->first;
@@ -332,7 +342,7 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
     spec.cpus = job.function.cpu;
     for (const auto& [mount, host_dir] : job.volume_dirs)
       spec.mounts.push_back({host_dir, mount, false});
-    if (parts_.pass_gpu_devices) spec.devices = GpuDeviceNodes(gpus);
+    if (parts_.pass_gpu_devices && !*cdi) spec.devices = GpuDeviceNodes(gpus);
     if (auto written = WriteBundle(dir, spec, parts_.limits); !written) {
       result = written.error();
     } else {

@@ -145,7 +145,7 @@ core::Status ProbeOverlay(const fs::path& folder) {
   return core::Ok{};
 }
 
-HostLimits DetectHostLimits() {
+HostLimits DetectHostLimits(const fs::path& roots_dir) {
   HostLimits limits;
   limits.cgroups = DetectCgroups();
   switch (limits.cgroups) {
@@ -175,8 +175,8 @@ HostLimits DetectHostLimits() {
   SayRlimit(limits, "RLIMIT_NPROC", limits.nproc_hard, kContainerProcesses, "processes");
 
   std::error_code error;
-  fs::path temp = fs::temp_directory_path(error);
-  auto overlay = ProbeOverlay(error ? fs::path("/tmp") : temp);
+  fs::path probe_dir = roots_dir.empty() ? fs::temp_directory_path(error) : roots_dir;
+  auto overlay = ProbeOverlay(error ? fs::path("/tmp") : probe_dir);
   limits.overlayfs = overlay.ok();
   if (!overlay)
     limits.degraded.push_back(overlay.error().message +

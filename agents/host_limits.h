@@ -42,7 +42,10 @@ inline constexpr std::uint64_t kContainerProcesses = 1048576;
 /// RLIMIT_NPROC of this process (which runc and its containers inherit), and
 /// ProbeOverlay in the system's temporary folder. Never fails: what it
 /// cannot find counts as missing and is said in `degraded`.
-HostLimits DetectHostLimits();
+/// `roots_dir` is where container roots will be made: whether overlayfs
+/// works depends on the file system under it (the default: the system's
+/// temporary folder).
+HostLimits DetectHostLimits(const std::filesystem::path& roots_dir = {});
 const char* CgroupsName(HostLimits::Cgroups cgroups);
 
 /// Whether an overlay mount can be made in `folder` (a real one, of empty

@@ -181,9 +181,13 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
     exit.timed_out = true;
     ended = Stop(id, *runc, options.grace);
   }
-  // Whatever happened, runc keeps nothing of it (a `run` that ended has
-  // deleted its container already; this is for one that could not).
-  auto deleted = Delete(id);
+  // Whatever happened, runc keeps nothing of it. A `run` that ended has
+  // deleted its container already, and a second runc process to say so
+  // would cost as much as the rest of the call: only when runc's state for
+  // it is still there is it deleted.
+  std::error_code exists_error;
+  auto deleted = std::filesystem::exists(state_root_ / id, exists_error) ? Delete(id)
+                                                                         : core::Status(core::Ok{});
   if (!ended) return ended.error();
   const std::string errors = LoggedErrors(log);
   if (runc->exit().code != 0 && !errors.empty())
