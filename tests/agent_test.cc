@@ -15,8 +15,9 @@
 #include <thread>
 
 #include "core/atomic_file.h"
+#include "core/sha256.h"
 #include "core/subprocess.h"
-#include "tests/gantry_command.h"
+#include "tests/busybox_image.h"
 #include "tests/temp_dir.h"
 
 namespace {
@@ -25,46 +26,23 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-bool CanRunContainers() {
-  return geteuid() == 0 && fs::exists("/usr/sbin/runc") && fs::exists("/bin/busybox");
-}
-
-/// A busybox image built with `gantry build` into a store of the test's own:
+/// The busybox image (tests/busybox_image.h) in a store of the test's own:
 /// its manifest digest.
 std::string BuildBusyboxImage(const tests::TempDir& dir, const fs::path& store) {
-  fs::create_directories(dir.path() / "context/bin");
-  fs::copy_file("/bin/busybox", dir.path() / "context/bin/busybox");
-  fs::create_symlink("busybox", dir.path() / "context/bin/sh");
-  dir.Write("context/app.yaml", R"(app: agenttest
-images:
-  box:
-    from: scratch
-    steps:
-      - copy: {src: ./bin, dst: /bin}
-      - run: /bin/busybox --install -s /bin
-functions:
-  echo: {image: box}
-)");
-  auto built = tests::RunGantry(
-      {"build", (dir.path() / "context/app.yaml").string(), "--output", store.string(), "-q"});
-  INFO(built.err);
-  REQUIRE(built.exit_code == 0);
-  auto index = core::ReadFile(store / "index.json");
-  REQUIRE(index.ok());
-  json parsed = json::parse(*index);
-  for (const json& manifest : parsed["manifests"]) {
-    if (manifest["annotations"]["org.opencontainers.image.ref.name"] == "box")
-      return manifest["digest"];
-  }
-  FAIL("no image box in the store");
-  return "";
+  auto digest = tests::BuildBusyboxImage(GANTRY_BINARY, dir.path(), store);
+  INFO((digest.ok() ? "" : digest.error().message));
+  REQUIRE(digest.ok());
+  return *digest;
 }
 
 /// `gantry agent` as a child process on a free port, with its log in a file.
 class AgentProcess {
  public:
-  AgentProcess(fs::path data_dir, fs::path store, fs::path log)
-      : data_dir_(std::move(data_dir)), store_(std::move(store)), log_(std::move(log)) {
+  AgentProcess(fs::path data_dir, fs::path store, fs::path log, std::vector<std::string> extra_args = {})
+      : data_dir_(std::move(data_dir)),
+        store_(std::move(store)),
+        log_(std::move(log)),
+        extra_args_(std::move(extra_args)) {
     Start();
   }
 
@@ -74,6 +52,7 @@ class AgentProcess {
     core::SubprocessOptions options;
     options.argv = {GANTRY_BINARY,      "agent",   "--listen",      "127.0.0.1:0", "--data-dir",
                     data_dir_.string(), "--store", store_.string(), "--gpus",      "fake:H100x1"};
+    options.argv.insert(options.argv.end(), extra_args_.begin(), extra_args_.end());
     options.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                    "HOME=/root"};
     options.stdout_to = core::Output::File(log_);
@@ -108,6 +87,7 @@ class AgentProcess {
 
  private:
   fs::path data_dir_, store_, log_;
+  std::vector<std::string> extra_args_;
   std::optional<core::Subprocess> process_;
   std::string address_, token_;
 };
@@ -146,8 +126,14 @@ json Desired(int generation, const std::string& digest) {
                   {"volumes", {{"/data", "data"}}}}},
                 {"secretive",
                  {{"image", image},
-                  {"command", {"/bin/sh", "-c", "echo ${#DB_PASSWORD} $DB_PASSWORD"}},
+                  // The secret reached the env if its hash is right; it is never printed.
+                  {"command",
+                   {"/bin/sh", "-c", "echo ${#DB_PASSWORD}; echo -n $DB_PASSWORD | sha256sum"}},
                   {"secrets", {"db"}}}},
+                {"gpujob",
+                 {{"image", image},
+                  {"command", {"/bin/sh", "-c", "echo $NVIDIA_VISIBLE_DEVICES"}},
+                  {"gpu", {{"type", "H100"}, {"count", 1}}}}},
                 {"trainer", {{"image", image}, {"gpu", {{"type", "A100"}, {"count", 1}}}}}}}}}}}};
 }
 
@@ -165,7 +151,7 @@ json Call(httplib::Client& client, const std::string& function, const json& body
 }
 
 TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
-  if (!CanRunContainers()) {
+  if (!tests::CanRunContainers()) {
     WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
     return;
   }
@@ -236,7 +222,11 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     CHECK(flaky["exit_code"] == 0);
 
     json secret = Call(client, "secretive", json::object());
-    CHECK(secret["stdout"] == "15 s3cr3t-value-42\n");
+    CHECK(secret["stdout"] == "15\n" + core::Sha256Digest("s3cr3t-value-42").substr(7) + "  -\n");
+
+    json node = Body(client.Get("/v1/node"));
+    CHECK(Call(client, "gpujob", json::object())["stdout"] ==
+          node["gpus"][0]["uuid"].get<std::string>() + "\n");
 
     json status = Body(client.Get("/v1/status"));
     CHECK(status["generation"] == 1);
@@ -261,6 +251,32 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
       CHECK(core::ReadFile(entry.path()).value().find("s3cr3t-value-42") == std::string::npos);
     }
 
+    // The function's log holds each attempt's output and how it ended.
+    auto logs = client.Get("/v1/logs?app=demo&function=flaky");
+    REQUIRE(logs);
+    CHECK(logs->status == 200);
+    CHECK(logs->body.find("\"attempt 1 exited with code 1\"") != std::string::npos);
+    CHECK(logs->body.find("\"attempt 3 exited with code 0\"") != std::string::npos);
+    auto app_logs = client.Get("/v1/logs?app=demo");
+    REQUIRE(app_logs);
+    CHECK(app_logs->body.find("\"hello agent world\"") != std::string::npos);
+    CHECK(client.Get("/v1/logs?app=../etc")->status == 400);
+
+    // A follower sees what later calls write.
+    std::string followed;
+    httplib::Client follower = agent.Client();
+    std::thread follow([&] {
+      follower.Get("/v1/logs?app=demo&function=echo&follow=1",
+                   [&](const char* data, std::size_t length) {
+                     followed.append(data, length);
+                     return followed.find("followed-marker") == std::string::npos;
+                   });
+    });
+    std::this_thread::sleep_for(300ms);
+    Call(client, "echo", {{"args", {"followed-marker"}}});
+    follow.join();
+    CHECK(followed.find("hello agent followed-marker") != std::string::npos);
+
     // A volume's files survive a redeploy.
     json redeployed = Desired(2, digest);
     redeployed["apps"]["demo"]["functions"]["echo"]["env"]["NAME"] = "v2";
@@ -268,7 +284,25 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     REQUIRE(second);
     CHECK(second->status == 200);
     CHECK(Call(client, "reader", json::object())["stdout"] == "x\nx\nx\n");
+    // Only an explicit delete removes it, and not while it is desired.
+    auto refused_delete = client.Delete("/v1/apps/demo/volumes/data");
+    REQUIRE(refused_delete);
+    CHECK(refused_delete->status == 409);
+    CHECK(fs::exists(data_dir / "volumes/demo/data/tries"));
     CHECK(Call(client, "echo", json::object())["stdout"] == "hello v2 \n");
+
+    // Once no longer desired, the volume can be deleted, and then it is gone.
+    json without_volume = redeployed;
+    without_volume["generation"] = 3;
+    without_volume["apps"]["demo"]["volumes"] = json::array();
+    for (const char* function : {"flaky", "reader"}) without_volume["apps"]["demo"]["functions"][function].erase("volumes");
+    REQUIRE(Put(client, without_volume)->status == 200);
+    CHECK(fs::exists(data_dir / "volumes/demo/data/tries"));
+    auto deleted = client.Delete("/v1/apps/demo/volumes/data");
+    REQUIRE(deleted);
+    CHECK(deleted->status == 200);
+    CHECK_FALSE(fs::exists(data_dir / "volumes/demo/data"));
+    CHECK(client.Delete("/v1/apps/demo/volumes/data")->status == 404);
   }
 
   SECTION("bad desired states are refused whole, with a JSON error") {
@@ -333,6 +367,47 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     // And it still runs calls.
     CHECK(Call(restarted, "secretive", json::object())["exit_code"] == 0);
   }
+}
+
+TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
+  if (!tests::CanRunContainers()) {
+    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
+    return;
+  }
+  tests::TempDir dir("gantry-agent-tls-test");
+  fs::path cert = dir.path() / "cert.pem";
+  fs::path key = dir.path() / "key.pem";
+  auto made = core::RunSubprocess({{"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+                                    key.string(), "-out", cert.string()},
+                                   {"PATH=/usr/bin:/bin"},
+                                   std::nullopt,
+                                   core::Output::Capture(),
+                                   core::Output::Capture()});
+  REQUIRE(made.ok());
+  INFO(made->stderr_text);
+  REQUIRE(made->exit.code == 0);
+
+  AgentProcess agent(dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
+                     {"--tls-cert", cert.string(), "--tls-key", key.string()});
+  auto client = agent.Client();
+  client.set_ca_cert_path(cert.c_str());
+  client.enable_server_certificate_verification(true);
+  json node = Body(client.Get("/v1/node"));
+  CHECK(node["gpus"].size() == 1);
+  auto anonymous = agent.Client(/*with_token=*/false);
+  anonymous.set_ca_cert_path(cert.c_str());
+  auto refused = anonymous.Get("/v1/node");
+  REQUIRE(refused);
+  CHECK(refused->status == 401);
+  // Plain HTTP on the TLS port gets nothing.
+  std::string address = core::ReadFile(dir.path() / "agent/address").value();
+  CHECK(address.starts_with("https://127.0.0.1:"));
+  httplib::Client plain("http://" + address.substr(8, address.find_last_not_of("\n") - 7));
+  plain.set_connection_timeout(2, 0);
+  plain.set_read_timeout(2, 0);
+  auto cleartext = plain.Get("/healthz");
+  CHECK((!cleartext || cleartext->status != 200));
 }
 
 }  // namespace
