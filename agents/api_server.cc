@@ -16,6 +16,8 @@ namespace {
 
 using nlohmann::json;
 
+constexpr std::size_t kServerThreads = 64;
+
 /// JSON text that survives any bytes: a container's output need not be UTF-8.
 std::string Dump(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -132,6 +134,9 @@ void ApiServer::Stop() {
 void ApiServer::AddRoutes() {
   httplib::Server& server = *server_;
   server.set_payload_max_length(options_.max_body_bytes);
+  // Calls with ?wait=true and followed logs hold a thread each for as long
+  // as they last: the pool is sized for many of them, not for the CPUs.
+  server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
 
   // Authentication comes before routing and before the body is read: a
   // request without the token learns nothing, not even which routes exist.

@@ -128,12 +128,12 @@ json ToJson(const CallRequest& request) {
 CallRunner::CallRunner(ContainerParts parts) : parts_(std::move(parts)) {}
 
 CallRunner::~CallRunner() {
-  std::vector<std::thread> threads;
+  std::map<std::uint64_t, std::thread> threads;
   {
     std::lock_guard lock(mutex_);
     threads.swap(background_);
   }
-  for (std::thread& thread : threads) thread.join();
+  for (auto& [serial, thread] : threads) thread.join();
 }
 
 fs::path CallRunner::StdoutPath(const std::string& call_id) const {
@@ -282,8 +282,18 @@ void CallRunner::LogAttempt(const CallRecord& call, const std::string& outcome) 
 
 void CallRunner::RunInBackground(CallRecord call, JobFunction job, CallRequest request) {
   std::lock_guard lock(mutex_);
-  background_.emplace_back([this, call = std::move(call), job = std::move(job),
-                            request = std::move(request)] { Run(call, job, request); });
+  for (std::uint64_t serial : ended_) {
+    background_.at(serial).join();  // it has ended, or is about to return
+    background_.erase(serial);
+  }
+  ended_.clear();
+  std::uint64_t serial = next_background_++;
+  background_.emplace(serial, std::thread([this, serial, call = std::move(call),
+                                           job = std::move(job), request = std::move(request)] {
+                        Run(call, job, request);
+                        std::lock_guard ended_lock(mutex_);
+                        ended_.push_back(serial);
+                      }));
 }
 
 core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const JobFunction& job,

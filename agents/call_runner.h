@@ -112,7 +112,11 @@ class CallRunner {
   ContainerParts parts_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Slots>> slots_;
-  std::vector<std::thread> background_;
+  /// Background calls' threads by a serial number; those that have ended
+  /// are joined and dropped when the next one starts.
+  std::map<std::uint64_t, std::thread> background_;
+  std::vector<std::uint64_t> ended_;
+  std::uint64_t next_background_ = 0;
 };
 
 }  // namespace agents
