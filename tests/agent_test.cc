@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -38,7 +39,8 @@ std::string BuildBusyboxImage(const tests::TempDir& dir, const fs::path& store) 
 /// `gantry agent` as a child process on a free port, with its log in a file.
 class AgentProcess {
  public:
-  AgentProcess(fs::path data_dir, fs::path store, fs::path log, std::vector<std::string> extra_args = {})
+  AgentProcess(fs::path data_dir, fs::path store, fs::path log,
+               std::vector<std::string> extra_args = {})
       : data_dir_(std::move(data_dir)),
         store_(std::move(store)),
         log_(std::move(log)),
@@ -120,6 +122,10 @@ json Desired(int generation, const std::string& digest) {
                   {"retries", 2},
                   {"retry_backoff_ms", 50},
                   {"volumes", {{"/data", "data"}}}}},
+                {"single",
+                 {{"image", image},
+                  {"command", {"/bin/sh", "-c", "sleep 0.3; echo $0"}},
+                  {"max_containers", 1}}},
                 {"reader",
                  {{"image", image},
                   {"command", {"/bin/cat", "/data/tries"}},
@@ -295,7 +301,8 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     json without_volume = redeployed;
     without_volume["generation"] = 3;
     without_volume["apps"]["demo"]["volumes"] = json::array();
-    for (const char* function : {"flaky", "reader"}) without_volume["apps"]["demo"]["functions"][function].erase("volumes");
+    for (const char* function : {"flaky", "reader"})
+      without_volume["apps"]["demo"]["functions"][function].erase("volumes");
     REQUIRE(Put(client, without_volume)->status == 200);
     CHECK(fs::exists(data_dir / "volumes/demo/data/tries"));
     auto deleted = client.Delete("/v1/apps/demo/volumes/data");
@@ -303,6 +310,40 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     CHECK(deleted->status == 200);
     CHECK_FALSE(fs::exists(data_dir / "volumes/demo/data"));
     CHECK(client.Delete("/v1/apps/demo/volumes/data")->status == 404);
+  }
+
+  SECTION("calls beyond max_containers wait their turn, in order") {
+    REQUIRE(Put(client, Desired(1, digest))->status == 200);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) {
+      auto queued = client.Post("/v1/apps/demo/functions/single/calls",
+                                json{{"args", {std::to_string(i)}}}.dump(), "application/json");
+      REQUIRE(queued);
+      REQUIRE(queued->status == 202);
+      ids.push_back(json::parse(queued->body)["id"]);
+    }
+    bool saw_queue = false;
+    std::vector<json> calls;
+    for (int i = 0; i < 500; ++i) {
+      json function = Body(client.Get("/v1/status"))["apps"]["demo"]["functions"]["single"];
+      CHECK(function["running_containers"].get<int>() <= 1);
+      saw_queue = saw_queue || function["queued_calls"].get<int>() > 0;
+      calls.clear();
+      for (const std::string& id : ids) calls.push_back(Body(client.Get("/v1/calls/" + id)));
+      if (std::all_of(calls.begin(), calls.end(),
+                      [](const json& call) { return call["state"] == "succeeded"; }))
+        break;
+      std::this_thread::sleep_for(20ms);
+    }
+    CHECK(saw_queue);
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      REQUIRE(calls[i]["state"] == "succeeded");
+      CHECK(calls[i]["stdout"] == std::to_string(i) + "\n");
+      // One at a time, in the order they came.
+      if (i > 0)
+        CHECK(calls[i]["started_ms"].get<std::int64_t>() >=
+              calls[i - 1]["finished_ms"].get<std::int64_t>());
+    }
   }
 
   SECTION("bad desired states are refused whole, with a JSON error") {
@@ -377,13 +418,14 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   tests::TempDir dir("gantry-agent-tls-test");
   fs::path cert = dir.path() / "cert.pem";
   fs::path key = dir.path() / "key.pem";
-  auto made = core::RunSubprocess({{"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
-                                    key.string(), "-out", cert.string()},
-                                   {"PATH=/usr/bin:/bin"},
-                                   std::nullopt,
-                                   core::Output::Capture(),
-                                   core::Output::Capture()});
+  auto made =
+      core::RunSubprocess({{"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
+                            "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                            "-keyout", key.string(), "-out", cert.string()},
+                           {"PATH=/usr/bin:/bin"},
+                           std::nullopt,
+                           core::Output::Capture(),
+                           core::Output::Capture()});
   REQUIRE(made.ok());
   INFO(made->stderr_text);
   REQUIRE(made->exit.code == 0);
