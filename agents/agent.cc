@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <csignal>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "agents/container_root.h"
@@ -159,17 +160,28 @@ core::Status Agent::Recover() {
   }
 
   // Containers a killed agent left behind: their callers are gone, so they
-  // are stopped and their roots removed.
-  auto containers = records_->Containers();
-  if (!containers) return containers.error();
-  for (const auto& [id, dir] : *containers) {
+  // are stopped and their roots removed. Every container has a folder in
+  // DATA_DIR/containers named by its runc id, made before runc is started
+  // and removed after runc is done with it, and runc's state root is the
+  // agent's alone: between the two, nothing can be missed.
+  std::set<std::string> left;
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(ContainersDir(options_.data_dir), error)) {
+    if (entry.path().filename().string().front() != '.') left.insert(entry.path().filename());
+  }
+  auto known_to_runc = runtime_.List();
+  if (!known_to_runc) return known_to_runc.error();
+  for (const ContainerState& container : *known_to_runc) left.insert(container.id);
+  for (const std::string& id : left) {
     (void)runtime_.Kill(id, SIGKILL);
     if (auto deleted = runtime_.Delete(id); !deleted.ok()) {
       spdlog::warn("agent: cannot delete container {} left by an earlier run: {}", id,
                    deleted.error().message);
     }
-    if (auto removed = ContainerRoot::Adopt(dir).Remove(); !removed.ok()) return removed.error();
-    if (auto forgotten = records_->RemoveContainer(id); !forgotten.ok()) return forgotten.error();
+    fs::path dir = ContainersDir(options_.data_dir) / id;
+    if (fs::exists(fs::symlink_status(dir, error))) {
+      if (auto removed = ContainerRoot::Adopt(dir).Remove(); !removed.ok()) return removed.error();
+    }
     spdlog::info("agent: cleaned container {} left by an earlier run", id);
   }
 

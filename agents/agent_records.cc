@@ -91,10 +91,6 @@ CREATE TABLE IF NOT EXISTS calls (
   request TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, created_ms);
-CREATE TABLE IF NOT EXISTS containers (
-  id TEXT PRIMARY KEY,
-  dir TEXT NOT NULL
-);
 )sql";
 
 constexpr char kCallColumns[] =
@@ -211,31 +207,6 @@ core::Result<std::vector<CallRecord>> AgentRecords::UnfinishedCalls() {
   while (row.Next(&error, "cannot read calls")) calls.push_back(ReadCall(row));
   if (error) return *error;
   return calls;
-}
-
-core::Status AgentRecords::AddContainer(const std::string& id, const std::filesystem::path& dir) {
-  std::lock_guard lock(mutex_);
-  Statement statement(db_, "INSERT OR REPLACE INTO containers (id, dir) VALUES (?, ?)",
-                      {id, dir.string()});
-  return statement.Run("cannot record container " + id);
-}
-
-core::Status AgentRecords::RemoveContainer(const std::string& id) {
-  std::lock_guard lock(mutex_);
-  Statement statement(db_, "DELETE FROM containers WHERE id = ?", {id});
-  return statement.Run("cannot forget container " + id);
-}
-
-core::Result<std::vector<std::pair<std::string, std::filesystem::path>>>
-AgentRecords::Containers() {
-  std::lock_guard lock(mutex_);
-  Statement row(db_, "SELECT id, dir FROM containers ORDER BY id", {});
-  std::vector<std::pair<std::string, std::filesystem::path>> containers;
-  std::optional<core::Error> error;
-  while (row.Next(&error, "cannot read containers"))
-    containers.emplace_back(row.Text(0), row.Text(1));
-  if (error) return *error;
-  return containers;
 }
 
 }  // namespace agents

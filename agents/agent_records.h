@@ -43,10 +43,8 @@ struct StoredDesired {
 
 /// The agent's durable records: one SQLite database, DATA_DIR/agent.db, in
 /// WAL mode with synchronous=FULL, so that a record written before a crash
-/// (kill -9 or power loss) is there after it. It holds the desired state,
-/// every job call, and the containers the agent has started and not yet
-/// cleaned (so that a restarted agent finds what it left). Safe to use from
-/// several threads. The schema is in agents/README.md.
+/// (kill -9 or power loss) is there after it. It holds the desired state
+/// and every job call. Safe to use from several threads. The schema is in agents/README.md.
 class AgentRecords {
  public:
   static core::Result<std::unique_ptr<AgentRecords>> Open(const std::filesystem::path& file);
@@ -62,11 +60,6 @@ class AgentRecords {
   core::Result<std::optional<CallRecord>> FindCall(const std::string& id);
   /// Calls not finished (queued or running), oldest first.
   core::Result<std::vector<CallRecord>> UnfinishedCalls();
-
-  /// A container the agent started (its runc id and its folder).
-  core::Status AddContainer(const std::string& id, const std::filesystem::path& dir);
-  core::Status RemoveContainer(const std::string& id);
-  core::Result<std::vector<std::pair<std::string, std::filesystem::path>>> Containers();
 
  private:
   explicit AgentRecords(sqlite3* db) : db_(db) {}

@@ -61,20 +61,6 @@ TEST_CASE("calls are saved, updated and listed while unfinished", "[agent_record
   CHECK_FALSE(unfinished->front().exit_code.has_value());
 }
 
-TEST_CASE("started containers are remembered until removed", "[agent_records]") {
-  tests::TempDir dir("gantry-records-test");
-  auto records = AgentRecords::Open(dir.path() / "agent.db");
-  REQUIRE(records.ok());
-  REQUIRE((*records)->AddContainer("b", "/data/containers/b").ok());
-  REQUIRE((*records)->AddContainer("a", "/data/containers/a").ok());
-  REQUIRE((*records)->RemoveContainer("b").ok());
-  auto containers = (*records)->Containers();
-  REQUIRE(containers.ok());
-  REQUIRE(containers->size() == 1);
-  CHECK(containers->front().first == "a");
-  CHECK(containers->front().second == "/data/containers/a");
-}
-
 TEST_CASE("a database that cannot be opened is a clear error", "[agent_records]") {
   auto records = AgentRecords::Open("/nonexistent-folder/agent.db");
   REQUIRE_FALSE(records.ok());

@@ -304,13 +304,8 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
 
   std::string container_id = call.id + "-" + std::to_string(call.attempts);
   fs::path dir = parts_.containers_dir / container_id;
-  if (auto recorded = parts_.records->AddContainer(container_id, dir); !recorded.ok())
-    return recorded.error();
   auto root = ContainerRoot::Create(image->layers, dir, parts_.limits.overlayfs);
-  if (!root) {
-    (void)parts_.records->RemoveContainer(container_id);
-    return root.error();
-  }
+  if (!root) return root.error();
 
   ContainerSpec spec;
   spec.id = container_id;
@@ -365,8 +360,9 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
       result = parts_.runtime->Run(dir, container_id, options);
     }
   }
-  if (auto removed = root->Remove(); removed.ok())
-    (void)parts_.records->RemoveContainer(container_id);
+  if (auto removed = root->Remove(); !removed.ok()) {
+    spdlog::warn("agent: cannot remove container {}: {}", container_id, removed.error().message);
+  }
   return result;
 }
 
