@@ -361,14 +361,12 @@ class RootGuard {
 /// The steps of one agent call (CallRunner::Attempt and the records around
 /// it), each timed over every run.
 struct StepTimes {
-  Sample prepare, create, write_bundle, run, delete_gone, remove, records;
+  Sample prepare, create, write_bundle, run, remove, records;
 };
 
 /// Does what CallRunner::Attempt does for one call, step by step, in this
-/// process, timing each; plus the five record writes of a call (SaveCall
-/// queued, running, finished; AddContainer; RemoveContainer), and a
-/// `runc delete --force` of a container already gone (what RuncRuntime::Run
-/// does after every run, and is included in its time).
+/// process, timing each; plus the three record writes of a call (SaveCall
+/// queued, running, finished).
 class StepTimer {
  public:
   StepTimer(agents::ImageLayers& layers, agents::FunctionState function, agents::HostLimits limits,
@@ -407,7 +405,6 @@ class StepTimer {
     call.state = agents::CallState::kRunning;
     call.attempts = 1;
     if (saved) saved = records_->SaveCall(call);
-    if (saved) saved = records_->AddContainer(id, dir);
     double records_ms = MillisecondsSince(started);
     if (!saved) return saved.error();
 
@@ -442,20 +439,14 @@ class StepTimer {
       return BenchError("container " + id + " did not say hi");
 
     started = Clock::now();
-    auto deleted = runtime_.Delete(id);
-    times->delete_gone.ms.push_back(MillisecondsSince(started));
-    if (!deleted) return deleted.error();
-
-    started = Clock::now();
     auto removed = guard.Remove();
     times->remove.ms.push_back(MillisecondsSince(started));
     if (!removed) return removed.error();
 
     started = Clock::now();
-    saved = records_->RemoveContainer(id);
     call.state = agents::CallState::kSucceeded;
     call.exit_code = 0;
-    if (saved) saved = records_->SaveCall(call);
+    saved = records_->SaveCall(call);
     times->records.ms.push_back(records_ms + MillisecondsSince(started));
     if (!saved) return saved.error();
     return core::Ok{};
@@ -581,14 +572,13 @@ core::Status Bench() {
       "\nWhere an agent call's time goes (CallRunner::Attempt's steps, in process, timed in "
       "the same rounds)\n");
   std::printf("  %-52s %8s %8s\n", "ms", "p50", "p90");
-  PrintStep("AgentRecords: 3 SaveCall, AddContainer, RemoveContainer", step_times.records);
+  PrintStep("AgentRecords: 3 SaveCall (queued, running, done)", step_times.records);
   PrintStep("ImageLayers::Prepare (layers cached)", step_times.prepare);
   PrintStep(limits.overlayfs ? "ContainerRoot::Create (overlay mount)"
                              : "ContainerRoot::Create (copy of the layers)",
             step_times.create);
-  PrintStep("WriteBundle (config.json, fsync'd)", step_times.write_bundle);
-  PrintStep("RuncRuntime::Run (runc run, then runc delete --force)", step_times.run);
-  PrintStep("  of which runc delete --force of a gone container", step_times.delete_gone);
+  PrintStep("WriteBundle (config.json)", step_times.write_bundle);
+  PrintStep("RuncRuntime::Run (runc run)", step_times.run);
   PrintStep("ContainerRoot::Remove", step_times.remove);
   const double steps_p50 = step_times.records.Percentile(0.5) + step_times.prepare.Percentile(0.5) +
                            step_times.create.Percentile(0.5) +
