@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <fstream>
 #include <set>
@@ -90,7 +91,13 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
       return core::Error{
           core::ErrorCode::kIo, "cannot create " + dir.string() + ": " + error.message(), {}};
   }
+  // Only root reads the agent's data: config.json files hold containers' env.
   fs::permissions(options.data_dir, fs::perms::owner_all, error);
+  if (error) {
+    return core::Error{core::ErrorCode::kIo,
+                       "cannot make " + options.data_dir.string() + " private: " + error.message(),
+                       {}};
+  }
   auto host = DetectHost(options.data_dir);
   if (!host) return host.error();
   HostLimits limits = DetectHostLimits(ContainersDir(options.data_dir));
@@ -134,7 +141,13 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
 }
 
 Agent::~Agent() {
+  Shutdown();
   calls_.reset();
+}
+
+void Agent::Shutdown() {
+  calls_->Shutdown();
+  gpu_pool_.Stop();
 }
 
 core::Status Agent::Recover() {
@@ -180,7 +193,11 @@ core::Status Agent::Recover() {
     }
     fs::path dir = ContainersDir(options_.data_dir) / id;
     if (fs::exists(fs::symlink_status(dir, error))) {
-      if (auto removed = ContainerRoot::Adopt(dir).Remove(); !removed.ok()) return removed.error();
+      // A root that will not go (a mount still busy) must not keep the agent from starting.
+      if (auto removed = ContainerRoot::Adopt(dir).Remove(); !removed.ok()) {
+        spdlog::warn("agent: cannot remove the root of container {}: {}", id,
+                     removed.error().message);
+      }
     }
     spdlog::info("agent: cleaned container {} left by an earlier run", id);
   }
@@ -199,7 +216,9 @@ core::Status Agent::Recover() {
     }
     call.state = CallState::kInterrupted;
     call.error = "the agent stopped while the call was running";
-    call.finished_ms = call.started_ms;
+    call.finished_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
     if (auto saved = records_->SaveCall(call); !saved.ok()) return saved.error();
   }
   return core::Ok{};

@@ -44,7 +44,14 @@ struct AgentOptions {
 class Agent {
  public:
   static core::Result<std::unique_ptr<Agent>> Open(const AgentOptions& options);
+  /// Shutdown(), then waits for the calls to end.
   ~Agent();
+
+  /// Begins an orderly stop: calls waiting stay queued for the next start,
+  /// running containers are stopped (SIGTERM, grace, SIGKILL) and their
+  /// calls end interrupted. Call it before stopping the API server, whose
+  /// threads may be waiting for calls.
+  void Shutdown();
 
   /// Makes `desired` this host's state. The same generation again is a
   /// no-op (returns false); an older one, or the same one with a different

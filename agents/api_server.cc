@@ -89,8 +89,10 @@ json CallWithOutput(const Agent& agent, const CallRecord& call) {
 ApiServer::ApiServer(Agent& agent, ApiOptions options)
     : agent_(agent), options_(std::move(options)) {
   if (options_.tls_cert && options_.tls_key) {
-    server_ =
+    auto tls =
         std::make_unique<httplib::SSLServer>(options_.tls_cert->c_str(), options_.tls_key->c_str());
+    if (tls->is_valid()) SSL_CTX_set_min_proto_version(tls->ssl_context(), TLS1_2_VERSION);
+    server_ = std::move(tls);
   } else {
     server_ = std::make_unique<httplib::Server>();
   }

@@ -1,8 +1,14 @@
 #include "agents/call_runner.h"
 
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <spdlog/spdlog.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <charconv>
 #include <chrono>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 
@@ -11,12 +17,17 @@
 #include "agents/runtime_spec.h"
 #include "builder/image_config.h"
 #include "core/random.h"
+#include "core/unique_fd.h"
 
 namespace agents {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+/// How long a container has between SIGTERM and SIGKILL, at its timeout or
+/// when the agent stops.
+constexpr std::chrono::milliseconds kStopGrace = std::chrono::seconds(2);
 
 std::int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -36,52 +47,75 @@ void SetEnv(std::vector<std::string>* env, const std::string& entry) {
   env->push_back(entry);
 }
 
-/// The uid and gid an image's `user` names: "UID[:GID]" or a name looked up
+/// A uid or gid as written in `user` or /etc/passwd: decimal, and within 32 bits.
+std::optional<std::uint32_t> ParseId(std::string_view text) {
+  std::uint32_t id = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return id;
+}
+
+/// A file of a container's root, read with every path component resolved
+/// inside the root (openat2 RESOLVE_IN_ROOT): an image's `etc` that is a
+/// symlink to the host's /etc reads the image's own, or nothing.
+std::string ReadInRoot(const fs::path& root, const char* relative) {
+  core::UniqueFd root_fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!root_fd.valid()) return "";
+  struct open_how how {};
+  how.flags = O_RDONLY | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  core::UniqueFd fd(
+      static_cast<int>(syscall(SYS_openat2, root_fd.get(), relative, &how, sizeof how)));
+  if (!fd.valid()) return "";
+  std::string text;
+  char buffer[8192];
+  for (ssize_t count;
+       (count = read(fd.get(), buffer, sizeof buffer)) > 0 && text.size() < (1 << 20);) {
+    text.append(buffer, static_cast<std::size_t>(count));
+  }
+  return text;
+}
+
+/// The uid and gid an image's `user` names: "UID[:GID]" or names looked up
 /// in the image's own /etc/passwd (and /etc/group), as Docker does.
 core::Result<std::pair<std::uint32_t, std::uint32_t>> ResolveUser(const fs::path& rootfs,
                                                                   const std::string& user) {
   if (user.empty()) return std::pair<std::uint32_t, std::uint32_t>{0, 0};
   std::string name = user.substr(0, user.find(':'));
   std::string group = user.find(':') == std::string::npos ? "" : user.substr(user.find(':') + 1);
-  auto lookup = [&](const char* file, const std::string& wanted, int id_field,
-                    int gid_field) -> std::optional<std::pair<std::uint32_t, std::uint32_t>> {
+  // The id (and, for passwd, the primary gid) of `wanted` in a passwd- or group-style file.
+  auto lookup =
+      [&](const char* file, const std::string& wanted, std::size_t id_field,
+          std::size_t gid_field) -> std::optional<std::pair<std::uint32_t, std::uint32_t>> {
     if (!wanted.empty() && wanted.find_first_not_of("0123456789") == std::string::npos) {
-      std::uint32_t id = static_cast<std::uint32_t>(std::stoul(wanted));
-      return std::pair{id, id};
+      auto id = ParseId(wanted);
+      if (!id) return std::nullopt;
+      return std::pair{*id, *id};
     }
-    // The image's file is read as data only; a symlink in it could point at
-    // the host's, so only a regular file inside the root counts.
-    fs::path path = rootfs / file;
-    if (fs::is_symlink(path)) return std::nullopt;
-    std::ifstream in(path);
-    std::string line;
-    while (std::getline(in, line)) {
+    std::istringstream lines(ReadInRoot(rootfs, file));
+    for (std::string line; std::getline(lines, line);) {
       std::vector<std::string> fields;
       std::stringstream stream(line);
-      std::string field;
-      while (std::getline(stream, field, ':')) fields.push_back(field);
-      if (fields.size() > std::size_t(std::max(id_field, gid_field)) && fields[0] == wanted) {
-        try {
-          return std::pair{static_cast<std::uint32_t>(std::stoul(fields[id_field])),
-                           static_cast<std::uint32_t>(std::stoul(fields[gid_field]))};
-        } catch (const std::exception&) {
-          return std::nullopt;
-        }
-      }
+      for (std::string field; std::getline(stream, field, ':');) fields.push_back(field);
+      if (fields.size() <= std::max(id_field, gid_field) || fields[0] != wanted) continue;
+      auto id = ParseId(fields[id_field]);
+      auto gid = ParseId(fields[gid_field]);
+      if (!id || !gid) return std::nullopt;
+      return std::pair{*id, *gid};
     }
     return std::nullopt;
   };
   auto found_user = lookup("etc/passwd", name, 2, 3);
   if (!found_user) {
     return core::Error{core::ErrorCode::kNotFound,
-                       "the image's user \"" + name + "\" is not in its /etc/passwd",
+                       "the image's user \"" + name + "\" is neither a uid nor in its /etc/passwd",
                        {}};
   }
   if (group.empty()) return *found_user;
   auto found_group = lookup("etc/group", group, 2, 2);
   if (!found_group) {
     return core::Error{core::ErrorCode::kNotFound,
-                       "the image's group \"" + group + "\" is not in its /etc/group",
+                       "the image's group \"" + group + "\" is neither a gid nor in its /etc/group",
                        {}};
   }
   return std::pair{found_user->first, found_group->first};
@@ -191,12 +225,24 @@ CallRecord CallRunner::Run(CallRecord call, const JobFunction& job, const CallRe
     std::unique_lock lock(slots.mutex);
     std::uint64_t ticket = slots.next_ticket++;
     slots.changed.wait(lock, [&] {
-      return slots.serving == ticket && slots.running < job.function.max_containers;
+      return stopping_ || (slots.serving == ticket && slots.running < job.function.max_containers);
     });
+    if (stopping_) return call;  // still queued: the next start runs it
     ++slots.serving;
     ++slots.running;
   }
   slots.changed.notify_all();
+  // The slot is given back however this call ends.
+  struct SlotRelease {
+    Slots& slots;
+    ~SlotRelease() {
+      {
+        std::lock_guard lock(slots.mutex);
+        --slots.running;
+      }
+      slots.changed.notify_all();
+    }
+  } release{slots};
 
   call.state = CallState::kRunning;
   call.started_ms = NowMs();
@@ -204,19 +250,45 @@ CallRecord CallRunner::Run(CallRecord call, const JobFunction& job, const CallRe
     RunAttempts(&call, job, request, {});
   } else if (auto gpus = parts_.gpus->Acquire(*job.function.gpu); gpus) {
     RunAttempts(&call, job, request, gpus->gpus());
+  } else if (stopping_) {
+    call.state = CallState::kQueued;
+    call.started_ms = 0;
   } else {
     call.state = CallState::kFailed;
     call.error = gpus.error().message;
   }
+  if (stopping_ && call.state == CallState::kQueued) {
+    Save(call);  // stopped while waiting for GPUs: the next start runs it
+    return call;
+  }
   call.finished_ms = NowMs();
   Save(call);
-
-  {
-    std::lock_guard lock(slots.mutex);
-    --slots.running;
-  }
-  slots.changed.notify_all();
   return call;
+}
+
+void CallRunner::Shutdown() {
+  std::set<std::string> running;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    for (auto& [key, slots] : slots_) {
+      std::lock_guard slots_lock(slots->mutex);
+      slots->changed.notify_all();
+    }
+    running = running_containers_;
+  }
+  // As a timeout does: SIGTERM, the grace, then SIGKILL for what is left.
+  for (const std::string& id : running) (void)parts_.runtime->Kill(id, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + kStopGrace;
+  while (std::chrono::steady_clock::now() < deadline) {
+    {
+      std::lock_guard lock(mutex_);
+      if (running_containers_.empty()) return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::lock_guard lock(mutex_);
+  for (const std::string& id : running_containers_) (void)parts_.runtime->Kill(id, SIGKILL);
 }
 
 void CallRunner::RunAttempts(CallRecord* call, const JobFunction& job, const CallRequest& request,
@@ -227,7 +299,7 @@ void CallRunner::RunAttempts(CallRecord* call, const JobFunction& job, const Cal
     Save(*call);
     auto exit = Attempt(*call, job, request, gpus);
     if (!exit) {
-      call->state = CallState::kFailed;
+      call->state = stopping_ ? CallState::kInterrupted : CallState::kFailed;
       call->error = exit.error().message;
       LogAttempt(*call,
                  "attempt " + std::to_string(call->attempts) + " could not start: " + call->error);
@@ -237,6 +309,11 @@ void CallRunner::RunAttempts(CallRecord* call, const JobFunction& job, const Cal
                "attempt " + std::to_string(call->attempts) +
                    (exit->timed_out ? " timed out"
                                     : " exited with code " + std::to_string(exit->exit_code)));
+    if (stopping_) {
+      call->state = CallState::kInterrupted;
+      call->error = "the agent stopped while the call was running";
+      return;
+    }
     call->exit_code = exit->exit_code;
     if (exit->exit_code == 0 && !exit->timed_out) {
       call->state = CallState::kSucceeded;
@@ -261,7 +338,13 @@ void CallRunner::LogAttempt(const CallRecord& call, const std::string& outcome) 
   for (const auto& [stream, path] :
        {std::pair{"stdout", StdoutPath(call.id)}, std::pair{"stderr", StderrPath(call.id)}}) {
     constexpr std::size_t kLoggedBytes = 1 << 20;  // per stream and attempt; the call keeps it all
-    std::ifstream in(path, std::ios::binary);
+    // No more is read than is logged, whatever the file holds (a stream
+    // without newlines included).
+    std::ifstream file(path, std::ios::binary);
+    std::string head(kLoggedBytes + 1, '\0');
+    file.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<std::size_t>(file.gcount()));
+    std::istringstream in(head);
     std::string text;
     std::size_t logged = 0;
     while (std::getline(in, text)) {
@@ -324,6 +407,8 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
   for (const std::string& entry : settings.env) SetEnv(&spec.env, entry);
   for (const auto& [key, value] : job.function.env) SetEnv(&spec.env, key + "=" + value);
   for (const std::string& entry : job.secret_env) SetEnv(&spec.env, entry);
+  for (const auto& [key, value] : request.env) SetEnv(&spec.env, key + "=" + value);
+  // GPU variables come last: a call cannot widen its view past its lease.
   // Real GPUs: the host's CDI spec for them (mounts, nodes, hooks, env) when it has one.
   core::Result<std::optional<CdiEdits>> cdi = std::optional<CdiEdits>();
   if (parts_.pass_gpu_devices) cdi = CdiEditsForGpus(gpus);
@@ -332,7 +417,6 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
   } else {
     for (const std::string& entry : GpuEnv(gpus)) SetEnv(&spec.env, entry);
   }
-  for (const auto& [key, value] : request.env) SetEnv(&spec.env, key + "=" + value);
   spec.cwd = settings.workdir.empty() ? "/" : settings.workdir;
   core::Result<ContainerExit> result = core::Error{};
   if (!cdi) {
@@ -356,8 +440,16 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
       options.stdout_file = StdoutPath(call.id);
       options.stderr_file = StderrPath(call.id);
       options.timeout = job.function.timeout;
-      options.grace = std::chrono::seconds(2);
-      result = parts_.runtime->Run(dir, container_id, options);
+      options.grace = kStopGrace;
+      {
+        std::lock_guard lock(mutex_);
+        running_containers_.insert(container_id);
+      }
+      result = stopping_ ? core::Result<ContainerExit>(
+                               core::Error{core::ErrorCode::kConflict, "the agent is stopping", {}})
+                         : parts_.runtime->Run(dir, container_id, options);
+      std::lock_guard lock(mutex_);
+      running_containers_.erase(container_id);
     }
   }
   if (auto removed = root->Remove(); !removed.ok()) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
@@ -7,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,8 +60,8 @@ struct ContainerParts {
 
 /// Runs job calls: one fresh container per attempt, built from the
 /// function's image over a private root, with the function's command plus the
-/// call's args, its stdin, and env from the image, the function, its secrets
-/// and the call (in that order, later ones winning). A failed attempt (exit
+/// call's args, its stdin, and env from the image, the function, its secrets,
+/// the call, then its GPUs (in that order, later ones winning). A failed attempt (exit
 /// code not 0, or the timeout) is retried up to `retries` times, waiting
 /// `retry_backoff` and doubling it. At most `max_containers` calls of one
 /// function run at once; the others wait in the order they came. A call
@@ -80,6 +82,11 @@ class CallRunner {
   CallRecord Run(CallRecord call, const JobFunction& job, const CallRequest& request);
   /// Runs a submitted call on a thread of its own.
   void RunInBackground(CallRecord call, JobFunction job, CallRequest request);
+
+  /// Stops taking calls out of the queue (those waiting stay queued for the
+  /// next start) and stops running containers (SIGTERM, then the grace):
+  /// their calls end `interrupted`. Calls started afterwards stay queued.
+  void Shutdown();
 
   /// Calls of a function running now, and waiting for a slot.
   std::pair<int, int> Load(const std::string& app, const std::string& function);
@@ -112,6 +119,8 @@ class CallRunner {
   ContainerParts parts_;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Slots>> slots_;
+  std::atomic<bool> stopping_ = false;
+  std::set<std::string> running_containers_;  // runc ids, guarded by mutex_
   /// Background calls' threads by a serial number; those that have ended
   /// are joined and dropped when the next one starts.
   std::map<std::uint64_t, std::thread> background_;

@@ -47,6 +47,7 @@ core::Result<GpuLease> GpuPool::Acquire(const GpuClaim& claim) {
   std::uint64_t ticket = next_ticket_++;
   std::vector<std::size_t> taken;
   released_.wait(lock, [&] {
+    if (stopping_) return true;
     if (serving_ != ticket) return false;
     taken.clear();
     for (std::size_t i = 0; i < gpus_.size() && int(taken.size()) < claim.count; ++i) {
@@ -54,6 +55,7 @@ core::Result<GpuLease> GpuPool::Acquire(const GpuClaim& claim) {
     }
     return int(taken.size()) == claim.count;
   });
+  if (stopping_) return core::Error{core::ErrorCode::kConflict, "the agent is stopping", {}};
   ++serving_;
   std::vector<Gpu> leased;
   for (std::size_t i : taken) {
@@ -63,6 +65,14 @@ core::Result<GpuLease> GpuPool::Acquire(const GpuClaim& claim) {
   lock.unlock();
   released_.notify_all();  // the next in line may be served by what is left
   return GpuLease(this, std::move(leased));
+}
+
+void GpuPool::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  released_.notify_all();
 }
 
 void GpuPool::Release(const std::vector<Gpu>& gpus) {

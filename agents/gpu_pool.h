@@ -47,6 +47,9 @@ class GpuPool {
   /// when the host does not have that many of the type at all.
   core::Result<GpuLease> Acquire(const GpuClaim& claim);
 
+  /// Ends every wait in Acquire (with an error): the agent is stopping.
+  void Stop();
+
   /// GPUs of the type the host has, free or not.
   int CountOf(const std::string& type) const;
 
@@ -61,6 +64,7 @@ class GpuPool {
   std::condition_variable released_;
   std::uint64_t next_ticket_ = 0;
   std::uint64_t serving_ = 0;
+  bool stopping_ = false;
 };
 
 /// What shows a container exactly `gpus` and nothing else: the variables the

@@ -1,17 +1,29 @@
 #include "agents/image_layers.h"
 
+#include <fcntl.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "builder/image_manifest.h"
 #include "builder/rootfs.h"
 #include "core/sha256.h"
+#include "core/unique_fd.h"
 
 namespace agents {
 
 namespace fs = std::filesystem;
 
 ImageLayers::ImageLayers(builder::ContentStore store, fs::path dir)
-    : store_(std::move(store)), dir_(std::move(dir)) {}
+    : store_(std::move(store)), dir_(std::move(dir)) {
+  // Half-unpacked layers of a process that died mid-unpack.
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(dir_, error)) {
+    if (entry.path().filename().string().rfind(".unpacking-", 0) == 0)
+      fs::remove_all(entry.path(), error);
+  }
+}
 
 core::Result<PreparedImage> ImageLayers::Prepare(const std::string& manifest_digest) {
   auto image = builder::ReadStoredImage(store_, manifest_digest);
@@ -53,6 +65,16 @@ core::Result<fs::path> ImageLayers::UnpackOnce(const std::string& layer_digest) 
     fs::remove_all(temp, error);
     return core::Error{
         unpacked.error().code, "layer " + layer_digest + ": " + unpacked.error().message, {}};
+  }
+  // On disk before it is in place: after a power loss a layer folder is whole or absent.
+  {
+    core::UniqueFd folder(open(temp.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!folder.valid() || syncfs(folder.get()) != 0) {
+      fs::remove_all(temp, error);
+      return core::Error{core::ErrorCode::kIo,
+                         "cannot sync layer " + layer_digest + ": " + std::strerror(errno),
+                         {}};
+    }
   }
   fs::rename(temp, target, error);
   if (error) {

@@ -27,6 +27,7 @@ struct PreparedImage {
 /// Unpacking is safe against hostile layers (builder::UnpackLayer).
 class ImageLayers {
  public:
+  /// Removes what an unpack cut short by a crash left in `dir`.
   ImageLayers(builder::ContentStore store, std::filesystem::path dir);
 
   /// Unpacks what the image `manifest_digest` needs and says where it is.

@@ -1,5 +1,6 @@
 #include "agents/runtime_spec.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -12,6 +13,7 @@
 #include <optional>
 
 #include "core/atomic_file.h"
+#include "core/unique_fd.h"
 
 namespace agents {
 namespace {
@@ -378,6 +380,16 @@ core::Status WriteBundle(const fs::path& bundle, const ContainerSpec& spec,
   }
   // Not fsynced: a bundle lives as long as its container, and an agent that
   // crashes removes both, so durability would only cost every call its time.
+  // 0600: it holds the container's env, secrets included.
+  {
+    core::UniqueFd created(
+        open((bundle / "config.json").c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!created.valid()) {
+      return core::Error{
+          core::ErrorCode::kIo, "cannot create " + (bundle / "config.json").string(), {}};
+    }
+    fchmod(created.get(), 0600);
+  }
   std::ofstream out(bundle / "config.json", std::ios::binary | std::ios::trunc);
   out << RuntimeConfig(spec, limits).dump(2) << "\n";
   out.close();

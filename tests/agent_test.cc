@@ -122,6 +122,10 @@ json Desired(int generation, const std::string& digest) {
                   {"retries", 2},
                   {"retry_backoff_ms", 50},
                   {"volumes", {{"/data", "data"}}}}},
+                {"long",
+                 {{"image", image},
+                  {"command", {"/bin/sh", "-c", "sleep $0; echo slept $0"}},
+                  {"max_containers", 1}}},
                 {"single",
                  {{"image", image},
                   {"command", {"/bin/sh", "-c", "sleep 0.3; echo $0"}},
@@ -376,6 +380,38 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     CHECK(Body(again)["changed"] == false);
 
     CHECK(Body(client.Get("/v1/desired")) == before);
+  }
+
+  SECTION(
+      "SIGTERM stops in order: the running call is interrupted, the queued one runs on the next "
+      "start") {
+    REQUIRE(Put(client, Desired(1, digest))->status == 200);
+    std::vector<std::string> ids;
+    for (const char* seconds : {"30", "0"}) {
+      auto queued = client.Post("/v1/apps/demo/functions/long/calls",
+                                json{{"args", {seconds}}}.dump(), "application/json");
+      REQUIRE(queued);
+      REQUIRE(queued->status == 202);
+      ids.push_back(json::parse(queued->body)["id"]);
+    }
+    for (int i = 0; i < 200 && Body(client.Get("/v1/calls/" + ids[0]))["state"] != "running"; ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    std::this_thread::sleep_for(300ms);  // runc has started the container
+    agent.Kill(SIGTERM);                 // returns once the agent has exited
+    CHECK(agent.Log().find("stopping on signal") != std::string::npos);
+
+    agent.Start();
+    auto restarted = agent.Client();
+    CHECK(Body(restarted.Get("/v1/calls/" + ids[0]))["state"] == "interrupted");
+    json second;
+    for (int i = 0; i < 250; ++i) {
+      second = Body(restarted.Get("/v1/calls/" + ids[1]));
+      if (second["state"] == "succeeded") break;
+      std::this_thread::sleep_for(20ms);
+    }
+    CHECK(second["state"] == "succeeded");
+    CHECK(second["stdout"] == "slept 0\n");
   }
 
   SECTION("the agent survives kill -9 mid-call and cleans what it left") {

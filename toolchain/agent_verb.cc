@@ -93,6 +93,7 @@ int RunAgent(const AgentCommand& command) {
     int signal = 0;
     sigwait(&stop_signals, &signal);
     spdlog::info("agent: stopping on signal {}", signal);
+    (*agent)->Shutdown();
     server.Stop();
   });
   auto served = server.Serve();
