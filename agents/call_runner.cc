@@ -341,7 +341,9 @@ void CallRunner::LogAttempt(const CallRecord& call, const std::string& outcome) 
     // No more is read than is logged, whatever the file holds (a stream
     // without newlines included).
     std::ifstream file(path, std::ios::binary);
-    std::string head(kLoggedBytes + 1, '\0');
+    std::error_code size_error;
+    std::string head(std::min<std::uintmax_t>(fs::file_size(path, size_error), kLoggedBytes + 1), '\0');
+    if (size_error) head.clear();
     file.read(head.data(), static_cast<std::streamsize>(head.size()));
     head.resize(static_cast<std::size_t>(file.gcount()));
     std::istringstream in(head);
