@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.h"
 #include "core/random.h"
+#include "core/text.h"
 #include "core/unique_fd.h"
 
 namespace agents {
@@ -22,19 +23,11 @@ namespace {
 /// The generated token: 32 random bytes, as 64 lowercase hex digits.
 constexpr std::size_t kTokenBytes = 32;
 
-std::string_view TrimSpaces(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
-    text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
-    text.remove_suffix(1);
-  return text;
-}
-
 /// A token file's token: its content less surrounding whitespace.
 core::Result<std::string> TokenFromFile(const std::filesystem::path& path) {
   auto content = core::ReadFile(path);
   if (!content.ok()) return content.error();
-  std::string_view token = TrimSpaces(*content);
+  std::string_view token = core::TrimSpaces(*content);
   if (token.empty()) {
     return core::Error{core::ErrorCode::kInvalidArgument, "the API token file is empty",
                        core::Location{path.string(), 0, 0}};
@@ -76,7 +69,7 @@ core::Result<std::string> LoadOrCreateToken(
 
 bool AuthorizationMatches(std::string_view authorization, std::string_view token) {
   constexpr std::string_view kScheme = "Bearer";
-  authorization = TrimSpaces(authorization);
+  authorization = core::TrimSpaces(authorization);
   if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ') return false;
   // The scheme's name is case-insensitive (RFC 7235); the token is not.
   for (std::size_t i = 0; i < kScheme.size(); ++i) {
@@ -85,7 +78,7 @@ bool AuthorizationMatches(std::string_view authorization, std::string_view token
       return false;
     }
   }
-  std::string_view credentials = TrimSpaces(authorization.substr(kScheme.size()));
+  std::string_view credentials = core::TrimSpaces(authorization.substr(kScheme.size()));
   if (token.empty()) return false;  // no token is ever a match
   // The same number of bytes are compared whether or not the lengths agree,
   // and CRYPTO_memcmp reads them all: the time taken tells nothing of where

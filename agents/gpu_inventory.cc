@@ -12,6 +12,7 @@
 #include "core/hex.h"
 #include "core/sha256.h"
 #include "core/suggestion.h"
+#include "core/text.h"
 
 #if defined(GANTRY_HAVE_CUDA_H)
 #include <cuda.h>
@@ -51,14 +52,6 @@ bool SameIgnoringCase(std::string_view a, std::string_view b) {
     return std::toupper(static_cast<unsigned char>(x)) ==
            std::toupper(static_cast<unsigned char>(y));
   });
-}
-
-std::string_view TrimSpaces(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
-    text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
-    text.remove_suffix(1);
-  return text;
 }
 
 std::string Quote(std::string_view text) {
@@ -102,7 +95,7 @@ std::string FakeUuid(int index, std::string_view type) {
 /// "fake:H100x8,A100-80GBx2": each entry is TYPE or TYPExCOUNT.
 core::Result<std::vector<Gpu>> FakeGpus(std::string_view mode) {
   std::string_view list = mode.substr(std::string_view("fake:").size());
-  if (TrimSpaces(list).empty()) {
+  if (core::TrimSpaces(list).empty()) {
     return InvalidMode(mode, "names no GPU; write TYPExCOUNT entries, as in \"fake:H100x8\"");
   }
   std::vector<Gpu> gpus;
@@ -110,7 +103,7 @@ core::Result<std::vector<Gpu>> FakeGpus(std::string_view mode) {
   while (start <= list.size()) {
     std::size_t comma = list.find(',', start);
     std::size_t end = comma == std::string_view::npos ? list.size() : comma;
-    std::string_view entry = TrimSpaces(list.substr(start, end - start));
+    std::string_view entry = core::TrimSpaces(list.substr(start, end - start));
     start = end + 1;
     if (entry.empty()) return InvalidMode(mode, "has an empty entry (a stray comma?)");
 

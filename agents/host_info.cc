@@ -16,7 +16,9 @@
 #include <system_error>
 
 #include "core/atomic_file.h"
+#include "core/cpus.h"
 #include "core/random.h"
+#include "core/text.h"
 
 namespace agents {
 namespace {
@@ -30,14 +32,6 @@ bool IsHostId(std::string_view text) {
          });
 }
 
-std::string_view TrimSpaces(std::string_view text) {
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
-    text.remove_prefix(1);
-  while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
-    text.remove_suffix(1);
-  return text;
-}
-
 /// DATA_DIR/host-id's id, made and written on the first call. A file that
 /// holds anything else is an error, not replaced: the planner knows the host
 /// by that id, and a new one would make it a different host.
@@ -45,7 +39,7 @@ core::Result<std::string> LoadOrCreateHostId(const std::filesystem::path& data_d
   std::filesystem::path path = data_dir / "host-id";
   auto content = core::ReadFile(path);
   if (content.ok()) {
-    std::string_view id = TrimSpaces(*content);
+    std::string_view id = core::TrimSpaces(*content);
     if (!IsHostId(id)) {
       return core::Error{core::ErrorCode::kParse,
                          "not a host id (32 lowercase hex digits); remove the file to make a new "
@@ -74,27 +68,6 @@ std::string Hostname() {
   char name[HOST_NAME_MAX + 1] = {};
   if (gethostname(name, sizeof(name) - 1) != 0) return "";
   return name;
-}
-
-/// How many CPUs this process may run on (its affinity mask, which a
-/// container's cpuset narrows), or the online count if that is unknown.
-int AllowedCpus() {
-  struct CpuSetFree {
-    void operator()(cpu_set_t* set) const { CPU_FREE(set); }
-  };
-  long configured = sysconf(_SC_NPROCESSORS_CONF);
-  // The mask must be at least as large as the kernel's; grow it until it is.
-  for (int size = static_cast<int>(std::max<long>(configured, CPU_SETSIZE)); size <= (1 << 20);
-       size *= 2) {
-    std::unique_ptr<cpu_set_t, CpuSetFree> set(CPU_ALLOC(size));
-    if (set == nullptr) break;
-    std::size_t bytes = CPU_ALLOC_SIZE(size);
-    CPU_ZERO_S(bytes, set.get());
-    if (sched_getaffinity(0, bytes, set.get()) == 0) return CPU_COUNT_S(bytes, set.get());
-    if (errno != EINVAL) break;
-  }
-  long online = sysconf(_SC_NPROCESSORS_ONLN);
-  return online > 0 ? static_cast<int>(online) : 0;
 }
 
 /// The host's physical memory: sysconf, or MemTotal in /proc/meminfo.
@@ -129,7 +102,7 @@ core::Result<HostInfo> DetectHost(const std::filesystem::path& data_dir) {
   HostInfo info;
   info.host_id = std::move(id).value();
   info.hostname = Hostname();
-  info.cpus = AllowedCpus();
+  info.cpus = core::UsableCpus();
   info.memory_bytes = PhysicalMemory();
   info.kernel = KernelRelease();
   return info;

@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/subprocess.h"
+#include "core/text.h"
 
 namespace agents {
 namespace {
@@ -27,11 +28,8 @@ constexpr std::size_t kListLimit = 64 << 20;
 // the container's own exit code.
 constexpr char kRunLog[] = "runc.log";
 
-std::string Trim(std::string text) {
-  const char* blanks = " \t\r\n";
-  std::size_t first = text.find_first_not_of(blanks);
-  if (first == std::string::npos) return {};
-  return text.substr(first, text.find_last_not_of(blanks) - first + 1);
+std::string Trim(std::string_view text) {
+  return std::string(core::TrimSpaces(text));
 }
 
 // What runc said on stderr: the msg="..." of its logrus lines, else the

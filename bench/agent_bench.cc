@@ -66,6 +66,7 @@
 #include "builder/content_store.h"
 #include "builder/image_config.h"
 #include "core/atomic_file.h"
+#include "core/cpus.h"
 #include "core/subprocess.h"
 #include "tests/busybox_image.h"
 #include "tests/temp_dir.h"
@@ -145,18 +146,6 @@ std::string LoadAverage() {
   char text[64];
   std::snprintf(text, sizeof text, "%.2f %.2f %.2f", averages[0], averages[1], averages[2]);
   return text;
-}
-
-// The hardware threads this process may run on (fewer than the machine has
-// under taskset or a cpuset).
-unsigned UsableCpus() {
-  unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 0) {
-    hardware = std::min(hardware, static_cast<unsigned>(CPU_COUNT(&allowed)));
-  }
-  return hardware;
 }
 
 /// Unmounts (lazily) whatever is still mounted under `folder` when the
@@ -492,7 +481,7 @@ core::Status Bench() {
   agents::RuncRuntime probe("runc", scratch.path() / "runc");
   auto runc_version = probe.Version();
   if (!runc_version) return runc_version.error();
-  const unsigned cores = UsableCpus();
+  const unsigned cores = static_cast<unsigned>(core::UsableCpus());
   std::printf(
       "agent_bench: %u usable hardware threads (of %u); %s; cgroups %s (cpu limits %s, memory "
       "limits %s); overlayfs %s\n",

@@ -39,6 +39,7 @@
 #include "builder/content_store.h"
 #include "builder/image_builder.h"
 #include "builder/layer_writer.h"
+#include "core/cpus.h"
 #include "spec/loader.h"
 
 extern char** environ;
@@ -376,18 +377,6 @@ RebuildFigures TimeNoopRebuilds(const fs::path& scratch) {
 
 // --- Report -----------------------------------------------------------------
 
-// The hardware threads this process may run on, as WriteLayer counts them
-// for its default: fewer than the machine has under taskset or a cpuset.
-unsigned UsableCpus() {
-  unsigned hardware = std::max(1u, std::thread::hardware_concurrency());
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (sched_getaffinity(0, sizeof allowed, &allowed) == 0 && CPU_COUNT(&allowed) > 0) {
-    hardware = std::min(hardware, static_cast<unsigned>(CPU_COUNT(&allowed)));
-  }
-  return hardware;
-}
-
 std::string Yes(bool met) {
   return met ? "MET" : "NOT MET";
 }
@@ -398,7 +387,7 @@ int Bench() {
   const std::uint64_t bytes = EnvNumber("GANTRY_BENCH_BYTES", std::uint64_t{1} << 30);
   const std::uint64_t files = EnvNumber("GANTRY_BENCH_FILES", 10000);
   const int runs = static_cast<int>(EnvNumber("GANTRY_BENCH_RUNS", 3));
-  const unsigned cores = UsableCpus();
+  const unsigned cores = static_cast<unsigned>(core::UsableCpus());
 
   std::printf("build_bench: %u usable hardware threads (of %u); WriteLayer's default: %u threads\n",
               cores, std::thread::hardware_concurrency(), cores);
