@@ -163,12 +163,7 @@ core::Status Agent::Recover() {
     if (!unsealed.ok()) return unsealed.error();
     std::lock_guard lock(mutex_);
     desired_ = std::move(desired).value();
-    for (const auto& [app_name, app] : desired_.apps) {
-      for (const auto& [name, function] : app.functions) {
-        auto problems = CheckFunction(app_name, function);
-        if (!problems.empty()) problems_[FunctionKey(app_name, name)] = problems;
-      }
-    }
+    RefreshProblems();
     spdlog::info("agent: reloaded desired state generation {}", desired_.generation);
   }
 
@@ -283,7 +278,12 @@ core::Result<bool> Agent::Apply(const DesiredState& desired) {
                        {}};
   }
   if (desired.generation == desired_.generation) {
-    if (ToJson(desired, false) == ToJson(desired_, false)) return false;
+    if (ToJson(desired, false) == ToJson(desired_, false)) {
+      // Nothing to change, but what kept a function from running (an image
+      // not yet in the store) may have gone: pushing again re-checks.
+      RefreshProblems();
+      return false;
+    }
     return core::Error{core::ErrorCode::kConflict,
                        "generation " + std::to_string(desired.generation) +
                            " was already applied with a different document",
@@ -308,6 +308,12 @@ core::Result<bool> Agent::Apply(const DesiredState& desired) {
   if (auto saved = records_->SaveDesired({desired.generation, *document}); !saved.ok())
     return saved.error();
   desired_ = desired;
+  RefreshProblems();
+  spdlog::info("agent: applied generation {}", desired_.generation);
+  return true;
+}
+
+void Agent::RefreshProblems() {
   problems_.clear();
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
@@ -325,8 +331,6 @@ core::Result<bool> Agent::Apply(const DesiredState& desired) {
       }
     }
   }
-  spdlog::info("agent: applied generation {}", desired_.generation);
-  return true;
 }
 
 json Agent::Node() const {

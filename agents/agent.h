@@ -53,8 +53,9 @@ class Agent {
   /// threads may be waiting for calls.
   void Shutdown();
 
-  /// Makes `desired` this host's state. The same generation again is a
-  /// no-op (returns false); an older one, or the same one with a different
+  /// Makes `desired` this host's state. The same generation again changes
+  /// nothing but re-checks what kept functions from running (returns
+  /// false); an older one, or the same one with a different
   /// document, is refused (kConflict) with nothing changed. Problems of one
   /// function (an image missing from the store, GPUs this host lacks) do not
   /// refuse the state: they show in Status().
@@ -91,6 +92,9 @@ class Agent {
         SecretBox secrets, std::unique_ptr<AgentRecords> records, builder::ContentStore store,
         std::string runtime_version);
   core::Status Recover();
+  /// Finds, for every desired function, why it cannot run here (and
+  /// unpacks the layers of those that can). Needs mutex_ held.
+  void RefreshProblems();
   /// Why a function cannot run here, if it cannot.
   std::vector<std::string> CheckFunction(const std::string& app,
                                          const FunctionState& function) const;

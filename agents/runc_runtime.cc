@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
@@ -166,10 +167,12 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
   core::SubprocessOptions command = Command(
       {"--log", log.string(), "--log-format", "json", "run", "--bundle", bundle.string(), id});
   command.stdin_data = options.stdin_data;
-  command.stdout_to =
-      options.stdout_file.empty() ? core::Output::Null() : core::Output::File(options.stdout_file);
-  command.stderr_to =
-      options.stderr_file.empty() ? core::Output::Null() : core::Output::File(options.stderr_file);
+  // Captured up to the limit and written when the run ends: a file written
+  // by the container directly could grow without bound.
+  command.stdout_to = options.stdout_file.empty() ? core::Output::Null()
+                                                  : core::Output::Capture(options.output_limit);
+  command.stderr_to = options.stderr_file.empty() ? core::Output::Null()
+                                                  : core::Output::Capture(options.output_limit);
   auto runc = core::Subprocess::Start(std::move(command));
   if (!runc) return runc.error();
 
@@ -187,6 +190,13 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
   auto deleted = std::filesystem::exists(state_root_ / id, exists_error) ? Delete(id)
                                                                          : core::Status(core::Ok{});
   if (!ended) return ended.error();
+  for (const auto& [file, text] : {std::pair{options.stdout_file, &runc->stdout_text()},
+                                   std::pair{options.stderr_file, &runc->stderr_text()}}) {
+    if (file.empty()) continue;
+    std::ofstream out(file, std::ios::binary | std::ios::trunc);
+    out << *text;
+    if (!out) return core::Error{core::ErrorCode::kIo, "cannot write " + file.string(), {}};
+  }
   const std::string errors = LoggedErrors(log);
   if (runc->exit().code != 0 && !errors.empty())
     return core::Error{core::ErrorCode::kIo, "container " + id + ": " + errors, {}};

@@ -24,10 +24,13 @@ struct ContainerExit {
 /// What one container run needs besides its bundle.
 struct RunOptions {
   std::string stdin_data;             // written to its stdin, then closed
-  std::filesystem::path stdout_file;  // created (truncated); its stdout
-  std::filesystem::path stderr_file;  // created (truncated); its stderr
+  std::filesystem::path stdout_file;  // written (truncated) when the run ends: its stdout
+  std::filesystem::path stderr_file;  // written (truncated) when the run ends: its stderr
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds grace{std::chrono::seconds(10)};  // SIGTERM to SIGKILL
+  /// Bytes of each stream kept in its file; the rest is read and dropped,
+  /// so that a container cannot fill the agent's disk.
+  std::size_t output_limit = std::size_t{16} << 20;
 };
 
 /// A container runc knows of (`runc list`).

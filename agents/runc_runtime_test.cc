@@ -134,6 +134,27 @@ TEST_CASE("RuncRuntime runs a container and returns its output and exit code", "
   CHECK_FALSE(containers.Listed(id, ""));
 }
 
+TEST_CASE("RuncRuntime keeps no more of a stream than the limit, and the container is not held up",
+          "[runc]") {
+  auto runc = Containers::Runc();
+  if (!runc) return;
+  Containers containers(*runc);
+  const std::string id = containers.Id("chatty");
+  // 55,000 bytes on stdout, with shell builtins only.
+  fs::path bundle = containers.Bundle(
+      id, {"sh", "-c",
+           "i=0; while [ $i -lt 5000 ]; do echo 0123456789; i=$((i+1)); done; echo done >&2"});
+  RunOptions options = containers.Options(id);
+  options.output_limit = 1000;
+  auto exit = containers.runtime().Run(bundle, id, options);
+  REQUIRE(exit.ok());
+  CHECK(exit->exit_code == 0);
+  const std::string out = Slurp(options.stdout_file);
+  CHECK(out.size() == 1000);
+  CHECK(out.starts_with("0123456789\n0123456789\n"));
+  CHECK(Slurp(options.stderr_file) == "done\n");
+}
+
 TEST_CASE("RuncRuntime passes stdin and the environment to the process", "[runc]") {
   auto runc = Containers::Runc();
   if (!runc) return;

@@ -350,6 +350,26 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     }
   }
 
+  SECTION(
+      "an image missing from the store is reported, and pushing again after it arrives runs it") {
+    fs::path manifest = store / "blobs/sha256" / digest.substr(7);
+    fs::path aside = dir.path() / "manifest-aside";
+    fs::rename(manifest, aside);
+    REQUIRE(Put(client, Desired(1, digest))->status == 200);
+    json echo = Body(client.Get("/v1/status"))["apps"]["demo"]["functions"]["echo"];
+    CHECK(echo["schedulable"] == false);
+    CHECK(echo["errors"][0].get<std::string>().find("is not in the content store") !=
+          std::string::npos);
+    CHECK(client.Post("/v1/apps/demo/functions/echo/calls?wait=true", "{}", "application/json")
+              ->status == 409);
+
+    fs::rename(aside, manifest);  // the image arrives
+    REQUIRE(Body(Put(client, Desired(1, digest)))["changed"] == false);
+    CHECK(Body(client.Get("/v1/status"))["apps"]["demo"]["functions"]["echo"]["schedulable"] ==
+          true);
+    CHECK(Call(client, "echo", json::object())["exit_code"] == 3);
+  }
+
   SECTION("bad desired states are refused whole, with a JSON error") {
     REQUIRE(Put(client, Desired(2, digest))->status == 200);
     json before = Body(client.Get("/v1/desired"));
