@@ -63,6 +63,7 @@
 #include "agents/image_layers.h"
 #include "agents/runc_runtime.h"
 #include "agents/runtime_spec.h"
+#include "bench/machine_load.h"
 #include "builder/content_store.h"
 #include "builder/image_config.h"
 #include "core/atomic_file.h"
@@ -134,19 +135,6 @@ struct Sample {
   double Mean() const { return std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size(); }
   double Max() const { return *std::max_element(ms.begin(), ms.end()); }
 };
-
-// The 1, 5 and 15 minute load averages: how busy the machine was.
-std::string LoadAverage() {
-  std::FILE* file = std::fopen("/proc/loadavg", "r");
-  double averages[3] = {0, 0, 0};
-  bool read = file != nullptr &&
-              std::fscanf(file, "%lf %lf %lf", &averages[0], &averages[1], &averages[2]) == 3;
-  if (file != nullptr) std::fclose(file);
-  if (!read) return "unknown";
-  char text[64];
-  std::snprintf(text, sizeof text, "%.2f %.2f %.2f", averages[0], averages[1], averages[2]);
-  return text;
-}
 
 /// Unmounts (lazily) whatever is still mounted under `folder` when the
 /// object goes: the root of a call that an agent left behind when it died
@@ -524,7 +512,7 @@ core::Status Bench() {
       "%d warm-up rounds, then %d timed: each an agent call, a bare runc run, and the agent's "
       "steps in process ...\n",
       warmups, calls);
-  std::printf("load average before: %s\n", LoadAverage().c_str());
+  std::printf("load average before: %s\n", bench::LoadAverage().c_str());
   Sample bare, through_agent;
   for (int i = -warmups; i < calls; ++i) {
     const int run = i + warmups;
@@ -537,7 +525,7 @@ core::Status Bench() {
     through_agent.ms.push_back(*agent_ms);
     bare.ms.push_back(*bare_ms);
   }
-  const std::string load_after = LoadAverage();
+  const std::string load_after = bench::LoadAverage();
   std::printf("load average after: %s\n", load_after.c_str());
 
   const std::string cpu_limit =

@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/machine_load.h"
 #include "builder/content_store.h"
 #include "builder/image_builder.h"
 #include "builder/layer_writer.h"
@@ -314,19 +315,6 @@ Timing PackWithTarGzip(const fs::path& tree) {
   return timing;
 }
 
-// The 1, 5 and 15 minute load averages: how busy the machine was.
-std::string LoadAverage() {
-  std::FILE* file = std::fopen("/proc/loadavg", "r");
-  double averages[3] = {0, 0, 0};
-  bool read = file != nullptr &&
-              std::fscanf(file, "%lf %lf %lf", &averages[0], &averages[1], &averages[2]) == 3;
-  if (file != nullptr) std::fclose(file);
-  if (!read) return "unknown";
-  char text[64];
-  std::snprintf(text, sizeof text, "%.2f %.2f %.2f", averages[0], averages[1], averages[2]);
-  return text;
-}
-
 // The size of tar | gzip -6's output, from a run that is not timed.
 std::uint64_t TarGzipBytes(const fs::path& tree) {
   fs::path count = tree.parent_path() / "tar-gzip-bytes";
@@ -415,7 +403,7 @@ int Bench() {
   PackingRow single{"WriteLayer, 1 thread", {}, 0};
   // Read once, untimed, so every timed run finds the tree in the page cache.
   reference.output_bytes = TarGzipBytes(tree);
-  std::printf("load average before packing: %s\n", LoadAverage().c_str());
+  std::printf("load average before packing: %s\n", bench::LoadAverage().c_str());
   for (int run = 0; run < runs; ++run) {
     reference.runs.push_back(PackWithTarGzip(tree));
     parallel.runs.push_back(PackWithWriteLayer(tree, scratch.path(), 0, &parallel.output_bytes));
@@ -427,7 +415,7 @@ int Bench() {
         parallel.runs.back().wall, parallel.runs.back().cpu, single.runs.back().wall,
         single.runs.back().cpu);
   }
-  std::printf("load average after packing: %s\n", LoadAverage().c_str());
+  std::printf("load average after packing: %s\n", bench::LoadAverage().c_str());
 
   const double reference_median = reference.MedianWall();
   std::printf("\nPacking %.1f MiB in %llu files (median of %d runs)\n", stats.bytes / kMiB,
