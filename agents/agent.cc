@@ -135,9 +135,16 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
       runtime_version_(std::move(runtime_version)),
       layers_(std::move(store), LayersDir(options_.data_dir)),
       logs_(LogsDir(options_.data_dir)) {
-  calls_ = std::make_unique<CallRunner>(ContainerParts{
-      &layers_, &runtime_, records_.get(), &gpu_pool_, &logs_, options_.gpus == "auto", limits_,
-      ContainersDir(options_.data_dir), CallsDir(options_.data_dir)});
+  container_parts_ = ContainerParts{&layers_,
+                                    &runtime_,
+                                    records_.get(),
+                                    &gpu_pool_,
+                                    &logs_,
+                                    options_.gpus == "auto",
+                                    limits_,
+                                    ContainersDir(options_.data_dir),
+                                    CallsDir(options_.data_dir)};
+  calls_ = std::make_unique<CallRunner>(container_parts_);
 }
 
 Agent::~Agent() {
@@ -146,8 +153,21 @@ Agent::~Agent() {
 }
 
 void Agent::Shutdown() {
+  std::map<std::string, std::shared_ptr<WebFunction>> web;
+  std::vector<std::shared_ptr<WebFunction>> retiring;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    web.swap(web_);
+    retiring.swap(retiring_);
+  }
+  // All are told first, so that their containers stop together.
+  for (auto& [key, function] : web) function->Stop();
+  for (auto& function : retiring) function->Stop();
   calls_->Shutdown();
   gpu_pool_.Stop();
+  web.clear();  // waits for their containers
+  retiring.clear();
 }
 
 core::Status Agent::Recover() {
@@ -202,8 +222,8 @@ core::Status Agent::Recover() {
   for (CallRecord call : *unfinished) {
     auto request = ParseCallRequest(json::parse(call.request, nullptr, false));
     const FunctionState* function = desired_.FindFunction(call.app, call.function);
-    auto job = function && request ? MakeJob(call.app, *function)
-                                   : core::Result<JobFunction>(core::Error{});
+    auto job = function && request ? PrepareFunction(call.app, *function)
+                                   : core::Result<PreparedFunction>(core::Error{});
     if (call.state == CallState::kQueued && job) {
       spdlog::info("agent: running call {} queued before a restart", call.id);
       calls_->RunInBackground(std::move(call), std::move(job).value(), std::move(request).value());
@@ -244,9 +264,9 @@ std::vector<std::string> Agent::CheckFunction(const std::string& app,
   return problems;
 }
 
-core::Result<JobFunction> Agent::MakeJob(const std::string& app,
-                                         const FunctionState& function) const {
-  JobFunction job;
+core::Result<PreparedFunction> Agent::PrepareFunction(const std::string& app,
+                                                      const FunctionState& function) const {
+  PreparedFunction job;
   job.app = app;
   job.function = function;
   const AppState& app_state = desired_.apps.at(app);
@@ -331,6 +351,57 @@ void Agent::RefreshProblems() {
       }
     }
   }
+  SyncWebFunctions();
+}
+
+void Agent::SyncWebFunctions() {
+  if (stopping_) return;
+  std::erase_if(retiring_, [](const auto& function) { return function->Retired(); });
+  std::map<std::string, std::shared_ptr<WebFunction>> kept;
+  for (const auto& [app_name, app] : desired_.apps) {
+    for (const auto& [name, function] : app.functions) {
+      std::string key = FunctionKey(app_name, name);
+      if (!function.web || problems_.count(key)) continue;
+      auto prepared = PrepareFunction(app_name, function);
+      if (!prepared) continue;
+      auto running = web_.find(key);
+      if (running != web_.end() && running->second->function() == *prepared) {
+        kept[key] = running->second;
+        web_.erase(running);
+        continue;
+      }
+      spdlog::info("agent: serving web function {}", key);
+      kept[key] = WebFunction::Start(std::move(prepared).value(), container_parts_);
+    }
+  }
+  // What is left was replaced or removed: it serves what it holds, then drains.
+  for (auto& [key, function] : web_) {
+    spdlog::info("agent: retiring the previous serving of {}", key);
+    function->Retire();
+    retiring_.push_back(std::move(function));
+  }
+  web_ = std::move(kept);
+}
+
+core::Result<WebTarget> Agent::FindWebFunction(const std::string& app,
+                                               const std::string& function) const {
+  std::lock_guard lock(mutex_);
+  const FunctionState* found = desired_.FindFunction(app, function);
+  if (!found || !found->web) {
+    return core::Error{core::ErrorCode::kNotFound,
+                       "no web function " + app + "/" + function + " on this host",
+                       {}};
+  }
+  std::string key = FunctionKey(app, function);
+  if (auto problems = problems_.find(key); problems != problems_.end()) {
+    return core::Error{
+        core::ErrorCode::kUnavailable, key + " cannot run here: " + problems->second.front(), {}};
+  }
+  auto serving = web_.find(key);
+  if (serving == web_.end()) {
+    return core::Error{core::ErrorCode::kUnavailable, key + " is not being served", {}};
+  }
+  return WebTarget{serving->second, desired_.apps.at(app).web_key_sha256};
 }
 
 json Agent::Node() const {
@@ -363,12 +434,18 @@ json Agent::Status() const {
     for (const auto& [name, function] : app.functions) {
       auto [running, queued] = calls_->Load(app_name, name);
       auto problems = problems_.find(FunctionKey(app_name, name));
-      functions[name] = {
-          {"desired_containers", function.min_containers},
+      json status = {
+          {"desired_containers", function.web ? 0 : function.min_containers},
           {"running_containers", running},
           {"queued_calls", queued},
           {"schedulable", problems == problems_.end()},
           {"errors", problems == problems_.end() ? json::array() : json(problems->second)}};
+      if (auto serving = web_.find(FunctionKey(app_name, name)); serving != web_.end()) {
+        json web = serving->second->Status();
+        status["running_containers"] = web["containers"]["ready"];
+        for (auto& [key, value] : web.items()) status[key] = value;
+      }
+      functions[name] = std::move(status);
     }
     apps[app_name] = {{"functions", functions}};
   }
@@ -382,7 +459,7 @@ json Agent::Desired() const {
 
 core::Result<CallRecord> Agent::Call(const std::string& app, const std::string& function,
                                      const CallRequest& request, bool wait) {
-  core::Result<JobFunction> job = core::Error{};
+  core::Result<PreparedFunction> job = core::Error{};
   {
     std::lock_guard lock(mutex_);
     const FunctionState* found = desired_.FindFunction(app, function);
@@ -390,13 +467,20 @@ core::Result<CallRecord> Agent::Call(const std::string& app, const std::string& 
       return core::Error{
           core::ErrorCode::kNotFound, "no function " + app + "/" + function + " on this host", {}};
     }
+    if (found->web) {
+      return core::Error{core::ErrorCode::kConflict,
+                         app + "/" + function +
+                             " is a web function: send it HTTP requests at /apps/" + app + "/" +
+                             function + "/",
+                         {}};
+    }
     auto problems = problems_.find(FunctionKey(app, function));
     if (problems != problems_.end()) {
       return core::Error{core::ErrorCode::kConflict,
                          app + "/" + function + " cannot run here: " + problems->second.front(),
                          {}};
     }
-    job = MakeJob(app, *found);
+    job = PrepareFunction(app, *found);
   }
   if (!job) return job.error();
   auto call = calls_->Submit(app, function, request);

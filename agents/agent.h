@@ -19,6 +19,7 @@
 #include "agents/image_layers.h"
 #include "agents/runc_runtime.h"
 #include "agents/secret_box.h"
+#include "agents/web_function.h"
 #include "core/result.h"
 
 namespace agents {
@@ -30,6 +31,13 @@ struct AgentOptions {
   std::string gpus = "auto";    // DiscoverGpus's mode
   std::filesystem::path runtime = "runc";
   std::string version;  // gantry's, for GET /v1/node
+};
+
+/// A web function the router can send a request to, and what its callers
+/// must show when its `web.auth` is `key`.
+struct WebTarget {
+  std::shared_ptr<WebFunction> function;
+  std::string key_sha256;
 };
 
 /// One host's agent, as a library: it owns the data dir, accepts desired
@@ -49,8 +57,8 @@ class Agent {
 
   /// Begins an orderly stop: calls waiting stay queued for the next start,
   /// running containers are stopped (SIGTERM, grace, SIGKILL) and their
-  /// calls end interrupted. Call it before stopping the API server, whose
-  /// threads may be waiting for calls.
+  /// calls end interrupted; web containers are stopped too. Call it before stopping the API server,
+  /// whose threads may be waiting for calls.
   void Shutdown();
 
   /// Makes `desired` this host's state. The same generation again changes
@@ -67,6 +75,12 @@ class Agent {
   nlohmann::json Status() const;
   /// GET /v1/desired: the desired state with every secret redacted.
   nlohmann::json Desired() const;
+
+  /// The web function `app`/`function`, for the router: kNotFound when the
+  /// desired state has no such function or it is a job, kUnavailable when
+  /// it cannot run here (its image missing, GPUs this host lacks).
+  core::Result<WebTarget> FindWebFunction(const std::string& app,
+                                          const std::string& function) const;
 
   /// A job call. With `wait` it returns when the call has ended; otherwise
   /// as soon as it is queued. kNotFound for a function not in the desired
@@ -93,12 +107,16 @@ class Agent {
         std::string runtime_version);
   core::Status Recover();
   /// Finds, for every desired function, why it cannot run here (and
-  /// unpacks the layers of those that can). Needs mutex_ held.
+  /// unpacks the layers of those that can), then starts the web functions
+  /// that can run, replaces those whose settings changed and retires those
+  /// gone. Needs mutex_ held.
   void RefreshProblems();
+  void SyncWebFunctions();
   /// Why a function cannot run here, if it cannot.
   std::vector<std::string> CheckFunction(const std::string& app,
                                          const FunctionState& function) const;
-  core::Result<JobFunction> MakeJob(const std::string& app, const FunctionState& function) const;
+  core::Result<PreparedFunction> PrepareFunction(const std::string& app,
+                                                 const FunctionState& function) const;
   core::Result<std::string> SealedDocument(const DesiredState& desired) const;
 
   AgentOptions options_;
@@ -112,11 +130,15 @@ class Agent {
   std::string runtime_version_;
   ImageLayers layers_;
   FunctionLogs logs_;
+  ContainerParts container_parts_;
   std::unique_ptr<CallRunner> calls_;
 
   mutable std::mutex mutex_;  // guards desired_ and problems_
   DesiredState desired_;
   std::map<std::string, std::vector<std::string>> problems_;  // "app/function" -> why it cannot run
+  std::map<std::string, std::shared_ptr<WebFunction>> web_;   // "app/function" -> its serving
+  std::vector<std::shared_ptr<WebFunction>> retiring_;        // replaced ones, draining
+  bool stopping_ = false;
 };
 
 }  // namespace agents

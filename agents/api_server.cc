@@ -16,7 +16,10 @@ namespace {
 
 using nlohmann::json;
 
-constexpr std::size_t kServerThreads = 64;
+/// Calls with ?wait=true, followed logs and web requests hold a thread each
+/// for as long as they last (a connection kept alive holds one too): the
+/// pool is sized for many of them, not for the CPUs.
+constexpr std::size_t kServerThreads = 256;
 
 /// JSON text that survives any bytes: a container's output need not be UTF-8.
 std::string Dump(const json& value) {
@@ -43,6 +46,8 @@ int HttpStatusOf(core::ErrorCode code) {
       return 404;
     case core::ErrorCode::kConflict:
       return 409;
+    case core::ErrorCode::kUnavailable:
+      return 503;
     default:
       return 500;
   }
@@ -87,7 +92,9 @@ json CallWithOutput(const Agent& agent, const CallRecord& call) {
 }  // namespace
 
 ApiServer::ApiServer(Agent& agent, ApiOptions options)
-    : agent_(agent), options_(std::move(options)) {
+    : agent_(agent),
+      options_(std::move(options)),
+      router_(agent, options_.token, options_.tls_cert && options_.tls_key) {
   if (options_.tls_cert && options_.tls_key) {
     auto tls =
         std::make_unique<httplib::SSLServer>(options_.tls_cert->c_str(), options_.tls_key->c_str());
@@ -136,8 +143,6 @@ void ApiServer::Stop() {
 void ApiServer::AddRoutes() {
   httplib::Server& server = *server_;
   server.set_payload_max_length(options_.max_body_bytes);
-  // Calls with ?wait=true and followed logs hold a thread each for as long
-  // as they last: the pool is sized for many of them, not for the CPUs.
   server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
 
   // Authentication comes before routing and before the body is read: a
@@ -145,6 +150,8 @@ void ApiServer::AddRoutes() {
   server.set_pre_routing_handler(
       [this](const httplib::Request& request, httplib::Response& response) {
         if (request.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
+        // Web functions: the router checks each one's own `web.auth`.
+        if (request.path.starts_with("/apps/")) return httplib::Server::HandlerResponse::Unhandled;
         if (AuthorizationMatches(request.get_header_value("Authorization"), options_.token)) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
@@ -169,6 +176,18 @@ void ApiServer::AddRoutes() {
       [](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
         ReplyError(response, 500, "internal", "internal error");
       });
+
+  const std::string web_path = R"(/apps/([a-z0-9][a-z0-9_-]*)/([a-z0-9][a-z0-9_-]*)(/.*)?)";
+  httplib::Server::Handler route = [this](const httplib::Request& request,
+                                          httplib::Response& response) {
+    router_.Handle(request, response, request.matches[1], request.matches[2]);
+  };
+  server.Get(web_path, route);
+  server.Post(web_path, route);
+  server.Put(web_path, route);
+  server.Patch(web_path, route);
+  server.Delete(web_path, route);
+  server.Options(web_path, route);
 
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
     Reply(response, 200, {{"ok", true}});

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "agents/agent.h"
+#include "agents/router.h"
 #include "core/result.h"
 
 namespace httplib {
@@ -26,9 +27,11 @@ struct ApiOptions {
 };
 
 /// The agent's HTTP+JSON API (cpp-httplib), routes and documents as in
-/// agents/README.md and schemas/agent_*.schema.json. Every route but
-/// /healthz needs `Authorization: Bearer TOKEN`; without it the answer is
-/// 401 and nothing else happens. Errors are JSON: {"error": {"code",
+/// agents/README.md and schemas/agent_*.schema.json, and its router (web
+/// functions at /apps/APP/FUNCTION/…, router.h). Every route but /healthz
+/// and the router's needs `Authorization: Bearer TOKEN`; without it the
+/// answer is 401 and nothing else happens (the router checks each
+/// function's own `web.auth`). Errors are JSON: {"error": {"code",
 /// "message"}}, 400 for bad bodies (malformed, unknown fields, too large),
 /// 404 for unknown functions and calls, 409 for a stale generation.
 class ApiServer {
@@ -48,6 +51,7 @@ class ApiServer {
 
   Agent& agent_;
   ApiOptions options_;
+  Router router_;
   std::unique_ptr<httplib::Server> server_;
   int port_ = 0;
   std::atomic<bool> stopping_ = false;  // ends followed log streams

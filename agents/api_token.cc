@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.h"
 #include "core/random.h"
+#include "core/sha256.h"
 #include "core/text.h"
 #include "core/unique_fd.h"
 
@@ -67,18 +68,22 @@ core::Result<std::string> LoadOrCreateToken(
   return TokenFromFile(path);  // another process made it first: use theirs
 }
 
-bool AuthorizationMatches(std::string_view authorization, std::string_view token) {
+std::string_view BearerCredentials(std::string_view authorization) {
   constexpr std::string_view kScheme = "Bearer";
   authorization = core::TrimSpaces(authorization);
-  if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ') return false;
+  if (authorization.size() <= kScheme.size() || authorization[kScheme.size()] != ' ') return "";
   // The scheme's name is case-insensitive (RFC 7235); the token is not.
   for (std::size_t i = 0; i < kScheme.size(); ++i) {
     if (std::tolower(static_cast<unsigned char>(authorization[i])) !=
         std::tolower(static_cast<unsigned char>(kScheme[i]))) {
-      return false;
+      return "";
     }
   }
-  std::string_view credentials = core::TrimSpaces(authorization.substr(kScheme.size()));
+  return core::TrimSpaces(authorization.substr(kScheme.size()));
+}
+
+bool AuthorizationMatches(std::string_view authorization, std::string_view token) {
+  std::string_view credentials = BearerCredentials(authorization);
   if (token.empty()) return false;  // no token is ever a match
   // The same number of bytes are compared whether or not the lengths agree,
   // and CRYPTO_memcmp reads them all: the time taken tells nothing of where
@@ -87,6 +92,14 @@ bool AuthorizationMatches(std::string_view authorization, std::string_view token
   const char* guess = same_length ? credentials.data() : token.data();
   bool same_bytes = CRYPTO_memcmp(guess, token.data(), token.size()) == 0;
   return same_length && same_bytes;
+}
+
+bool AuthorizationKeyMatches(std::string_view authorization, std::string_view key_sha256) {
+  std::string_view credentials = BearerCredentials(authorization);
+  if (credentials.empty()) return false;
+  // Hashes of the same length are compared, in constant time.
+  std::string hash = core::Sha256Digest(credentials).substr(7);
+  return AuthorizationMatches("Bearer " + hash, key_sha256);
 }
 
 }  // namespace agents

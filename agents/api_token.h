@@ -21,4 +21,13 @@ core::Result<std::string> LoadOrCreateToken(const std::filesystem::path& data_di
 /// differing byte).
 bool AuthorizationMatches(std::string_view authorization, std::string_view token);
 
+/// The credentials of an Authorization header value "Bearer CREDENTIALS",
+/// or "" when it is not one.
+std::string_view BearerCredentials(std::string_view authorization);
+
+/// Whether an Authorization header value is "Bearer KEY" for a key whose
+/// hex sha256 is `key_sha256` (a web function's `web.auth: key`), compared
+/// in constant time.
+bool AuthorizationKeyMatches(std::string_view authorization, std::string_view key_sha256);
+
 }  // namespace agents

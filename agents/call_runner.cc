@@ -1,23 +1,13 @@
 #include "agents/call_runner.h"
 
-#include <fcntl.h>
-#include <linux/openat2.h>
 #include <spdlog/spdlog.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <fstream>
-#include <sstream>
 
-#include "agents/cdi_spec.h"
 #include "agents/container_root.h"
-#include "agents/runtime_spec.h"
-#include "builder/image_config.h"
 #include "core/random.h"
-#include "core/unique_fd.h"
 
 namespace agents {
 namespace {
@@ -33,92 +23,6 @@ std::int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-/// "KEY=VALUE" entries with later keys replacing earlier ones in place.
-void SetEnv(std::vector<std::string>* env, const std::string& entry) {
-  std::string key = entry.substr(0, entry.find('='));
-  for (std::string& existing : *env) {
-    if (existing.substr(0, existing.find('=')) == key) {
-      existing = entry;
-      return;
-    }
-  }
-  env->push_back(entry);
-}
-
-/// A uid or gid as written in `user` or /etc/passwd: decimal, and within 32 bits.
-std::optional<std::uint32_t> ParseId(std::string_view text) {
-  std::uint32_t id = 0;
-  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
-  if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
-  return id;
-}
-
-/// A file of a container's root, read with every path component resolved
-/// inside the root (openat2 RESOLVE_IN_ROOT): an image's `etc` that is a
-/// symlink to the host's /etc reads the image's own, or nothing.
-std::string ReadInRoot(const fs::path& root, const char* relative) {
-  core::UniqueFd root_fd(open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  if (!root_fd.valid()) return "";
-  struct open_how how {};
-  how.flags = O_RDONLY | O_CLOEXEC;
-  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-  core::UniqueFd fd(
-      static_cast<int>(syscall(SYS_openat2, root_fd.get(), relative, &how, sizeof how)));
-  if (!fd.valid()) return "";
-  std::string text;
-  char buffer[8192];
-  for (ssize_t count;
-       (count = read(fd.get(), buffer, sizeof buffer)) > 0 && text.size() < (1 << 20);) {
-    text.append(buffer, static_cast<std::size_t>(count));
-  }
-  return text;
-}
-
-/// The uid and gid an image's `user` names: "UID[:GID]" or names looked up
-/// in the image's own /etc/passwd (and /etc/group), as Docker does.
-core::Result<std::pair<std::uint32_t, std::uint32_t>> ResolveUser(const fs::path& rootfs,
-                                                                  const std::string& user) {
-  if (user.empty()) return std::pair<std::uint32_t, std::uint32_t>{0, 0};
-  std::string name = user.substr(0, user.find(':'));
-  std::string group = user.find(':') == std::string::npos ? "" : user.substr(user.find(':') + 1);
-  // The id (and, for passwd, the primary gid) of `wanted` in a passwd- or group-style file.
-  auto lookup =
-      [&](const char* file, const std::string& wanted, std::size_t id_field,
-          std::size_t gid_field) -> std::optional<std::pair<std::uint32_t, std::uint32_t>> {
-    if (!wanted.empty() && wanted.find_first_not_of("0123456789") == std::string::npos) {
-      auto id = ParseId(wanted);
-      if (!id) return std::nullopt;
-      return std::pair{*id, *id};
-    }
-    std::istringstream lines(ReadInRoot(rootfs, file));
-    for (std::string line; std::getline(lines, line);) {
-      std::vector<std::string> fields;
-      std::stringstream stream(line);
-      for (std::string field; std::getline(stream, field, ':');) fields.push_back(field);
-      if (fields.size() <= std::max(id_field, gid_field) || fields[0] != wanted) continue;
-      auto id = ParseId(fields[id_field]);
-      auto gid = ParseId(fields[gid_field]);
-      if (!id || !gid) return std::nullopt;
-      return std::pair{*id, *gid};
-    }
-    return std::nullopt;
-  };
-  auto found_user = lookup("etc/passwd", name, 2, 3);
-  if (!found_user) {
-    return core::Error{core::ErrorCode::kNotFound,
-                       "the image's user \"" + name + "\" is neither a uid nor in its /etc/passwd",
-                       {}};
-  }
-  if (group.empty()) return *found_user;
-  auto found_group = lookup("etc/group", group, 2, 2);
-  if (!found_group) {
-    return core::Error{core::ErrorCode::kNotFound,
-                       "the image's group \"" + group + "\" is neither a gid nor in its /etc/group",
-                       {}};
-  }
-  return std::pair{found_user->first, found_group->first};
 }
 
 }  // namespace
@@ -219,7 +123,8 @@ core::Result<CallRecord> CallRunner::Submit(const std::string& app, const std::s
   return call;
 }
 
-CallRecord CallRunner::Run(CallRecord call, const JobFunction& job, const CallRequest& request) {
+CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
+                           const CallRequest& request) {
   Slots& slots = SlotsOf(job.app, job.function.name);
   {
     std::unique_lock lock(slots.mutex);
@@ -291,8 +196,8 @@ void CallRunner::Shutdown() {
   for (const std::string& id : running_containers_) (void)parts_.runtime->Kill(id, SIGKILL);
 }
 
-void CallRunner::RunAttempts(CallRecord* call, const JobFunction& job, const CallRequest& request,
-                             const std::vector<Gpu>& gpus) {
+void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
+                             const CallRequest& request, const std::vector<Gpu>& gpus) {
   std::chrono::milliseconds backoff = job.function.retry_backoff;
   while (true) {
     ++call->attempts;
@@ -333,39 +238,17 @@ void CallRunner::RunAttempts(CallRecord* call, const JobFunction& job, const Cal
 }
 
 void CallRunner::LogAttempt(const CallRecord& call, const std::string& outcome) {
-  std::vector<LogLine> lines;
-  std::int64_t now = NowMs();
-  for (const auto& [stream, path] :
-       {std::pair{"stdout", StdoutPath(call.id)}, std::pair{"stderr", StderrPath(call.id)}}) {
-    constexpr std::size_t kLoggedBytes = 1 << 20;  // per stream and attempt; the call keeps it all
-    // No more is read than is logged, whatever the file holds (a stream
-    // without newlines included).
-    std::ifstream file(path, std::ios::binary);
-    std::error_code size_error;
-    std::string head(std::min<std::uintmax_t>(fs::file_size(path, size_error), kLoggedBytes + 1), '\0');
-    if (size_error) head.clear();
-    file.read(head.data(), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<std::size_t>(file.gcount()));
-    std::istringstream in(head);
-    std::string text;
-    std::size_t logged = 0;
-    while (std::getline(in, text)) {
-      if ((logged += text.size() + 1) > kLoggedBytes) {
-        lines.push_back(
-            {now, call.id, "agent",
-             std::string(stream) + " cut short here: the rest is in the call's output"});
-        break;
-      }
-      lines.push_back({now, call.id, stream, text});
-    }
-  }
-  lines.push_back({now, call.id, "agent", outcome});
-  if (auto appended = parts_.logs->Append(call.app, call.function, lines); !appended.ok()) {
+  LogLine about;
+  about.time_ms = NowMs();
+  about.call = call.id;
+  if (auto appended = parts_.logs->AppendOutput(call.app, call.function, about, StdoutPath(call.id),
+                                                StderrPath(call.id), outcome);
+      !appended.ok()) {
     spdlog::warn("agent: {}", appended.error().message);
   }
 }
 
-void CallRunner::RunInBackground(CallRecord call, JobFunction job, CallRequest request) {
+void CallRunner::RunInBackground(CallRecord call, PreparedFunction job, CallRequest request) {
   std::lock_guard lock(mutex_);
   for (std::uint64_t serial : ended_) {
     background_.at(serial).join();  // it has ended, or is about to return
@@ -381,7 +264,7 @@ void CallRunner::RunInBackground(CallRecord call, JobFunction job, CallRequest r
                       }));
 }
 
-core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const JobFunction& job,
+core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const PreparedFunction& job,
                                                 const CallRequest& request,
                                                 const std::vector<Gpu>& gpus) {
   auto image = parts_.layers->Prepare(job.function.image.digest);
@@ -392,49 +275,16 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Jo
   auto root = ContainerRoot::Create(image->layers, dir, parts_.limits.overlayfs);
   if (!root) return root.error();
 
-  ContainerSpec spec;
-  spec.id = container_id;
-  spec.rootfs = root->rootfs();
-  const builder::ImageSettings& settings = image->settings;
-  if (!job.function.command.empty()) {
-    spec.args = job.function.command;
-  } else {
-    spec.args = settings.entrypoint;
-    if (request.args.empty())
-      spec.args.insert(spec.args.end(), settings.cmd.begin(), settings.cmd.end());
-  }
-  spec.args.insert(spec.args.end(), request.args.begin(), request.args.end());
-
-  spec.env = {std::string("PATH=") + builder::kDefaultPath};
-  for (const std::string& entry : settings.env) SetEnv(&spec.env, entry);
-  for (const auto& [key, value] : job.function.env) SetEnv(&spec.env, key + "=" + value);
-  for (const std::string& entry : job.secret_env) SetEnv(&spec.env, entry);
-  for (const auto& [key, value] : request.env) SetEnv(&spec.env, key + "=" + value);
-  // GPU variables come last: a call cannot widen its view past its lease.
-  // Real GPUs: the host's CDI spec for them (mounts, nodes, hooks, env) when it has one.
-  core::Result<std::optional<CdiEdits>> cdi = std::optional<CdiEdits>();
-  if (parts_.pass_gpu_devices) cdi = CdiEditsForGpus(gpus);
-  if (cdi && *cdi) {
-    ApplyCdiEdits(**cdi, &spec);
-  } else {
-    for (const std::string& entry : GpuEnv(gpus)) SetEnv(&spec.env, entry);
-  }
-  spec.cwd = settings.workdir.empty() ? "/" : settings.workdir;
   core::Result<ContainerExit> result = core::Error{};
-  if (!cdi) {
-    result = cdi.error();  // a broken spec: the attempt fails naming the file
-  } else if (auto user = ResolveUser(spec.rootfs, settings.user); !user) {
-    result = user.error();
+  ContainerInputs inputs;
+  inputs.args = request.args;
+  for (const auto& [key, value] : request.env) inputs.env.push_back(key + "=" + value);
+  auto spec = FunctionContainerSpec(container_id, root->rootfs(), *image, job, inputs, gpus,
+                                    parts_.pass_gpu_devices);
+  if (!spec) {
+    result = spec.error();
   } else {
-    spec.uid = user->first;
-    spec.gid = user->second;
-    spec.hostname = job.function.name;
-    spec.memory_bytes = job.function.memory_bytes;
-    spec.cpus = job.function.cpu;
-    for (const auto& [mount, host_dir] : job.volume_dirs)
-      spec.mounts.push_back({host_dir, mount, false});
-    if (parts_.pass_gpu_devices && !*cdi) spec.devices = GpuDeviceNodes(gpus);
-    if (auto written = WriteBundle(dir, spec, parts_.limits); !written) {
+    if (auto written = WriteBundle(dir, *spec, parts_.limits); !written) {
       result = written.error();
     } else {
       RunOptions options;

@@ -15,6 +15,7 @@
 
 #include "agents/agent_records.h"
 #include "agents/desired_state.h"
+#include "agents/function_container.h"
 #include "agents/function_logs.h"
 #include "agents/gpu_pool.h"
 #include "agents/host_limits.h"
@@ -34,29 +35,6 @@ struct CallRequest {
 /// Reads a call body strictly (unknown fields are errors naming them).
 core::Result<CallRequest> ParseCallRequest(const nlohmann::json& body);
 nlohmann::json ToJson(const CallRequest& request);
-
-/// Everything a job function's container is made from, besides the call.
-struct JobFunction {
-  std::string app;
-  FunctionState function;
-  std::vector<std::string> secret_env;  // "KEY=VALUE" from the function's secrets
-  std::map<std::string, std::filesystem::path> volume_dirs;  // mount path -> host folder
-  std::vector<std::string> gpu_env;  // NVIDIA_VISIBLE_DEVICES=…, CUDA_VISIBLE_DEVICES=…
-  std::vector<std::filesystem::path> gpu_devices;
-};
-
-/// The parts of the host a call's container is made with.
-struct ContainerParts {
-  ImageLayers* layers;
-  const RuncRuntime* runtime;
-  AgentRecords* records;
-  GpuPool* gpus;
-  FunctionLogs* logs;
-  bool pass_gpu_devices;  // real GPUs: their /dev nodes go into the container
-  HostLimits limits;
-  std::filesystem::path containers_dir;  // DATA_DIR/containers
-  std::filesystem::path calls_dir;       // DATA_DIR/calls
-};
 
 /// Runs job calls: one fresh container per attempt, built from the
 /// function's image over a private root, with the function's command plus the
@@ -79,9 +57,9 @@ class CallRunner {
   core::Result<CallRecord> Submit(const std::string& app, const std::string& function,
                                   const CallRequest& request);
   /// Runs a submitted call to its end, in this thread; returns its final record.
-  CallRecord Run(CallRecord call, const JobFunction& job, const CallRequest& request);
+  CallRecord Run(CallRecord call, const PreparedFunction& job, const CallRequest& request);
   /// Runs a submitted call on a thread of its own.
-  void RunInBackground(CallRecord call, JobFunction job, CallRequest request);
+  void RunInBackground(CallRecord call, PreparedFunction job, CallRequest request);
 
   /// Stops taking calls out of the queue (those waiting stay queued for the
   /// next start) and stops running containers (SIGTERM, then the grace):
@@ -97,10 +75,10 @@ class CallRunner {
 
  private:
   /// Attempts until one succeeds or the retries are spent; leaves the outcome in *call.
-  void RunAttempts(CallRecord* call, const JobFunction& job, const CallRequest& request,
+  void RunAttempts(CallRecord* call, const PreparedFunction& job, const CallRequest& request,
                    const std::vector<Gpu>& gpus);
   /// One attempt in a fresh container: its exit, or why it could not start.
-  core::Result<ContainerExit> Attempt(const CallRecord& call, const JobFunction& job,
+  core::Result<ContainerExit> Attempt(const CallRecord& call, const PreparedFunction& job,
                                       const CallRequest& request, const std::vector<Gpu>& gpus);
   void Save(const CallRecord& call);
   /// Appends an attempt's output, and how it ended, to its function's log.

@@ -134,7 +134,8 @@ std::optional<core::Error> ReadFunction(const json& value, const std::string& pa
   ObjectReader reader(
       value, path,
       {"image", "command", "env", "cpu", "memory_bytes", "gpu", "timeout_ms", "retries",
-       "retry_backoff_ms", "min_containers", "max_containers", "secrets", "volumes"});
+       "retry_backoff_ms", "min_containers", "max_containers", "buffer_containers",
+       "scaledown_window_ms", "max_inputs", "target_utilisation", "web", "secrets", "volumes"});
   if (const json* image = reader.Get("image", true)) {
     ObjectReader image_reader(*image, reader.Path("image"), {"digest", "reference"});
     image_reader.String("digest", &function->image.digest, true);
@@ -164,6 +165,44 @@ std::optional<core::Error> ReadFunction(const json& value, const std::string& pa
   reader.Milliseconds("retry_backoff_ms", &function->retry_backoff, 0);
   reader.Integer("min_containers", &function->min_containers, 0);
   reader.Integer("max_containers", &function->max_containers, 1);
+  reader.Integer("buffer_containers", &function->buffer_containers, 0);
+  reader.Milliseconds("scaledown_window_ms", &function->scaledown_window, 1);
+  reader.Integer("max_inputs", &function->max_inputs, 1);
+  reader.Number("target_utilisation", &function->target_utilisation, 0);
+  if (const json* web = reader.Get("web", false)) {
+    WebState state;
+    ObjectReader web_reader(*web, reader.Path("web"),
+                            {"port_env", "health_path", "auth", "queue_timeout_ms", "max_queued",
+                             "startup_timeout_ms"});
+    web_reader.String("port_env", &state.port_env);
+    web_reader.String("health_path", &state.health_path);
+    std::string auth = WebAuthName(state.auth);
+    web_reader.String("auth", &auth);
+    web_reader.Milliseconds("queue_timeout_ms", &state.queue_timeout, 1);
+    web_reader.Integer("max_queued", &state.max_queued, 0);
+    web_reader.Milliseconds("startup_timeout_ms", &state.startup_timeout, 1);
+    if (web_reader.error()) return web_reader.error();
+    if (auth == "public") {
+      state.auth = WebAuth::kPublic;
+    } else if (auth == "token") {
+      state.auth = WebAuth::kToken;
+    } else if (auth == "key") {
+      state.auth = WebAuth::kKey;
+    } else {
+      return FieldError(web_reader.Path("auth"), "expected public, token or key");
+    }
+    if (!IsEnvKey(state.port_env)) {
+      return FieldError(web_reader.Path("port_env"),
+                        "invalid variable name \"" + state.port_env + "\"");
+    }
+    if (!state.health_path.empty() &&
+        (state.health_path[0] != '/' ||
+         state.health_path.find_first_of(" \r\n") != std::string::npos)) {
+      return FieldError(web_reader.Path("health_path"),
+                        "expected a path starting with /, without spaces");
+    }
+    function->web = state;
+  }
   reader.StringList("secrets", &function->secrets);
   reader.StringMap("volumes", &function->volumes);
   if (reader.error()) return reader.error();
@@ -174,6 +213,9 @@ std::optional<core::Error> ReadFunction(const json& value, const std::string& pa
   }
   if (function->min_containers > function->max_containers) {
     return FieldError(reader.Path("min_containers"), "more than max_containers");
+  }
+  if (function->target_utilisation <= 0 || function->target_utilisation > 1) {
+    return FieldError(reader.Path("target_utilisation"), "expected a number in (0, 1]");
   }
   for (const auto& [mount, volume] : function->volumes) {
     if (mount.empty() || mount[0] != '/' || mount.find("/../") != std::string::npos ||
@@ -186,14 +228,20 @@ std::optional<core::Error> ReadFunction(const json& value, const std::string& pa
 }
 
 std::optional<core::Error> ReadApp(const json& value, const std::string& path, AppState* app) {
-  ObjectReader reader(value, path, {"functions", "secrets", "volumes"});
+  ObjectReader reader(value, path, {"functions", "secrets", "volumes", "web_key_sha256"});
   reader.StringList("volumes", &app->volumes);
+  reader.String("web_key_sha256", &app->web_key_sha256);
   const json* functions = reader.Get("functions", true);
   const json* secrets = reader.Get("secrets", false);
   if (reader.error()) return reader.error();
 
   for (const std::string& volume : app->volumes) {
     if (auto error = CheckName(reader.Path("volumes"), volume)) return error;
+  }
+  if (!app->web_key_sha256.empty() &&
+      (app->web_key_sha256.size() != 64 ||
+       app->web_key_sha256.find_first_not_of("0123456789abcdef") != std::string::npos)) {
+    return FieldError(reader.Path("web_key_sha256"), "expected 64 lower-case hex digits");
   }
   if (secrets) {
     if (!secrets->is_object()) return FieldError(reader.Path("secrets"), "expected an object");
@@ -228,12 +276,27 @@ std::optional<core::Error> ReadApp(const json& value, const std::string& path, A
         return FieldError(function_path + ".volumes", "no volume \"" + volume + "\" in this app");
       }
     }
+    if (function.web && function.web->auth == WebAuth::kKey && app->web_key_sha256.empty()) {
+      return FieldError(function_path + ".web.auth", "key needs the app's web_key_sha256");
+    }
     app->functions.emplace(name, std::move(function));
   }
   return std::nullopt;
 }
 
 }  // namespace
+
+const char* WebAuthName(WebAuth auth) {
+  switch (auth) {
+    case WebAuth::kPublic:
+      return "public";
+    case WebAuth::kToken:
+      return "token";
+    case WebAuth::kKey:
+      return "key";
+  }
+  return "public";
+}
 
 const FunctionState* DesiredState::FindFunction(std::string_view app,
                                                 std::string_view function) const {
@@ -285,8 +348,19 @@ json ToJson(const DesiredState& state, bool redact_secrets) {
                     {"retry_backoff_ms", function.retry_backoff.count()},
                     {"min_containers", function.min_containers},
                     {"max_containers", function.max_containers},
+                    {"buffer_containers", function.buffer_containers},
+                    {"scaledown_window_ms", function.scaledown_window.count()},
+                    {"max_inputs", function.max_inputs},
+                    {"target_utilisation", function.target_utilisation},
                     {"secrets", function.secrets},
                     {"volumes", function.volumes}};
+      if (function.web) {
+        const WebState& web = *function.web;
+        value["web"] = {
+            {"port_env", web.port_env},      {"health_path", web.health_path},
+            {"auth", WebAuthName(web.auth)}, {"queue_timeout_ms", web.queue_timeout.count()},
+            {"max_queued", web.max_queued},  {"startup_timeout_ms", web.startup_timeout.count()}};
+      }
       if (function.gpu)
         value["gpu"] = {{"type", function.gpu->type}, {"count", function.gpu->count}};
       functions[name] = std::move(value);
@@ -298,6 +372,7 @@ json ToJson(const DesiredState& state, bool redact_secrets) {
       secrets[secret_name] = std::move(values);
     }
     apps[app_name] = {{"functions", functions}, {"secrets", secrets}, {"volumes", app.volumes}};
+    if (!app.web_key_sha256.empty()) apps[app_name]["web_key_sha256"] = app.web_key_sha256;
   }
   return {{"generation", state.generation}, {"apps", apps}};
 }

@@ -19,15 +19,42 @@ namespace agents {
 struct ImageRef {
   std::string digest;     // "sha256:…" of the image manifest
   std::string reference;  // optional "registry/name:tag"
+
+  bool operator==(const ImageRef&) const = default;
 };
 
 struct GpuClaim {
   std::string type;  // gantry's type name ("H100"), or "any"
   int count = 1;
+
+  bool operator==(const GpuClaim&) const = default;
+};
+
+/// Who may call a web function through the router.
+enum class WebAuth {
+  kPublic,  // anyone who reaches the agent
+  kToken,   // `Authorization: Bearer AGENT_TOKEN`
+  kKey,     // `Authorization: Bearer KEY`, KEY hashing to the app's web_key_sha256
+};
+const char* WebAuthName(WebAuth auth);
+
+/// How a web function's containers are reached and when one is ready.
+struct WebState {
+  std::string port_env = "PORT";  // the variable that tells the container its port
+  std::string health_path;        // "": ready once the port accepts a connection
+  WebAuth auth = WebAuth::kPublic;
+  /// How long a request waits for a ready container before a 503.
+  std::chrono::milliseconds queue_timeout{30'000};
+  int max_queued = 1000;  // requests waiting at once; more get a 503 at once
+  /// How long a new container has to become ready before it is stopped.
+  std::chrono::milliseconds startup_timeout{60'000};
+
+  bool operator==(const WebState&) const = default;
 };
 
 /// One function as this host must run it. A job function (no `web`) runs one
-/// container per call.
+/// container per call; a web function runs long-lived servers that the
+/// router sends requests to and the autoscaler starts and stops.
 struct FunctionState {
   std::string name;
   ImageRef image;
@@ -39,10 +66,17 @@ struct FunctionState {
   std::chrono::milliseconds timeout{300'000};
   int retries = 0;                                // further attempts after a failed first one
   std::chrono::milliseconds retry_backoff{1000};  // before the first retry, doubled after
-  int min_containers = 0;
-  int max_containers = 10;                     // calls running at once; the rest queue in order
+  int min_containers = 0;                         // web: containers kept warm
+  int max_containers = 10;    // calls (or web containers) at once; the rest queue
+  int buffer_containers = 0;  // web: extra idle containers while in use
+  std::chrono::milliseconds scaledown_window{60'000};  // web: idle time before scaling down
+  int max_inputs = 1;                                  // web: concurrent requests per container
+  double target_utilisation = 1.0;  // web: share of max_inputs the autoscaler aims at
+  std::optional<WebState> web;
   std::vector<std::string> secrets;            // names of the app's secrets, injected as env
   std::map<std::string, std::string> volumes;  // mount path -> volume name
+
+  bool operator==(const FunctionState&) const = default;
 };
 
 struct AppState {
@@ -52,6 +86,9 @@ struct AppState {
   /// in the PUT body; sealed on disk, never in status, logs or errors.
   std::map<std::string, std::map<std::string, std::string>> secrets;
   std::vector<std::string> volumes;
+  /// Hex sha256 of the key that `web.auth: key` functions accept; the key
+  /// itself never reaches the agent.
+  std::string web_key_sha256;
 };
 
 /// What one agent must run: the planner's output for this host, pushed whole

@@ -1,6 +1,8 @@
 #include "agents/function_logs.h"
 
+#include <chrono>
 #include <fstream>
+#include <sstream>
 
 namespace agents {
 
@@ -10,6 +12,7 @@ using nlohmann::json;
 json LogLine::ToJson() const {
   json line = {{"time_ms", time_ms}, {"stream", stream}, {"text", text}};
   if (!call.empty()) line["call"] = call;
+  if (!container.empty()) line["container"] = container;
   return line;
 }
 
@@ -76,6 +79,44 @@ std::string FunctionLogs::ReadNew(const std::string& app, const std::string& fun
   }
   cursor->started = true;
   return text;
+}
+
+core::Status FunctionLogs::AppendOutput(const std::string& app, const std::string& function,
+                                        const LogLine& about, const fs::path& stdout_file,
+                                        const fs::path& stderr_file, const std::string& outcome) {
+  std::vector<LogLine> lines;
+  auto line = [&](std::string stream, std::string text) {
+    LogLine made = about;
+    made.stream = std::move(stream);
+    made.text = std::move(text);
+    lines.push_back(std::move(made));
+  };
+  for (const auto& [stream, path] :
+       {std::pair{"stdout", stdout_file}, std::pair{"stderr", stderr_file}}) {
+    constexpr std::size_t kLoggedBytes = 1
+                                         << 20;  // per stream and container; the call keeps it all
+    // No more is read than is logged, whatever the file holds (a stream
+    // without newlines included).
+    std::ifstream file(path, std::ios::binary);
+    std::error_code size_error;
+    std::string head(std::min<std::uintmax_t>(fs::file_size(path, size_error), kLoggedBytes + 1),
+                     '\0');
+    if (size_error) head.clear();
+    file.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<std::size_t>(file.gcount()));
+    std::istringstream in(head);
+    std::string text;
+    std::size_t logged = 0;
+    while (std::getline(in, text)) {
+      if ((logged += text.size() + 1) > kLoggedBytes) {
+        line("agent", std::string(stream) + " cut short here (1 MiB of it is logged)");
+        break;
+      }
+      line(stream, text);
+    }
+  }
+  line("agent", outcome);
+  return Append(app, function, lines);
 }
 
 }  // namespace agents

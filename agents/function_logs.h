@@ -18,6 +18,7 @@ struct LogLine {
   std::string call;          // the call id ("" for lines not about one call)
   std::string stream;        // "stdout", "stderr", or "agent" (attempts, exits)
   std::string text;          // without its newline; bytes that are not UTF-8 are replaced
+  std::string container;     // a web container's id ("" for lines not about one)
 
   nlohmann::json ToJson() const;
 };
@@ -38,6 +39,12 @@ class FunctionLogs {
 
   core::Status Append(const std::string& app, const std::string& function,
                       const std::vector<LogLine>& lines);
+  /// Appends what one container wrote (its stdout and stderr files, the
+  /// first MiB of each), then `outcome` as an agent line, each line with the
+  /// call and container of `about`.
+  core::Status AppendOutput(const std::string& app, const std::string& function,
+                            const LogLine& about, const std::filesystem::path& stdout_file,
+                            const std::filesystem::path& stderr_file, const std::string& outcome);
 
   /// The complete lines written since `cursor` for one function, or for every
   /// function of the app when `function` is empty; the first read of a cursor

@@ -26,16 +26,20 @@ TEST_CASE("function logs are JSON lines, read by function or by app, then follow
   tests::TempDir dir("gantry-logs-test");
   FunctionLogs logs(dir.path());
   REQUIRE(logs.Append("demo", "echo",
-                      {{1, "call-1", "stdout", "hello"}, {2, "call-1", "agent", "exited"}})
+                      {{1, "call-1", "stdout", "hello", ""},
+                       {2, "", "agent", "exited", "web-demo-echo-0"}})
               .ok());
-  REQUIRE(logs.Append("demo", "other", {{3, "call-2", "stderr", "bad \xff byte"}}).ok());
+  REQUIRE(logs.Append("demo", "other", {{3, "call-2", "stderr", "bad \xff byte", ""}}).ok());
 
   LogCursor echo_cursor;
   auto echo = Parse(logs.ReadNew("demo", "echo", &echo_cursor));
   REQUIRE(echo.size() == 2);
   CHECK(echo[0] ==
         json{{"time_ms", 1}, {"call", "call-1"}, {"stream", "stdout"}, {"text", "hello"}});
-  CHECK(echo[1]["stream"] == "agent");
+  CHECK(echo[1] == json{{"time_ms", 2},
+                        {"container", "web-demo-echo-0"},
+                        {"stream", "agent"},
+                        {"text", "exited"}});
   CHECK(logs.ReadNew("demo", "echo", &echo_cursor).empty());
 
   LogCursor app_cursor;
@@ -44,7 +48,7 @@ TEST_CASE("function logs are JSON lines, read by function or by app, then follow
   CHECK(all[2]["text"].get<std::string>().starts_with("bad "));
 
   // Following: only what came after.
-  REQUIRE(logs.Append("demo", "echo", {{4, "call-3", "stdout", "again"}}).ok());
+  REQUIRE(logs.Append("demo", "echo", {{4, "call-3", "stdout", "again", ""}}).ok());
   auto fresh = Parse(logs.ReadNew("demo", "echo", &echo_cursor));
   REQUIRE(fresh.size() == 1);
   CHECK(fresh[0]["text"] == "again");
@@ -55,7 +59,7 @@ TEST_CASE("a log past its size is rotated and one old file kept", "[function_log
   tests::TempDir dir("gantry-logs-test");
   FunctionLogs logs(dir.path(), /*max_bytes=*/200);
   for (int i = 0; i < 20; ++i) {
-    REQUIRE(logs.Append("demo", "echo", {{i, "", "stdout", "line " + std::to_string(i)}}).ok());
+    REQUIRE(logs.Append("demo", "echo", {{i, "", "stdout", "line " + std::to_string(i), ""}}).ok());
   }
   CHECK(std::filesystem::file_size(dir.path() / "demo/echo.log") <= 200);
   CHECK(std::filesystem::file_size(dir.path() / "demo/echo.log.1") <= 200);

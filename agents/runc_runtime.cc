@@ -164,8 +164,13 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
   const fs::path log = bundle / kRunLog;
   std::error_code ignored;  // a log that is not there is what is wanted
   fs::remove(log, ignored);
-  core::SubprocessOptions command = Command(
-      {"--log", log.string(), "--log-format", "json", "run", "--bundle", bundle.string(), id});
+  std::vector<std::string> arguments = {"--log", log.string(), "--log-format", "json",
+                                        "run",   "--bundle",   bundle.string()};
+  if (!options.pid_file.empty()) {
+    arguments.insert(arguments.end(), {"--pid-file", options.pid_file.string()});
+  }
+  arguments.push_back(id);
+  core::SubprocessOptions command = Command(std::move(arguments));
   command.stdin_data = options.stdin_data;
   // Captured up to the limit and written when the run ends: a file written
   // by the container directly could grow without bound.
@@ -177,9 +182,28 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
   if (!runc) return runc.error();
 
   ContainerExit exit;
-  auto ended = runc->Wait(options.timeout);
+  core::Result<bool> ended = false;
+  if (!options.stop) {
+    ended = runc->Wait(options.timeout);
+  } else {
+    // Waits in short steps, to see a stop asked for from elsewhere.
+    constexpr std::chrono::milliseconds kStopPoll(20);
+    auto deadline = options.timeout
+                        ? std::optional(std::chrono::steady_clock::now() + *options.timeout)
+                        : std::nullopt;
+    while (ended && !*ended && !options.stop->load() &&
+           (!deadline || std::chrono::steady_clock::now() < *deadline)) {
+      auto step = std::chrono::milliseconds(kStopPoll);
+      if (deadline) {
+        step = std::min(step, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  *deadline - std::chrono::steady_clock::now()));
+      }
+      ended = runc->Wait(std::max(step, std::chrono::milliseconds(0)));
+    }
+  }
   if (ended && !*ended) {
-    exit.timed_out = true;
+    exit.timed_out = !(options.stop && options.stop->load());
+    exit.stopped = !exit.timed_out;
     ended = Stop(id, *runc, options.grace);
   }
   // Whatever happened, runc keeps nothing of it. A `run` that ended has

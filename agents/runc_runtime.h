@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -19,6 +20,7 @@ namespace agents {
 struct ContainerExit {
   int exit_code = 0;       // the process's exit status, or 128+signal when killed
   bool timed_out = false;  // the timeout passed and it was stopped (SIGTERM, grace, SIGKILL)
+  bool stopped = false;    // RunOptions::stop asked for it and it was stopped the same way
 };
 
 /// What one container run needs besides its bundle.
@@ -31,6 +33,12 @@ struct RunOptions {
   /// Bytes of each stream kept in its file; the rest is read and dropped,
   /// so that a container cannot fill the agent's disk.
   std::size_t output_limit = std::size_t{16} << 20;
+  /// Where runc writes the container's pid once it is created (its
+  /// namespaces exist from then on); "" for none.
+  std::filesystem::path pid_file;
+  /// When it turns true, the container is stopped as at its timeout
+  /// (SIGTERM, grace, SIGKILL); seen within 20 ms.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 /// A container runc knows of (`runc list`).

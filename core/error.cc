@@ -27,6 +27,8 @@ const char* ErrorCodeName(ErrorCode code) {
       return "invalid-argument";
     case ErrorCode::kConflict:
       return "conflict";
+    case ErrorCode::kUnavailable:
+      return "unavailable";
     case ErrorCode::kInternal:
       return "internal";
   }

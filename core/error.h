@@ -25,6 +25,7 @@ enum class ErrorCode {
   kLimit,        // a sandbox limit (instructions, memory) was hit
   kInvalidArgument,
   kConflict,     // the request contradicts what is already there (an older generation)
+  kUnavailable,  // nothing can serve it now (no container ready in time, a full queue): retry
   kInternal,
 };
 

@@ -18,6 +18,7 @@
 #include "core/atomic_file.h"
 #include "core/sha256.h"
 #include "core/subprocess.h"
+#include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/temp_dir.h"
 
@@ -35,64 +36,6 @@ std::string BuildBusyboxImage(const tests::TempDir& dir, const fs::path& store) 
   REQUIRE(digest.ok());
   return *digest;
 }
-
-/// `gantry agent` as a child process on a free port, with its log in a file.
-class AgentProcess {
- public:
-  AgentProcess(fs::path data_dir, fs::path store, fs::path log,
-               std::vector<std::string> extra_args = {})
-      : data_dir_(std::move(data_dir)),
-        store_(std::move(store)),
-        log_(std::move(log)),
-        extra_args_(std::move(extra_args)) {
-    Start();
-  }
-
-  void Start() {
-    std::error_code ignored;
-    fs::remove(data_dir_ / "address", ignored);
-    core::SubprocessOptions options;
-    options.argv = {GANTRY_BINARY,      "agent",   "--listen",      "127.0.0.1:0", "--data-dir",
-                    data_dir_.string(), "--store", store_.string(), "--gpus",      "fake:H100x1"};
-    options.argv.insert(options.argv.end(), extra_args_.begin(), extra_args_.end());
-    options.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                   "HOME=/root"};
-    options.stdout_to = core::Output::File(log_);
-    options.stderr_to = core::Output::File(log_);
-    auto started = core::Subprocess::Start(options);
-    REQUIRE(started.ok());
-    process_.emplace(std::move(started).value());
-    for (int i = 0; i < 300 && !fs::exists(data_dir_ / "address"); ++i)
-      std::this_thread::sleep_for(20ms);
-    INFO(Log());
-    REQUIRE(fs::exists(data_dir_ / "address"));
-    std::string address = core::ReadFile(data_dir_ / "address").value();
-    address.erase(address.find_last_not_of("\n") + 1);
-    address_ = address;
-    token_ = core::ReadFile(data_dir_ / "token").value();
-    token_.erase(token_.find_last_not_of("\n") + 1);
-  }
-
-  void Kill(int signal) {
-    REQUIRE(process_->Signal(signal).ok());
-    REQUIRE(process_->Wait(10s).value());
-    process_.reset();
-  }
-
-  httplib::Client Client(bool with_token = true) const {
-    httplib::Client client(address_);
-    client.set_read_timeout(60, 0);
-    if (with_token) client.set_bearer_token_auth(token_.c_str());
-    return client;
-  }
-  std::string Log() const { return core::ReadFile(log_).ok() ? core::ReadFile(log_).value() : ""; }
-
- private:
-  fs::path data_dir_, store_, log_;
-  std::vector<std::string> extra_args_;
-  std::optional<core::Subprocess> process_;
-  std::string address_, token_;
-};
 
 json Body(const httplib::Result& result) {
   REQUIRE(result);
@@ -169,7 +112,7 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
   fs::path store = dir.path() / "store";
   std::string digest = BuildBusyboxImage(dir, store);
   fs::path data_dir = dir.path() / "agent";
-  AgentProcess agent(data_dir, store, dir.path() / "agent.log");
+  tests::AgentProcess agent(GANTRY_BINARY, data_dir, store, dir.path() / "agent.log");
   auto client = agent.Client();
 
   SECTION("every route but /healthz needs the token") {
@@ -486,8 +429,9 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   INFO(made->stderr_text);
   REQUIRE(made->exit.code == 0);
 
-  AgentProcess agent(dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
-                     {"--tls-cert", cert.string(), "--tls-key", key.string()});
+  tests::AgentProcess agent(GANTRY_BINARY, dir.path() / "agent", dir.path() / "store",
+                            dir.path() / "agent.log",
+                            {"--tls-cert", cert.string(), "--tls-key", key.string()});
   auto client = agent.Client();
   client.set_ca_cert_path(cert.c_str());
   client.enable_server_certificate_verification(true);

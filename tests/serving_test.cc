@@ -1,0 +1,304 @@
+// End-to-end tests of serving: web functions behind the agent's router, in
+// real runc containers running busybox httpd, started on demand, scaled up
+// under load and back to zero when idle.
+
+#include <httplib.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/sha256.h"
+#include "tests/agent_process.h"
+#include "tests/busybox_image.h"
+#include "tests/temp_dir.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+/// A busybox httpd serving /www on $PORT, with CGI scripts: env (what the
+/// request looked like inside), stream (three lines, 300 ms apart) and slow
+/// (a second long; says how many requests its container was serving).
+const char* const kWebServer = R"SH(
+mkdir -p /www/cgi-bin
+echo hello > /www/index.html
+cat > /www/cgi-bin/env <<'END'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "uri=$REQUEST_URI"
+echo "method=$REQUEST_METHOD"
+echo "prefix=$HTTP_X_FORWARDED_PREFIX"
+echo "for=$HTTP_X_FORWARDED_FOR"
+echo "auth=$HTTP_AUTHORIZATION"
+echo "body=$(cat)"
+END
+cat > /www/cgi-bin/stream <<'END'
+#!/bin/sh
+printf 'Content-Type: text/event-stream\r\n\r\n'
+for i in 1 2 3; do echo "data: tick $i"; echo; sleep 0.3; done
+END
+cat > /www/cgi-bin/slow <<'END'
+#!/bin/sh
+mkdir -p /tmp/active
+touch /tmp/active/$$
+n=$(ls /tmp/active | wc -l)
+sleep 1
+rm /tmp/active/$$
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "concurrent=$n host=$(cat /tmp/id)"
+END
+chmod +x /www/cgi-bin/*
+head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' > /tmp/id
+exec httpd -f -p "$PORT" -h /www
+)SH";
+
+json WebFunction(const std::string& digest, json settings) {
+  json function = {{"image", {{"digest", digest}}},
+                   {"command", {"/bin/sh", "-c", kWebServer}},
+                   {"web", json::object()},
+                   {"scaledown_window_ms", 1500}};
+  function.update(settings);
+  return function;
+}
+
+json Body(const httplib::Result& result) {
+  REQUIRE(result);
+  INFO(result->body);
+  return json::parse(result->body);
+}
+
+json FunctionStatus(httplib::Client& client, const std::string& function) {
+  return Body(client.Get("/v1/status"))["apps"]["demo"]["functions"][function];
+}
+
+/// Polls the status until `done` holds for the function (at most `limit`).
+bool WaitForStatus(httplib::Client& client, const std::string& function,
+                   const std::function<bool(const json&)>& done, std::chrono::seconds limit) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done(FunctionStatus(client, function))) return true;
+    std::this_thread::sleep_for(100ms);
+  }
+  return false;
+}
+
+int Containers(const json& status) {
+  return status["containers"]["ready"].get<int>() + status["containers"]["starting"].get<int>() +
+         status["containers"]["draining"].get<int>();
+}
+
+}  // namespace
+
+TEST_CASE("web functions are served through the router in real runc containers",
+          "[serving][runc]") {
+  if (!tests::CanRunContainers()) {
+    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
+    return;
+  }
+  tests::TempDir dir("gantry-serving-test");
+  fs::path store = dir.path() / "store";
+  auto built = tests::BuildBusyboxImage(GANTRY_BINARY, dir.path(), store);
+  INFO((built.ok() ? "" : built.error().message));
+  REQUIRE(built.ok());
+  const std::string digest = *built;
+  tests::AgentProcess agent(GANTRY_BINARY, dir.path() / "agent", store, dir.path() / "agent.log");
+  auto client = agent.Client();
+  auto anonymous = agent.Client(/*with_token=*/false);
+  const std::string key = "the-app-key-0042";
+
+  json desired = {
+      {"generation", 1},
+      {"apps",
+       {{"demo",
+         {{"web_key_sha256", core::Sha256Digest(key).substr(7)},
+          {"functions",
+           {{"site", WebFunction(digest, json::object())},
+            {"private", WebFunction(digest, {{"web", {{"auth", "token"}}}})},
+            {"keyed", WebFunction(digest, {{"web", {{"auth", "key"}}}})},
+            {"busy", WebFunction(digest, {{"max_containers", 2}, {"max_inputs", 1}})},
+            {"warm", WebFunction(digest, {{"min_containers", 1}, {"scaledown_window_ms", 500}})},
+            {"broken", WebFunction(digest, {{"command", {"/bin/sh", "-c", "echo dying; exit 7"}},
+                                            {"web", {{"queue_timeout_ms", 1500}}}})},
+            {"silent", WebFunction(digest, {{"command", {"/bin/sleep", "60"}},
+                                            {"web", {{"queue_timeout_ms", 500}}}})},
+            {"job", {{"image", {{"digest", digest}}}, {"command", {"/bin/true"}}}}}}}}}}};
+  auto applied = client.Put("/v1/desired", desired.dump(), "application/json");
+  REQUIRE(applied);
+  INFO(applied->body);
+  REQUIRE(applied->status == 200);
+  INFO(agent.Log());
+
+  SECTION("a cold start serves the first request, then the function scales back to zero") {
+    json before = FunctionStatus(client, "site");
+    CHECK(Containers(before) == 0);
+    CHECK(before["desired_containers"] == 0);
+    auto first = anonymous.Get("/apps/demo/site/index.html");
+    REQUIRE(first);
+    CHECK(first->status == 200);
+    CHECK(first->body == "hello\n");
+    json serving = FunctionStatus(client, "site");
+    CHECK(serving["containers"]["ready"] == 1);
+    // Idle past the scaledown window (1.5 s): back to zero.
+    CHECK(WaitForStatus(
+        client, "site", [](const json& status) { return Containers(status) == 0; }, 20s));
+    json idle = FunctionStatus(client, "site");
+    CHECK(idle["scaling_reason"].get<std::string>().find("idle") != std::string::npos);
+    // And a second cold start works as the first did.
+    auto again = anonymous.Get("/apps/demo/site/");
+    REQUIRE(again);
+    CHECK(again->status == 200);
+    CHECK(again->body == "hello\n");
+  }
+
+  SECTION("the prefix is stripped, X-Forwarded headers are set, bodies pass both ways") {
+    auto echoed = anonymous.Post("/apps/demo/site/cgi-bin/env?x=1", "ping", "text/plain");
+    REQUIRE(echoed);
+    INFO(echoed->body);
+    CHECK(echoed->status == 200);
+    CHECK(echoed->body.find("uri=/cgi-bin/env?x=1\n") != std::string::npos);
+    CHECK(echoed->body.find("method=POST\n") != std::string::npos);
+    CHECK(echoed->body.find("prefix=/apps/demo/site\n") != std::string::npos);
+    CHECK(echoed->body.find("for=127.0.0.1\n") != std::string::npos);
+    CHECK(echoed->body.find("body=ping\n") != std::string::npos);
+    auto missing = anonymous.Get("/apps/demo/site/no-such-file");
+    REQUIRE(missing);
+    CHECK(missing->status == 404);  // the container's own answer, relayed
+  }
+
+  SECTION("endpoints with auth refuse callers without the token or key") {
+    auto refused = anonymous.Get("/apps/demo/private/");
+    REQUIRE(refused);
+    CHECK(refused->status == 401);
+    CHECK(refused->body.find("unauthorized") != std::string::npos);
+    auto allowed = client.Get("/apps/demo/private/cgi-bin/env");
+    REQUIRE(allowed);
+    CHECK(allowed->status == 200);
+    // The agent's token stays with the agent.
+    CHECK(allowed->body.find("auth=\n") != std::string::npos);
+    CHECK(allowed->body.find(agent.token()) == std::string::npos);
+
+    CHECK(client.Get("/apps/demo/keyed/")->status == 401);  // the token is not the key
+    httplib::Client keyed = agent.Client(false);
+    keyed.set_bearer_token_auth(key.c_str());
+    auto with_key = keyed.Get("/apps/demo/keyed/");
+    REQUIRE(with_key);
+    CHECK(with_key->status == 200);
+    httplib::Client wrong = agent.Client(false);
+    wrong.set_bearer_token_auth("the-app-key-0043");
+    CHECK(wrong.Get("/apps/demo/keyed/")->status == 401);
+  }
+
+  SECTION("a streamed response arrives piece by piece") {
+    std::vector<std::string> pieces;
+    auto streamed =
+        anonymous.Get("/apps/demo/site/cgi-bin/stream", [&](const char* data, std::size_t length) {
+          pieces.emplace_back(data, length);
+          return true;
+        });
+    REQUIRE(streamed);
+    CHECK(streamed->status == 200);
+    CHECK(streamed->get_header_value("Content-Type") == "text/event-stream");
+    std::string all;
+    for (const std::string& piece : pieces) all += piece;
+    CHECK(all == "data: tick 1\n\ndata: tick 2\n\ndata: tick 3\n\n");
+    // The first piece came before the script wrote the second tick.
+    REQUIRE(pieces.size() >= 2);
+    CHECK(pieces.front().find("tick 2") == std::string::npos);
+  }
+
+  SECTION("a burst scales up to max_containers and no further, one input each") {
+    std::atomic<int> most_containers = 0;
+    std::atomic<bool> bursting = true;
+    std::thread watcher([&] {
+      auto watch = agent.Client();
+      while (bursting) {
+        int now = Containers(FunctionStatus(watch, "busy"));
+        most_containers = std::max(most_containers.load(), now);
+        std::this_thread::sleep_for(50ms);
+      }
+    });
+    constexpr int kRequests = 6;
+    std::vector<std::string> answers(kRequests);
+    std::vector<std::thread> callers;
+    for (int i = 0; i < kRequests; ++i) {
+      callers.emplace_back([&, i] {
+        auto caller = agent.Client(false);
+        auto answer = caller.Get("/apps/demo/busy/cgi-bin/slow");
+        answers[i] = answer ? std::to_string(answer->status) + " " + answer->body : "no answer";
+      });
+    }
+    for (std::thread& caller : callers) caller.join();
+    bursting = false;
+    watcher.join();
+    std::set<std::string> hosts;
+    for (const std::string& answer : answers) {
+      INFO(answer);
+      CHECK(answer.starts_with("200 concurrent=1 "));
+      hosts.insert(answer.substr(answer.find("host=")));
+    }
+    CHECK(hosts.size() == 2);  // both containers served
+    CHECK(most_containers.load() == 2);
+  }
+
+  SECTION("min_containers stays warm without requests, past the scaledown window") {
+    CHECK(WaitForStatus(
+        client, "warm", [](const json& status) { return status["containers"]["ready"] == 1; },
+        20s));
+    std::this_thread::sleep_for(1500ms);  // three scaledown windows
+    json warm = FunctionStatus(client, "warm");
+    CHECK(warm["containers"]["ready"] == 1);
+    CHECK(warm["scaling_reason"].get<std::string>().find("min_containers") != std::string::npos);
+  }
+
+  SECTION("a container that keeps failing is a crash loop: 503s that say so") {
+    auto refused = anonymous.Get("/apps/demo/broken/");
+    REQUIRE(refused);
+    CHECK(refused->status == 503);
+    json error = json::parse(refused->body)["error"];
+    CHECK(error["code"] == "unavailable");
+    CHECK(error["message"].get<std::string>().find("exited with code 7") != std::string::npos);
+    json status = FunctionStatus(client, "broken");
+    REQUIRE(status.contains("crash_loop"));
+    CHECK(status["crash_loop"]["crashes"].get<int>() >= 1);
+    // Its output reached the function's log.
+    auto logs = client.Get("/v1/logs?app=demo&function=broken");
+    REQUIRE(logs);
+    CHECK(logs->body.find("dying") != std::string::npos);
+  }
+
+  SECTION("a request that finds no ready container in time gets a 503, never the container") {
+    auto refused = anonymous.Get("/apps/demo/silent/");
+    REQUIRE(refused);
+    CHECK(refused->status == 503);
+    CHECK(refused->body.find("was ready within 500 ms") != std::string::npos);
+  }
+
+  SECTION("jobs and unknown functions are not endpoints; web functions take no calls") {
+    CHECK(anonymous.Get("/apps/demo/job/")->status == 404);
+    CHECK(anonymous.Get("/apps/demo/nope/")->status == 404);
+    CHECK(anonymous.Get("/apps/other/site/")->status == 404);
+    auto call = client.Post("/v1/apps/demo/functions/site/calls", "{}", "application/json");
+    REQUIRE(call);
+    CHECK(call->status == 409);
+    CHECK(call->body.find("is a web function") != std::string::npos);
+  }
+
+  // An orderly stop leaves no container behind, whatever each section started.
+  agent.Kill(SIGTERM);
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir.path() / "agent" / "containers"))
+    left.push_back(entry.path().filename());
+  INFO(agent.Log());
+  CHECK(left.empty());
+}
