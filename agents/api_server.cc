@@ -9,6 +9,7 @@
 #include <regex>
 #include <thread>
 
+#include "agents/api_reply.h"
 #include "agents/api_token.h"
 
 namespace agents {
@@ -20,42 +21,6 @@ using nlohmann::json;
 /// for as long as they last (a connection kept alive holds one too): the
 /// pool is sized for many of them, not for the CPUs.
 constexpr std::size_t kServerThreads = 256;
-
-/// JSON text that survives any bytes: a container's output need not be UTF-8.
-std::string Dump(const json& value) {
-  return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-void Reply(httplib::Response& response, int status, const json& body) {
-  response.status = status;
-  response.set_content(Dump(body) + "\n", "application/json");
-}
-
-void ReplyError(httplib::Response& response, int status, const std::string& code,
-                const std::string& message) {
-  Reply(response, status, {{"error", {{"code", code}, {"message", message}}}});
-}
-
-int HttpStatusOf(core::ErrorCode code) {
-  switch (code) {
-    case core::ErrorCode::kParse:
-    case core::ErrorCode::kInvalidArgument:
-    case core::ErrorCode::kInvalidSpec:
-      return 400;
-    case core::ErrorCode::kNotFound:
-      return 404;
-    case core::ErrorCode::kConflict:
-      return 409;
-    case core::ErrorCode::kUnavailable:
-      return 503;
-    default:
-      return 500;
-  }
-}
-
-void ReplyError(httplib::Response& response, const core::Error& error) {
-  ReplyError(response, HttpStatusOf(error.code), core::ErrorCodeName(error.code), error.message);
-}
 
 /// A request body as JSON, or a 400 reply.
 std::optional<json> ParseBody(const httplib::Request& request, httplib::Response& response) {

@@ -6,34 +6,12 @@
 #include <cerrno>
 #include <cstring>
 
+#include "agents/api_reply.h"
 #include "agents/api_token.h"
 #include "agents/upstream_response.h"
 
 namespace agents {
 namespace {
-
-using nlohmann::json;
-
-void ReplyError(httplib::Response& response, int status, const std::string& code,
-                const std::string& message) {
-  response.status = status;
-  json body = {{"error", {{"code", code}, {"message", message}}}};
-  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
-                       "application/json");
-}
-
-int HttpStatusOf(core::ErrorCode code) {
-  switch (code) {
-    case core::ErrorCode::kNotFound:
-      return 404;
-    case core::ErrorCode::kConflict:
-      return 409;
-    case core::ErrorCode::kUnavailable:
-      return 503;
-    default:
-      return 502;
-  }
-}
 
 /// Headers httplib adds to a request itself: not the client's, not relayed.
 bool IsServerHeader(const std::string& name) {
@@ -97,8 +75,7 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
                     const std::string& app, const std::string& function) const {
   auto target = agent_.FindWebFunction(app, function);
   if (!target) {
-    return ReplyError(response, HttpStatusOf(target.error().code),
-                      core::ErrorCodeName(target.error().code), target.error().message);
+    return ReplyError(response, target.error());
   }
   const WebState& web = *target->function->function().function.web;
   const std::string authorization = request.get_header_value("Authorization");
@@ -123,8 +100,7 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
 
   auto lease = target->function->Acquire();
   if (!lease) {
-    return ReplyError(response, 503, core::ErrorCodeName(lease.error().code),
-                      lease.error().message);
+    return ReplyError(response, lease.error());
   }
   auto connection = lease->container().Connect();
   if (!connection) {

@@ -1,0 +1,26 @@
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "core/error.h"
+
+namespace httplib {
+struct Response;
+}
+
+namespace agents {
+
+/// How the API and the router answer: JSON bodies, and errors as
+/// {"error": {"code", "message"}} with the HTTP status their code maps to.
+
+/// `body` as the response, in JSON text that survives any bytes (a
+/// container's output need not be UTF-8).
+void Reply(httplib::Response& response, int status, const nlohmann::json& body);
+void ReplyError(httplib::Response& response, int status, const std::string& code,
+                const std::string& message);
+/// 400 for bad input, 404 not found, 409 conflict, 503 unavailable, else 500.
+int HttpStatusOf(core::ErrorCode code);
+void ReplyError(httplib::Response& response, const core::Error& error);
+
+}  // namespace agents
