@@ -12,9 +12,11 @@
 #include "builder/image_manifest.h"
 #include "builder/layer_cache.h"
 #include "builder/platform.h"
+#include "builder/registry_client.h"
 #include "builder/rootfs.h"
 #include "builder/tree_diff.h"
 #include "core/canonical_json.h"
+#include "core/image_reference.h"
 #include "core/overloaded.h"
 #include "core/sha256.h"
 #include "spec/canonical.h"
@@ -171,6 +173,33 @@ class ScratchRoot {
   std::filesystem::path path_;
 };
 
+// The state a base image starts a build from: its settings, layers and
+// history (kept when it matches its layers, one non-empty entry each).
+// Docker layer media types become their OCI names: the bytes, and so the
+// digests, are the same.
+ImageState BaseState(const StoredImage& image, const std::string& key, const std::string& origin) {
+  ImageState state;
+  state.key = key;
+  state.settings = image.settings;
+  for (std::size_t i = 0; i < image.layers.size(); ++i) {
+    Descriptor blob = image.layers[i];
+    if (blob.media_type == kDockerLayerGzipMediaType) blob.media_type = kOciLayerGzipMediaType;
+    state.layers.push_back(Layer{image.diff_ids[i], blob});
+  }
+  json history = image.config_json.value("history", json::array());
+  std::size_t with_layers = 0;
+  for (const json& entry : history) with_layers += entry.value("empty_layer", false) ? 0 : 1;
+  if (history.is_array() && with_layers == state.layers.size()) {
+    state.history = history;
+  } else {
+    for (std::size_t i = 0; i < state.layers.size(); ++i) {
+      state.history.push_back(
+          {{"created_by", "base layer " + std::to_string(i + 1) + " of " + origin}});
+    }
+  }
+  return state;
+}
+
 // The image of an OCI layout: its manifest, config and layers, with every
 // blob imported into `store`.
 core::Result<ImageState> ResolveLayoutBase(const spec::OciLayoutBase& base,
@@ -188,27 +217,49 @@ core::Result<ImageState> ResolveLayoutBase(const spec::OciLayoutBase& base,
   }
   auto image = ReadStoredImage(*layout, (*found)->digest);
   if (!image) return image.error();
-  ImageState state;
-  state.key = (*found)->digest;
-  state.settings = image->settings;
-  for (std::size_t i = 0; i < image->layers.size(); ++i) {
-    auto imported = store.ImportBlob(*layout, image->layers[i].digest);
+  for (const Descriptor& layer : image->layers) {
+    auto imported = store.ImportBlob(*layout, layer.digest);
     if (!imported) return imported.error();
-    state.layers.push_back(Layer{image->diff_ids[i], image->layers[i]});
   }
-  // The base's history is kept when it matches its layers, one non-empty entry each.
-  json history = image->config_json.value("history", json::array());
-  std::size_t with_layers = 0;
-  for (const json& entry : history) with_layers += entry.value("empty_layer", false) ? 0 : 1;
-  if (history.is_array() && with_layers == state.layers.size()) {
-    state.history = history;
-  } else {
-    for (std::size_t i = 0; i < state.layers.size(); ++i) {
-      state.history.push_back(
-          {{"created_by", "base layer " + std::to_string(i + 1) + " of " + base.path}});
+  return BaseState(*image, (*found)->digest, base.path);
+}
+
+// The image of a registry reference. The store tags a pulled image by its
+// normalised reference; when it has the whole image under that name it is
+// used as it is (no network: a rebuild stays offline and fast, and
+// `gantry pull REF` refreshes a moved tag). Otherwise it is pulled, over
+// plain HTTP only for loopback registries and those in
+// GANTRY_INSECURE_REGISTRIES (IsInsecureRegistry).
+core::Result<ImageState> ResolveRegistryBase(const std::string& image_name,
+                                             const spec::RegistryBase& base, ContentStore& store) {
+  auto reference = core::ParseImageReference(base.reference);
+  if (!reference) return BuildError(image_name, reference.error().message);
+  const std::string name = reference->ToString();
+  std::string digest;
+  auto found = store.Find(name);
+  if (found && *found) {
+    auto stored = ReadStoredImage(store, (*found)->digest);
+    bool complete = stored.ok();
+    for (std::size_t i = 0; complete && i < stored->layers.size(); ++i)
+      complete = store.HasBlob(stored->layers[i].digest);
+    if (complete) digest = (*found)->digest;
+  }
+  if (digest.empty()) {
+    RegistryOptions options;
+    options.insecure = IsInsecureRegistry(reference->domain);
+    RegistryClient client(reference->domain, options);
+    auto pulled = client.Pull(*reference, HostPlatform(), store, name);
+    if (!pulled) {
+      return core::Error{
+          pulled.error().code,
+          "image " + image_name + ": pulling " + name + ": " + pulled.error().message,
+          {}};
     }
+    digest = pulled->manifest.digest;
   }
-  return state;
+  auto image = ReadStoredImage(store, digest);
+  if (!image) return image.error();
+  return BaseState(*image, digest, name);
 }
 
 // A Debian root made by debootstrap, one layer, cached by what decides its
@@ -250,10 +301,7 @@ core::Result<ImageState> ResolveBase(const spec::Image& image, const std::filesy
             return ResolveLayoutBase(layout, context, store);
           },
           [&](const spec::RegistryBase& registry) -> core::Result<ImageState> {
-            return BuildError(
-                image.name, "pulling " + registry.reference +
-                                " from a registry is not available yet (it comes with the registry "
-                                "client); build from scratch or from oci:PATH:TAG");
+            return ResolveRegistryBase(image.name, registry, store);
           },
           [&](const spec::DebootstrapBase& debootstrap) -> core::Result<ImageState> {
             return ResolveDebootstrapBase(image.name, debootstrap, store, options);

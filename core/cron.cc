@@ -292,17 +292,34 @@ Result<CronExpression> ParseMacro(std::string_view text,
   return CronError("unknown macro " + Unquoted(fields[0]) + "; expected one of " + known);
 }
 
+// Whether some month of the expression has one of its days of the month
+// (February counted with 29 days).
+bool SomeDayExists(const CronExpression& expression) {
+  constexpr std::array<int, 13> kLongestMonth = {0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  for (std::size_t month = 1; month <= 12; ++month) {
+    if (!expression.months[month]) continue;
+    for (int day = 1; day <= kLongestMonth[month]; ++day) {
+      if (expression.days_of_month[static_cast<std::size_t>(day)]) return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
 
 bool CronExpression::Matches(int minute, int hour, int day_of_month, int month,
                              int day_of_week) const {
-  if (day_of_week == 7) day_of_week = 0;
-  if (minute < 0 || minute > 59 || hour < 0 || hour > 23 || day_of_month < 1 || day_of_month > 31 ||
-      month < 1 || month > 12 || day_of_week < 0 || day_of_week > 6) {
+  if (minute < 0 || minute > 59 || hour < 0 || hour > 23) return false;
+  if (!minutes[static_cast<std::size_t>(minute)] || !hours[static_cast<std::size_t>(hour)]) {
     return false;
   }
-  if (!minutes[static_cast<std::size_t>(minute)] || !hours[static_cast<std::size_t>(hour)] ||
-      !months[static_cast<std::size_t>(month)]) {
+  return MatchesDay(day_of_month, month, day_of_week);
+}
+
+bool CronExpression::MatchesDay(int day_of_month, int month, int day_of_week) const {
+  if (day_of_week == 7) day_of_week = 0;
+  if (day_of_month < 1 || day_of_month > 31 || month < 1 || month > 12 || day_of_week < 0 ||
+      day_of_week > 6 || !months[static_cast<std::size_t>(month)]) {
     return false;
   }
   const bool day_of_month_matches = days_of_month[static_cast<std::size_t>(day_of_month)];
@@ -336,6 +353,14 @@ Result<CronExpression> ParseCron(std::string_view text) {
   CopyBits(bits[4], &expression.days_of_week);
   expression.day_of_month_restricted = fields[2] != "*";
   expression.day_of_week_restricted = fields[4] != "*";
+  // Only the day of the month can rule out every day: with a day-of-week
+  // restriction too, the OR rule lets every week in; without one, the days of
+  // the month have to exist in some month of the expression.
+  if (expression.day_of_month_restricted && !expression.day_of_week_restricted &&
+      !SomeDayExists(expression)) {
+    return CronError("cron expression never fires: no month in " + Quote(fields[3]) +
+                     " has a day " + Quote(fields[2]));
+  }
   return expression;
 }
 

@@ -11,9 +11,9 @@ namespace core {
 /// day-of-week), as the set of allowed values of each field. It is for
 /// deciding whether a scheduled job is due at a given wall-clock minute. Its
 /// uses: 1) checking a schedule when it is read, so that a typo is reported
-/// then instead of the job silently never running; 2) asking, minute by
-/// minute, whether a job is due now; 3) finding the next run time to show the
-/// user, by stepping through minutes until Matches() holds.
+/// then instead of the job silently never running; 2) asking whether a job is
+/// due at a wall-clock minute; 3) finding the next fire times in a time zone
+/// (core/schedule_times.h, which skips whole months, days and hours).
 ///
 /// Days follow Vixie cron: when both day fields are restricted (neither is
 /// exactly "*"), a day matches if EITHER field matches ("0 0 13 * fri" runs on
@@ -33,6 +33,10 @@ struct CronExpression {
   /// 0 = Sunday (7 is also read as Sunday); any argument out of its field's
   /// range does not match.
   bool Matches(int minute, int hour, int day_of_month, int month, int day_of_week) const;
+
+  /// Whether the expression fires on this day at all (its month and the day
+  /// rule above), whatever the hour and minute. Same argument ranges as Matches.
+  bool MatchesDay(int day_of_month, int month, int day_of_week) const;
 };
 
 /// Parses a cron expression: exactly 5 fields separated by spaces or tabs, each
@@ -41,6 +45,10 @@ struct CronExpression {
 /// sun..sat (case-insensitive, also in ranges: "mon-fri"); day-of-week 7 is
 /// Sunday. The whole expression may instead be one of the macros @yearly,
 /// @annually, @monthly, @weekly, @daily, @midnight or @hourly.
+///
+/// An expression that names no real day fails too: "0 0 30 feb *" or
+/// "0 0 31 apr,jun *" would never fire (29 February counts: it fires in leap
+/// years). Vixie cron accepts such a line and silently never runs it.
 ///
 /// Fails with kInvalidArgument and a message that names the field, the reason
 /// and the offending item as written; the message carries no location (the

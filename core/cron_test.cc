@@ -220,6 +220,31 @@ TEST_CASE("cron Matches rejects times outside the fields' ranges") {
   REQUIRE_FALSE(CronExpression{}.Matches(0, 0, 1, 1, 0));
 }
 
+TEST_CASE("cron MatchesDay applies the month and the day rule, whatever the time") {
+  CronExpression expression = Parse("30 8 13 jun fri");
+  CHECK(expression.MatchesDay(13, 6, 4));
+  CHECK(expression.MatchesDay(6, 6, 5));         // a Friday in June
+  CHECK_FALSE(expression.MatchesDay(13, 7, 1));  // July is out
+  CHECK_FALSE(expression.MatchesDay(7, 6, 6));
+  CHECK_FALSE(expression.MatchesDay(0, 6, 5));
+  CHECK_FALSE(expression.MatchesDay(13, 6, 8));
+  CHECK(Parse("0 0 * * sun").MatchesDay(5, 1, 7));
+}
+
+TEST_CASE("cron rejects expressions that name no real day, as they would never fire") {
+  REQUIRE(ErrorOf("0 0 30 feb *") ==
+          "cron expression never fires: no month in \"feb\" has a day \"30\"");
+  REQUIRE_THAT(ErrorOf("0 0 31 apr,jun,sep,nov *"),
+               Contains("never fires") && Contains("\"apr,jun,sep,nov\"") && Contains("\"31\""));
+  REQUIRE_THAT(ErrorOf("0 0 30-31 2 *"), Contains("never fires"));
+  // 29 February comes every four (or eight) years; the 31st in some months.
+  REQUIRE(Parse("0 0 29 feb *").days_of_month[29]);
+  REQUIRE(Parse("0 0 31 * *").days_of_month[31]);
+  REQUIRE(Parse("0 0 30,31 feb,mar *").months[3]);
+  // With a day of the week too, the OR rule fires on that weekday anyway.
+  REQUIRE(Parse("0 0 30 feb mon").MatchesDay(2, 2, 1));
+}
+
 TEST_CASE("cron rejects the wrong number of fields") {
   std::string message = ErrorOf("* * * * * *");
   REQUIRE(message ==

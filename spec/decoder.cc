@@ -1,7 +1,5 @@
 #include "spec/decoder.h"
 
-#include <date/tz.h>
-
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -16,6 +14,7 @@
 #include "core/image_reference.h"
 #include "core/quantity.h"
 #include "core/suggestion.h"
+#include "core/wall_clock.h"
 
 namespace spec {
 namespace {
@@ -861,21 +860,8 @@ class Decoder {
   }
 
   void CheckTimezone(const Node& node, const std::string& path, const std::string& zone) {
-    try {
-      date::locate_zone(zone);
-    } catch (const std::runtime_error&) {
-      std::string message =
-          "unknown timezone " + Quote(zone) + " (an IANA name such as Europe/Paris or UTC)";
-      try {
-        std::vector<std::string> names;
-        for (const auto& known : date::get_tzdb().zones) names.push_back(std::string(known.name()));
-        if (auto suggestion = core::ClosestMatch(zone, names))
-          message += "; did you mean " + Quote(*suggestion) + "?";
-      } catch (const std::runtime_error&) {
-        message += "; the timezone database could not be read (install tzdata)";
-      }
-      Fail(node, path, message);
-    }
+    auto found = core::FindTimeZone(zone);
+    if (!found) Fail(node, path, found.error().message);
   }
 
   std::vector<GpuRequest> DecodeGpu(const Node& node, const std::string& path) {

@@ -158,6 +158,10 @@ TEST_CASE("web and schedule") {
        "functions.job.schedule.cron: hour 25 is out of range 0-23", 12},
       {"    schedule: {cron: \"0 9 * *\"}\n", "needs 5 fields", 12},
       {"    schedule: {cron: \"@every 5m\"}\n", "unknown macro", 12},
+      {"    schedule: {cron: \"0 0 30 feb *\"}\n",
+       "functions.job.schedule.cron: cron expression never fires: no month in \"feb\" has a day "
+       "\"30\"",
+       12},
       {"    schedule: {cron: \"0 9 * * 1\", timezone: Europe/Pariss}\n",
        "unknown timezone \"Europe/Pariss\" (an IANA name such as Europe/Paris or UTC); did you "
        "mean \"Europe/Paris\"?",

@@ -32,7 +32,11 @@ int main(int argc, char** argv) {
   toolchain::AddShowVerb(gantry, &exit_code);
   toolchain::AddBuildVerb(gantry, &exit_code);
   toolchain::AddCacheVerb(gantry, &exit_code);
+  toolchain::AddPushVerb(gantry, &exit_code);
+  toolchain::AddPullVerb(gantry, &exit_code);
+  toolchain::AddImageVerb(gantry, &exit_code);
   toolchain::AddAgentVerb(gantry, &exit_code);
+  toolchain::AddScheduleVerb(gantry, &exit_code);
 
   // Logging must be set before any verb runs: parse_complete_callback runs
   // after the whole command line is parsed and before the subcommand callbacks.

@@ -11,5 +11,9 @@ void AddShowVerb(CLI::App& gantry, int* exit_code);
 void AddBuildVerb(CLI::App& gantry, int* exit_code);
 void AddCacheVerb(CLI::App& gantry, int* exit_code);
 void AddAgentVerb(CLI::App& gantry, int* exit_code);
+void AddPushVerb(CLI::App& gantry, int* exit_code);
+void AddPullVerb(CLI::App& gantry, int* exit_code);
+void AddImageVerb(CLI::App& gantry, int* exit_code);
+void AddScheduleVerb(CLI::App& gantry, int* exit_code);
 
 }  // namespace toolchain

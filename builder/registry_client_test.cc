@@ -1,0 +1,268 @@
+// RegistryClient against a small in-process registry (cpp-httplib) that
+// speaks the Bearer token flow: tokens, their cache, platform choice,
+// redirected blobs and corrupted ones. The real registry is in
+// tests/registry_test.cc.
+
+#include "builder/registry_client.h"
+
+#include <httplib.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <map>
+#include <thread>
+
+#include "builder/image_manifest.h"
+#include "core/base64.h"
+#include "core/image_reference.h"
+#include "core/sha256.h"
+#include "tests/temp_dir.h"
+
+namespace {
+
+using nlohmann::json;
+
+class TestServer {
+ public:
+  TestServer() {
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~TestServer() {
+    server_.stop();
+    thread_.join();
+  }
+  httplib::Server& server() { return server_; }
+  std::string Domain() const { return "127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// A registry holding one image (team/app:v1, and an index team/app:multi
+// pointing at it for linux/amd64), whose API wants a Bearer token that its
+// /token endpoint gives to alice:secret. Layer blobs are served by a second
+// server on "localhost" through a redirect, as registries backed by object
+// stores do.
+struct FakeRegistry {
+  TestServer api;
+  TestServer blob_host;
+  std::map<std::string, std::string> blobs;  // digest -> content as served
+  std::string manifest;
+  std::string index;
+  std::string layer_digest;
+  std::atomic<int> tokens_given{0};
+  std::atomic<int> blob_gets{0};
+  std::atomic<bool> leaked_authorization{false};
+
+  static std::string Put(std::map<std::string, std::string>& blobs, const std::string& content) {
+    std::string digest = core::Sha256Digest(content);
+    blobs[digest] = content;
+    return digest;
+  }
+
+  explicit FakeRegistry(const std::string& layer_content = "layer bytes") {
+    std::string config =
+        json{{"architecture", "amd64"},
+             {"os", "linux"},
+             {"config", {{"Env", {"PATH=/bin"}}}},
+             {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + std::string(64, '1')}}}}}
+            .dump();
+    std::string config_digest = Put(blobs, config);
+    layer_digest = core::Sha256Digest("layer bytes");
+    blobs[layer_digest] = layer_content;  // what is served, corrupted or not
+    manifest = json{{"schemaVersion", 2},
+                    {"mediaType", builder::kOciManifestMediaType},
+                    {"config",
+                     {{"mediaType", builder::kOciConfigMediaType},
+                      {"digest", config_digest},
+                      {"size", config.size()}}},
+                    {"layers",
+                     {{{"mediaType", builder::kOciLayerGzipMediaType},
+                       {"digest", layer_digest},
+                       {"size", std::string("layer bytes").size()}}}}}
+                   .dump();
+    index = json{{"schemaVersion", 2},
+                 {"mediaType", builder::kOciIndexMediaType},
+                 {"manifests",
+                  {{{"mediaType", builder::kOciManifestMediaType},
+                    {"digest", "sha256:" + std::string(64, 'a')},
+                    {"size", 10},
+                    {"platform", {{"os", "linux"}, {"architecture", "arm64"}}}},
+                   {{"mediaType", builder::kOciManifestMediaType},
+                    {"digest", core::Sha256Digest(manifest)},
+                    {"size", manifest.size()},
+                    {"platform", {{"os", "linux"}, {"architecture", "amd64"}}}}}}}
+                .dump();
+
+    std::string realm = "http://" + api.Domain() + "/token";
+    api.server().Get(
+        "/token", [this](const httplib::Request& request, httplib::Response& response) {
+          if (request.get_header_value("Authorization") !=
+              "Basic " + core::Base64Encode("alice:secret")) {
+            response.status = 401;
+            return;
+          }
+          ++tokens_given;
+          response.set_content(
+              json{{"token", "token-" + std::to_string(tokens_given.load())}, {"expires_in", 300}}
+                  .dump(),
+              "application/json");
+        });
+    auto authorised = [this, realm](const httplib::Request& request, httplib::Response& response,
+                                    const std::string& repository) {
+      if (request.get_header_value("Authorization").rfind("Bearer token-", 0) == 0) return true;
+      response.status = 401;
+      response.set_header("WWW-Authenticate",
+                          "Bearer realm=\"" + realm +
+                              "\",service=\"fake\",scope=\"repository:" + repository + ":pull\"");
+      response.set_content(
+          R"({"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]})",
+          "application/json");
+      return false;
+    };
+    api.server().Get(
+        R"(/v2/(.+)/manifests/(.+))",
+        [this, authorised](const httplib::Request& request, httplib::Response& response) {
+          if (!authorised(request, response, request.matches[1])) return;
+          std::string reference = request.matches[2];
+          if (reference == "v1" || reference == core::Sha256Digest(manifest)) {
+            response.set_content(manifest, builder::kOciManifestMediaType);
+          } else if (reference == "multi") {
+            response.set_content(index, builder::kOciIndexMediaType);
+          } else {
+            response.status = 404;
+            response.set_content(
+                R"({"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]})",
+                "application/json");
+          }
+        });
+    api.server().Get(
+        R"(/v2/(.+)/blobs/(sha256:[0-9a-f]+))",
+        [this, authorised](const httplib::Request& request, httplib::Response& response) {
+          if (!authorised(request, response, request.matches[1])) return;
+          ++blob_gets;
+          std::string digest = request.matches[2];
+          if (digest == layer_digest) {
+            response.set_redirect("http://localhost:" + std::to_string(blob_host.port()) +
+                                      "/storage/" + digest + "?signature=s",
+                                  307);
+            return;
+          }
+          auto found = blobs.find(digest);
+          if (found == blobs.end()) {
+            response.status = 404;
+            return;
+          }
+          response.set_content(found->second, "application/octet-stream");
+        });
+    blob_host.server().Get(R"(/storage/(sha256:[0-9a-f]+))", [this](const httplib::Request& request,
+                                                                    httplib::Response& response) {
+      if (request.has_header("Authorization")) leaked_authorization = true;
+      response.set_content(blobs[request.matches[1]], "application/octet-stream");
+    });
+  }
+};
+
+builder::RegistryOptions Options(const std::string& password = "secret") {
+  builder::RegistryOptions options;
+  options.insecure = true;
+  options.credentials = builder::RegistryCredentials{"alice", password, "the test"};
+  options.first_backoff = std::chrono::milliseconds(1);
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE("RegistryClient pulls through the Bearer token flow, caching the token") {
+  FakeRegistry registry;
+  tests::TempDir dir;
+  auto store = builder::ContentStore::Open(dir.path() / "store");
+  REQUIRE(store.ok());
+  builder::RegistryClient client(registry.api.Domain(), Options());
+  auto reference = core::ParseImageReference(registry.api.Domain() + "/team/app:v1").value();
+  auto pulled = client.Pull(reference, builder::HostPlatform(), *store, "app");
+  INFO((pulled.ok() ? "" : pulled.error().message));
+  REQUIRE(pulled.ok());
+  CHECK(pulled->manifest.digest == core::Sha256Digest(registry.manifest));
+  CHECK(pulled->blobs_downloaded == 2);
+  CHECK(registry.tokens_given == 1);           // one token for the scope, reused for every request
+  CHECK_FALSE(registry.leaked_authorization);  // the redirected blob got no token
+  auto image = builder::ReadStoredImage(*store, pulled->manifest.digest);
+  REQUIRE(image.ok());
+  CHECK(store->HasBlob(registry.layer_digest));
+  CHECK(store->Find("app").value()->digest == pulled->manifest.digest);
+
+  // Again: every blob is there, none fetched.
+  int gets = registry.blob_gets;
+  auto again = client.Pull(reference, builder::HostPlatform(), *store, "app");
+  REQUIRE(again.ok());
+  CHECK(again->blobs_downloaded == 0);
+  CHECK(again->blobs_present == 2);
+  CHECK(registry.blob_gets == gets);
+}
+
+TEST_CASE("RegistryClient picks the platform's manifest from an index") {
+  FakeRegistry registry;
+  tests::TempDir dir;
+  auto store = builder::ContentStore::Open(dir.path() / "store").value();
+  builder::RegistryClient client(registry.api.Domain(), Options());
+  auto reference = core::ParseImageReference(registry.api.Domain() + "/team/app:multi").value();
+  auto pulled = client.Pull(reference, {"linux", "amd64", ""}, store, "multi");
+  INFO((pulled.ok() ? "" : pulled.error().message));
+  REQUIRE(pulled.ok());
+  CHECK(pulled->manifest.digest == core::Sha256Digest(registry.manifest));
+  auto other = client.Pull(reference, {"linux", "riscv64", ""}, store, "multi-riscv");
+  REQUIRE_FALSE(other.ok());
+  CHECK(other.error().message.find("no manifest for linux/riscv64 (it has linux/arm64/v8, "
+                                   "linux/amd64)") != std::string::npos);
+  auto missing =
+      client.Pull(core::ParseImageReference(registry.api.Domain() + "/team/app:v9").value(),
+                  builder::HostPlatform(), store, "v9");
+  REQUIRE_FALSE(missing.ok());
+  CHECK(missing.error().code == core::ErrorCode::kNotFound);
+  CHECK(missing.error().message.find("MANIFEST_UNKNOWN") != std::string::npos);
+}
+
+TEST_CASE("RegistryClient names a refused user and never the password") {
+  FakeRegistry registry;
+  tests::TempDir dir;
+  auto store = builder::ContentStore::Open(dir.path() / "store").value();
+  builder::RegistryClient client(registry.api.Domain(), Options("wrong-password"));
+  auto reference = core::ParseImageReference(registry.api.Domain() + "/team/app:v1").value();
+  auto pulled = client.Pull(reference, builder::HostPlatform(), store, "app");
+  REQUIRE_FALSE(pulled.ok());
+  CHECK(pulled.error().message.find("refused the credentials of user alice (from the test)") !=
+        std::string::npos);
+  CHECK(pulled.error().message.find("wrong-password") == std::string::npos);
+}
+
+TEST_CASE("RegistryClient rejects a corrupted blob and keeps nothing of it") {
+  FakeRegistry registry("LAYER BYTES");  // same size, other bytes
+  tests::TempDir dir;
+  auto store = builder::ContentStore::Open(dir.path() / "store").value();
+  builder::RegistryClient client(registry.api.Domain(), Options());
+  auto reference = core::ParseImageReference(registry.api.Domain() + "/team/app:v1").value();
+  auto pulled = client.Pull(reference, builder::HostPlatform(), store, "app");
+  REQUIRE_FALSE(pulled.ok());
+  CHECK(pulled.error().message.find("does not match its digest") != std::string::npos);
+  CHECK_FALSE(store.HasBlob(registry.layer_digest));
+  CHECK(std::filesystem::is_empty(store.PrivateDir() / "tmp"));
+  CHECK_FALSE(store.Find("app").value().has_value());
+}
+
+TEST_CASE("IsInsecureRegistry: loopback and GANTRY_INSECURE_REGISTRIES") {
+  CHECK(builder::IsInsecureRegistry("127.0.0.1:5000"));
+  CHECK(builder::IsInsecureRegistry("localhost"));
+  CHECK(builder::IsInsecureRegistry("[::1]:5000"));
+  CHECK_FALSE(builder::IsInsecureRegistry("registry.example.com"));
+  setenv("GANTRY_INSECURE_REGISTRIES", "registry.lan:5000, other.lan", 1);
+  CHECK(builder::IsInsecureRegistry("registry.lan:5000"));
+  CHECK(builder::IsInsecureRegistry("other.lan:443"));
+  CHECK_FALSE(builder::IsInsecureRegistry("registry.lan:5001"));
+  unsetenv("GANTRY_INSECURE_REGISTRIES");
+}

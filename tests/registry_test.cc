@@ -1,0 +1,383 @@
+// `gantry push`, `gantry pull` and `from: REF` end to end against the CNCF
+// distribution registry (Debian's docker-registry) on loopback, open and
+// behind htpasswd auth, with skopeo as the independent other side; and a
+// corrupted blob served by a test server.
+
+#include <httplib.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include "builder/content_store.h"
+#include "builder/registry_client.h"
+#include "core/sha256.h"
+#include "tests/busybox_image.h"
+#include "tests/docker_registry.h"
+#include "tests/gantry_command.h"
+#include "tests/temp_dir.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using tests::CommandOutput;
+using tests::DockerRegistry;
+using tests::RunGantry;
+using tests::RunProcess;
+using tests::TempDir;
+
+namespace {
+
+std::string Read(const fs::path& path) {
+  std::ifstream stream(path, std::ios::binary);
+  std::ostringstream text;
+  text << stream.rdbuf();
+  return text.str();
+}
+
+// The manifest digest index.json of an OCI layout gives `name`.
+std::string LayoutDigest(const fs::path& layout, const std::string& name) {
+  json index = json::parse(Read(layout / "index.json"), nullptr, false);
+  if (!index.is_object()) return "";
+  for (const json& manifest : index.value("manifests", json::array())) {
+    if (manifest.value("annotations", json::object())
+            .value("org.opencontainers.image.ref.name", "") == name)
+      return manifest.value("digest", "");
+  }
+  return "";
+}
+
+CommandOutput CheckLayout(const fs::path& layout) {
+  return RunProcess(
+      {"/usr/bin/python3", std::string(GANTRY_SOURCE_DIR) + "/tests/oci_layout_check.py",
+       std::string(GANTRY_SOURCE_DIR) + "/../shared/oci-image-spec-schemas", layout.string()});
+}
+
+std::unique_ptr<DockerRegistry> StartRegistry(const fs::path& dir,
+                                              std::optional<DockerRegistry::Login> login = {}) {
+  auto registry = DockerRegistry::Start(dir, std::move(login));
+  INFO((registry.ok() ? "" : registry.error().message));
+  REQUIRE(registry.ok());
+  return std::move(registry).value();
+}
+
+// A busybox image `box` built by gantry into `store`; its manifest digest.
+std::string BuildBox(const TempDir& work, const fs::path& store) {
+  auto digest = tests::BuildBusyboxImage(GANTRY_BINARY, work.path(), store);
+  INFO((digest.ok() ? "" : digest.error().message));
+  REQUIRE(digest.ok());
+  return *digest;
+}
+
+int Count(const std::string& text, const std::regex& pattern) {
+  return static_cast<int>(std::distance(std::sregex_iterator(text.begin(), text.end(), pattern),
+                                        std::sregex_iterator()));
+}
+
+bool CanTest() {
+  if (!tests::HasDockerRegistry()) {
+    WARN("docker-registry is not installed (apt-get install docker-registry): skipped");
+    return false;
+  }
+  if (!tests::CanRunContainers()) {
+    WARN("building the busybox image needs root and /bin/busybox: skipped");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "gantry push: skopeo copies the image back with the same digest, and a second push uploads "
+    "no blob") {
+  if (!CanTest()) return;
+  TempDir work, registry_dir, back;
+  auto registry = StartRegistry(registry_dir.path());
+  fs::path store = work.path() / "store";
+  std::string built = BuildBox(work, store);
+  fs::path spec = work.path() / "context" / "app.yaml";
+
+  CommandOutput pushed = RunGantry({"push", spec.string(), "--to", registry->domain() + "/team",
+                                    "--store", store.string(), "--tag", "v1"});
+  INFO(pushed.err << registry->Log());
+  REQUIRE(pushed.exit_code == 0);
+  CHECK(pushed.out == registry->domain() + "/team/box@" + built + "\n");
+  CHECK(pushed.err.find("box: pushed " + registry->domain() + "/team/box:v1: 3 blobs uploaded") !=
+        std::string::npos);
+  int uploads = registry->CompletedUploads();
+  CHECK(uploads == 3);  // two layers and the config
+
+  // skopeo, the other side: the manifest it reads is the one gantry pushed, byte for byte.
+  CommandOutput copied = RunProcess({"skopeo", "copy", "--src-tls-verify=false",
+                                     "docker://" + registry->domain() + "/team/box:v1",
+                                     "oci:" + (back.path() / "layout").string() + ":box"});
+  INFO(copied.err);
+  REQUIRE(copied.exit_code == 0);
+  CHECK(LayoutDigest(back.path() / "layout", "box") == built);
+  CommandOutput checked = CheckLayout(back.path() / "layout");
+  INFO(checked.out << checked.err);
+  CHECK(checked.exit_code == 0);
+
+  // Again: the registry has every blob (HEAD), nothing is uploaded.
+  CommandOutput again = RunGantry({"push", spec.string(), "--to", registry->domain() + "/team",
+                                   "--store", store.string(), "--tag", "v1", "--no-build"});
+  INFO(again.err);
+  REQUIRE(again.exit_code == 0);
+  CHECK(again.out == pushed.out);
+  CHECK(again.err.find("0 blobs uploaded (0 B), 0 mounted, 3 already there") != std::string::npos);
+  CHECK(registry->CompletedUploads() == uploads);
+}
+
+TEST_CASE("gantry push mounts blobs another image of the push already put in the registry") {
+  if (!CanTest()) return;
+  TempDir work, registry_dir;
+  auto registry = StartRegistry(registry_dir.path());
+  fs::create_directories(work.path() / "bin");
+  fs::copy_file("/bin/busybox", work.path() / "bin" / "busybox");
+  std::ofstream(work.path() / "app.yaml") << R"(app: twins
+images:
+  one:
+    from: scratch
+    steps:
+      - copy: {src: ./bin, dst: /bin}
+      - env: {WHO: one}
+  two:
+    from: scratch
+    steps:
+      - copy: {src: ./bin, dst: /bin}
+      - env: {WHO: two}
+)";
+  CommandOutput pushed =
+      RunGantry({"push", (work.path() / "app.yaml").string(), "--to", registry->domain() + "/ns",
+                 "--store", (work.path() / "store").string()},
+                {"SOURCE_DATE_EPOCH=0"});
+  INFO(pushed.err << registry->Log());
+  REQUIRE(pushed.exit_code == 0);
+  // The layer is uploaded once, for `one`, and mounted into `two`; the configs differ.
+  CHECK(pushed.err.find("one: pushed " + registry->domain() + "/ns/one:latest: 2 blobs uploaded") !=
+        std::string::npos);
+  CHECK(pushed.err.find("two: pushed " + registry->domain() + "/ns/two:latest: 1 blob uploaded") !=
+        std::string::npos);
+  CHECK(pushed.err.find("1 mounted") != std::string::npos);
+  CHECK(registry->CompletedUploads() == 3);
+  CHECK(Count(pushed.out, std::regex(registry->domain() + "/ns/(one|two)@sha256:[0-9a-f]{64}\n")) ==
+        2);
+}
+
+TEST_CASE(
+    "gantry pull takes images skopeo pushed, OCI and Docker schema 2, and from: builds on "
+    "them") {
+  if (!CanTest()) return;
+  TempDir work, registry_dir, pulled;
+  auto registry = StartRegistry(registry_dir.path());
+  fs::path store = work.path() / "store";
+  std::string built = BuildBox(work, store);
+  for (const char* format : {"oci", "v2s2"}) {
+    CommandOutput copied = RunProcess({"skopeo", "copy", "--dest-tls-verify=false", "--format",
+                                       format, "oci:" + store.string() + ":box",
+                                       "docker://" + registry->domain() + "/skopeo/box:" + format});
+    INFO(copied.err);
+    REQUIRE(copied.exit_code == 0);
+  }
+  const std::string reference = registry->domain() + "/skopeo/box:oci";
+  CommandOutput pull =
+      RunGantry({"pull", reference, "--store", (pulled.path() / "store").string()});
+  INFO(pull.err);
+  REQUIRE(pull.exit_code == 0);
+  CHECK(pull.out == reference + " " + built + "\n");  // skopeo kept the manifest as it was
+  CHECK(pull.err.find("3 blobs downloaded") != std::string::npos);
+  CommandOutput checked = CheckLayout(pulled.path() / "store");
+  INFO(checked.out << checked.err);
+  CHECK(checked.exit_code == 0);
+
+  // Docker's media types: the manifest is stored as the registry has it.
+  const std::string docker_reference = registry->domain() + "/skopeo/box:v2s2";
+  CommandOutput raw = RunProcess(
+      {"skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + docker_reference});
+  REQUIRE(raw.exit_code == 0);
+  CHECK(raw.out.find("application/vnd.docker.distribution.manifest.v2+json") != std::string::npos);
+  CommandOutput docker_pull =
+      RunGantry({"pull", docker_reference, "--store", (pulled.path() / "store").string()});
+  INFO(docker_pull.err);
+  REQUIRE(docker_pull.exit_code == 0);
+  CHECK(docker_pull.out == docker_reference + " " + core::Sha256Digest(raw.out) + "\n");
+  // Same layers, different manifest and config media types: only those two are new.
+  CHECK(docker_pull.err.find("already stored") != std::string::npos);
+
+  CommandOutput listed = RunGantry({"image", "ls", "--store", (pulled.path() / "store").string()});
+  REQUIRE(listed.exit_code == 0);
+  CHECK(listed.out.find(reference) != std::string::npos);
+  CHECK(listed.out.find(built) != std::string::npos);
+  CHECK(listed.out.find(docker_reference) != std::string::npos);
+
+  // from: a registry reference, pulled into the build's store.
+  fs::create_directories(work.path() / "derived");
+  std::ofstream(work.path() / "derived" / "hello.txt") << "hello\n";
+  std::ofstream(work.path() / "derived" / "app.yaml")
+      << "app: derived\nimages:\n  web:\n    from: " << docker_reference
+      << "\n    steps:\n      - copy: {src: ./hello.txt, dst: /srv/hello.txt}\n";
+  fs::path derived_store = work.path() / "derived-store";
+  CommandOutput derived = RunGantry({"build", (work.path() / "derived" / "app.yaml").string(),
+                                     "--output", derived_store.string()});
+  INFO(derived.err);
+  REQUIRE(derived.exit_code == 0);
+  CHECK(LayoutDigest(derived_store, docker_reference) == core::Sha256Digest(raw.out));
+  CommandOutput derived_checked = CheckLayout(derived_store);
+  INFO(derived_checked.out << derived_checked.err);
+  // The pulled Docker manifest is outside the OCI schemas' media types; the built image is OCI.
+  std::string web = LayoutDigest(derived_store, "web");
+  REQUIRE_FALSE(web.empty());
+  json manifest = json::parse(Read(derived_store / "blobs" / "sha256" / web.substr(7)));
+  REQUIRE(manifest["layers"].size() == 3);
+  for (const json& layer : manifest["layers"])
+    CHECK(layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip");
+  // A rebuild uses the stored base: the registry is not asked again.
+  registry.reset();
+  CommandOutput offline = RunGantry({"build", (work.path() / "derived" / "app.yaml").string(),
+                                     "--output", derived_store.string(), "-q"});
+  INFO(offline.err);
+  CHECK(offline.exit_code == 0);
+  CHECK(offline.out.find(web) != std::string::npos);
+}
+
+TEST_CASE(
+    "behind htpasswd auth: credentials from the environment or the docker config, and a wrong "
+    "password is one clear error") {
+  if (!CanTest()) return;
+  TempDir work, registry_dir, home, pulled;
+  auto registry = StartRegistry(registry_dir.path(), DockerRegistry::Login{"alice", "s3cret-pw"});
+  fs::path store = work.path() / "store";
+  std::string built = BuildBox(work, store);
+  fs::path spec = work.path() / "context" / "app.yaml";
+  std::vector<std::string> push = {
+      "push",    spec.string(),  "--to",      registry->domain() + "/team",
+      "--store", store.string(), "--no-build"};
+  std::string no_home = "HOME=" + home.path().string();
+
+  CommandOutput anonymous = RunGantry(push, {no_home});
+  CHECK(anonymous.exit_code == 1);
+  CHECK(anonymous.err.find("the registry requires authentication") != std::string::npos);
+
+  CommandOutput wrong = RunGantry(
+      push, {no_home, "GANTRY_REGISTRY_USER=alice", "GANTRY_REGISTRY_PASSWORD=not-the-password"});
+  CHECK(wrong.exit_code == 1);
+  CHECK(wrong.err.find(registry->domain() +
+                       ": the registry refused the credentials of user alice (from "
+                       "GANTRY_REGISTRY_USER)") != std::string::npos);
+  CHECK(wrong.err.find("not-the-password") == std::string::npos);
+  CHECK(std::count(wrong.err.begin(), wrong.err.end(), '\n') == 1);
+
+  CommandOutput right = RunGantry(
+      push, {no_home, "GANTRY_REGISTRY_USER=alice", "GANTRY_REGISTRY_PASSWORD=s3cret-pw"});
+  INFO(right.err);
+  REQUIRE(right.exit_code == 0);
+  CHECK(right.out == registry->domain() + "/team/box@" + built + "\n");
+
+  // ~/.docker/config.json, as docker login writes it.
+  fs::create_directories(home.path() / ".docker");
+  std::ofstream(home.path() / ".docker" / "config.json")
+      << R"({"auths": {")" << registry->domain() << R"(": {"auth": "YWxpY2U6czNjcmV0LXB3"}}})";
+  CommandOutput pull = RunGantry({"pull", registry->domain() + "/team/box:latest", "--store",
+                                  (pulled.path() / "store").string()},
+                                 {no_home});
+  INFO(pull.err);
+  REQUIRE(pull.exit_code == 0);
+  CHECK(pull.out == registry->domain() + "/team/box:latest " + built + "\n");
+}
+
+TEST_CASE("gantry pull rejects a corrupted blob and keeps nothing of it") {
+  // A registry that serves a manifest whose layer's bytes are not the ones its digest names.
+  std::string layer = "the layer as it was pushed";
+  std::string layer_digest = core::Sha256Digest(layer);
+  std::string config = json{{"architecture", "amd64"},
+                            {"os", "linux"},
+                            {"rootfs", {{"type", "layers"}, {"diff_ids", {layer_digest}}}}}
+                           .dump();
+  std::string manifest = json{{"schemaVersion", 2},
+                              {"mediaType", "application/vnd.oci.image.manifest.v1+json"},
+                              {"config",
+                               {{"mediaType", "application/vnd.oci.image.config.v1+json"},
+                                {"digest", core::Sha256Digest(config)},
+                                {"size", config.size()}}},
+                              {"layers",
+                               {{{"mediaType", "application/vnd.oci.image.layer.v1.tar+gzip"},
+                                 {"digest", layer_digest},
+                                 {"size", layer.size()}}}}}
+                             .dump();
+  httplib::Server server;
+  server.Get("/v2/", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content("{}", "application/json");
+  });
+  server.Get("/v2/bad/img/manifests/latest",
+             [&](const httplib::Request&, httplib::Response& response) {
+               response.set_content(manifest, "application/vnd.oci.image.manifest.v1+json");
+             });
+  server.Get(R"(/v2/bad/img/blobs/(sha256:[0-9a-f]+))",
+             [&](const httplib::Request& request, httplib::Response& response) {
+               if (request.matches[1] == core::Sha256Digest(config)) {
+                 response.set_content(config, "application/octet-stream");
+               } else {
+                 std::string corrupted = layer;
+                 corrupted[3] ^= 0x20;  // one bit flipped in transit
+                 response.set_content(corrupted, "application/octet-stream");
+               }
+             });
+  int port = server.bind_to_any_port("127.0.0.1");
+  std::thread thread([&] { server.listen_after_bind(); });
+  while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+
+  TempDir pulled;
+  fs::path store = pulled.path() / "store";
+  CommandOutput pull = RunGantry(
+      {"pull", "127.0.0.1:" + std::to_string(port) + "/bad/img:latest", "--store", store.string()});
+  server.stop();
+  thread.join();
+  INFO(pull.err);
+  CHECK(pull.exit_code == 1);
+  CHECK(pull.err.find("blob " + layer_digest + " of bad/img does not match its digest") !=
+        std::string::npos);
+  CHECK_FALSE(fs::exists(store / "blobs" / "sha256" / layer_digest.substr(7)));
+  CHECK(fs::is_empty(store / ".gantry" / "tmp"));
+  CHECK(LayoutDigest(store, "127.0.0.1:" + std::to_string(port) + "/bad/img:latest").empty());
+}
+
+TEST_CASE("RegistryClient uploads large blobs in PATCH chunks the registry accepts") {
+  if (!CanTest()) return;
+  TempDir work, registry_dir, back;
+  auto registry = StartRegistry(registry_dir.path());
+  fs::path store_path = work.path() / "store";
+  std::string built = BuildBox(work, store_path);
+  auto store = builder::ContentStore::OpenExisting(store_path);
+  REQUIRE(store.ok());
+  builder::RegistryOptions options;
+  options.insecure = true;
+  options.monolithic_limit = 4096;  // busybox's layer (about 1 MiB) goes in 64 KiB chunks
+  options.chunk_bytes = 64 * 1024;
+  builder::RegistryClient client(registry->domain(), options);
+  std::uint64_t last_done = 0;
+  int reports = 0;
+  auto pushed = client.Push(*store, built, "chunked/box", "v1",
+                            [&](const builder::TransferProgress& progress) {
+                              last_done = progress.done;
+                              ++reports;
+                            });
+  INFO((pushed.ok() ? "" : pushed.error().message) << registry->Log());
+  REQUIRE(pushed.ok());
+  CHECK(pushed->reference == registry->domain() + "/chunked/box@" + built);
+  CHECK(pushed->blobs_uploaded == 3);
+  CHECK(reports > 10);
+  CHECK(last_done > 0);
+  std::string log = registry->Log();
+  CHECK(Count(log, std::regex(
+                       R"re("PATCH /v2/chunked/box/blobs/uploads/[^ ]* HTTP/1\.1" 202 )re")) > 10);
+  CommandOutput copied = RunProcess({"skopeo", "copy", "--src-tls-verify=false",
+                                     "docker://" + registry->domain() + "/chunked/box:v1",
+                                     "oci:" + (back.path() / "layout").string() + ":box"});
+  INFO(copied.err);
+  REQUIRE(copied.exit_code == 0);
+  CHECK(LayoutDigest(back.path() / "layout", "box") == built);
+}
