@@ -118,6 +118,7 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
       options, std::move(host).value(), std::move(limits), std::move(gpus).value(),
       std::move(secrets).value(), std::move(records).value(), std::move(store).value(), *version));
   if (auto recovered = agent->Recover(); !recovered.ok()) return recovered.error();
+  agent->scheduler_->Start();
   return agent;
 }
 
@@ -145,10 +146,29 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
                                     ContainersDir(options_.data_dir),
                                     CallsDir(options_.data_dir)};
   calls_ = std::make_unique<CallRunner>(container_parts_);
+  Scheduler::Hooks hooks;
+  hooks.now = [] {
+    return std::chrono::time_point_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now());
+  };
+  hooks.run = [this](const ScheduledJob& job, ScheduleFire* fire) -> core::Status {
+    CallRequest request;
+    auto call = calls_->Submit(job.app, job.function, request, fire);
+    if (!call) return call.error();
+    calls_->RunInBackground(std::move(call).value(), job.prepared, request);
+    return core::Ok{};
+  };
+  hooks.unfinished = [this](const std::string& call_id) {
+    auto call = records_->FindCall(call_id);
+    return call && *call && !IsFinished((*call)->state);
+  };
+  hooks.cancel = [this](const std::string& call_id) { calls_->Cancel(call_id); };
+  scheduler_ = std::make_unique<Scheduler>(records_.get(), std::move(hooks));
 }
 
 Agent::~Agent() {
   Shutdown();
+  scheduler_.reset();
   calls_.reset();
 }
 
@@ -161,6 +181,7 @@ void Agent::Shutdown() {
     web.swap(web_);
     retiring.swap(retiring_);
   }
+  scheduler_->Stop();
   // All are told first, so that their containers stop together.
   for (auto& [key, function] : web) function->Stop();
   for (auto& function : retiring) function->Stop();
@@ -352,6 +373,20 @@ void Agent::RefreshProblems() {
     }
   }
   SyncWebFunctions();
+  SyncSchedules();
+}
+
+void Agent::SyncSchedules() {
+  std::vector<ScheduledJob> jobs;
+  for (const auto& [app_name, app] : desired_.apps) {
+    for (const auto& [name, function] : app.functions) {
+      if (!function.schedule || problems_.count(FunctionKey(app_name, name))) continue;
+      auto prepared = PrepareFunction(app_name, function);
+      if (!prepared) continue;
+      jobs.push_back({app_name, name, *function.schedule, std::move(prepared).value()});
+    }
+  }
+  scheduler_->Set(std::move(jobs));
 }
 
 void Agent::SyncWebFunctions() {
@@ -440,6 +475,7 @@ json Agent::Status() const {
           {"queued_calls", queued},
           {"schedulable", problems == problems_.end()},
           {"errors", problems == problems_.end() ? json::array() : json(problems->second)}};
+      if (function.schedule) status["schedule"] = scheduler_->Status(app_name, name);
       if (auto serving = web_.find(FunctionKey(app_name, name)); serving != web_.end()) {
         json web = serving->second->Status();
         status["running_containers"] = web["containers"]["ready"];

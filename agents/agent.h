@@ -18,6 +18,7 @@
 #include "agents/host_limits.h"
 #include "agents/image_layers.h"
 #include "agents/runc_runtime.h"
+#include "agents/scheduler.h"
 #include "agents/secret_box.h"
 #include "agents/web_function.h"
 #include "core/result.h"
@@ -112,6 +113,8 @@ class Agent {
   /// gone. Needs mutex_ held.
   void RefreshProblems();
   void SyncWebFunctions();
+  /// Gives the scheduler the scheduled job functions that can run here.
+  void SyncSchedules();
   /// Why a function cannot run here, if it cannot.
   std::vector<std::string> CheckFunction(const std::string& app,
                                          const FunctionState& function) const;
@@ -132,6 +135,7 @@ class Agent {
   FunctionLogs logs_;
   ContainerParts container_parts_;
   std::unique_ptr<CallRunner> calls_;
+  std::unique_ptr<Scheduler> scheduler_;
 
   mutable std::mutex mutex_;  // guards desired_ and problems_
   DesiredState desired_;

@@ -91,6 +91,13 @@ CREATE TABLE IF NOT EXISTS calls (
   request TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, created_ms);
+CREATE TABLE IF NOT EXISTS schedule_fires (
+  app TEXT NOT NULL,
+  function TEXT NOT NULL,
+  last_fire_ms INTEGER NOT NULL,
+  last_call TEXT NOT NULL,
+  PRIMARY KEY (app, function)
+);
 )sql";
 
 constexpr char kCallColumns[] =
@@ -171,8 +178,11 @@ core::Result<std::optional<StoredDesired>> AgentRecords::LoadDesired() {
   return std::optional<StoredDesired>();
 }
 
-core::Status AgentRecords::SaveCall(const CallRecord& call) {
+core::Status AgentRecords::SaveCall(const CallRecord& call, const ScheduleFire* fire) {
   std::lock_guard lock(mutex_);
+  if (fire) {
+    if (auto begun = Execute("BEGIN IMMEDIATE"); !begun.ok()) return begun.error();
+  }
   Statement::Value exit_code = nullptr;
   if (call.exit_code) exit_code = std::int64_t{*call.exit_code};
   Statement statement(
@@ -182,7 +192,41 @@ core::Status AgentRecords::SaveCall(const CallRecord& call) {
       {call.id, call.app, call.function, std::string(CallStateName(call.state)),
        std::int64_t{call.attempts}, exit_code, call.error, call.created_ms, call.started_ms,
        call.finished_ms, call.request});
-  return statement.Run("cannot save call " + call.id);
+  core::Status saved = statement.Run("cannot save call " + call.id);
+  if (!fire) return saved;
+  if (saved.ok()) saved = SaveFireLocked(*fire);
+  if (!saved.ok()) {
+    (void)Execute("ROLLBACK");
+    return saved;
+  }
+  return Execute("COMMIT");
+}
+
+core::Status AgentRecords::SaveFireLocked(const ScheduleFire& fire) {
+  Statement statement(db_,
+                      "INSERT OR REPLACE INTO schedule_fires (app, function, last_fire_ms, "
+                      "last_call) VALUES (?, ?, ?, ?)",
+                      {fire.app, fire.function, fire.last_fire_ms, fire.last_call});
+  return statement.Run("cannot save the schedule of " + fire.app + "/" + fire.function);
+}
+
+core::Status AgentRecords::SaveScheduleFire(const ScheduleFire& fire) {
+  std::lock_guard lock(mutex_);
+  return SaveFireLocked(fire);
+}
+
+core::Result<std::optional<ScheduleFire>> AgentRecords::FindScheduleFire(
+    const std::string& app, const std::string& function) {
+  std::lock_guard lock(mutex_);
+  Statement row(db_,
+                "SELECT last_fire_ms, last_call FROM schedule_fires WHERE app = ? AND function = ?",
+                {app, function});
+  std::optional<core::Error> error;
+  if (row.Next(&error, "cannot read the schedule of " + app + "/" + function)) {
+    return std::optional<ScheduleFire>(ScheduleFire{app, function, row.Integer(0), row.Text(1)});
+  }
+  if (error) return *error;
+  return std::optional<ScheduleFire>();
 }
 
 core::Result<std::optional<CallRecord>> AgentRecords::FindCall(const std::string& id) {

@@ -41,10 +41,20 @@ struct StoredDesired {
   std::string document;
 };
 
+/// Where one schedule has got to: the newest due time it has dealt with (run
+/// or skipped) and the call of its last run. Saved with that call, in one
+/// transaction, so that a restart neither repeats a run nor loses one.
+struct ScheduleFire {
+  std::string app;
+  std::string function;
+  std::int64_t last_fire_ms = 0;  // Unix epoch milliseconds
+  std::string last_call;          // "" before its first run
+};
+
 /// The agent's durable records: one SQLite database, DATA_DIR/agent.db, in
 /// WAL mode with synchronous=FULL, so that a record written before a crash
 /// (kill -9 or power loss) is there after it. It holds the desired state
-/// and every job call. Safe to use from several threads. The schema is in agents/README.md.
+/// and every job call, and where each schedule has got to. Safe to use from several threads. The schema is in agents/README.md.
 class AgentRecords {
  public:
   static core::Result<std::unique_ptr<AgentRecords>> Open(const std::filesystem::path& file);
@@ -55,8 +65,12 @@ class AgentRecords {
   core::Status SaveDesired(const StoredDesired& desired);
   core::Result<std::optional<StoredDesired>> LoadDesired();
 
-  /// Inserts the call, or replaces the record of the same id.
-  core::Status SaveCall(const CallRecord& call);
+  /// Inserts the call, or replaces the record of the same id; with `fire`,
+  /// saves that too, in the same transaction.
+  core::Status SaveCall(const CallRecord& call, const ScheduleFire* fire = nullptr);
+  core::Status SaveScheduleFire(const ScheduleFire& fire);
+  core::Result<std::optional<ScheduleFire>> FindScheduleFire(const std::string& app,
+                                                             const std::string& function);
   core::Result<std::optional<CallRecord>> FindCall(const std::string& id);
   /// Calls not finished (queued or running), oldest first.
   core::Result<std::vector<CallRecord>> UnfinishedCalls();
@@ -64,6 +78,7 @@ class AgentRecords {
  private:
   explicit AgentRecords(sqlite3* db) : db_(db) {}
   core::Status Execute(const std::string& sql);
+  core::Status SaveFireLocked(const ScheduleFire& fire);  // mutex_ held
 
   sqlite3* db_;
   std::mutex mutex_;

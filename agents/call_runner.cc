@@ -102,7 +102,7 @@ std::pair<int, int> CallRunner::Load(const std::string& app, const std::string& 
 }
 
 core::Result<CallRecord> CallRunner::Submit(const std::string& app, const std::string& function,
-                                            const CallRequest& request) {
+                                            const CallRequest& request, ScheduleFire* fire) {
   auto id = core::RandomHex(12);
   if (!id) return id.error();
   CallRecord call;
@@ -119,7 +119,8 @@ core::Result<CallRecord> CallRunner::Submit(const std::string& app, const std::s
                        "cannot create the folder of " + call.id + ": " + error.message(),
                        {}};
   }
-  if (auto saved = parts_.records->SaveCall(call); !saved.ok()) return saved.error();
+  if (fire) fire->last_call = call.id;
+  if (auto saved = parts_.records->SaveCall(call, fire); !saved.ok()) return saved.error();
   return call;
 }
 
@@ -134,6 +135,14 @@ CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
     });
     if (stopping_) return call;  // still queued: the next start runs it
     ++slots.serving;
+    if (Cancelled(call.id)) {
+      slots.changed.notify_all();
+      call.state = CallState::kInterrupted;
+      call.error = "replaced by a newer run of its schedule";
+      call.finished_ms = NowMs();
+      Save(call);
+      return call;
+    }
     ++slots.running;
   }
   slots.changed.notify_all();
@@ -169,6 +178,18 @@ CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
   call.finished_ms = NowMs();
   Save(call);
   return call;
+}
+
+bool CallRunner::Cancelled(const std::string& call_id) {
+  std::lock_guard lock(mutex_);
+  return cancelled_.count(call_id) > 0;
+}
+
+void CallRunner::Cancel(const std::string& call_id) {
+  std::lock_guard lock(mutex_);
+  cancelled_.insert(call_id);
+  // A running attempt sees its flag within 20 ms: SIGTERM, grace, SIGKILL.
+  if (auto flag = stop_flags_.find(call_id); flag != stop_flags_.end()) *flag->second = true;
 }
 
 void CallRunner::Shutdown() {
@@ -217,6 +238,11 @@ void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
     if (stopping_) {
       call->state = CallState::kInterrupted;
       call->error = "the agent stopped while the call was running";
+      return;
+    }
+    if (Cancelled(call->id)) {
+      call->state = CallState::kInterrupted;
+      call->error = "replaced by a newer run of its schedule";
       return;
     }
     call->exit_code = exit->exit_code;
@@ -288,6 +314,14 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Pr
       result = written.error();
     } else {
       RunOptions options;
+      std::shared_ptr<std::atomic<bool>> stop;
+      {
+        std::lock_guard lock(mutex_);
+        auto& flag = stop_flags_[call.id];
+        if (!flag) flag = std::make_shared<std::atomic<bool>>(cancelled_.count(call.id) > 0);
+        stop = flag;
+      }
+      options.stop = stop.get();
       options.stdin_data = request.stdin_data;
       options.stdout_file = StdoutPath(call.id);
       options.stderr_file = StderrPath(call.id);
@@ -302,6 +336,7 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Pr
                          : parts_.runtime->Run(dir, container_id, options);
       std::lock_guard lock(mutex_);
       running_containers_.erase(container_id);
+      stop_flags_.erase(call.id);
     }
   }
   if (auto removed = root->Remove(); !removed.ok()) {

@@ -53,9 +53,11 @@ class CallRunner {
   /// Waits for the calls started in the background.
   ~CallRunner();
 
-  /// Records a new queued call and returns it (with its id).
+  /// Records a new queued call and returns it (with its id). A scheduled
+  /// run gives its schedule's new state, `fire`, saved with the call in one
+  /// transaction (its last_call set to the new call's id).
   core::Result<CallRecord> Submit(const std::string& app, const std::string& function,
-                                  const CallRequest& request);
+                                  const CallRequest& request, ScheduleFire* fire = nullptr);
   /// Runs a submitted call to its end, in this thread; returns its final record.
   CallRecord Run(CallRecord call, const PreparedFunction& job, const CallRequest& request);
   /// Runs a submitted call on a thread of its own.
@@ -65,6 +67,11 @@ class CallRunner {
   /// next start) and stops running containers (SIGTERM, then the grace):
   /// their calls end `interrupted`. Calls started afterwards stay queued.
   void Shutdown();
+
+  /// Stops a call (a schedule's `overlap: replace`): queued, it ends before
+  /// it starts; running, its container is stopped (SIGTERM, grace,
+  /// SIGKILL). Either way it ends `interrupted`, without retries.
+  void Cancel(const std::string& call_id);
 
   /// Calls of a function running now, and waiting for a slot.
   std::pair<int, int> Load(const std::string& app, const std::string& function);
@@ -81,6 +88,7 @@ class CallRunner {
   core::Result<ContainerExit> Attempt(const CallRecord& call, const PreparedFunction& job,
                                       const CallRequest& request, const std::vector<Gpu>& gpus);
   void Save(const CallRecord& call);
+  bool Cancelled(const std::string& call_id);
   /// Appends an attempt's output, and how it ended, to its function's log.
   void LogAttempt(const CallRecord& call, const std::string& outcome);
 
@@ -99,6 +107,9 @@ class CallRunner {
   std::map<std::string, std::unique_ptr<Slots>> slots_;
   std::atomic<bool> stopping_ = false;
   std::set<std::string> running_containers_;  // runc ids, guarded by mutex_
+  std::set<std::string> cancelled_;           // call ids, guarded by mutex_
+  /// The stop flag of each call's running attempt (RunOptions::stop), by call id.
+  std::map<std::string, std::shared_ptr<std::atomic<bool>>> stop_flags_;
   /// Background calls' threads by a serial number; those that have ended
   /// are joined and dropped when the next one starts.
   std::map<std::uint64_t, std::thread> background_;

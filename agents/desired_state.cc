@@ -7,6 +7,8 @@
 #include <set>
 #include <utility>
 
+#include "core/schedule_times.h"
+
 namespace agents {
 namespace {
 
@@ -131,11 +133,11 @@ std::optional<core::Error> CheckName(const std::string& path, const std::string&
 
 std::optional<core::Error> ReadFunction(const json& value, const std::string& path,
                                         FunctionState* function) {
-  ObjectReader reader(
-      value, path,
-      {"image", "command", "env", "cpu", "memory_bytes", "gpu", "timeout_ms", "retries",
-       "retry_backoff_ms", "min_containers", "max_containers", "buffer_containers",
-       "scaledown_window_ms", "max_inputs", "target_utilisation", "web", "secrets", "volumes"});
+  ObjectReader reader(value, path,
+                      {"image", "command", "env", "cpu", "memory_bytes", "gpu", "timeout_ms",
+                       "retries", "retry_backoff_ms", "min_containers", "max_containers",
+                       "buffer_containers", "scaledown_window_ms", "max_inputs",
+                       "target_utilisation", "web", "schedule", "secrets", "volumes"});
   if (const json* image = reader.Get("image", true)) {
     ObjectReader image_reader(*image, reader.Path("image"), {"digest", "reference"});
     image_reader.String("digest", &function->image.digest, true);
@@ -203,9 +205,47 @@ std::optional<core::Error> ReadFunction(const json& value, const std::string& pa
     }
     function->web = state;
   }
+  if (const json* schedule = reader.Get("schedule", false)) {
+    ScheduleState state;
+    ObjectReader schedule_reader(*schedule, reader.Path("schedule"),
+                                 {"cron", "timezone", "every_ms", "overlap", "catch_up"});
+    schedule_reader.String("cron", &state.cron);
+    schedule_reader.String("timezone", &state.timezone);
+    if (schedule_reader.Has("every_ms")) {
+      std::chrono::milliseconds every{0};
+      schedule_reader.Milliseconds("every_ms", &every, 1);
+      state.every = every;
+    }
+    std::string overlap = OverlapName(state.overlap);
+    schedule_reader.String("overlap", &overlap);
+    schedule_reader.Integer("catch_up", &state.catch_up, 0);
+    if (schedule_reader.error()) return schedule_reader.error();
+    if (state.cron.empty() == !state.every.has_value()) {
+      return FieldError(reader.Path("schedule"), "expected exactly one of cron and every_ms");
+    }
+    auto times = state.every ? core::ScheduleTimes::Every(*state.every)
+                             : core::ScheduleTimes::Cron(state.cron, state.timezone);
+    if (!times) {
+      return FieldError(schedule_reader.Path(state.every ? "every_ms" : "cron"),
+                        times.error().message);
+    }
+    if (overlap == "skip") {
+      state.overlap = Overlap::kSkip;
+    } else if (overlap == "allow") {
+      state.overlap = Overlap::kAllow;
+    } else if (overlap == "replace") {
+      state.overlap = Overlap::kReplace;
+    } else {
+      return FieldError(schedule_reader.Path("overlap"), "expected skip, allow or replace");
+    }
+    function->schedule = state;
+  }
   reader.StringList("secrets", &function->secrets);
   reader.StringMap("volumes", &function->volumes);
   if (reader.error()) return reader.error();
+  if (function->web && function->schedule) {
+    return FieldError(reader.Path("schedule"), "a web function cannot have a schedule");
+  }
 
   for (const auto& [key, unused] : function->env) {
     if (!IsEnvKey(key))
@@ -286,6 +326,18 @@ std::optional<core::Error> ReadApp(const json& value, const std::string& path, A
 
 }  // namespace
 
+const char* OverlapName(Overlap overlap) {
+  switch (overlap) {
+    case Overlap::kSkip:
+      return "skip";
+    case Overlap::kAllow:
+      return "allow";
+    case Overlap::kReplace:
+      return "replace";
+  }
+  return "skip";
+}
+
 const char* WebAuthName(WebAuth auth) {
   switch (auth) {
     case WebAuth::kPublic:
@@ -360,6 +412,18 @@ json ToJson(const DesiredState& state, bool redact_secrets) {
             {"port_env", web.port_env},      {"health_path", web.health_path},
             {"auth", WebAuthName(web.auth)}, {"queue_timeout_ms", web.queue_timeout.count()},
             {"max_queued", web.max_queued},  {"startup_timeout_ms", web.startup_timeout.count()}};
+      }
+      if (function.schedule) {
+        const ScheduleState& schedule = *function.schedule;
+        json written = {{"overlap", OverlapName(schedule.overlap)},
+                        {"catch_up", schedule.catch_up}};
+        if (schedule.every) {
+          written["every_ms"] = schedule.every->count();
+        } else {
+          written["cron"] = schedule.cron;
+          written["timezone"] = schedule.timezone;
+        }
+        value["schedule"] = std::move(written);
       }
       if (function.gpu)
         value["gpu"] = {{"type", function.gpu->type}, {"count", function.gpu->count}};

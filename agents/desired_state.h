@@ -52,6 +52,27 @@ struct WebState {
   bool operator==(const WebState&) const = default;
 };
 
+/// What a scheduled run does when the previous run of the same schedule is
+/// still queued or running.
+enum class Overlap {
+  kSkip,     // this run is skipped
+  kAllow,    // both run
+  kReplace,  // the previous run is stopped (interrupted), this one runs
+};
+const char* OverlapName(Overlap overlap);
+
+/// When a job function fires on this host: a cron expression in an IANA
+/// time zone, or a period (core/schedule_times.h says how each is read).
+struct ScheduleState {
+  std::string cron;  // 5 fields or a macro; "" when `every` is set
+  std::string timezone = "UTC";
+  std::optional<std::chrono::milliseconds> every;
+  Overlap overlap = Overlap::kSkip;
+  int catch_up = 1;  // missed runs made up after downtime, the most recent ones
+
+  bool operator==(const ScheduleState&) const = default;
+};
+
 /// One function as this host must run it. A job function (no `web`) runs one
 /// container per call; a web function runs long-lived servers that the
 /// router sends requests to and the autoscaler starts and stops.
@@ -73,6 +94,7 @@ struct FunctionState {
   int max_inputs = 1;                                  // web: concurrent requests per container
   double target_utilisation = 1.0;  // web: share of max_inputs the autoscaler aims at
   std::optional<WebState> web;
+  std::optional<ScheduleState> schedule;       // job functions only
   std::vector<std::string> secrets;            // names of the app's secrets, injected as env
   std::map<std::string, std::string> volumes;  // mount path -> volume name
 

@@ -1,8 +1,9 @@
 #include "tests/agent_process.h"
 
-#include <catch2/catch.hpp>
+#include <signal.h>
+
+#include <algorithm>
 #include <chrono>
-#include <thread>
 
 #include "core/atomic_file.h"
 
@@ -11,49 +12,86 @@ namespace tests {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
+namespace {
+
+core::Error AgentError(const std::string& message) {
+  return core::Error{core::ErrorCode::kIo, message, {}};
+}
+
+std::string FirstLine(std::string text) {
+  text.erase(text.find_last_not_of("\n") + 1);
+  return text;
+}
+
+}  // namespace
+
 AgentProcess::AgentProcess(fs::path gantry_binary, fs::path data_dir, fs::path store, fs::path log,
                            std::vector<std::string> extra_args)
     : gantry_binary_(std::move(gantry_binary)),
       data_dir_(std::move(data_dir)),
       store_(std::move(store)),
       log_(std::move(log)),
-      extra_args_(std::move(extra_args)) {
-  Start();
+      extra_args_(std::move(extra_args)) {}
+
+core::Result<std::unique_ptr<AgentProcess>> AgentProcess::Start(
+    fs::path gantry_binary, fs::path data_dir, fs::path store, fs::path log,
+    std::vector<std::string> extra_args) {
+  std::unique_ptr<AgentProcess> agent(new AgentProcess(std::move(gantry_binary),
+                                                       std::move(data_dir), std::move(store),
+                                                       std::move(log), std::move(extra_args)));
+  if (auto started = agent->Restart(); !started.ok()) return started.error();
+  return agent;
 }
 
-void AgentProcess::Start() {
+AgentProcess::~AgentProcess() {
+  if (process_) (void)Kill(SIGTERM);  // else the Subprocess kills it
+}
+
+core::Status AgentProcess::Restart() {
   std::error_code ignored;
   fs::remove(data_dir_ / "address", ignored);
   core::SubprocessOptions options;
-  options.argv = {
-      gantry_binary_.string(), "agent",   "--listen",      "127.0.0.1:0", "--data-dir",
-      data_dir_.string(),      "--store", store_.string(), "--gpus",      "fake:H100x1"};
+  options.argv = {gantry_binary_.string(), "agent",   "--listen",     "127.0.0.1:0", "--data-dir",
+                  data_dir_.string(),      "--store", store_.string()};
+  if (std::find(extra_args_.begin(), extra_args_.end(), "--gpus") == extra_args_.end())
+    options.argv.insert(options.argv.end(), {"--gpus", "fake:H100x1"});
   options.argv.insert(options.argv.end(), extra_args_.begin(), extra_args_.end());
   options.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
   options.stdout_to = core::Output::File(log_);
   options.stderr_to = core::Output::File(log_);
   auto started = core::Subprocess::Start(options);
-  REQUIRE(started.ok());
+  if (!started) return started.error();
   process_.emplace(std::move(started).value());
-  for (int i = 0; i < 300 && !fs::exists(data_dir_ / "address"); ++i)
-    std::this_thread::sleep_for(20ms);
-  INFO(Log());
-  REQUIRE(fs::exists(data_dir_ / "address"));
-  std::string address = core::ReadFile(data_dir_ / "address").value();
-  address.erase(address.find_last_not_of("\n") + 1);
-  address_ = address;
-  token_ = core::ReadFile(data_dir_ / "token").value();
-  token_.erase(token_.find_last_not_of("\n") + 1);
+  for (int i = 0; i < 500 && !fs::exists(data_dir_ / "address"); ++i) {
+    auto ended = process_->Wait(20ms);
+    if (!ended) return ended.error();
+    if (*ended) {
+      process_.reset();
+      return AgentError("gantry agent exited at start: " + Log());
+    }
+  }
+  auto address = core::ReadFile(data_dir_ / "address");
+  auto token = core::ReadFile(data_dir_ / "token");
+  if (!address || !token) return AgentError("gantry agent wrote no address in 10 s: " + Log());
+  address_ = FirstLine(*address);
+  token_ = FirstLine(*token);
+  return core::Ok{};
 }
 
-void AgentProcess::Kill(int signal) {
-  REQUIRE(process_->Signal(signal).ok());
-  REQUIRE(process_->Wait(10s).value());
-  process_.reset();
+core::Status AgentProcess::Kill(int signal) {
+  if (!process_) return AgentError("gantry agent is not running");
+  if (auto sent = process_->Signal(signal); !sent.ok()) return sent.error();
+  auto ended = process_->Wait(10s);
+  if (!ended) return ended.error();
+  process_.reset();  // kills it if it is still there
+  if (!*ended)
+    return AgentError("gantry agent did not exit within 10 s of signal " + std::to_string(signal));
+  return core::Ok{};
 }
 
 httplib::Client AgentProcess::Client(bool with_token) const {
   httplib::Client client(address_);
+  client.set_keep_alive(true);
   client.set_read_timeout(60, 0);
   if (with_token) client.set_bearer_token_auth(token_.c_str());
   return client;

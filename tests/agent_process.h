@@ -1,40 +1,52 @@
 #pragma once
 
 // `gantry agent` as a child process: what the end-to-end tests of the agent
-// and of serving run against.
+// and of serving, and the agent's benchmarks, run against.
 
 #include <httplib.h>
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/result.h"
 #include "core/subprocess.h"
 
 namespace tests {
 
-/// `gantry agent` on a free port of 127.0.0.1, with a fake H100, its data
-/// in `data_dir`, images from `store` and its log in `log`. Started by the
-/// constructor (a Catch2 failure when it does not come up), stopped with
-/// SIGKILL when the object goes unless Kill() stopped it before.
+/// `gantry agent --listen 127.0.0.1:0` with its data in `data_dir`, images
+/// from `store`, its log in `log` and `extra_args` (`--gpus fake:H100x1`
+/// unless they say otherwise). Stopped with SIGTERM (orderly: containers
+/// stopped, the database closed) when the object goes, SIGKILL after 10 s.
 class AgentProcess {
  public:
-  AgentProcess(std::filesystem::path gantry_binary, std::filesystem::path data_dir,
-               std::filesystem::path store, std::filesystem::path log,
-               std::vector<std::string> extra_args = {});
+  /// Starts it; an error with its log when it has not come up in 10 s.
+  static core::Result<std::unique_ptr<AgentProcess>> Start(
+      std::filesystem::path gantry_binary, std::filesystem::path data_dir,
+      std::filesystem::path store, std::filesystem::path log,
+      std::vector<std::string> extra_args = {});
+  ~AgentProcess();
 
   /// Starts it again (after Kill) on the same data dir.
-  void Start();
-  /// Sends `signal` and waits for the process to end.
-  void Kill(int signal);
+  core::Status Restart();
+  /// Sends `signal` and waits (10 s at most) for the process to end.
+  core::Status Kill(int signal);
 
-  /// A client of its API, with its token unless `with_token` is false.
+  /// A client of its API on one keep-alive connection, with its token
+  /// unless `with_token` is false.
   httplib::Client Client(bool with_token = true) const;
+  const std::string& address() const { return address_; }
   const std::string& token() const { return token_; }
+  const std::filesystem::path& data_dir() const { return data_dir_; }
   std::string Log() const;
 
  private:
+  AgentProcess(std::filesystem::path gantry_binary, std::filesystem::path data_dir,
+               std::filesystem::path store, std::filesystem::path log,
+               std::vector<std::string> extra_args);
+
   std::filesystem::path gantry_binary_, data_dir_, store_, log_;
   std::vector<std::string> extra_args_;
   std::optional<core::Subprocess> process_;

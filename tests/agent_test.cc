@@ -112,7 +112,11 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
   fs::path store = dir.path() / "store";
   std::string digest = BuildBusyboxImage(dir, store);
   fs::path data_dir = dir.path() / "agent";
-  tests::AgentProcess agent(GANTRY_BINARY, data_dir, store, dir.path() / "agent.log");
+  auto started_agent =
+      tests::AgentProcess::Start(GANTRY_BINARY, data_dir, store, dir.path() / "agent.log");
+  INFO((started_agent.ok() ? "" : started_agent.error().message));
+  REQUIRE(started_agent.ok());
+  tests::AgentProcess& agent = **started_agent;
   auto client = agent.Client();
 
   SECTION("every route but /healthz needs the token") {
@@ -361,10 +365,10 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
       std::this_thread::sleep_for(20ms);
     }
     std::this_thread::sleep_for(300ms);  // runc has started the container
-    agent.Kill(SIGTERM);                 // returns once the agent has exited
+    REQUIRE(agent.Kill(SIGTERM).ok());   // returns once the agent has exited
     CHECK(agent.Log().find("stopping on signal") != std::string::npos);
 
-    agent.Start();
+    REQUIRE(agent.Restart().ok());
     auto restarted = agent.Client();
     CHECK(Body(restarted.Get("/v1/calls/" + ids[0]))["state"] == "interrupted");
     json second;
@@ -387,9 +391,9 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
       std::this_thread::sleep_for(20ms);
     }
     std::this_thread::sleep_for(300ms);  // runc has started the container
-    agent.Kill(SIGKILL);
+    REQUIRE(agent.Kill(SIGKILL).ok());
 
-    agent.Start();
+    REQUIRE(agent.Restart().ok());
     auto restarted = agent.Client();
     json status = Body(restarted.Get("/v1/status"));
     CHECK(status["generation"] == 1);
@@ -429,9 +433,12 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   INFO(made->stderr_text);
   REQUIRE(made->exit.code == 0);
 
-  tests::AgentProcess agent(GANTRY_BINARY, dir.path() / "agent", dir.path() / "store",
-                            dir.path() / "agent.log",
-                            {"--tls-cert", cert.string(), "--tls-key", key.string()});
+  auto started_agent = tests::AgentProcess::Start(
+      GANTRY_BINARY, dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
+      {"--tls-cert", cert.string(), "--tls-key", key.string()});
+  INFO((started_agent.ok() ? "" : started_agent.error().message));
+  REQUIRE(started_agent.ok());
+  tests::AgentProcess& agent = **started_agent;
   auto client = agent.Client();
   client.set_ca_cert_path(cert.c_str());
   client.enable_server_certificate_verification(true);

@@ -10,6 +10,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -112,7 +113,11 @@ TEST_CASE("web functions are served through the router in real runc containers",
   INFO((built.ok() ? "" : built.error().message));
   REQUIRE(built.ok());
   const std::string digest = *built;
-  tests::AgentProcess agent(GANTRY_BINARY, dir.path() / "agent", store, dir.path() / "agent.log");
+  auto started_agent = tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent", store,
+                                                  dir.path() / "agent.log");
+  INFO((started_agent.ok() ? "" : started_agent.error().message));
+  REQUIRE(started_agent.ok());
+  tests::AgentProcess& agent = **started_agent;
   auto client = agent.Client();
   auto anonymous = agent.Client(/*with_token=*/false);
   const std::string key = "the-app-key-0042";
@@ -295,10 +300,63 @@ TEST_CASE("web functions are served through the router in real runc containers",
   }
 
   // An orderly stop leaves no container behind, whatever each section started.
-  agent.Kill(SIGTERM);
+  REQUIRE(agent.Kill(SIGTERM).ok());
   std::vector<std::string> left;
   for (const auto& entry : fs::directory_iterator(dir.path() / "agent" / "containers"))
     left.push_back(entry.path().filename());
   INFO(agent.Log());
   CHECK(left.empty());
+}
+
+TEST_CASE("scheduled jobs fire on the agent, in real runc containers",
+          "[serving][schedule][runc]") {
+  if (!tests::CanRunContainers()) {
+    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
+    return;
+  }
+  tests::TempDir dir("gantry-schedule-test");
+  fs::path store = dir.path() / "store";
+  auto built = tests::BuildBusyboxImage(GANTRY_BINARY, dir.path(), store);
+  INFO((built.ok() ? "" : built.error().message));
+  REQUIRE(built.ok());
+  auto started_agent = tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent", store,
+                                                  dir.path() / "agent.log");
+  INFO((started_agent.ok() ? "" : started_agent.error().message));
+  REQUIRE(started_agent.ok());
+  tests::AgentProcess& agent = **started_agent;
+  auto client = agent.Client();
+  json desired = {{"generation", 1},
+                  {"apps",
+                   {{"demo",
+                     {{"volumes", {"out"}},
+                      {"functions",
+                       {{"ticker",
+                         {{"image", {{"digest", *built}}},
+                          {"command", {"/bin/sh", "-c", "date +%s >> /out/ticks"}},
+                          {"volumes", {{"/out", "out"}}},
+                          {"schedule", {{"every_ms", 1000}}}}}}}}}}}};
+  auto applied = client.Put("/v1/desired", desired.dump(), "application/json");
+  REQUIRE(applied);
+  REQUIRE(applied->status == 200);
+  const fs::path ticks = dir.path() / "agent" / "volumes" / "demo" / "out" / "ticks";
+  auto lines = [&] {
+    std::ifstream in(ticks);
+    int count = 0;
+    for (std::string line; std::getline(in, line);) ++count;
+    return count;
+  };
+  for (int i = 0; i < 150 && lines() < 2; ++i) std::this_thread::sleep_for(100ms);
+  INFO(agent.Log());
+  CHECK(lines() >= 2);
+  json status = FunctionStatus(client, "ticker");
+  REQUIRE(status["schedule"].is_object());
+  CHECK(status["schedule"]["last_call"].get<std::string>().starts_with("call-"));
+  CHECK(status["schedule"].contains("next_fire"));
+  // A restart keeps where the schedule was: it goes on from there.
+  std::string last_fire = status["schedule"]["last_fire"];
+  REQUIRE(agent.Kill(SIGTERM).ok());
+  REQUIRE(agent.Restart().ok());
+  auto restarted = agent.Client();
+  json after = FunctionStatus(restarted, "ticker");
+  CHECK(after["schedule"]["last_fire"].get<std::string>() >= last_fire);
 }

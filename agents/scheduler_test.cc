@@ -1,0 +1,180 @@
+#include "agents/scheduler.h"
+
+#include <catch2/catch.hpp>
+#include <set>
+
+#include "core/wall_clock.h"
+#include "tests/temp_dir.h"
+
+namespace agents {
+namespace {
+
+using namespace std::chrono_literals;
+
+core::FireTime At(const std::string& text) {
+  return core::ParseTimestamp(text, core::FindTimeZone("UTC").value()).value();
+}
+
+/// A scheduler over real records with a clock the test moves, recording
+/// every run it starts (as CallRunner::Submit would: the fire saved with it).
+struct Harness {
+  explicit Harness(const std::filesystem::path& db) : records(AgentRecords::Open(db).value()) {}
+
+  std::unique_ptr<Scheduler> Make() {
+    Scheduler::Hooks hooks;
+    hooks.now = [this] { return now; };
+    hooks.run = [this](const ScheduledJob& job, ScheduleFire* fire) -> core::Status {
+      fire->last_call = "call-" + std::to_string(++calls);
+      runs.push_back(job.function + "@" +
+                     core::FormatTimestamp(
+                         core::FireTime(std::chrono::milliseconds(fire->last_fire_ms)), nullptr));
+      running.insert(fire->last_call);
+      return records->SaveScheduleFire(*fire);
+    };
+    hooks.unfinished = [this](const std::string& id) { return running.count(id) > 0; };
+    hooks.cancel = [this](const std::string& id) {
+      cancelled.push_back(id);
+      running.erase(id);
+    };
+    return std::make_unique<Scheduler>(records.get(), std::move(hooks));
+  }
+
+  /// Moves the clock to `until` a minute at a time, ticking each time.
+  void RunUntil(Scheduler& scheduler, core::FireTime until, bool finish_each_run = true) {
+    while (now < until) {
+      now += 1min;
+      scheduler.Tick();
+      if (finish_each_run) running.clear();
+    }
+  }
+
+  std::unique_ptr<AgentRecords> records;
+  core::FireTime now;
+  int calls = 0;
+  std::vector<std::string> runs;
+  std::set<std::string> running;
+  std::vector<std::string> cancelled;
+};
+
+ScheduledJob Job(const std::string& function, ScheduleState schedule) {
+  ScheduledJob job;
+  job.app = "demo";
+  job.function = function;
+  job.schedule = std::move(schedule);
+  return job;
+}
+
+ScheduleState Cron(const std::string& cron, const std::string& timezone = "UTC") {
+  ScheduleState schedule;
+  schedule.cron = cron;
+  schedule.timezone = timezone;
+  return schedule;
+}
+
+TEST_CASE("a scheduled job fires at its minutes, from when it was set", "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  harness.now = At("2026-03-01T00:07:30Z");
+  auto scheduler = harness.Make();
+  scheduler->Set({Job("report", Cron("*/15 * * * *"))});
+  harness.RunUntil(*scheduler, At("2026-03-01T01:07:30Z"));
+  CHECK(harness.runs == std::vector<std::string>{"report@2026-03-01T00:15:00+00:00",
+                                                 "report@2026-03-01T00:30:00+00:00",
+                                                 "report@2026-03-01T00:45:00+00:00",
+                                                 "report@2026-03-01T01:00:00+00:00"});
+  nlohmann::json status = scheduler->Status("demo", "report");
+  CHECK(status["next_fire"] == "2026-03-01T01:15:00+00:00");
+  CHECK(status["last_call"] == "call-4");
+}
+
+TEST_CASE("a spring-forward fires a skipped time once, after the gap", "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  harness.now = At("2026-03-28T00:00:00Z");
+  auto scheduler = harness.Make();
+  scheduler->Set({Job("nightly", Cron("30 2 * * *", "Europe/Berlin"))});
+  harness.RunUntil(*scheduler, At("2026-03-30T12:00:00Z"));
+  // 02:30 CET on the 28th, 03:00 CEST on the 29th (02:30 does not exist), 02:30 CEST on the 30th.
+  CHECK(harness.runs == std::vector<std::string>{"nightly@2026-03-28T01:30:00+00:00",
+                                                 "nightly@2026-03-29T01:00:00+00:00",
+                                                 "nightly@2026-03-30T00:30:00+00:00"});
+}
+
+TEST_CASE("a restart neither repeats nor loses a run, and catches up one missed run",
+          "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  harness.now = At("2026-03-01T00:00:30Z");
+  {
+    auto scheduler = harness.Make();
+    scheduler->Set({Job("hourly", Cron("0 * * * *"))});
+    harness.RunUntil(*scheduler, At("2026-03-01T02:00:30Z"));
+  }
+  CHECK(harness.runs == std::vector<std::string>{"hourly@2026-03-01T01:00:00+00:00",
+                                                 "hourly@2026-03-01T02:00:00+00:00"});
+  // Restarted at once: nothing is run again.
+  {
+    auto scheduler = harness.Make();
+    scheduler->Set({Job("hourly", Cron("0 * * * *"))});
+    scheduler->Tick();
+    CHECK(harness.runs.size() == 2);
+  }
+  // Down for five hours: of the missed runs, only the most recent is made up.
+  harness.now = At("2026-03-01T07:30:00Z");
+  auto scheduler = harness.Make();
+  scheduler->Set({Job("hourly", Cron("0 * * * *"))});
+  scheduler->Tick();
+  REQUIRE(harness.runs.size() == 3);
+  CHECK(harness.runs.back() == "hourly@2026-03-01T07:00:00+00:00");
+  CHECK(scheduler->Status("demo", "hourly")["skipped_runs"] == 1);
+
+  // catch_up: 0 makes up nothing.
+  ScheduleState none = Cron("0 * * * *");
+  none.catch_up = 0;
+  harness.now = At("2026-03-01T12:30:00Z");
+  auto later = harness.Make();
+  later->Set({Job("hourly", none)});
+  later->Tick();
+  CHECK(harness.runs.size() == 3);
+}
+
+TEST_CASE("overlapping runs are skipped, allowed or replaced as the schedule says", "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  harness.now = At("2026-03-01T00:00:30Z");
+  auto scheduler = harness.Make();
+  ScheduleState skip = Cron("*/10 * * * *");
+  ScheduleState allow = skip;
+  allow.overlap = Overlap::kAllow;
+  ScheduleState replace = skip;
+  replace.overlap = Overlap::kReplace;
+  scheduler->Set({Job("skip", skip), Job("allow", allow), Job("replace", replace)});
+  // No run ever finishes.
+  harness.RunUntil(*scheduler, At("2026-03-01T00:30:30Z"), /*finish_each_run=*/false);
+  auto count = [&](const std::string& function) {
+    return std::count_if(harness.runs.begin(), harness.runs.end(),
+                         [&](const std::string& run) { return run.starts_with(function + "@"); });
+  };
+  CHECK(count("skip") == 1);
+  CHECK(count("allow") == 3);
+  CHECK(count("replace") == 3);
+  CHECK(harness.cancelled.size() == 2);  // each replaced the one before
+  CHECK(scheduler->Status("demo", "skip")["skipped_runs"] == 2);
+}
+
+TEST_CASE("a period fires on its epoch-anchored times", "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  harness.now = At("2026-03-01T00:00:10Z");
+  auto scheduler = harness.Make();
+  ScheduleState every;
+  every.every = 20min;
+  scheduler->Set({Job("tick", every)});
+  harness.RunUntil(*scheduler, At("2026-03-01T01:00:10Z"));
+  CHECK(harness.runs == std::vector<std::string>{"tick@2026-03-01T00:20:00+00:00",
+                                                 "tick@2026-03-01T00:40:00+00:00",
+                                                 "tick@2026-03-01T01:00:00+00:00"});
+}
+
+}  // namespace
+}  // namespace agents
