@@ -184,15 +184,9 @@ std::optional<core::Error> ReadFunction(const json& value, const std::string& pa
     web_reader.Integer("max_queued", &state.max_queued, 0);
     web_reader.Milliseconds("startup_timeout_ms", &state.startup_timeout, 1);
     if (web_reader.error()) return web_reader.error();
-    if (auth == "public") {
-      state.auth = WebAuth::kPublic;
-    } else if (auth == "token") {
-      state.auth = WebAuth::kToken;
-    } else if (auth == "key") {
-      state.auth = WebAuth::kKey;
-    } else {
-      return FieldError(web_reader.Path("auth"), "expected public, token or key");
-    }
+    auto auth_mode = core::WebAuthFromName(auth);
+    if (!auth_mode) return FieldError(web_reader.Path("auth"), "expected public, token or key");
+    state.auth = *auth_mode;
     if (!IsEnvKey(state.port_env)) {
       return FieldError(web_reader.Path("port_env"),
                         "invalid variable name \"" + state.port_env + "\"");
@@ -229,15 +223,11 @@ std::optional<core::Error> ReadFunction(const json& value, const std::string& pa
       return FieldError(schedule_reader.Path(state.every ? "every_ms" : "cron"),
                         times.error().message);
     }
-    if (overlap == "skip") {
-      state.overlap = Overlap::kSkip;
-    } else if (overlap == "allow") {
-      state.overlap = Overlap::kAllow;
-    } else if (overlap == "replace") {
-      state.overlap = Overlap::kReplace;
-    } else {
+    auto overlap_mode = core::OverlapFromName(overlap);
+    if (!overlap_mode) {
       return FieldError(schedule_reader.Path("overlap"), "expected skip, allow or replace");
     }
+    state.overlap = *overlap_mode;
     function->schedule = state;
   }
   reader.StringList("secrets", &function->secrets);
@@ -325,30 +315,6 @@ std::optional<core::Error> ReadApp(const json& value, const std::string& path, A
 }
 
 }  // namespace
-
-const char* OverlapName(Overlap overlap) {
-  switch (overlap) {
-    case Overlap::kSkip:
-      return "skip";
-    case Overlap::kAllow:
-      return "allow";
-    case Overlap::kReplace:
-      return "replace";
-  }
-  return "skip";
-}
-
-const char* WebAuthName(WebAuth auth) {
-  switch (auth) {
-    case WebAuth::kPublic:
-      return "public";
-    case WebAuth::kToken:
-      return "token";
-    case WebAuth::kKey:
-      return "key";
-  }
-  return "public";
-}
 
 const FunctionState* DesiredState::FindFunction(std::string_view app,
                                                 std::string_view function) const {

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/function_modes.h"
 #include "core/result.h"
 
 namespace agents {
@@ -30,13 +31,8 @@ struct GpuClaim {
   bool operator==(const GpuClaim&) const = default;
 };
 
-/// Who may call a web function through the router.
-enum class WebAuth {
-  kPublic,  // anyone who reaches the agent
-  kToken,   // `Authorization: Bearer AGENT_TOKEN`
-  kKey,     // `Authorization: Bearer KEY`, KEY hashing to the app's web_key_sha256
-};
-const char* WebAuthName(WebAuth auth);
+using core::WebAuth;
+using core::WebAuthName;
 
 /// How a web function's containers are reached and when one is ready.
 struct WebState {
@@ -52,14 +48,8 @@ struct WebState {
   bool operator==(const WebState&) const = default;
 };
 
-/// What a scheduled run does when the previous run of the same schedule is
-/// still queued or running.
-enum class Overlap {
-  kSkip,     // this run is skipped
-  kAllow,    // both run
-  kReplace,  // the previous run is stopped (interrupted), this one runs
-};
-const char* OverlapName(Overlap overlap);
+using core::Overlap;
+using core::OverlapName;
 
 /// When a job function fires on this host: a cron expression in an IANA
 /// time zone, or a period (core/schedule_times.h says how each is read).

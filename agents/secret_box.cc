@@ -15,6 +15,7 @@
 #include <system_error>
 
 #include "core/atomic_file.h"
+#include "core/base64.h"
 #include "core/unique_fd.h"
 
 namespace agents {
@@ -54,36 +55,6 @@ core::Result<std::string> ReadKey(const std::filesystem::path& key_file) {
                        core::Location{key_file.string(), 0, 0}};
   }
   return key;
-}
-
-std::string Base64Encode(std::string_view bytes) {
-  std::string text(4 * ((bytes.size() + 2) / 3) + 1, '\0');  // + EVP_EncodeBlock's NUL
-  int length = EVP_EncodeBlock(Bytes(text), Bytes(bytes), static_cast<int>(bytes.size()));
-  text.resize(static_cast<std::size_t>(length));
-  return text;
-}
-
-/// The bytes of standard, padded base64; nothing for anything else (which
-/// EVP_DecodeBlock alone would let through: whitespace, misplaced '=').
-std::optional<std::string> Base64Decode(std::string_view text) {
-  if (text.size() % 4 != 0 ||
-      text.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-    return std::nullopt;
-  }
-  std::size_t padding = 0;
-  while (padding < 2 && padding < text.size() && text[text.size() - 1 - padding] == '=') ++padding;
-  for (std::size_t i = 0; i < text.size() - padding; ++i) {
-    char c = text[i];
-    bool letter = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '+' || c == '/';
-    if (!letter) return std::nullopt;
-  }
-  std::string bytes(text.size() / 4 * 3 + 1, '\0');
-  int length = EVP_DecodeBlock(Bytes(bytes), Bytes(text), static_cast<int>(text.size()));
-  if (length < 0) return std::nullopt;
-  // EVP_DecodeBlock counts the zero bytes that padding stands for.
-  bytes.resize(static_cast<std::size_t>(length) - padding);
-  return bytes;
 }
 
 struct CipherContextFree {
@@ -158,14 +129,14 @@ core::Result<std::string> SecretBox::Seal(std::string_view plaintext) const {
   if (EVP_CIPHER_CTX_ctrl(context.get(), EVP_CTRL_AEAD_GET_TAG, kTagBytes, tag) != 1) {
     return CipherFailed("EVP_CTRL_AEAD_GET_TAG");
   }
-  return std::string(kPrefix) + Base64Encode(box);
+  return std::string(kPrefix) + core::Base64Encode(box);
 }
 
 core::Result<std::string> SecretBox::Open(std::string_view sealed) const {
   if (!sealed.starts_with(kPrefix)) {
     return NotSealed("it does not start with \"" + std::string(kPrefix) + "\"");
   }
-  std::optional<std::string> box = Base64Decode(sealed.substr(kPrefix.size()));
+  std::optional<std::string> box = core::Base64Decode(sealed.substr(kPrefix.size()));
   if (!box.has_value()) return NotSealed("it is not base64 after \"gcm1:\"");
   if (box->size() < kNonceBytes + kTagBytes) return NotSealed("it is truncated");
   std::size_t plaintext_size = box->size() - kNonceBytes - kTagBytes;

@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/function_modes.h"
 #include "core/gpu_type.h"
 
 /// The typed model of an app spec: what `spec::Load` makes of a YAML or Lua
@@ -91,7 +92,7 @@ struct Retries {
 };
 
 /// Who may call a web endpoint.
-enum class WebAuth { kPublic, kToken, kKey };
+using core::WebAuth;
 
 /// A function that serves HTTP on a port the agent assigns.
 struct Web {
@@ -101,7 +102,7 @@ struct Web {
 };
 
 /// What happens when a scheduled run is due while the previous one still runs.
-enum class Overlap { kSkip, kAllow, kReplace };
+using core::Overlap;
 
 /// When a job function fires: a cron expression in a timezone, or a period.
 struct Schedule {

@@ -80,30 +80,6 @@ json ImageJson(const Image& image) {
   return {{"from", BaseToJson(image.base)}, {"steps", steps}};
 }
 
-const char* WebAuthName(WebAuth auth) {
-  switch (auth) {
-    case WebAuth::kPublic:
-      return "public";
-    case WebAuth::kToken:
-      return "token";
-    case WebAuth::kKey:
-      return "key";
-  }
-  return "public";
-}
-
-const char* OverlapName(Overlap overlap) {
-  switch (overlap) {
-    case Overlap::kSkip:
-      return "skip";
-    case Overlap::kAllow:
-      return "allow";
-    case Overlap::kReplace:
-      return "replace";
-  }
-  return "skip";
-}
-
 json FunctionJson(const Function& function) {
   json gpu = json::array();
   for (const GpuRequest& request : function.gpu)
@@ -126,11 +102,12 @@ json FunctionJson(const Function& function) {
       {"volumes", json(function.volumes)},
   };
   if (function.web) {
-    body["web"] = {{"port_env", function.web->port_env}, {"auth", WebAuthName(function.web->auth)}};
+    body["web"] = {{"port_env", function.web->port_env},
+                   {"auth", core::WebAuthName(function.web->auth)}};
     if (!function.web->health_path.empty()) body["web"]["health_path"] = function.web->health_path;
   }
   if (function.schedule) {
-    json schedule = {{"overlap", OverlapName(function.schedule->overlap)}};
+    json schedule = {{"overlap", core::OverlapName(function.schedule->overlap)}};
     if (function.schedule->every) {
       schedule["every"] = Seconds(*function.schedule->every);
     } else {

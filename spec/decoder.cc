@@ -312,7 +312,8 @@ class Decoder {
   // 4 * 1024^3 is a float).
   static std::optional<std::int64_t> WholeNumber(const Node& node) {
     if (node.kind == Node::Kind::kInteger) return node.integer;
-    if (node.kind == Node::Kind::kNumber && std::trunc(node.number) == node.number && std::fabs(node.number) < 9e15) {
+    if (node.kind == Node::Kind::kNumber && std::trunc(node.number) == node.number &&
+        std::fabs(node.number) < 9e15) {
       return static_cast<std::int64_t>(node.number);
     }
     return std::nullopt;
@@ -803,12 +804,8 @@ class Decoder {
     Field(node, path, "auth", [&](const Node& value, const std::string& field) {
       auto auth = String(value, field);
       if (!auth) return;
-      if (*auth == "public") {
-        web.auth = WebAuth::kPublic;
-      } else if (*auth == "token") {
-        web.auth = WebAuth::kToken;
-      } else if (*auth == "key") {
-        web.auth = WebAuth::kKey;
+      if (auto mode = core::WebAuthFromName(*auth)) {
+        web.auth = *mode;
       } else {
         Fail(value, field, "must be public, token or key, got " + Quote(*auth));
       }
@@ -846,12 +843,8 @@ class Decoder {
     Field(node, path, "overlap", [&](const Node& value, const std::string& field) {
       auto overlap = String(value, field);
       if (!overlap) return;
-      if (*overlap == "skip") {
-        schedule.overlap = Overlap::kSkip;
-      } else if (*overlap == "allow") {
-        schedule.overlap = Overlap::kAllow;
-      } else if (*overlap == "replace") {
-        schedule.overlap = Overlap::kReplace;
+      if (auto mode = core::OverlapFromName(*overlap)) {
+        schedule.overlap = *mode;
       } else {
         Fail(value, field, "must be skip, allow or replace, got " + Quote(*overlap));
       }
@@ -888,8 +881,8 @@ class Decoder {
         std::string count = type.substr(colon + 1);
         type.resize(colon);
         if (count.empty() || count.size() > 2 ||
-            !std::all_of(count.begin(), count.end(), [](char c) { return c >= '0' && c <= '9'; }) || std::stoi(count) < 1 ||
-            std::stoi(count) > kMaxGpuCount) {
+            !std::all_of(count.begin(), count.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
+            std::stoi(count) < 1 || std::stoi(count) > kMaxGpuCount) {
           Fail(*entry, entry_path,
                "GPU count in " + Quote(*text) + " must be 1 to " + std::to_string(kMaxGpuCount));
           continue;
@@ -899,7 +892,8 @@ class Decoder {
       auto known = std::find_if(choices.begin(), choices.end(), [&](const std::string& choice) {
         return std::equal(choice.begin(), choice.end(), type.begin(), type.end(),
                           [](char a, char b) {
-                            return std::toupper(static_cast<unsigned char>(a)) == std::toupper(static_cast<unsigned char>(b));
+                            return std::toupper(static_cast<unsigned char>(a)) ==
+                                   std::toupper(static_cast<unsigned char>(b));
                           });
       });
       if (known == choices.end()) {
@@ -961,7 +955,8 @@ class Decoder {
         continue;
       }
       if (mounts.count(mount) != 0) {
-        FailAt(member.key_location, path, "mount path " + Quote(member.key) + " is " + Quote(mount) + " again");
+        FailAt(member.key_location, path,
+               "mount path " + Quote(member.key) + " is " + Quote(mount) + " again");
         continue;
       }
       if (auto volume = String(member.value, field)) {
