@@ -109,6 +109,9 @@ void ApiServer::AddRoutes() {
   httplib::Server& server = *server_;
   server.set_payload_max_length(options_.max_body_bytes);
   server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  // Responses go out in pieces (head, then each piece of a relayed body):
+  // with Nagle's algorithm a piece would wait for the client's delayed ACK.
+  server.set_tcp_nodelay(true);
 
   // Authentication comes before routing and before the body is read: a
   // request without the token learns nothing, not even which routes exist.

@@ -63,12 +63,14 @@
 #include "agents/image_layers.h"
 #include "agents/runc_runtime.h"
 #include "agents/runtime_spec.h"
+#include "bench/latency_sample.h"
 #include "bench/machine_load.h"
 #include "builder/content_store.h"
 #include "builder/image_config.h"
 #include "core/atomic_file.h"
 #include "core/cpus.h"
 #include "core/subprocess.h"
+#include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/temp_dir.h"
 
@@ -105,36 +107,9 @@ std::optional<double> EnvCpu() {
   return value;
 }
 
-int EnvCount(const char* name, int fallback) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  long value = std::strtol(text, &end, 10);
-  if (*end != '\0' || value <= 0) {
-    std::fprintf(stderr, "agent_bench: %s must be a positive number\n", name);
-    std::exit(2);
-  }
-  return static_cast<int>(value);
-}
-
 double MillisecondsSince(Clock::time_point started) {
   return std::chrono::duration<double, std::milli>(Clock::now() - started).count();
 }
-
-/// Latencies of one kind, in milliseconds.
-struct Sample {
-  std::vector<double> ms;
-
-  /// Nearest rank: the smallest value with at least `fraction` of them at or below it.
-  double Percentile(double fraction) const {
-    std::vector<double> sorted = ms;
-    std::sort(sorted.begin(), sorted.end());
-    std::size_t rank = static_cast<std::size_t>(std::ceil(fraction * sorted.size()));
-    return sorted[std::clamp<std::size_t>(rank, 1, sorted.size()) - 1];
-  }
-  double Mean() const { return std::accumulate(ms.begin(), ms.end(), 0.0) / ms.size(); }
-  double Max() const { return *std::max_element(ms.begin(), ms.end()); }
-};
 
 /// Unmounts (lazily) whatever is still mounted under `folder` when the
 /// object goes: the root of a call that an agent left behind when it died
@@ -165,61 +140,6 @@ class MountSweeper {
 };
 
 // --- The agent ----------------------------------------------------------------
-
-/// `gantry agent` as a child process on a free port, its log in a file;
-/// stopped with SIGTERM (orderly: the server stops, the database closes)
-/// when the object goes.
-class AgentProcess {
- public:
-  static core::Result<std::unique_ptr<AgentProcess>> Start(const fs::path& data_dir,
-                                                           const fs::path& store,
-                                                           const fs::path& log) {
-    core::SubprocessOptions options;
-    options.argv = {GANTRY_BINARY,     "agent",   "--listen",     "127.0.0.1:0", "--data-dir",
-                    data_dir.string(), "--store", store.string(), "--gpus",      "none"};
-    options.env = {kPath, "HOME=/root"};
-    options.stdout_to = core::Output::File(log);
-    options.stderr_to = core::Output::File(log);
-    auto started = core::Subprocess::Start(options);
-    if (!started) return started.error();
-    std::unique_ptr<AgentProcess> agent(new AgentProcess(std::move(started).value(), log));
-    for (int i = 0; i < 500 && !fs::exists(data_dir / "address"); ++i) {
-      auto ended = agent->process_.Wait(20ms);
-      if (!ended) return ended.error();
-      if (*ended) return BenchError("gantry agent exited at start: " + agent->Log());
-    }
-    auto address = core::ReadFile(data_dir / "address");
-    auto token = core::ReadFile(data_dir / "token");
-    if (!address || !token)
-      return BenchError("gantry agent wrote no address or token in 10 s: " + agent->Log());
-    agent->address_ = address->substr(0, address->find_last_not_of("\n") + 1);
-    agent->token_ = token->substr(0, token->find_last_not_of("\n") + 1);
-    return agent;
-  }
-
-  ~AgentProcess() {
-    (void)process_.Signal(SIGTERM);
-    (void)process_.Wait(10s);  // else the Subprocess kills it
-  }
-
-  /// A client on one keep-alive connection, as a caller that makes many calls has.
-  std::unique_ptr<httplib::Client> Client() const {
-    auto client = std::make_unique<httplib::Client>(address_);
-    client->set_keep_alive(true);
-    client->set_read_timeout(60, 0);
-    client->set_bearer_token_auth(token_.c_str());
-    return client;
-  }
-  std::string Log() const { return core::ReadFile(log_).ok() ? core::ReadFile(log_).value() : ""; }
-
- private:
-  AgentProcess(core::Subprocess process, fs::path log)
-      : process_(std::move(process)), log_(std::move(log)) {}
-
-  core::Subprocess process_;
-  fs::path log_;
-  std::string address_, token_;
-};
 
 core::Status PutDesired(httplib::Client& client, const std::string& digest,
                         std::optional<double> cpu) {
@@ -338,7 +258,7 @@ class RootGuard {
 /// The steps of one agent call (CallRunner::Attempt and the records around
 /// it), each timed over every run.
 struct StepTimes {
-  Sample prepare, create, write_bundle, run, remove, records;
+  bench::LatencySample prepare, create, write_bundle, run, remove, records;
 };
 
 /// Does what CallRunner::Attempt does for one call, step by step, in this
@@ -443,18 +363,18 @@ class StepTimer {
 
 // --- Report -------------------------------------------------------------------
 
-void PrintRow(const char* name, const Sample& sample) {
+void PrintRow(const char* name, const bench::LatencySample& sample) {
   std::printf("  %-34s %8.2f %8.2f %8.2f %8.2f %8.2f\n", name, sample.Percentile(0.50),
               sample.Percentile(0.90), sample.Percentile(0.99), sample.Mean(), sample.Max());
 }
 
-void PrintStep(const char* name, const Sample& sample) {
+void PrintStep(const char* name, const bench::LatencySample& sample) {
   std::printf("  %-52s %8.2f %8.2f\n", name, sample.Percentile(0.50), sample.Percentile(0.90));
 }
 
 core::Status Bench() {
-  const int calls = EnvCount("GANTRY_BENCH_CALLS", 200);
-  const int warmups = EnvCount("GANTRY_BENCH_WARMUP", 10);
+  const int calls = bench::EnvCount("GANTRY_BENCH_CALLS", 200);
+  const int warmups = bench::EnvCount("GANTRY_BENCH_WARMUP", 10);
   const std::optional<double> cpu = EnvCpu();
   if (!tests::CanRunContainers()) return BenchError("needs root, /usr/sbin/runc and /bin/busybox");
 
@@ -500,10 +420,11 @@ core::Status Bench() {
 
   // The agent, its desired state applied (layers unpacked).
   const fs::path data_dir = scratch.path() / "agent";
-  auto agent = AgentProcess::Start(data_dir, store_dir, scratch.path() / "agent.log");
+  auto agent = tests::AgentProcess::Start(GANTRY_BINARY, data_dir, store_dir,
+                                          scratch.path() / "agent.log", {"--gpus", "none"});
   if (!agent) return agent.error();
   auto client = (*agent)->Client();
-  if (auto put = PutDesired(*client, *digest, cpu); !put) return put.error();
+  if (auto put = PutDesired(client, *digest, cpu); !put) return put.error();
 
   StepTimer steps(layers, function, limits, scratch.path() / "steps");
   if (auto opened = steps.Open(); !opened) return opened.error();
@@ -513,10 +434,10 @@ core::Status Bench() {
       "steps in process ...\n",
       warmups, calls);
   std::printf("load average before: %s\n", bench::LoadAverage().c_str());
-  Sample bare, through_agent;
+  bench::LatencySample bare, through_agent;
   for (int i = -warmups; i < calls; ++i) {
     const int run = i + warmups;
-    auto agent_ms = TimeAgentCall(*client);
+    auto agent_ms = TimeAgentCall(client);
     if (!agent_ms) return BenchError(agent_ms.error().message + "\nagent log:\n" + (*agent)->Log());
     auto bare_ms = TimeBareRunc(runc_root, bundle, "bench-ref-" + std::to_string(run));
     if (!bare_ms) return bare_ms.error();

@@ -1,0 +1,23 @@
+#pragma once
+
+#include <vector>
+
+namespace bench {
+
+/// Latencies of one kind, in milliseconds, and the figures a bench prints
+/// of them.
+struct LatencySample {
+  std::vector<double> ms;
+
+  /// Nearest rank: the smallest value with at least `fraction` of them at or below it.
+  double Percentile(double fraction) const;
+  double Mean() const;
+  double Max() const;
+};
+
+/// A positive count a bench takes from the environment (GANTRY_BENCH_CALLS),
+/// or `fallback` when it is unset; exits with a message when it is not a
+/// positive number.
+int EnvCount(const char* name, int fallback);
+
+}  // namespace bench

@@ -1,0 +1,312 @@
+// serving_bench: what serving costs, side by side with its references in
+// one run (issue 7: "cold start p50 under 150 ms and p99 under 300 ms on a
+// busybox image; router overhead no worse than nginx's at p50 and p99").
+//
+//  1. A busybox image built by the real `gantry build` (tests/busybox_image.h)
+//     and `gantry agent --gpus none` on it, with two web functions running
+//     busybox httpd on $PORT (a shell in front of it exits on SIGTERM, so
+//     containers stop at once):
+//       cold: scaledown_window 100 ms, so it is back at zero soon after a request;
+//       hot:  min_containers 1, max_containers 1, max_inputs 1000, cpu 0 (no
+//             quota): one warm container.
+//  2. Cold starts: GANTRY_BENCH_COLD (default 100) times, once `cold` has no
+//     container left, GET /apps/bench/cold/ timed from the request sent to
+//     its first byte. The image is cached (the PUT unpacked its layers).
+//  3. The router's latency: wrk (`-t2 -cN -d GANTRY_BENCH_SECONDS, default 5,
+//     --latency`) at N = 1, 50 and 200 connections against three paths to
+//     the same `hot` container's /index.html:
+//       direct: wrk run inside the container's network namespace (nsenter),
+//               straight to 127.0.0.1:8000;
+//       nginx:  nginx (Debian nginx-light, 2 workers, access log off, HTTP/1.0
+//               to the upstream like the router) in that namespace on :8081,
+//               proxying to :8000; wrk there too;
+//       router: wrk on the host against the agent's /apps/bench/hot/index.html.
+//     Each proxy's overhead is its figure less the direct one.
+//
+// It needs root, runc, /bin/busybox, wrk and nginx. Run it with
+// `ctest --test-dir build -L bench -R serving_bench --output-on-failure`, or
+// `build/bench/serving_bench`. It is not a test: it fails only when
+// something it runs fails (or a request gets an error), never on a figure.
+
+#include <httplib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bench/latency_sample.h"
+#include "bench/machine_load.h"
+#include "core/atomic_file.h"
+#include "core/subprocess.h"
+#include "tests/agent_process.h"
+#include "tests/busybox_image.h"
+#include "tests/temp_dir.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+constexpr int kNginxPort = 8081;
+
+/// httpd on $PORT behind a shell that exits on SIGTERM (the kernel then ends httpd).
+const char* const kServer =
+    "mkdir -p /www && echo hello > /www/index.html && "
+    "trap 'exit 0' TERM; httpd -f -p \"$PORT\" -h /www & wait";
+
+core::Error BenchError(const std::string& message) {
+  return core::Error{core::ErrorCode::kIo, message, {}};
+}
+
+core::Result<json> GetJson(httplib::Client& client, const std::string& path) {
+  auto result = client.Get(path);
+  if (!result) return BenchError("GET " + path + ": " + httplib::to_string(result.error()));
+  json body = json::parse(result->body, nullptr, false);
+  if (result->status != 200 || body.is_discarded())
+    return BenchError("GET " + path + ": " + std::to_string(result->status) + " " + result->body);
+  return body;
+}
+
+/// Waits until the function has `count` containers (none starting or draining).
+core::Status WaitForContainers(httplib::Client& client, const std::string& function, int count) {
+  for (auto deadline = Clock::now() + 30s; Clock::now() < deadline;
+       std::this_thread::sleep_for(10ms)) {
+    auto status = GetJson(client, "/v1/status");
+    if (!status) return status.error();
+    const json& containers = (*status)["apps"]["bench"]["functions"][function]["containers"];
+    if (containers["starting"] == 0 && containers["draining"] == 0 && containers["ready"] == count)
+      return core::Ok{};
+  }
+  return BenchError(function + " did not reach " + std::to_string(count) + " containers in 30 s");
+}
+
+/// One cold start: the request sent to the first byte of the answer, in ms.
+core::Result<double> TimeColdStart(const std::string& address) {
+  httplib::Client client(address);
+  client.set_read_timeout(60, 0);
+  auto started = Clock::now();
+  std::optional<double> first_byte_ms;
+  std::string body;
+  auto result = client.Get("/apps/bench/cold/index.html", [&](const char* data, std::size_t size) {
+    if (!first_byte_ms)
+      first_byte_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+    body.append(data, size);
+    return true;
+  });
+  if (!result) return BenchError("cold GET: " + httplib::to_string(result.error()));
+  if (result->status != 200 || body != "hello\n")
+    return BenchError("cold GET: " + std::to_string(result->status) + " " + body);
+  return first_byte_ms.value_or(0);
+}
+
+/// The pid of the hot function's container, from the agent's runc state.
+core::Result<int> HotContainerPid(const fs::path& data_dir) {
+  core::SubprocessOptions options;
+  options.argv = {"runc", "--root", (data_dir / "runc").string(), "list", "--format", "json"};
+  options.env = {kPath};
+  options.stdout_to = core::Output::Capture();
+  options.stderr_to = core::Output::Capture();
+  auto listed = core::RunSubprocess(options, 30s);
+  if (!listed) return listed.error();
+  json containers = json::parse(listed->stdout_text, nullptr, false);
+  if (containers.is_array()) {
+    for (const json& container : containers) {
+      if (container.value("id", "").starts_with("web-bench-hot-") &&
+          container.value("status", "") == "running")
+        return container.value("pid", 0);
+    }
+  }
+  return BenchError("no running container of bench/hot in: " + listed->stdout_text);
+}
+
+/// What wrk said: latency percentiles in ms, requests a second, errors.
+struct WrkFigures {
+  double p50 = 0, p99 = 0, requests_per_second = 0;
+  std::string errors;  // wrk's "Socket errors" and "Non-2xx" lines, if any
+};
+
+double ToMilliseconds(double value, const std::string& unit) {
+  if (unit == "us") return value / 1000;
+  if (unit == "s") return value * 1000;
+  if (unit == "m") return value * 60'000;
+  return value;  // "ms"
+}
+
+core::Result<WrkFigures> RunWrk(std::optional<int> netns_pid, const std::string& url,
+                                int connections, int seconds) {
+  core::SubprocessOptions options;
+  if (netns_pid) {
+    options.argv = {"nsenter", "--net=/proc/" + std::to_string(*netns_pid) + "/ns/net"};
+  }
+  for (const std::string& arg :
+       {std::string("wrk"), "-t" + std::to_string(std::min(2, connections)),
+        "-c" + std::to_string(connections), "-d" + std::to_string(seconds) + "s",
+        std::string("--latency"), url}) {
+    options.argv.push_back(arg);
+  }
+  options.env = {kPath};
+  options.stdout_to = core::Output::Capture();
+  options.stderr_to = core::Output::Capture();
+  auto ran = core::RunSubprocess(options, std::chrono::seconds(seconds + 60));
+  if (!ran) return ran.error();
+  if (ran->exit.code != 0) return BenchError("wrk failed: " + ran->stderr_text + ran->stdout_text);
+  WrkFigures figures;
+  std::smatch match;
+  const std::string& out = ran->stdout_text;
+  static const std::regex kP50(R"(\n\s+50%\s+([0-9.]+)(us|ms|s|m)\b)");
+  static const std::regex kP99(R"(\n\s+99%\s+([0-9.]+)(us|ms|s|m)\b)");
+  static const std::regex kRate(R"(Requests/sec:\s+([0-9.]+))");
+  if (!std::regex_search(out, match, kP50)) return BenchError("no p50 in wrk's output: " + out);
+  figures.p50 = ToMilliseconds(std::stod(match[1]), match[2]);
+  if (!std::regex_search(out, match, kP99)) return BenchError("no p99 in wrk's output: " + out);
+  figures.p99 = ToMilliseconds(std::stod(match[1]), match[2]);
+  if (std::regex_search(out, match, kRate)) figures.requests_per_second = std::stod(match[1]);
+  static const std::regex kErrors(R"((Socket errors:[^\n]*|Non-2xx or 3xx responses:[^\n]*))");
+  for (auto it = std::sregex_iterator(out.begin(), out.end(), kErrors);
+       it != std::sregex_iterator(); ++it) {
+    figures.errors += (figures.errors.empty() ? "" : "; ") + it->str();
+  }
+  return figures;
+}
+
+/// nginx in the container's network namespace, proxying :8081 to :8000.
+core::Result<core::Subprocess> StartNginx(const fs::path& dir, int netns_pid) {
+  fs::create_directories(dir / "logs");
+  std::ofstream(dir / "nginx.conf") << "worker_processes 2;\n"
+                                       "daemon off;\n"
+                                       "pid "
+                                    << (dir / "nginx.pid").string()
+                                    << ";\n"
+                                       "error_log "
+                                    << (dir / "logs/error.log").string()
+                                    << ";\n"
+                                       "events { worker_connections 4096; }\n"
+                                       "http {\n"
+                                       "  access_log off;\n"
+                                       "  server {\n"
+                                       "    listen 127.0.0.1:"
+                                    << kNginxPort
+                                    << ";\n"
+                                       "    location / { proxy_pass http://127.0.0.1:8000; }\n"
+                                       "  }\n"
+                                       "}\n";
+  core::SubprocessOptions options;
+  options.argv = {"nsenter",
+                  "--net=/proc/" + std::to_string(netns_pid) + "/ns/net",
+                  "nginx",
+                  "-p",
+                  dir.string(),
+                  "-c",
+                  (dir / "nginx.conf").string()};
+  options.env = {kPath};
+  options.stdout_to = core::Output::File(dir / "logs/stdout");
+  options.stderr_to = core::Output::File(dir / "logs/stdout");
+  auto nginx = core::Subprocess::Start(options);
+  if (!nginx) return nginx.error();
+  std::this_thread::sleep_for(500ms);  // until it listens
+  return nginx;
+}
+
+core::Status Bench() {
+  tests::TempDir scratch("gantry-serving-bench");
+  auto digest = tests::BuildBusyboxImage(GANTRY_BINARY, scratch.path(), scratch.path() / "store");
+  if (!digest) return digest.error();
+  const fs::path data_dir = scratch.path() / "agent";
+  auto agent = tests::AgentProcess::Start(GANTRY_BINARY, data_dir, scratch.path() / "store",
+                                          scratch.path() / "agent.log", {"--gpus", "none"});
+  if (!agent) return agent.error();
+  auto client = (*agent)->Client();
+  json server = {{"image", {{"digest", *digest}}},
+                 {"command", {"/bin/sh", "-c", kServer}},
+                 {"web", json::object()}};
+  json cold = server, hot = server;
+  cold["scaledown_window_ms"] = 100;
+  // No CPU quota: a default function's 0.125 cores would measure the quota.
+  hot.update({{"min_containers", 1}, {"max_containers", 1}, {"max_inputs", 1000}, {"cpu", 0}});
+  json desired = {{"generation", 1},
+                  {"apps", {{"bench", {{"functions", {{"cold", cold}, {"hot", hot}}}}}}}};
+  auto put = client.Put("/v1/desired", desired.dump(), "application/json");
+  if (!put || put->status != 200)
+    return BenchError("PUT /v1/desired: " + (put ? put->body : httplib::to_string(put.error())));
+
+  const int cold_starts = bench::EnvCount("GANTRY_BENCH_COLD", 100);
+  const int seconds = bench::EnvCount("GANTRY_BENCH_SECONDS", 5);
+  std::printf("serving_bench: %d cold starts, then wrk for %d s per row\n", cold_starts, seconds);
+  std::printf("load average before: %s\n", bench::LoadAverage().c_str());
+
+  bench::LatencySample cold_ms;
+  for (int i = 0; i < cold_starts; ++i) {
+    if (auto idle = WaitForContainers(client, "cold", 0); !idle.ok()) return idle.error();
+    auto ms = TimeColdStart((*agent)->address());
+    if (!ms) return BenchError(ms.error().message + "\nagent log:\n" + (*agent)->Log());
+    cold_ms.ms.push_back(*ms);
+  }
+  std::printf("\ncold start, request to first byte (ms), %d starts, image cached:\n", cold_starts);
+  std::printf("  p50 %.1f   p90 %.1f   p99 %.1f   max %.1f   (goal: p50 < 150, p99 < 300)\n",
+              cold_ms.Percentile(0.5), cold_ms.Percentile(0.9), cold_ms.Percentile(0.99),
+              cold_ms.Max());
+
+  if (auto warm = WaitForContainers(client, "hot", 1); !warm.ok()) return warm.error();
+  auto pid = HotContainerPid(data_dir);
+  if (!pid) return pid.error();
+  auto nginx = StartNginx(scratch.path() / "nginx", *pid);
+  if (!nginx) return nginx.error();
+
+  std::printf(
+      "\nlatency of GET /index.html on one warm busybox httpd container (ms), wrk --latency:\n");
+  std::printf("  %-5s | %-17s | %-29s | %-29s\n", "conns", "direct p50/p99",
+              "nginx p50/p99 (+p50/+p99)", "router p50/p99 (+p50/+p99)");
+  const std::string router_url = (*agent)->address() + "/apps/bench/hot/index.html";
+  for (int connections : {1, 50, 200}) {
+    auto direct = RunWrk(*pid, "http://127.0.0.1:8000/index.html", connections, seconds);
+    if (!direct) return direct.error();
+    auto proxied = RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
+                          connections, seconds);
+    if (!proxied) return proxied.error();
+    auto routed = RunWrk(std::nullopt, router_url, connections, seconds);
+    if (!routed) return routed.error();
+    std::printf(
+        "  %-5d | %7.2f / %7.2f | %6.2f / %6.2f (%+5.2f/%+5.2f) | %6.2f / %6.2f (%+5.2f/%+5.2f)\n",
+        connections, direct->p50, direct->p99, proxied->p50, proxied->p99,
+        proxied->p50 - direct->p50, proxied->p99 - direct->p99, routed->p50, routed->p99,
+        routed->p50 - direct->p50, routed->p99 - direct->p99);
+    std::printf("          requests/s: direct %.0f, nginx %.0f, router %.0f\n",
+                direct->requests_per_second, proxied->requests_per_second,
+                routed->requests_per_second);
+    for (const auto& [name, figures] :
+         {std::pair{"direct", &*direct}, std::pair{"nginx", &*proxied},
+          std::pair{"router", &*routed}}) {
+      if (!figures->errors.empty())
+        std::printf("          %s: %s\n", name, figures->errors.c_str());
+    }
+  }
+  std::printf("load average after: %s\n", bench::LoadAverage().c_str());
+  (void)nginx->Signal(SIGQUIT);
+  (void)nginx->Wait(5s);
+  return core::Ok{};
+}
+
+}  // namespace
+
+int main() {
+  if (!tests::CanRunContainers()) {
+    std::fprintf(stderr, "serving_bench: needs root, /usr/sbin/runc and /bin/busybox\n");
+    return 1;
+  }
+  auto status = Bench();
+  if (!status.ok()) {
+    std::fprintf(stderr, "serving_bench: %s\n", status.error().message.c_str());
+    return 1;
+  }
+  return 0;
+}
