@@ -10,7 +10,10 @@
 #include <sstream>
 
 #include "agents/container_root.h"
+#include "builder/image_index.h"
+#include "builder/registry_client.h"
 #include "core/atomic_file.h"
+#include "core/image_reference.h"
 
 namespace agents {
 namespace {
@@ -275,14 +278,39 @@ std::vector<std::string> Agent::CheckFunction(const std::string& app,
                        (have.empty() ? "no GPU" : have));
   }
   if (!layers_.store().HasBlob(function.image.digest)) {
-    problems.push_back("image " + function.image.digest + " is not in the content store " +
-                       layers_.store().root().string() +
-                       (function.image.reference.empty()
-                            ? ""
-                            : " (pulling from a registry is not available yet)"));
+    std::string why = "image " + function.image.digest + " is not in the content store " +
+                      layers_.store().root().string();
+    if (function.image.reference.empty()) {
+      problems.push_back(why);
+    } else if (auto pulled = PullImage(function.image); !pulled.ok()) {
+      problems.push_back(why + " and cannot be pulled: " + pulled.error().message);
+    }
   }
   (void)app;
   return problems;
+}
+
+core::Status Agent::PullImage(const ImageRef& image) const {
+  auto reference = core::ParseImageReference(image.reference);
+  if (!reference) return reference.error();
+  reference->digest = image.digest;  // exactly the image the planner chose
+  auto store = builder::ContentStore::Open(options_.store);
+  if (!store) return store.error();
+  builder::RegistryOptions registry;
+  registry.insecure = builder::IsInsecureRegistry(reference->domain);
+  builder::RegistryClient client(reference->domain, registry);
+  spdlog::info("agent: pulling {}", reference->ToString());
+  auto pulled = client.Pull(*reference, builder::HostPlatform(), *store, reference->ToString());
+  if (!pulled) return pulled.error();
+  if (pulled->manifest.digest != image.digest) {
+    return core::Error{core::ErrorCode::kConflict,
+                       image.reference + " resolved to " + pulled->manifest.digest +
+                           ", not the desired " + image.digest,
+                       {}};
+  }
+  spdlog::info("agent: pulled {} ({} blobs, {} bytes)", reference->ToString(),
+               pulled->blobs_downloaded, pulled->bytes_downloaded);
+  return core::Ok{};
 }
 
 core::Result<PreparedFunction> Agent::PrepareFunction(const std::string& app,

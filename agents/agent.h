@@ -115,7 +115,12 @@ class Agent {
   void SyncWebFunctions();
   /// Gives the scheduler the scheduled job functions that can run here.
   void SyncSchedules();
-  /// Why a function cannot run here, if it cannot.
+  /// Pulls a function's image, pinned to its digest, from the registry its
+  /// reference names into the content store (over plain HTTP only for
+  /// loopback registries and GANTRY_INSECURE_REGISTRIES).
+  core::Status PullImage(const ImageRef& image) const;
+  /// Why a function cannot run here, if it cannot (pulling its image first
+  /// when the store lacks it and it has a reference).
   std::vector<std::string> CheckFunction(const std::string& app,
                                          const FunctionState& function) const;
   core::Result<PreparedFunction> PrepareFunction(const std::string& app,

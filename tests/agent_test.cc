@@ -15,11 +15,14 @@
 #include <string>
 #include <thread>
 
+#include "builder/content_store.h"
+#include "builder/registry_client.h"
 #include "core/atomic_file.h"
 #include "core/sha256.h"
 #include "core/subprocess.h"
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
+#include "tests/docker_registry.h"
 #include "tests/temp_dir.h"
 
 namespace {
@@ -460,3 +463,55 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
 }
 
 }  // namespace
+
+TEST_CASE("the agent pulls a function's image from a registry, pinned to its digest",
+          "[agent][registry][runc]") {
+  if (!tests::CanRunContainers() || !tests::HasDockerRegistry()) {
+    WARN("skipped: needs root, /usr/sbin/runc, /bin/busybox and docker-registry");
+    return;
+  }
+  tests::TempDir dir("gantry-agent-pull-test");
+  // The image is built into a store the agent does not read, and pushed.
+  const fs::path build_store = dir.path() / "build-store";
+  std::string digest = BuildBusyboxImage(dir, build_store);
+  auto registry = tests::DockerRegistry::Start(dir.path() / "registry");
+  INFO((registry.ok() ? "" : registry.error().message));
+  REQUIRE(registry.ok());
+  auto store = builder::ContentStore::OpenExisting(build_store);
+  REQUIRE(store.ok());
+  builder::RegistryOptions options;
+  options.insecure = true;
+  builder::RegistryClient client((*registry)->domain(), options);
+  auto pushed = client.Push(*store, digest, "team/box", "v1");
+  INFO((pushed.ok() ? "" : pushed.error().message));
+  REQUIRE(pushed.ok());
+
+  auto started_agent = tests::AgentProcess::Start(
+      GANTRY_BINARY, dir.path() / "agent", dir.path() / "agent-store", dir.path() / "agent.log");
+  INFO((started_agent.ok() ? "" : started_agent.error().message));
+  REQUIRE(started_agent.ok());
+  tests::AgentProcess& agent = **started_agent;
+  auto api = agent.Client();
+  const std::string reference = (*registry)->domain() + "/team/box:v1";
+  json desired = {{"generation", 1},
+                  {"apps",
+                   {{"demo",
+                     {{"functions",
+                       {{"echo",
+                         {{"image", {{"digest", digest}, {"reference", reference}}},
+                          {"command", {"/bin/echo", "pulled"}}}},
+                        {"stray",
+                         {{"image",
+                           {{"digest", "sha256:" + std::string(64, 'e')},
+                            {"reference", (*registry)->domain() + "/team/nothing:v1"}}},
+                          {"command", {"/bin/true"}}}}}}}}}}};
+  REQUIRE(Put(api, desired)->status == 200);
+  json call = Call(api, "echo", json::object());
+  CHECK(call["state"] == "succeeded");
+  CHECK(call["stdout"] == "pulled\n");
+  CHECK(fs::exists(dir.path() / "agent-store" / "blobs" / "sha256" / digest.substr(7)));
+  // What cannot be pulled says so in the status, and its calls are refused.
+  json stray = Body(api.Get("/v1/status"))["apps"]["demo"]["functions"]["stray"];
+  CHECK(stray["schedulable"] == false);
+  CHECK(stray["errors"][0].get<std::string>().find("cannot be pulled") != std::string::npos);
+}
