@@ -3,6 +3,8 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 
@@ -12,6 +14,14 @@
 
 namespace agents {
 namespace {
+
+/// A header name as RFC 9110 5.1 allows it (a token).
+bool IsHeaderToken(const std::string& name) {
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) {
+    return std::isalnum(c) ||
+           std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+  });
+}
 
 /// Headers httplib adds to a request itself: not the client's, not relayed.
 bool IsServerHeader(const std::string& name) {
@@ -37,12 +47,14 @@ struct Relay {
   core::UniqueFd connection;
   std::string pending;
   std::optional<ChunkedDecoder> chunked;
+  std::optional<std::uint64_t> remaining;  // of a body with a length: no byte past it is relayed
   bool ended = false;
 
   /// The next piece of the body (decoded when chunked), "" at its end;
   /// false when the container's connection failed.
   bool Next(std::string* piece) {
     piece->clear();
+    if (remaining && *remaining == 0) ended = true;
     while (piece->empty() && !ended) {
       std::string raw;
       if (!pending.empty()) {
@@ -54,11 +66,18 @@ struct Relay {
         if (count < 0) return false;
         if (count == 0) {
           ended = true;
-          return !chunked || chunked->done();
+          return (!chunked || chunked->done()) && (!remaining || *remaining == 0);
         }
         raw.assign(buffer, static_cast<std::size_t>(count));
       }
-      if (!chunked) {
+      if (remaining) {
+        if (raw.size() >= *remaining) {
+          raw.resize(static_cast<std::size_t>(*remaining));
+          ended = true;
+        }
+        *remaining -= raw.size();
+        *piece = std::move(raw);
+      } else if (!chunked) {
         *piece = std::move(raw);
       } else {
         if (!chunked->Feed(raw, piece).ok()) return false;
@@ -98,7 +117,16 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
   std::string forwarded = request.target.substr(prefix.size());
   if (forwarded.empty() || forwarded[0] == '?') forwarded = "/" + forwarded;
 
+  // Waiting requests hold a server thread each: past a bound, the API and
+  // the other functions would starve.
+  if (queued_.fetch_add(1) >= kMaxWaitingRequests) {
+    --queued_;
+    return ReplyError(response, 503, "unavailable",
+                      "the agent has " + std::to_string(kMaxWaitingRequests) +
+                          " requests waiting for containers already");
+  }
   auto lease = target->function->Acquire();
+  --queued_;
   if (!lease) {
     return ReplyError(response, lease.error());
   }
@@ -109,11 +137,30 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
 
   std::string head = request.method + " " + forwarded + " HTTP/1.0\r\n";
   std::string forwarded_for;
+  // Headers the client's Connection names are about its connection alone.
+  std::string connection_tokens = "," + request.get_header_value("Connection") + ",";
+  for (char& c : connection_tokens)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  connection_tokens.erase(std::remove(connection_tokens.begin(), connection_tokens.end(), ' '),
+                          connection_tokens.end());
   for (const auto& [name, value] : request.headers) {
-    if (IsServerHeader(name) || IsHopByHopHeader(name)) continue;
-    if (HeaderNameIs(name, "Content-Length")) continue;
-    if (web.auth != WebAuth::kPublic && HeaderNameIs(name, "Authorization"))
-      continue;  // the agent's credentials stay with the agent
+    if (IsServerHeader(name)) continue;
+    if (!IsHeaderToken(name) ||
+        value.find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
+      return ReplyError(response, 400, "invalid-argument",
+                        "a request header has a bad name or a line break in its value");
+    }
+    std::string lower = name;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (IsHopByHopHeader(name) || connection_tokens.find("," + lower + ",") != std::string::npos)
+      continue;
+    // The router answers 100-continue itself; the body is already read.
+    if (HeaderNameIs(name, "Content-Length") || HeaderNameIs(name, "Expect")) continue;
+    // The agent's credentials stay with the agent, whatever the function's auth.
+    if (HeaderNameIs(name, "Authorization") &&
+        (web.auth != WebAuth::kPublic || AuthorizationMatches(value, token_))) {
+      continue;
+    }
     if (HeaderNameIs(name, "X-Forwarded-For")) {
       forwarded_for = value + ", ";
       continue;
@@ -160,9 +207,15 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
                      : std::string("no response from the container: ") + std::strerror(errno));
     }
     received.append(buffer, static_cast<std::size_t>(count));
-    auto parsed = ParseResponseHead(received);
-    if (!parsed) return ReplyError(response, 502, "bad-gateway", parsed.error().message);
-    upstream = std::move(parsed).value();
+    while (true) {
+      auto parsed = ParseResponseHead(received);
+      if (!parsed) return ReplyError(response, 502, "bad-gateway", parsed.error().message);
+      upstream = std::move(parsed).value();
+      // An interim 1xx (100 Continue, 103 Early Hints) is not the answer.
+      if (!upstream || upstream->status / 100 != 1 || upstream->status == 101) break;
+      received.erase(0, upstream->head_bytes);
+      upstream.reset();
+    }
   }
 
   response.status = upstream->status;
@@ -181,12 +234,15 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
     return;
   }
 
-  auto relay =
-      std::make_shared<Relay>(Relay{std::move(lease).value(), std::move(connection).value(),
-                                    received.substr(upstream->head_bytes), std::nullopt, false});
+  auto relay = std::make_shared<Relay>(
+      Relay{std::move(lease).value(), std::move(connection).value(),
+            received.substr(upstream->head_bytes), std::nullopt, std::nullopt, false});
   if (upstream->chunked()) relay->chunked.emplace();
   auto length = upstream->content_length();
-  if (length && !upstream->chunked()) {
+  if (length && !upstream->chunked()) relay->remaining = *length;
+  // With a Range header the container has sliced the body already: httplib
+  // must not slice it again, as it would a body it is given with a length.
+  if (length && !upstream->chunked() && !request.has_header("Range")) {
     response.set_content_provider(
         static_cast<std::size_t>(*length), content_type,
         [relay](std::size_t, std::size_t, httplib::DataSink& sink) {

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <string>
 
 #include "agents/agent.h"
@@ -26,6 +27,10 @@ namespace agents {
 /// The container's input is held until the whole body has been relayed.
 class Router {
  public:
+  /// Requests waiting for a container, over all functions, at most: each
+  /// holds one of the API server's 256 threads while it waits.
+  static constexpr int kMaxWaitingRequests = 128;
+
   Router(Agent& agent, std::string token, bool tls)
       : agent_(agent), token_(std::move(token)), tls_(tls) {}
 
@@ -37,6 +42,7 @@ class Router {
   Agent& agent_;
   std::string token_;
   bool tls_;
+  mutable std::atomic<int> queued_ = 0;
 };
 
 }  // namespace agents

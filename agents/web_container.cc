@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -175,8 +176,15 @@ void WebContainer::Probe(const fs::path& pid_file, std::chrono::steady_clock::ti
       if (pid > 0) {
         core::UniqueFd netns(
             open(("/proc/" + std::to_string(pid) + "/ns/net").c_str(), O_RDONLY | O_CLOEXEC));
+        // A pid already gone and reused could name the host's namespace:
+        // a container's is never the agent's own.
+        struct stat theirs {
+        }, ours{};
+        bool own_namespace = netns.valid() && fstat(netns.get(), &theirs) == 0 &&
+                             stat("/proc/self/ns/net", &ours) == 0 &&
+                             theirs.st_ino == ours.st_ino && theirs.st_dev == ours.st_dev;
         std::lock_guard lock(mutex_);
-        if (netns.valid()) netns_ = std::move(netns);
+        if (netns.valid() && !own_namespace) netns_ = std::move(netns);
       }
     } else if (!listening) {
       listening = Connect().ok();

@@ -206,7 +206,8 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
   sample.in_flight = in_flight_;
   sample.queued = static_cast<int>(waiting_.size());
   for (const Entry& entry : containers_) {
-    if (entry.draining) continue;
+    // A stopped one still holding requests is neither: it is about to go.
+    if (entry.draining || entry.container->state() == WebContainerState::kStopped) continue;
     if (entry.container->state() == WebContainerState::kReady) {
       ++sample.ready;
     } else {
@@ -239,8 +240,10 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
   } else if (desired < have) {
     // Starting containers serve nothing yet: they go first, then the least busy.
     std::vector<Entry*> candidates;
-    for (Entry& entry : containers_)
-      if (!entry.draining) candidates.push_back(&entry);
+    for (Entry& entry : containers_) {
+      if (!entry.draining && entry.container->state() != WebContainerState::kStopped)
+        candidates.push_back(&entry);
+    }
     std::stable_sort(candidates.begin(), candidates.end(), [](const Entry* a, const Entry* b) {
       bool a_ready = a->container->state() == WebContainerState::kReady;
       bool b_ready = b->container->state() == WebContainerState::kReady;
@@ -259,6 +262,7 @@ json WebFunction::Status() const {
   std::lock_guard lock(mutex_);
   int starting = 0, ready = 0, draining = 0;
   for (const Entry& entry : containers_) {
+    if (entry.container->state() == WebContainerState::kStopped) continue;
     if (entry.draining) {
       ++draining;
     } else if (entry.container->state() == WebContainerState::kReady) {

@@ -29,7 +29,7 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 /// A busybox httpd serving /www on $PORT, with CGI scripts: env (what the
-/// request looked like inside), stream (three lines, 300 ms apart) and slow
+/// request looked like inside), stream (three lines, a second apart) and slow
 /// (a second long; says how many requests its container was serving).
 const char* const kWebServer = R"SH(
 mkdir -p /www/cgi-bin
@@ -47,7 +47,7 @@ END
 cat > /www/cgi-bin/stream <<'END'
 #!/bin/sh
 printf 'Content-Type: text/event-stream\r\n\r\n'
-for i in 1 2 3; do echo "data: tick $i"; echo; sleep 0.3; done
+for i in 1 2 3; do echo "data: tick $i"; echo; sleep 1; done
 END
 cat > /www/cgi-bin/slow <<'END'
 #!/bin/sh
@@ -58,6 +58,10 @@ sleep 1
 rm /tmp/active/$$
 printf 'Content-Type: text/plain\r\n\r\n'
 echo "concurrent=$n host=$(cat /tmp/id)"
+END
+cat > /www/cgi-bin/overlong <<'END'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nhello, and a second response'
 END
 chmod +x /www/cgi-bin/*
 head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' > /tmp/id
@@ -128,7 +132,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
        {{"demo",
          {{"web_key_sha256", core::Sha256Digest(key).substr(7)},
           {"functions",
-           {{"site", WebFunction(digest, json::object())},
+           {{"site", WebFunction(digest, {{"scaledown_window_ms", 3000}})},
             {"private", WebFunction(digest, {{"web", {{"auth", "token"}}}})},
             {"keyed", WebFunction(digest, {{"web", {{"auth", "key"}}}})},
             {"busy", WebFunction(digest, {{"max_containers", 2}, {"max_inputs", 1}})},
@@ -154,7 +158,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(first->body == "hello\n");
     json serving = FunctionStatus(client, "site");
     CHECK(serving["containers"]["ready"] == 1);
-    // Idle past the scaledown window (1.5 s): back to zero.
+    // Idle past the scaledown window (3 s): back to zero.
     CHECK(WaitForStatus(
         client, "site", [](const json& status) { return Containers(status) == 0; }, 20s));
     json idle = FunctionStatus(client, "site");
@@ -176,6 +180,10 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(echoed->body.find("prefix=/apps/demo/site\n") != std::string::npos);
     CHECK(echoed->body.find("for=127.0.0.1\n") != std::string::npos);
     CHECK(echoed->body.find("body=ping\n") != std::string::npos);
+    // No byte past the container's Content-Length reaches the client's connection.
+    auto overlong = anonymous.Get("/apps/demo/site/cgi-bin/overlong");
+    REQUIRE(overlong);
+    CHECK(overlong->body == "hel");
     auto missing = anonymous.Get("/apps/demo/site/no-such-file");
     REQUIRE(missing);
     CHECK(missing->status == 404);  // the container's own answer, relayed
