@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <array>
 #include <variant>
 
@@ -213,6 +214,28 @@ core::Status AgentRecords::SaveFireLocked(const ScheduleFire& fire) {
 core::Status AgentRecords::SaveScheduleFire(const ScheduleFire& fire) {
   std::lock_guard lock(mutex_);
   return SaveFireLocked(fire);
+}
+
+core::Status AgentRecords::RetainScheduleFires(
+    const std::vector<std::pair<std::string, std::string>>& kept) {
+  std::lock_guard lock(mutex_);
+  std::vector<std::pair<std::string, std::string>> stored;
+  {
+    Statement row(db_, "SELECT app, function FROM schedule_fires", {});
+    std::optional<core::Error> error;
+    while (row.Next(&error, "cannot read the schedules"))
+      stored.emplace_back(row.Text(0), row.Text(1));
+    if (error) return *error;
+  }
+  for (const auto& [app, function] : stored) {
+    if (std::find(kept.begin(), kept.end(), std::pair{app, function}) != kept.end()) continue;
+    Statement statement(db_, "DELETE FROM schedule_fires WHERE app = ? AND function = ?",
+                        {app, function});
+    if (auto deleted = statement.Run("cannot delete the schedule of " + app + "/" + function);
+        !deleted.ok())
+      return deleted;
+  }
+  return core::Ok{};
 }
 
 core::Result<std::optional<ScheduleFire>> AgentRecords::FindScheduleFire(

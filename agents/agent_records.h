@@ -54,7 +54,8 @@ struct ScheduleFire {
 /// The agent's durable records: one SQLite database, DATA_DIR/agent.db, in
 /// WAL mode with synchronous=FULL, so that a record written before a crash
 /// (kill -9 or power loss) is there after it. It holds the desired state
-/// and every job call, and where each schedule has got to. Safe to use from several threads. The schema is in agents/README.md.
+/// and every job call, and where each schedule has got to. Safe to use from several threads. The
+/// schema is in agents/README.md.
 class AgentRecords {
  public:
   static core::Result<std::unique_ptr<AgentRecords>> Open(const std::filesystem::path& file);
@@ -69,6 +70,8 @@ class AgentRecords {
   /// saves that too, in the same transaction.
   core::Status SaveCall(const CallRecord& call, const ScheduleFire* fire = nullptr);
   core::Status SaveScheduleFire(const ScheduleFire& fire);
+  /// Deletes the schedule state of every function not in `kept` (app, function).
+  core::Status RetainScheduleFires(const std::vector<std::pair<std::string, std::string>>& kept);
   core::Result<std::optional<ScheduleFire>> FindScheduleFire(const std::string& app,
                                                              const std::string& function);
   core::Result<std::optional<CallRecord>> FindCall(const std::string& id);

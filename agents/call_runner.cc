@@ -177,6 +177,8 @@ CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
   }
   call.finished_ms = NowMs();
   Save(call);
+  std::lock_guard lock(mutex_);
+  cancelled_.erase(call.id);
   return call;
 }
 
@@ -240,7 +242,7 @@ void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
       call->error = "the agent stopped while the call was running";
       return;
     }
-    if (Cancelled(call->id)) {
+    if (Cancelled(call->id) && !(exit->exit_code == 0 && !exit->timed_out)) {
       call->state = CallState::kInterrupted;
       call->error = "replaced by a newer run of its schedule";
       return;
@@ -260,6 +262,11 @@ void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
     Save(*call);
     std::this_thread::sleep_for(backoff);
     backoff *= 2;
+    if (Cancelled(call->id)) {  // cancelled while waiting to retry
+      call->state = CallState::kInterrupted;
+      call->error = "replaced by a newer run of its schedule";
+      return;
+    }
   }
 }
 

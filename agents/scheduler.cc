@@ -62,6 +62,12 @@ void Scheduler::Set(std::vector<ScheduledJob> jobs) {
     entries.emplace(key, Entry{std::move(job), std::move(times).value(), std::move(fire), 0});
   }
   entries_ = std::move(entries);
+  // A schedule removed, then added again later, starts afresh: no catch-up
+  // for the time it was gone.
+  std::vector<std::pair<std::string, std::string>> kept;
+  for (const auto& [key, entry] : entries_) kept.emplace_back(entry.job.app, entry.job.function);
+  if (auto retained = records_->RetainScheduleFires(kept); !retained.ok())
+    spdlog::warn("agent: {}", retained.error().message);
   changed_.notify_all();
 }
 
@@ -82,9 +88,13 @@ void Scheduler::TickEntry(Entry& entry, core::FireTime now) {
   }
   ScheduleFire fire = entry.fire;
   bool ran = false;
+  std::string before_this_tick =
+      entry.fire.last_call;  // runs of this tick do not overlap each other
   for (core::FireTime run : due.run) {
+    const std::int64_t previous_fire = fire.last_fire_ms;
     fire.last_fire_ms = ToMs(run == due.run.back() ? *due.latest : run);
-    bool previous = !fire.last_call.empty() && hooks_.unfinished(fire.last_call);
+    bool previous = !before_this_tick.empty() && fire.last_call == before_this_tick &&
+                    hooks_.unfinished(fire.last_call);
     if (previous && entry.job.schedule.overlap == Overlap::kSkip) {
       ++entry.skipped;
       spdlog::info("agent: {}: run due at {} skipped: {} is still running", key,
@@ -97,9 +107,14 @@ void Scheduler::TickEntry(Entry& entry, core::FireTime now) {
       hooks_.cancel(fire.last_call);
     }
     if (auto started = hooks_.run(entry.job, &fire); !started.ok()) {
+      // Not recorded as dealt with: the next tick tries this run again.
       spdlog::warn("agent: {}: the run due at {} could not start: {}", key,
                    core::FormatTimestamp(run, entry.times.zone()), started.error().message);
-      continue;
+      fire.last_fire_ms = previous_fire;
+      if (auto saved = records_->SaveScheduleFire(fire); !saved.ok())
+        spdlog::warn("agent: {}", saved.error().message);
+      entry.fire = fire;
+      return;
     }
     ran = true;
     entry.fire = fire;  // saved with the call

@@ -138,6 +138,66 @@ TEST_CASE("a restart neither repeats nor loses a run, and catches up one missed 
   CHECK(harness.runs.size() == 3);
 }
 
+TEST_CASE("catch-up runs of one tick do not overlap each other; a run that cannot start is retried",
+          "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  harness.now = At("2026-03-01T00:00:30Z");
+  ScheduleState three = Cron("0 * * * *");
+  three.catch_up = 3;
+  {
+    auto scheduler = harness.Make();
+    scheduler->Set({Job("hourly", three)});
+    scheduler->Tick();
+  }
+  // Down for five hours, its runs never finishing (overlap: skip): three made up.
+  harness.now = At("2026-03-01T05:30:00Z");
+  auto scheduler = harness.Make();
+  scheduler->Set({Job("hourly", three)});
+  scheduler->Tick();
+  CHECK(harness.runs == std::vector<std::string>{"hourly@2026-03-01T03:00:00+00:00",
+                                                 "hourly@2026-03-01T04:00:00+00:00",
+                                                 "hourly@2026-03-01T05:00:00+00:00"});
+
+  // A run that cannot start is not recorded as done: the next tick tries it.
+  Harness failing(dir.path() / "other.db");
+  failing.now = At("2026-03-01T00:00:30Z");
+  // The first start fails, by a hook that refuses once.
+  Scheduler::Hooks hooks;
+  int refused = 0;
+  hooks.now = [&] { return failing.now; };
+  hooks.run = [&](const ScheduledJob& job, ScheduleFire* fire) -> core::Status {
+    if (refused++ == 0) return core::Error{core::ErrorCode::kIo, "disk full", {}};
+    fire->last_call = "call-ok";
+    failing.runs.push_back(job.function);
+    return failing.records->SaveScheduleFire(*fire);
+  };
+  hooks.unfinished = [](const std::string&) { return false; };
+  hooks.cancel = [](const std::string&) {};
+  Scheduler retrying(failing.records.get(), std::move(hooks));
+  retrying.Set({Job("hourly", Cron("0 * * * *"))});
+  failing.now = At("2026-03-01T01:00:10Z");
+  retrying.Tick();
+  CHECK(failing.runs.empty());
+  failing.now = At("2026-03-01T01:00:20Z");
+  retrying.Tick();
+  CHECK(failing.runs == std::vector<std::string>{"hourly"});
+}
+
+TEST_CASE("a schedule removed and added again starts afresh", "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  harness.now = At("2026-03-01T00:00:30Z");
+  auto scheduler = harness.Make();
+  scheduler->Set({Job("hourly", Cron("0 * * * *"))});
+  scheduler->Set({});
+  CHECK_FALSE(harness.records->FindScheduleFire("demo", "hourly").value().has_value());
+  harness.now = At("2026-03-01T05:30:00Z");
+  scheduler->Set({Job("hourly", Cron("0 * * * *"))});
+  scheduler->Tick();
+  CHECK(harness.runs.empty());  // nothing made up for the time it was gone
+}
+
 TEST_CASE("overlapping runs are skipped, allowed or replaced as the schedule says", "[scheduler]") {
   tests::TempDir dir("gantry-scheduler-test");
   Harness harness(dir.path() / "agent.db");
