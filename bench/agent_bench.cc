@@ -373,8 +373,8 @@ void PrintStep(const char* name, const bench::LatencySample& sample) {
 }
 
 core::Status Bench() {
-  const int calls = bench::EnvCount("GANTRY_BENCH_CALLS", 200);
-  const int warmups = bench::EnvCount("GANTRY_BENCH_WARMUP", 10);
+  const int calls = static_cast<int>(bench::EnvNumber("GANTRY_BENCH_CALLS", 200));
+  const int warmups = static_cast<int>(bench::EnvNumber("GANTRY_BENCH_WARMUP", 10));
   const std::optional<double> cpu = EnvCpu();
   if (!tests::CanRunContainers()) return BenchError("needs root, /usr/sbin/runc and /bin/busybox");
 

@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/latency_sample.h"
 #include "bench/machine_load.h"
 #include "builder/content_store.h"
 #include "builder/image_builder.h"
@@ -96,21 +97,6 @@ class TempDir {
     fs::remove_all(path, ignored);
   }
   std::exit(1);
-}
-
-std::uint64_t EnvNumber(const char* name, std::uint64_t fallback) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  unsigned long long value = std::strtoull(text, &end, 10);
-  if (*end != '\0' || value == 0) Die(std::string(name) + " must be a positive number");
-  return value;
-}
-
-double Median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  std::size_t middle = values.size() / 2;
-  return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
 
 double Seconds(const std::function<void()>& work) {
@@ -274,12 +260,12 @@ struct PackingRow {
   double MedianWall() const {
     std::vector<double> values;
     for (const Timing& run : runs) values.push_back(run.wall);
-    return Median(values);
+    return bench::Median(values);
   }
   double MedianCpu() const {
     std::vector<double> values;
     for (const Timing& run : runs) values.push_back(run.cpu);
-    return Median(values);
+    return bench::Median(values);
   }
 };
 
@@ -372,9 +358,9 @@ std::string Yes(bool met) {
 }  // namespace
 
 int Bench() {
-  const std::uint64_t bytes = EnvNumber("GANTRY_BENCH_BYTES", std::uint64_t{1} << 30);
-  const std::uint64_t files = EnvNumber("GANTRY_BENCH_FILES", 10000);
-  const int runs = static_cast<int>(EnvNumber("GANTRY_BENCH_RUNS", 3));
+  const std::uint64_t bytes = bench::EnvNumber("GANTRY_BENCH_BYTES", std::uint64_t{1} << 30);
+  const std::uint64_t files = bench::EnvNumber("GANTRY_BENCH_FILES", 10000);
+  const int runs = static_cast<int>(bench::EnvNumber("GANTRY_BENCH_RUNS", 3));
   const unsigned cores = static_cast<unsigned>(core::UsableCpus());
 
   std::printf("build_bench: %u usable hardware threads (of %u); WriteLayer's default: %u threads\n",
@@ -431,8 +417,8 @@ int Bench() {
                 static_cast<double>(row->output_bytes) / std::max<std::uint64_t>(1, stats.bytes));
   }
 
-  const double in_process = Median(rebuild.in_process);
-  const double binary = Median(rebuild.binary);
+  const double in_process = bench::Median(rebuild.in_process);
+  const double binary = bench::Median(rebuild.binary);
   std::printf(
       "\nNo-op rebuild of examples/hello/app.yaml (median of %d, after one that fills the "
       "cache)\n",

@@ -24,16 +24,22 @@ double LatencySample::Max() const {
   return ms.empty() ? 0 : *std::max_element(ms.begin(), ms.end());
 }
 
-int EnvCount(const char* name, int fallback) {
+std::uint64_t EnvNumber(const char* name, std::uint64_t fallback) {
   const char* text = std::getenv(name);
   if (text == nullptr || *text == '\0') return fallback;
   char* end = nullptr;
-  long value = std::strtol(text, &end, 10);
-  if (*end != '\0' || value <= 0) {
+  unsigned long long value = std::strtoull(text, &end, 10);
+  if (*end != '\0' || value == 0) {
     std::fprintf(stderr, "bench: %s must be a positive number\n", name);
     std::exit(2);
   }
-  return static_cast<int>(value);
+  return value;
+}
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  std::size_t middle = values.size() / 2;
+  return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
 
 }  // namespace bench

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 namespace bench {
@@ -15,9 +16,12 @@ struct LatencySample {
   double Max() const;
 };
 
-/// A positive count a bench takes from the environment (GANTRY_BENCH_CALLS),
+/// A positive number a bench takes from the environment (GANTRY_BENCH_CALLS),
 /// or `fallback` when it is unset; exits with a message when it is not a
 /// positive number.
-int EnvCount(const char* name, int fallback);
+std::uint64_t EnvNumber(const char* name, std::uint64_t fallback);
+
+/// The median of a bench's runs (the mean of the middle two for an even count).
+double Median(std::vector<double> values);
 
 }  // namespace bench

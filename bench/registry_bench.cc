@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/latency_sample.h"
 #include "bench/machine_load.h"
 #include "builder/content_store.h"
 #include "builder/descriptor.h"
@@ -43,21 +44,6 @@ using Clock = std::chrono::steady_clock;
 [[noreturn]] void Die(const std::string& message) {
   std::fprintf(stderr, "registry_bench: %s\n", message.c_str());
   std::exit(1);
-}
-
-std::uint64_t EnvNumber(const char* name, std::uint64_t fallback) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  unsigned long long value = std::strtoull(text, &end, 10);
-  if (*end != '\0' || value == 0) Die(std::string(name) + " must be a positive number");
-  return value;
-}
-
-double Median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  std::size_t middle = values.size() / 2;
-  return values.size() % 2 ? values[middle] : (values[middle - 1] + values[middle]) / 2;
 }
 
 // Runs a program with this environment; its stdout, or death with its stderr.
@@ -166,9 +152,9 @@ int main() {
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   if (!tests::HasDockerRegistry())
     Die("needs /usr/bin/docker-registry (apt-get install docker-registry)");
-  const std::uint64_t bytes = EnvNumber("GANTRY_BENCH_BYTES", std::uint64_t{500} << 20);
-  const std::uint64_t layers = EnvNumber("GANTRY_BENCH_LAYERS", 4);
-  const std::uint64_t rounds = EnvNumber("GANTRY_BENCH_ROUNDS", 3);
+  const std::uint64_t bytes = bench::EnvNumber("GANTRY_BENCH_BYTES", std::uint64_t{500} << 20);
+  const std::uint64_t layers = bench::EnvNumber("GANTRY_BENCH_LAYERS", 4);
+  const std::uint64_t rounds = bench::EnvNumber("GANTRY_BENCH_ROUNDS", 3);
   const double mib = static_cast<double>(bytes) / (1 << 20);
 
   tests::TempDir work("gantry-registry-bench");
@@ -222,11 +208,11 @@ int main() {
   auto row = [&](const char* name, double seconds, double reference) {
     std::printf("  %-34s %8.2f %9.1f %9.2fx\n", name, seconds, mib / seconds, reference / seconds);
   };
-  double push_reference = Median(skopeo_push), pull_reference = Median(skopeo_pull);
+  double push_reference = bench::Median(skopeo_push), pull_reference = bench::Median(skopeo_pull);
   row("push: skopeo copy oci: docker://", push_reference, push_reference);
-  row("push: gantry push --no-build", Median(gantry_push), push_reference);
+  row("push: gantry push --no-build", bench::Median(gantry_push), push_reference);
   row("pull: skopeo copy docker:// oci:", pull_reference, pull_reference);
-  row("pull: gantry pull", Median(gantry_pull), pull_reference);
+  row("pull: gantry pull", bench::Median(gantry_pull), pull_reference);
   std::printf("Goal: at least as fast as skopeo (1.00x or more) both ways.\n");
   return 0;
 }

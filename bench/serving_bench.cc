@@ -239,8 +239,8 @@ core::Status Bench() {
   if (!put || put->status != 200)
     return BenchError("PUT /v1/desired: " + (put ? put->body : httplib::to_string(put.error())));
 
-  const int cold_starts = bench::EnvCount("GANTRY_BENCH_COLD", 100);
-  const int seconds = bench::EnvCount("GANTRY_BENCH_SECONDS", 5);
+  const int cold_starts = static_cast<int>(bench::EnvNumber("GANTRY_BENCH_COLD", 100));
+  const int seconds = static_cast<int>(bench::EnvNumber("GANTRY_BENCH_SECONDS", 5));
   std::printf("serving_bench: %d cold starts, then wrk for %d s per row\n", cold_starts, seconds);
   std::printf("load average before: %s\n", bench::LoadAverage().c_str());
 

@@ -12,4 +12,8 @@ std::filesystem::path GantryHome() {
   return std::filesystem::current_path() / ".gantry";
 }
 
+std::filesystem::path StoreOrDefault(const std::string& option) {
+  return option.empty() ? GantryHome() / "store" : std::filesystem::path(option);
+}
+
 }  // namespace core

@@ -64,8 +64,7 @@ int RunAgent(const AgentCommand& command) {
   agents::AgentOptions options;
   options.data_dir = command.data_dir.empty() ? core::GantryHome() / "agent"
                                               : std::filesystem::path(command.data_dir);
-  options.store =
-      command.store.empty() ? core::GantryHome() / "store" : std::filesystem::path(command.store);
+  options.store = core::StoreOrDefault(command.store);
   options.gpus = command.gpus;
   options.runtime = command.runtime;
   options.version = GANTRY_VERSION;

@@ -40,8 +40,7 @@ std::string Count(std::size_t count, const std::string& one, const std::string& 
 // The store named by --store (default: the local one), opened as it is:
 // listing or pruning creates no store. nullopt (and a message) when absent.
 std::optional<builder::ContentStore> OpenStore(const std::string& option, int* exit_code) {
-  std::filesystem::path path =
-      option.empty() ? core::GantryHome() / "store" : std::filesystem::path(option);
+  std::filesystem::path path = core::StoreOrDefault(option);
   std::error_code error;
   if (!std::filesystem::exists(path, error)) {
     std::printf("no store at %s: nothing cached\n", path.c_str());

@@ -15,8 +15,7 @@ namespace toolchain {
 namespace {
 
 void List(const std::string& store_option, int* exit_code) {
-  std::filesystem::path path =
-      store_option.empty() ? core::GantryHome() / "store" : std::filesystem::path(store_option);
+  std::filesystem::path path = core::StoreOrDefault(store_option);
   std::error_code error;
   if (!std::filesystem::exists(path, error)) {
     std::printf("no store at %s: no images\n", path.c_str());

@@ -41,8 +41,7 @@ void Pull(const PullOptions& options, int* exit_code) {
     }
     platform = *parsed;
   }
-  std::filesystem::path store_path =
-      options.store.empty() ? core::GantryHome() / "store" : std::filesystem::path(options.store);
+  std::filesystem::path store_path = core::StoreOrDefault(options.store);
   auto store = builder::ContentStore::Open(store_path);
   if (!store) {
     ReportErrors({store.error()});

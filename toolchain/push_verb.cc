@@ -84,8 +84,7 @@ void Push(const PushOptions& options, int* exit_code) {
                               {}}});
     return;
   }
-  std::filesystem::path store_path =
-      options.store.empty() ? core::GantryHome() / "store" : std::filesystem::path(options.store);
+  std::filesystem::path store_path = core::StoreOrDefault(options.store);
   auto store = builder::ContentStore::Open(store_path);
   if (!store) {
     ReportErrors({store.error()});
