@@ -339,10 +339,33 @@ core::Result<std::string> Agent::SealedDocument(const DesiredState& desired) con
 
 core::Result<bool> Agent::Apply(const DesiredState& desired) {
   std::lock_guard lock(mutex_);
+  return ApplyLocked(desired);
+}
+
+core::Result<bool> Agent::ApplyApp(std::int64_t generation, const AppState& app) {
+  std::lock_guard lock(mutex_);
+  DesiredState desired = desired_;
+  desired.generation = generation;
+  desired.apps[app.name] = app;
+  return ApplyLocked(desired);
+}
+
+core::Result<bool> Agent::RemoveApp(std::int64_t generation, const std::string& app) {
+  std::lock_guard lock(mutex_);
+  if (!desired_.apps.count(app)) {
+    return core::Error{core::ErrorCode::kNotFound, "no app " + app + " in the desired state", {}};
+  }
+  DesiredState desired = desired_;
+  desired.generation = generation;
+  desired.apps.erase(app);
+  return ApplyLocked(desired);
+}
+
+core::Result<bool> Agent::ApplyLocked(const DesiredState& desired) {
   if (desired.generation < desired_.generation) {
     return core::Error{core::ErrorCode::kConflict,
                        "generation " + std::to_string(desired.generation) +
-                           " is older than the applied generation " +
+                           " is stale: it is older than the applied generation " +
                            std::to_string(desired_.generation),
                        {}};
   }
@@ -355,7 +378,8 @@ core::Result<bool> Agent::Apply(const DesiredState& desired) {
     }
     return core::Error{core::ErrorCode::kConflict,
                        "generation " + std::to_string(desired.generation) +
-                           " was already applied with a different document",
+                           " is stale: the applied generation " +
+                           std::to_string(desired_.generation) + " has a different document",
                        {}};
   }
   // Everything that can fail for the whole state happens before it is

@@ -69,6 +69,14 @@ class Agent {
   /// function (an image missing from the store, GPUs this host lacks) do not
   /// refuse the state: they show in Status().
   core::Result<bool> Apply(const DesiredState& desired);
+  /// PUT /v1/desired/apps/APP: the applied desired state with `app` added
+  /// or replaced (by its name) and `generation`, applied as Apply() does,
+  /// the other apps and their secrets kept as they are.
+  core::Result<bool> ApplyApp(std::int64_t generation, const AppState& app);
+  /// DELETE /v1/desired/apps/APP: the applied desired state without `app`,
+  /// at `generation`, applied as Apply() does; kNotFound when it has no
+  /// such app.
+  core::Result<bool> RemoveApp(std::int64_t generation, const std::string& app);
 
   /// GET /v1/node: the host, its GPUs, runtime and what was degraded.
   nlohmann::json Node() const;
@@ -107,6 +115,9 @@ class Agent {
         SecretBox secrets, std::unique_ptr<AgentRecords> records, builder::ContentStore store,
         std::string runtime_version);
   core::Status Recover();
+  /// Apply() with mutex_ held, so that the per-app routes read the current
+  /// state and apply its successor without another apply in between.
+  core::Result<bool> ApplyLocked(const DesiredState& desired);
   /// Finds, for every desired function, why it cannot run here (and
   /// unpacks the layers of those that can), then starts the web functions
   /// that can run, replaces those whose settings changed and retires those

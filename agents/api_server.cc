@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <regex>
@@ -30,6 +31,58 @@ std::optional<json> ParseBody(const httplib::Request& request, httplib::Response
     return std::nullopt;
   }
   return body;
+}
+
+/// The body of PUT /v1/desired/apps/APP, {"generation", "app"}, read as
+/// the one-app desired state it stands for, so that ParseDesiredState is
+/// the one reader of both routes. Its errors name `app.…` rather than the
+/// `apps.APP.…` of the wrapped document.
+core::Result<DesiredState> ParseAppBody(const json& body, const std::string& app) {
+  if (!body.is_object()) {
+    return core::Error{core::ErrorCode::kInvalidArgument, "document: expected an object", {}};
+  }
+  std::string unknown;
+  for (const auto& [key, value] : body.items()) {
+    if (key != "generation" && key != "app") unknown += (unknown.empty() ? "" : ", ") + key;
+  }
+  if (!unknown.empty()) {
+    return core::Error{core::ErrorCode::kInvalidArgument, unknown + ": unknown field", {}};
+  }
+  if (!body.contains("app")) {
+    return core::Error{core::ErrorCode::kInvalidArgument, "app: missing", {}};
+  }
+  json wrapped = {{"apps", {{app, body["app"]}}}};
+  if (body.contains("generation")) wrapped["generation"] = body["generation"];
+  auto desired = ParseDesiredState(wrapped);
+  if (!desired) {
+    core::Error error = desired.error();
+    const std::string wrapped_path = "apps." + app;
+    if (error.message.starts_with(wrapped_path))
+      error.message.replace(0, wrapped_path.size(), "app");
+    return error;
+  }
+  return desired;
+}
+
+/// The answer of the routes that change the desired state: {"generation",
+/// "changed"}, or the agent's refusal.
+void ReplyApplied(httplib::Response& response, std::int64_t generation,
+                  const core::Result<bool>& applied) {
+  if (!applied) return ReplyError(response, applied.error());
+  Reply(response, 200, {{"generation", generation}, {"changed", *applied}});
+}
+
+/// The ?generation=N of DELETE /v1/desired/apps/APP.
+core::Result<std::int64_t> GenerationParam(const httplib::Request& request) {
+  const std::string text = request.get_param_value("generation");
+  std::int64_t generation = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), generation);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || generation < 1) {
+    return core::Error{core::ErrorCode::kInvalidArgument,
+                       "generation: ?generation=N, an integer >= 1, is required",
+                       {}};
+  }
+  return generation;
 }
 
 json CallToJson(const CallRecord& call) {
@@ -174,9 +227,22 @@ void ApiServer::AddRoutes() {
     if (!body) return;
     auto desired = ParseDesiredState(*body);
     if (!desired) return ReplyError(response, desired.error());
-    auto applied = agent_.Apply(*desired);
-    if (!applied) return ReplyError(response, applied.error());
-    Reply(response, 200, {{"generation", desired->generation}, {"changed", *applied}});
+    ReplyApplied(response, desired->generation, agent_.Apply(*desired));
+  });
+  const std::string app_path = R"(/v1/desired/apps/([a-z0-9][a-z0-9_-]*))";
+  server.Put(app_path, [this](const httplib::Request& request, httplib::Response& response) {
+    auto body = ParseBody(request, response);
+    if (!body) return;
+    const std::string app = request.matches[1];
+    auto desired = ParseAppBody(*body, app);
+    if (!desired) return ReplyError(response, desired.error());
+    ReplyApplied(response, desired->generation,
+                 agent_.ApplyApp(desired->generation, desired->apps.at(app)));
+  });
+  server.Delete(app_path, [this](const httplib::Request& request, httplib::Response& response) {
+    auto generation = GenerationParam(request);
+    if (!generation) return ReplyError(response, generation.error());
+    ReplyApplied(response, *generation, agent_.RemoveApp(*generation, request.matches[1]));
   });
   server.Post(R"(/v1/apps/([a-z0-9][a-z0-9_-]*)/functions/([a-z0-9][a-z0-9_-]*)/calls)",
               [this](const httplib::Request& request, httplib::Response& response) {

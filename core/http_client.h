@@ -54,6 +54,9 @@ struct HttpRequest {
   std::chrono::seconds stall_timeout{60};
   /// The whole exchange; 0 is no limit (a multi-GiB blob may take a while).
   std::chrono::seconds timeout{0};
+  /// PEM file of the CAs a TLS peer is verified against (an agent's own
+  /// self-signed certificate); empty: the system's CAs.
+  std::string ca_file;
 };
 
 struct HttpResponse {
@@ -72,8 +75,9 @@ std::string RedactedUrl(std::string_view url);
 
 /// A libcurl easy handle, owned: one connection cache reused by every
 /// request sent through it (a registry push is hundreds of requests to one
-/// host). TLS peers are verified against the system's CAs; only http and
-/// https are spoken. Not thread-safe: one HttpClient per thread.
+/// host). TLS peers are verified against the system's CAs (or the request's
+/// `ca_file`); only http and https are spoken. Not thread-safe: one
+/// HttpClient per thread.
 ///
 /// A transport failure (no connection, TLS, timeout) is an error (kIo);
 /// any HTTP answer, 4xx and 5xx included, is a response.

@@ -24,6 +24,7 @@
 #include "tests/busybox_image.h"
 #include "tests/docker_registry.h"
 #include "tests/temp_dir.h"
+#include "tests/tls_certificate.h"
 
 namespace {
 
@@ -97,9 +98,10 @@ httplib::Result Put(httplib::Client& client, const json& document) {
   return client.Put("/v1/desired", document.dump(), "application/json");
 }
 
-json Call(httplib::Client& client, const std::string& function, const json& body) {
-  auto result = client.Post("/v1/apps/demo/functions/" + function + "/calls?wait=true", body.dump(),
-                            "application/json");
+json Call(httplib::Client& client, const std::string& function, const json& body,
+          const std::string& app = "demo") {
+  auto result = client.Post("/v1/apps/" + app + "/functions/" + function + "/calls?wait=true",
+                            body.dump(), "application/json");
   REQUIRE(result);
   INFO(result->body);
   REQUIRE(result->status == 200);
@@ -352,6 +354,77 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     CHECK(Body(client.Get("/v1/desired")) == before);
   }
 
+  SECTION("the per-app routes change one app and keep the others, secrets included") {
+    json image = {{"digest", digest}};
+    json app_a = {{"functions", {{"hello", {{"image", image}, {"command", {"/bin/echo", "a1"}}}}}}};
+    json app_b = {{"secrets", {{"tok", {{"B_SECRET", "b-secret-value-7"}}}}},
+                  {"functions",
+                   {{"show",
+                     {{"image", image},
+                      {"command", {"/bin/sh", "-c", "echo $B_SECRET"}},
+                      {"secrets", {"tok"}}}}}}};
+    auto put_app = [&](const std::string& app, const json& body) {
+      return client.Put("/v1/desired/apps/" + app, body.dump(), "application/json");
+    };
+    auto app_body = [](int generation, const json& app) {
+      return json{{"generation", generation}, {"app", app}};
+    };
+    CHECK(Body(put_app("a", app_body(1, app_a))) == json{{"generation", 1}, {"changed", true}});
+    CHECK(Body(put_app("b", app_body(2, app_b))) == json{{"generation", 2}, {"changed", true}});
+    json desired = Body(client.Get("/v1/desired"));
+    CHECK(desired["generation"] == 2);
+    CHECK(desired["apps"].size() == 2);
+    CHECK(desired["apps"]["b"]["secrets"]["tok"]["B_SECRET"] == "(sensitive)");
+
+    // Redeploying a cannot resend b's secret, and need not: b keeps it.
+    app_a["functions"]["hello"]["command"][1] = "a2";
+    CHECK(Body(put_app("a", app_body(3, app_a)))["changed"] == true);
+    CHECK(Call(client, "hello", json::object(), "a")["stdout"] == "a2\n");
+    CHECK(Call(client, "show", json::object(), "b")["stdout"] == "b-secret-value-7\n");
+    CHECK(Body(put_app("a", app_body(3, app_a))) == json{{"generation", 3}, {"changed", false}});
+
+    // Refused bodies change nothing.
+    json before = Body(client.Get("/v1/desired"));
+    auto stale = put_app("a", app_body(2, app_a));
+    CHECK(stale->status == 409);
+    CHECK(Body(stale)["error"]["message"] ==
+          "generation 2 is stale: it is older than the applied generation 3");
+    auto same_generation = put_app("b", app_body(3, app_a));
+    CHECK(same_generation->status == 409);
+    CHECK(Body(same_generation)["error"]["code"] == "conflict");
+    json broken = app_a;
+    broken["functions"]["hello"]["cpus"] = 2;
+    auto malformed = put_app("a", app_body(4, broken));
+    CHECK(malformed->status == 400);
+    CHECK(Body(malformed)["error"]["message"] == "app.functions.hello.cpus: unknown field");
+    json extra = app_body(4, app_a);
+    extra["force"] = true;
+    auto extra_member = put_app("a", extra);
+    CHECK(extra_member->status == 400);
+    CHECK(Body(extra_member)["error"]["message"] == "force: unknown field");
+    auto no_generation = put_app("a", json{{"app", app_a}});
+    CHECK(no_generation->status == 400);
+    CHECK(Body(no_generation)["error"]["message"] == "generation: missing");
+    CHECK(put_app("Bad", app_body(4, app_a))->status == 404);  // no route for such a name
+    CHECK(Body(client.Get("/v1/desired")) == before);
+
+    CHECK(client.Delete("/v1/desired/apps/zzz?generation=4")->status == 404);
+    CHECK(client.Delete("/v1/desired/apps/a")->status == 400);
+    CHECK(client.Delete("/v1/desired/apps/a?generation=four")->status == 400);
+    CHECK(client.Delete("/v1/desired/apps/a?generation=3")->status == 409);
+    CHECK(Body(client.Get("/v1/desired")) == before);
+    CHECK(Body(client.Delete("/v1/desired/apps/a?generation=4")) ==
+          json{{"generation", 4}, {"changed", true}});
+    desired = Body(client.Get("/v1/desired"));
+    CHECK(desired["generation"] == 4);
+    CHECK(desired["apps"].size() == 1);
+    CHECK(desired["apps"].contains("b"));
+    CHECK(Call(client, "show", json::object(), "b")["stdout"] == "b-secret-value-7\n");
+    CHECK(client.Post("/v1/apps/a/functions/hello/calls?wait=true", "{}", "application/json")
+              ->status == 404);
+    CHECK(agent.Log().find("b-secret-value-7") == std::string::npos);
+  }
+
   SECTION(
       "SIGTERM stops in order: the running call is interrupted, the queued one runs on the next "
       "start") {
@@ -424,17 +497,9 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   tests::TempDir dir("gantry-agent-tls-test");
   fs::path cert = dir.path() / "cert.pem";
   fs::path key = dir.path() / "key.pem";
-  auto made =
-      core::RunSubprocess({{"openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days",
-                            "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-                            "-keyout", key.string(), "-out", cert.string()},
-                           {"PATH=/usr/bin:/bin"},
-                           std::nullopt,
-                           core::Output::Capture(),
-                           core::Output::Capture()});
+  auto made = tests::MakeLoopbackCertificate(cert, key);
+  INFO((made.ok() ? "" : made.error().message));
   REQUIRE(made.ok());
-  INFO(made->stderr_text);
-  REQUIRE(made->exit.code == 0);
 
   auto started_agent = tests::AgentProcess::Start(
       GANTRY_BINARY, dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
