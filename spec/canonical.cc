@@ -126,12 +126,16 @@ json SecretJson(const Secret& secret) {
   return body;
 }
 
-json BudgetJson(const Budget& budget) {
+}  // namespace
+
+json BudgetToJson(const Budget& budget) {
   json body = {{"on_exceed", budget.on_exceed == OnExceed::kStop ? "stop" : "alert"}};
   if (budget.daily_usd) body["daily_usd"] = *budget.daily_usd;
   if (budget.monthly_usd) body["monthly_usd"] = *budget.monthly_usd;
   return body;
 }
+
+namespace {
 
 template <typename T, typename ToJson>
 json Section(const std::map<std::string, T>& resources, ToJson to_json) {
@@ -159,7 +163,7 @@ json ToCanonicalJson(const App& app) {
       {"secrets", Section(app.secrets, SecretJson)},
       {"volumes", Section(app.volumes, [](const Volume&) { return json::object(); })},
   };
-  if (app.budget) canonical["budget"] = BudgetJson(*app.budget);
+  if (app.budget) canonical["budget"] = BudgetToJson(*app.budget);
   return canonical;
 }
 
@@ -180,7 +184,7 @@ Digests ComputeDigests(const App& app) {
   digests.functions = SectionDigests(app.functions, FunctionJson);
   digests.secrets = SectionDigests(app.secrets, SecretJson);
   digests.volumes = SectionDigests(app.volumes, [](const Volume&) { return json::object(); });
-  if (app.budget) digests.budget = core::CanonicalDigest(BudgetJson(*app.budget));
+  if (app.budget) digests.budget = core::CanonicalDigest(BudgetToJson(*app.budget));
   return digests;
 }
 

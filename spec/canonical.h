@@ -19,6 +19,9 @@ nlohmann::json ToCanonicalJson(const App& app);
 nlohmann::json BaseToJson(const Base& base);
 nlohmann::json StepToJson(const Step& step);
 
+/// The canonical JSON of a budget: what the plan and the state compare.
+nlohmann::json BudgetToJson(const Budget& budget);
+
 /// Content digests of an app and of each of its resources: what the builder
 /// and the planner key on. A resource's digest covers its own definition,
 /// not its name (the name is its identity) and not other resources it names.

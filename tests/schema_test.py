@@ -352,7 +352,7 @@ def main():
 
     print(f"jsonschema {jsonschema_version()}, PyYAML {yaml.__version__}, gantry {args.gantry}")
     schemas = {name: check_schema(source / "schemas" / f"{name}.schema.json", source, report)
-               for name in ("app", "desired_state", "call")}
+               for name in ("app", "desired_state", "call", "plan")}
     if any(schema is None for schema in schemas.values()):
         print("schema_test: a schema is broken; nothing else checked")
         return 1

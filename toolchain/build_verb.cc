@@ -1,20 +1,13 @@
-#include <unistd.h>
-
-#include <algorithm>
 #include <cstdio>
 
-#include "builder/content_store.h"
-#include "builder/image_builder.h"
 #include "core/gantry_home.h"
-#include "core/quantity.h"
 #include "spec/loader.h"
-#include "toolchain/build_progress.h"
+#include "toolchain/app_images.h"
 #include "toolchain/exit_code.h"
 #include "toolchain/reporter.h"
 #include "toolchain/verbs.h"
 
 namespace toolchain {
-namespace {}  // namespace
 
 void AddBuildVerb(CLI::App& gantry, int* exit_code) {
   auto* verb = gantry.add_subcommand(
@@ -41,45 +34,21 @@ void AddBuildVerb(CLI::App& gantry, int* exit_code) {
       *exit_code = kExitUserError;
       return;
     }
-    for (const std::string& name : options->images) {
-      if (app->images.count(name) == 0) {
-        ReportErrors({core::Error{
-            core::ErrorCode::kNotFound, "no image named " + name + " in " + options->file, {}}});
-        *exit_code = kExitUserError;
-        return;
-      }
-    }
-    std::filesystem::path output = options->output.empty() ? core::GantryHome() / "store"
-                                                           : std::filesystem::path(options->output);
-    auto store = builder::ContentStore::Open(output);
-    if (!store) {
-      ReportErrors({store.error()});
+    ImageBuildOptions build_options;
+    build_options.store =
+        options->output.empty() ? core::StoreOrDefault("") : std::filesystem::path(options->output);
+    build_options.images = options->images;
+    build_options.no_cache = options->no_cache;
+    build_options.quiet = options->quiet;
+    auto digests = BuildAppImages(*app, build_options);
+    if (!digests) {
+      ReportErrors({digests.error()});
       *exit_code = kExitUserError;
       return;
     }
-    builder::BuildOptions build_options;
-    build_options.no_cache = options->no_cache;
-    build_options.layer.source_date_epoch = builder::SourceDateEpoch();
-    auto progress = std::make_shared<BuildProgress>(isatty(STDERR_FILENO) == 1);
-    if (!options->quiet)
-      build_options.on_step = [progress](const builder::StepReport& report) {
-        progress->Report(report);
-      };
-    builder::ImageBuilder image_builder(*store, build_options);
+    for (const auto& [name, digest] : *digests)
+      std::printf("%s %s\n", name.c_str(), digest.c_str());
     *exit_code = kExitOk;
-    for (const auto& [name, image] : app->images) {
-      if (!options->images.empty() && std::find(options->images.begin(), options->images.end(),
-                                                name) == options->images.end()) {
-        continue;
-      }
-      auto built = image_builder.Build(*app, image);
-      if (!built) {
-        ReportErrors({built.error()});
-        *exit_code = kExitUserError;
-        return;
-      }
-      std::printf("%s %s\n", name.c_str(), built->manifest.digest.c_str());
-    }
   });
 }
 

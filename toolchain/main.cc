@@ -37,6 +37,11 @@ int main(int argc, char** argv) {
   toolchain::AddImageVerb(gantry, &exit_code);
   toolchain::AddAgentVerb(gantry, &exit_code);
   toolchain::AddScheduleVerb(gantry, &exit_code);
+  toolchain::AddPlanVerb(gantry, &exit_code);
+  toolchain::AddApplyVerb(gantry, &exit_code);
+  toolchain::AddDestroyVerb(gantry, &exit_code);
+  toolchain::AddStatusVerb(gantry, &exit_code);
+  toolchain::AddAgentsVerb(gantry, &exit_code);
 
   // Logging must be set before any verb runs: parse_complete_callback runs
   // after the whole command line is parsed and before the subcommand callbacks.

@@ -1,20 +1,12 @@
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
-#include <memory>
 
 #include "builder/content_store.h"
-#include "builder/image_builder.h"
-#include "builder/registry_client.h"
 #include "core/gantry_home.h"
-#include "core/image_reference.h"
-#include "core/quantity.h"
 #include "spec/loader.h"
-#include "toolchain/build_progress.h"
+#include "toolchain/app_images.h"
 #include "toolchain/exit_code.h"
 #include "toolchain/reporter.h"
-#include "toolchain/transfer_progress.h"
 #include "toolchain/verbs.h"
 
 namespace toolchain {
@@ -31,32 +23,34 @@ struct PushOptions {
   bool quiet = false;
 };
 
-// The image `name` in the store: built now (a cache hit when nothing
-// changed) or, with --no-build, as the store has it tagged.
-core::Result<std::string> ManifestOf(const spec::App& app, const spec::Image& image,
-                                     builder::ContentStore& store, const PushOptions& options) {
-  if (options.no_build) {
-    auto found = store.Find(image.name);
+// The images to push (image name -> manifest digest): built now (cache
+// hits when nothing changed) or, with --no-build, as the store has them tagged.
+core::Result<std::map<std::string, std::string>> ImagesToPush(const spec::App& app,
+                                                              const PushOptions& options) {
+  ImageBuildOptions build;
+  build.store = core::StoreOrDefault(options.store);
+  build.images = options.images;
+  build.quiet = options.quiet;
+  if (!options.no_build) return BuildAppImages(app, build);
+  auto store = builder::ContentStore::Open(build.store);
+  if (!store) return store.error();
+  std::map<std::string, std::string> digests;
+  for (const auto& [name, image] : app.images) {
+    if (!options.images.empty() &&
+        std::find(options.images.begin(), options.images.end(), name) == options.images.end()) {
+      continue;
+    }
+    auto found = store->Find(name);
     if (!found) return found.error();
     if (!*found) {
       return core::Error{core::ErrorCode::kNotFound,
-                         "image " + image.name + " is not in " + store.root().string() +
+                         "image " + name + " is not in " + store->root().string() +
                              ": run gantry build first, or push without --no-build",
                          {}};
     }
-    return (*found)->digest;
+    digests[name] = (*found)->digest;
   }
-  builder::BuildOptions build_options;
-  build_options.layer.source_date_epoch = builder::SourceDateEpoch();
-  auto progress = std::make_shared<BuildProgress>(isatty(STDERR_FILENO) == 1);
-  if (!options.quiet)
-    build_options.on_step = [progress](const builder::StepReport& report) {
-      progress->Report(report);
-    };
-  builder::ImageBuilder image_builder(store, build_options);
-  auto built = image_builder.Build(app, image);
-  if (!built) return built.error();
-  return built->manifest.digest;
+  return digests;
 }
 
 void Push(const PushOptions& options, int* exit_code) {
@@ -73,67 +67,23 @@ void Push(const PushOptions& options, int* exit_code) {
       return;
     }
   }
-  std::string to = options.to;
-  while (!to.empty() && to.back() == '/') to.pop_back();
-  // Where the first image goes tells the registry; every image goes to the same one.
-  std::string first = app->images.empty() ? "image" : app->images.begin()->first;
-  auto target = core::ParseImageReference(to + "/" + first + ":" + options.tag);
-  if (!target) {
-    ReportErrors({core::Error{core::ErrorCode::kInvalidArgument,
-                              "--to " + options.to + ": " + target.error().message,
-                              {}}});
+  auto digests = ImagesToPush(*app, options);
+  if (!digests) {
+    ReportErrors({digests.error()});
     return;
   }
-  std::filesystem::path store_path = core::StoreOrDefault(options.store);
-  auto store = builder::ContentStore::Open(store_path);
-  if (!store) {
-    ReportErrors({store.error()});
+  ImagePushOptions push;
+  push.store = core::StoreOrDefault(options.store);
+  push.to = options.to;
+  push.tag = options.tag;
+  push.insecure = options.insecure;
+  push.quiet = options.quiet;
+  auto pushed = PushAppImages(*digests, push);
+  if (!pushed) {
+    ReportErrors({pushed.error()});
     return;
   }
-  builder::RegistryOptions registry_options;
-  registry_options.insecure = options.insecure || builder::IsInsecureRegistry(target->domain);
-  bool terminal = isatty(STDERR_FILENO) == 1 && !options.quiet;
-  builder::RegistryClient client(target->domain, registry_options);
-  for (const auto& [name, image] : app->images) {
-    if (!options.images.empty() &&
-        std::find(options.images.begin(), options.images.end(), name) == options.images.end()) {
-      continue;
-    }
-    auto manifest = ManifestOf(*app, image, *store, options);
-    if (!manifest) {
-      ReportErrors({manifest.error()});
-      return;
-    }
-    auto reference = core::ParseImageReference(to + "/" + name + ":" + options.tag);
-    if (!reference) {
-      ReportErrors({reference.error()});
-      return;
-    }
-    if (reference->domain != target->domain) {
-      ReportErrors({core::Error{core::ErrorCode::kInvalidArgument,
-                                "--to " + options.to + " names no registry for image " + name,
-                                {}}});
-      return;
-    }
-    auto progress = std::make_shared<TransferProgress>(terminal, name);
-    builder::RegistryClient::ProgressCallback report =
-        [progress](const builder::TransferProgress& done) { progress->Report(done); };
-    auto pushed = client.Push(*store, *manifest, reference->repository, options.tag, report);
-    progress.reset();
-    if (!pushed) {
-      ReportErrors({pushed.error()});
-      return;
-    }
-    if (!options.quiet) {
-      std::fprintf(stderr, "%s: pushed %s: %zu %s uploaded (%s), %zu mounted, %zu already there\n",
-                   name.c_str(), reference->ToString().c_str(), pushed->blobs_uploaded,
-                   pushed->blobs_uploaded == 1 ? "blob" : "blobs",
-                   core::FormatSizeForPeople(pushed->bytes_uploaded).c_str(), pushed->blobs_mounted,
-                   pushed->blobs_present);
-    }
-    std::printf("%s\n", pushed->reference.c_str());
-    std::fflush(stdout);
-  }
+  for (const auto& [name, reference] : *pushed) std::printf("%s\n", reference.c_str());
   *exit_code = kExitOk;
 }
 

@@ -15,5 +15,10 @@ void AddPushVerb(CLI::App& gantry, int* exit_code);
 void AddPullVerb(CLI::App& gantry, int* exit_code);
 void AddImageVerb(CLI::App& gantry, int* exit_code);
 void AddScheduleVerb(CLI::App& gantry, int* exit_code);
+void AddPlanVerb(CLI::App& gantry, int* exit_code);
+void AddApplyVerb(CLI::App& gantry, int* exit_code);
+void AddDestroyVerb(CLI::App& gantry, int* exit_code);
+void AddStatusVerb(CLI::App& gantry, int* exit_code);
+void AddAgentsVerb(CLI::App& gantry, int* exit_code);
 
 }  // namespace toolchain

@@ -1,0 +1,121 @@
+#include "planner/agent_client.h"
+
+#include <chrono>
+#include <utility>
+
+namespace planner {
+namespace {
+
+using nlohmann::json;
+
+/// An agent answers its API at once or is down: a plan over a fleet should
+/// not hang on one host. Applying a desired state pulls no image in the
+/// request (that happens after), so a minute is ample.
+constexpr std::chrono::seconds kConnectTimeout{5};
+constexpr std::chrono::seconds kRequestTimeout{60};
+
+/// The core code of an agent's HTTP error status (agents/api_reply.h maps
+/// the other way).
+core::ErrorCode CodeOfStatus(long status) {
+  switch (status) {
+    case 400:
+    case 401:
+      return core::ErrorCode::kInvalidArgument;
+    case 404:
+      return core::ErrorCode::kNotFound;
+    case 409:
+      return core::ErrorCode::kConflict;
+    case 503:
+      return core::ErrorCode::kUnavailable;
+    default:
+      return core::ErrorCode::kIo;
+  }
+}
+
+}  // namespace
+
+core::Result<AgentClient> AgentClient::Open(const AgentEntry& agent) {
+  auto token = ReadToken(agent);
+  if (!token) return token.error();
+  return AgentClient(agent, std::move(token).value());
+}
+
+AgentClient::AgentClient(AgentEntry agent, std::string token)
+    : agent_(std::move(agent)),
+      token_(std::move(token)),
+      http_(std::make_unique<core::HttpClient>()) {}
+
+core::Result<nlohmann::json> AgentClient::Node() {
+  return Request("GET", "/v1/node", nullptr);
+}
+
+core::Result<nlohmann::json> AgentClient::Desired() {
+  return Request("GET", "/v1/desired", nullptr);
+}
+
+core::Result<nlohmann::json> AgentClient::Status() {
+  return Request("GET", "/v1/status", nullptr);
+}
+
+core::Result<nlohmann::json> AgentClient::PutApp(std::string_view app, std::int64_t generation,
+                                                 const nlohmann::json& app_document) {
+  const json body = {{"generation", generation}, {"app", app_document}};
+  return Request("PUT", "/v1/desired/apps/" + core::UrlEncode(app), &body);
+}
+
+core::Result<nlohmann::json> AgentClient::DeleteApp(std::string_view app, std::int64_t generation) {
+  return Request(
+      "DELETE",
+      "/v1/desired/apps/" + core::UrlEncode(app) + "?generation=" + std::to_string(generation),
+      nullptr);
+}
+
+core::Result<nlohmann::json> AgentClient::DeleteVolume(std::string_view app,
+                                                       std::string_view volume) {
+  return Request("DELETE",
+                 "/v1/apps/" + core::UrlEncode(app) + "/volumes/" + core::UrlEncode(volume),
+                 nullptr);
+}
+
+core::Result<nlohmann::json> AgentClient::Request(const std::string& method,
+                                                  const std::string& path, const json* body) {
+  core::HttpRequest request;
+  request.method = method;
+  request.url = agent_.url + path;
+  request.headers.Add("Authorization", "Bearer " + token_);
+  request.headers.Add("Accept", "application/json");
+  if (body) {
+    request.body = body->dump();
+    request.headers.Add("Content-Type", "application/json");
+  }
+  // An agent never redirects; one that did would get the token elsewhere.
+  request.max_redirects = 0;
+  request.connect_timeout = kConnectTimeout;
+  request.timeout = kRequestTimeout;
+  request.ca_file = agent_.ca_file.string();
+  auto response = http_->Send(request);
+  if (!response) {
+    return core::Error{
+        core::ErrorCode::kIo,
+        "agent " + agent_.name + " (" + agent_.url + "): " + response.error().message,
+        {}};
+  }
+  const json answer = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
+  if (response->status == 401) {
+    return core::Error{
+        core::ErrorCode::kInvalidArgument,
+        "agent " + agent_.name + " refused the token (from " + agent_.token_file.string() + ")",
+        {}};
+  }
+  if (response->status >= 200 && response->status < 300 && !answer.is_discarded()) return answer;
+  std::string message = "HTTP " + std::to_string(response->status) + " to " + method + " " + path;
+  if (response->status < 300) {
+    message = "the answer to " + method + " " + path + " is not JSON";
+  } else if (answer.is_object() && answer.contains("error") && answer["error"].is_object() &&
+             answer["error"].value("message", json()).is_string()) {
+    message = answer["error"]["message"].get<std::string>();
+  }
+  return core::Error{CodeOfStatus(response->status), "agent " + agent_.name + ": " + message, {}};
+}
+
+}  // namespace planner

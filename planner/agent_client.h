@@ -1,0 +1,56 @@
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "core/http_client.h"
+#include "core/result.h"
+#include "planner/fleet.h"
+
+namespace planner {
+
+/// The planner's side of the agent API (agents/README.md, schemas/): one
+/// authenticated HTTP+JSON connection to one agent. Every request carries
+/// `Authorization: Bearer TOKEN`; the token never appears in an error.
+///
+/// Errors: a transport failure is kIo, "agent NAME (URL): MESSAGE"; an
+/// agent's JSON error keeps its code (409 kConflict, 404 kNotFound, 400
+/// kInvalidArgument, 401 kInvalidArgument "agent NAME refused the token", 503
+/// kUnavailable), its message prefixed with "agent NAME: ". Not thread-safe:
+/// one client per thread.
+class AgentClient {
+ public:
+  /// Reads the agent's token; no request is made yet.
+  static core::Result<AgentClient> Open(const AgentEntry& agent);
+
+  const AgentEntry& agent() const { return agent_; }
+
+  core::Result<nlohmann::json> Node();     // GET /v1/node
+  core::Result<nlohmann::json> Desired();  // GET /v1/desired (secrets redacted)
+  core::Result<nlohmann::json> Status();   // GET /v1/status
+
+  /// PUT /v1/desired/apps/APP: makes `app_document` (one member of the
+  /// desired state's `apps`) the app's part of the agent's desired state,
+  /// at `generation`. The agent's answer, {"generation", "changed"}.
+  core::Result<nlohmann::json> PutApp(std::string_view app, std::int64_t generation,
+                                      const nlohmann::json& app_document);
+  /// DELETE /v1/desired/apps/APP?generation=N: removes the app from the agent.
+  core::Result<nlohmann::json> DeleteApp(std::string_view app, std::int64_t generation);
+  /// DELETE /v1/apps/APP/volumes/NAME: deletes a volume's files (once the
+  /// desired state no longer names it). kNotFound when there are none.
+  core::Result<nlohmann::json> DeleteVolume(std::string_view app, std::string_view volume);
+
+ private:
+  AgentClient(AgentEntry agent, std::string token);
+  core::Result<nlohmann::json> Request(const std::string& method, const std::string& path,
+                                       const nlohmann::json* body);
+
+  AgentEntry agent_;
+  std::string token_;
+  std::unique_ptr<core::HttpClient> http_;
+};
+
+}  // namespace planner

@@ -1,0 +1,179 @@
+#include "planner/cost_estimate.h"
+
+#include <catch2/catch.hpp>
+
+#include "core/gpu_type.h"
+#include "tests/temp_dir.h"
+
+namespace planner {
+namespace {
+
+constexpr std::uint64_t kGiB = 1ull << 30;
+constexpr double kMonth = 30 * 24 * 3600;  // seconds
+
+spec::Function MakeFunction(std::string name, std::vector<spec::GpuRequest> gpu, double cpu,
+                            std::uint64_t memory, int min_containers, int max_containers) {
+  spec::Function function;
+  function.name = std::move(name);
+  function.gpu = std::move(gpu);
+  function.cpu = cpu;
+  function.memory = memory;
+  function.min_containers = min_containers;
+  function.max_containers = max_containers;
+  return function;
+}
+
+spec::App MakeApp(std::vector<spec::Function> functions) {
+  spec::App app;
+  app.name = "demo";
+  for (spec::Function& function : functions) {
+    std::string name = function.name;
+    app.functions[name] = std::move(function);
+  }
+  return app;
+}
+
+TEST_CASE("every GPU type has a default price") {
+  RateCard rates = RateCard::Defaults();
+  for (const std::string& type : core::kGpuTypes) {
+    INFO(type);
+    CHECK(rates.gpu_per_second.contains(type));
+  }
+  CHECK(rates.gpu_per_second.size() == core::kGpuTypes.size());
+  CHECK(rates.gpu_per_second.at("H100") == 0.001097);
+  CHECK(rates.cpu_core_per_second == 0.0000131);
+  CHECK(rates.memory_gib_per_second == 0.00000222);
+}
+
+TEST_CASE("an H100 with 2 cores and 4 GiB, warm all month") {
+  auto app = MakeApp({MakeFunction("chat", {{"H100", 1}}, 2, 4 * kGiB, 1, 3),
+                      MakeFunction("worker", {}, 0.5, 1 * kGiB, 0, 4)});
+  Placement placement;
+  placement.functions["chat"] = {{"a", "H100", 1, 1, 3, false}};
+  placement.functions["worker"] = {{"a", "", 0, 0, 4, false}};
+
+  CostEstimate estimate = EstimateCost(app, placement, RateCard::Defaults());
+  // By hand: 0.001097 + 2 x 0.0000131 + 4 x 0.00000222 = 0.00113208 USD a second.
+  REQUIRE(estimate.functions.size() == 2);
+  const FunctionCost& chat = estimate.functions[0];
+  CHECK(chat.function == "chat");
+  CHECK(chat.container_per_hour == Approx(0.00113208 * 3600));
+  CHECK(chat.always_on_monthly == Approx(2934.35136));
+  CHECK(chat.max_monthly == Approx(8803.05408));
+  CHECK(chat.warm_gpus == 1);
+  // 0.5 x 0.0000131 + 1 x 0.00000222 = 0.00000877 USD a second, 4 containers at most.
+  const FunctionCost& worker = estimate.functions[1];
+  CHECK(worker.always_on_monthly == 0);
+  CHECK(worker.max_monthly == Approx(0.00000877 * 4 * kMonth));
+  CHECK(worker.warm_gpus == 0);
+
+  CHECK(estimate.always_on_monthly == Approx(2934.35136));
+  CHECK(estimate.max_monthly == Approx(8803.05408 + 90.92736));
+  CHECK(estimate.warnings ==
+        std::vector<std::string>{"function chat keeps 1 H100 GPU warm (min_containers 1): "
+                                 "$2,934.35 a month even with no traffic"});
+
+  SECTION("a worst case over the monthly budget is a warning") {
+    app.budget = spec::Budget{};
+    app.budget->monthly_usd = 5000;
+    CostEstimate over = EstimateCost(app, placement, RateCard::Defaults());
+    REQUIRE(over.warnings.size() == 2);
+    CHECK(over.warnings[1] ==
+          "app demo may cost up to $8,893.98 a month with every function at max_containers, "
+          "over its monthly budget of $5,000.00");
+    app.budget->monthly_usd = 10000;
+    CHECK(EstimateCost(app, placement, RateCard::Defaults()).warnings.size() == 1);
+  }
+  SECTION("the JSON form carries every figure") {
+    auto document = estimate.ToJson();
+    CHECK(document["functions"][0]["function"] == "chat");
+    CHECK(document["functions"][0]["warm_gpus"] == 1);
+    CHECK(document["always_on_monthly"].get<double>() == Approx(2934.35136));
+    CHECK(document["warnings"].size() == 1);
+  }
+}
+
+TEST_CASE("the GPU type placement chose is the one priced") {
+  auto app =
+      MakeApp({MakeFunction("train", {{"H100", 2}, {"A100", 2}}, 0.125, 128ull << 20, 2, 2)});
+  Placement placement;
+  placement.functions["train"] = {{"a", "A100", 2, 2, 2, false}};
+  CostEstimate estimate = EstimateCost(app, placement, RateCard::Defaults());
+  // 2 x 0.000583 + 0.125 x 0.0000131 + 0.125 x 0.00000222 = 0.001167915 USD a second.
+  CHECK(estimate.functions[0].always_on_monthly == Approx(0.001167915 * 2 * kMonth));
+  CHECK(estimate.warnings == std::vector<std::string>{"function train keeps 4 A100 GPUs warm "
+                                                      "(min_containers 2): $6,054.47 a month "
+                                                      "even with no traffic"});
+}
+
+TEST_CASE("without a placement the first request is priced, \"any\" as the dearest type") {
+  auto app = MakeApp({MakeFunction("embed", {{"any", 1}}, 0, 0, 0, 1),
+                      MakeFunction("infer", {{"L4", 1}, {"T4", 1}}, 0, 0, 0, 1)});
+  CostEstimate estimate = EstimateCost(app, Placement{}, RateCard::Defaults());
+  CHECK(estimate.functions[0].container_per_hour == Approx(0.001736 * 3600));  // B200
+  CHECK(estimate.functions[1].container_per_hour == Approx(0.000222 * 3600));  // L4
+}
+
+TEST_CASE("a rates file overrides the defaults it names") {
+  tests::TempDir dir;
+  auto file = dir.Write("rates.yaml", "gpu: {H100: 0.002, T4: 0}\ncpu_core: 0.00001\n");
+  auto rates = RateCard::Load(file);
+  REQUIRE(rates.ok());
+  CHECK(rates->gpu_per_second.at("H100") == 0.002);
+  CHECK(rates->gpu_per_second.at("T4") == 0);
+  CHECK(rates->gpu_per_second.at("A100") == 0.000583);
+  CHECK(rates->cpu_core_per_second == 0.00001);
+  CHECK(rates->memory_gib_per_second == 0.00000222);
+
+  SECTION("an empty file changes nothing") {
+    auto empty = RateCard::Load(dir.Write("empty.yaml", ""));
+    REQUIRE(empty.ok());
+    CHECK(empty->gpu_per_second == RateCard::Defaults().gpu_per_second);
+  }
+}
+
+TEST_CASE("a missing rates file means the defaults") {
+  tests::TempDir dir;
+  auto rates = RateCard::Load(dir.path() / "rates.yaml");
+  REQUIRE(rates.ok());
+  CHECK(rates->gpu_per_second == RateCard::Defaults().gpu_per_second);
+  CHECK(rates->cpu_core_per_second == RateCard::Defaults().cpu_core_per_second);
+}
+
+TEST_CASE("bad rates files are errors naming the file and key") {
+  tests::TempDir dir;
+  auto error_of = [&](const std::string& text) {
+    auto file = dir.Write("rates.yaml", text);
+    auto rates = RateCard::Load(file);
+    REQUIRE_FALSE(rates.ok());
+    CHECK(rates.error().location.file == file.string());
+    return rates.error();
+  };
+  auto unknown = error_of("cpu_core: 0.00001\nstorage_gib: 0.1\n");
+  CHECK(unknown.code == core::ErrorCode::kInvalidArgument);
+  CHECK(unknown.location.line == 2);
+  CHECK(unknown.message == "unknown key \"storage_gib\" (expected gpu, cpu_core or memory_gib)");
+  CHECK(error_of("gpu:\n  H1000: 0.1\n").message ==
+        "gpu.H1000: unknown GPU type (known: T4, L4, A10G, A100, A100-80GB, L40S, H100, H200, "
+        "B200)");
+  CHECK(error_of("cpu_core: -0.1\n").message == "cpu_core: a price cannot be negative");
+  CHECK(error_of("gpu: {H100: -1}\n").message == "gpu.H100: a price cannot be negative");
+  CHECK(error_of("memory_gib: cheap\n").message ==
+        "memory_gib: expected a price in USD per second");
+  CHECK(error_of("gpu: [H100]\n").message == "gpu: expected a map of GPU type to price");
+  CHECK(error_of("- 1\n").message == "expected a map with gpu, cpu_core and memory_gib");
+  CHECK(error_of("gpu: {H100: 1\n").code == core::ErrorCode::kParse);
+}
+
+TEST_CASE("FormatUsd writes dollars with thousands separators and cents") {
+  CHECK(FormatUsd(0) == "$0.00");
+  CHECK(FormatUsd(0.05) == "$0.05");
+  CHECK(FormatUsd(100) == "$100.00");
+  CHECK(FormatUsd(1234.5) == "$1,234.50");
+  CHECK(FormatUsd(999.999) == "$1,000.00");
+  CHECK(FormatUsd(1234567.891) == "$1,234,567.89");
+  CHECK(FormatUsd(-12.3) == "-$12.30");
+}
+
+}  // namespace
+}  // namespace planner

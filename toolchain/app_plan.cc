@@ -1,0 +1,164 @@
+#include "toolchain/app_plan.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+
+#include "core/gantry_home.h"
+#include "core/sha256.h"
+#include "planner/refresh.h"
+#include "spec/loader.h"
+#include "toolchain/app_images.h"
+
+namespace toolchain {
+namespace {
+
+// The hex sha256 of the app key callers of `web.auth: key` functions send,
+// from GANTRY_APP_KEY; "" when no function needs one.
+core::Result<std::string> WebKeySha256(const spec::App& app) {
+  bool needed = false;
+  for (const auto& [name, function] : app.functions)
+    needed = needed || (function.web && function.web->auth == core::WebAuth::kKey);
+  if (!needed) return std::string();
+  const char* key = std::getenv("GANTRY_APP_KEY");
+  if (key == nullptr || *key == '\0') {
+    return core::Error{core::ErrorCode::kNotFound,
+                       "app " + app.name +
+                           " has web functions with auth: key; set GANTRY_APP_KEY to the key "
+                           "their callers will send",
+                       {}};
+  }
+  return core::Sha256Digest(key).substr(7);  // without "sha256:"
+}
+
+}  // namespace
+
+void AddPlanOptions(CLI::App* verb, PlanCommand* command) {
+  verb->add_option("FILE", command->file, "Spec file (.yaml, .yml or .lua)")->required();
+  verb->add_option("--state", command->state,
+                   "State file (default: .gantry/state/APP.json beside the spec)");
+  verb->add_option("--store", command->store,
+                   "Content store to build images into (default: $GANTRY_HOME/store)");
+  verb->add_option("--push-to", command->push_to,
+                   "Push the images to REGISTRY/NAMESPACE for the agents to pull (by digest), "
+                   "instead of their reading the store they were started with");
+  verb->add_flag("--insecure", command->insecure,
+                 "Plain HTTP to the --push-to registry (always so for loopback ones)");
+  verb->add_option("--agent", command->agents,
+                   "Use only this registered agent (repeatable; default: all of them)");
+  verb->add_flag("-q,--quiet", command->quiet, "No build progress");
+  verb->add_option("--lock-timeout", command->lock_timeout_seconds,
+                   "Seconds apply and destroy wait for another one's state lock (default 0)");
+}
+
+bool ColorOutput() {
+  return isatty(STDOUT_FILENO) == 1 && std::getenv("NO_COLOR") == nullptr;
+}
+
+std::filesystem::path StatePath(const std::string& option, const std::filesystem::path& spec_file,
+                                const std::string& app) {
+  return option.empty() ? planner::DefaultStatePath(spec_file, app) : std::filesystem::path(option);
+}
+
+core::Result<planner::Fleet> SelectAgents(planner::Fleet fleet,
+                                          const std::vector<std::string>& names) {
+  if (names.empty()) return fleet;
+  for (const std::string& name : names) {
+    if (!fleet.Find(name)) {
+      return core::Error{core::ErrorCode::kNotFound,
+                         "no agent named " + name + " is registered (gantry agents ls)",
+                         {}};
+    }
+  }
+  std::vector<std::string> others;
+  for (const planner::AgentEntry& agent : fleet.agents())
+    if (std::find(names.begin(), names.end(), agent.name) == names.end())
+      others.push_back(agent.name);
+  for (const std::string& name : others) {
+    if (auto removed = fleet.Remove(name); !removed.ok()) return removed.error();
+  }
+  return fleet;
+}
+
+core::Result<planner::StateLock> LockState(const PlanCommand& command,
+                                           const std::filesystem::path& path,
+                                           const char* operation) {
+  return planner::StateLock::Acquire(
+      path, operation,
+      std::chrono::milliseconds(static_cast<long long>(command.lock_timeout_seconds * 1000)));
+}
+
+core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCommand& command,
+                                                                    bool destroy,
+                                                                    const char* lock_operation) {
+  using Errors = std::vector<core::Error>;
+  auto app = spec::Load(command.file);
+  if (!app) return app.error();
+  PreparedPlan prepared{std::move(*app), {}, {}, {}, {}, {}, {}, {}};
+  const spec::App& spec_app = prepared.app;
+  prepared.state_path = StatePath(command.state, command.file, spec_app.name);
+  if (lock_operation) {
+    auto lock = LockState(command, prepared.state_path, lock_operation);
+    if (!lock) return Errors{lock.error()};
+    prepared.lock = std::move(*lock);
+  }
+  auto state = planner::ReadState(prepared.state_path);
+  if (!state) return Errors{state.error()};
+  prepared.state = std::move(*state);
+  auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
+  if (!fleet) return Errors{fleet.error()};
+  auto selected = SelectAgents(std::move(*fleet), command.agents);
+  if (!selected) return Errors{selected.error()};
+  prepared.fleet = std::move(*selected);
+  if (prepared.fleet.agents().empty()) {
+    return Errors{core::Error{core::ErrorCode::kNotFound,
+                              "no agents registered: add one with gantry agents add NAME URL "
+                              "--token-file FILE",
+                              {}}};
+  }
+
+  planner::PlanInputs inputs;
+  inputs.app = &spec_app;
+  inputs.destroy = destroy;
+  inputs.state = prepared.state;
+  if (!destroy) {
+    ImageBuildOptions build;
+    build.store = core::StoreOrDefault(command.store);
+    build.quiet = command.quiet;
+    auto digests = BuildAppImages(spec_app, build);
+    if (!digests) return Errors{digests.error()};
+    inputs.image_digests = std::move(*digests);
+    if (!command.push_to.empty()) {
+      ImagePushOptions push;
+      push.store = build.store;
+      push.to = command.push_to;
+      push.insecure = command.insecure;
+      push.quiet = command.quiet;
+      auto references = PushAppImages(inputs.image_digests, push);
+      if (!references) return Errors{references.error()};
+      inputs.image_references = std::move(*references);
+    }
+    auto secrets = planner::ReadSecrets(spec_app);
+    if (!secrets) return Errors{secrets.error()};
+    prepared.secrets = std::move(*secrets);
+    inputs.secrets = prepared.secrets;
+    auto web_key = WebKeySha256(spec_app);
+    if (!web_key) return Errors{web_key.error()};
+    inputs.web_key_sha256 = std::move(*web_key);
+    auto rates = planner::RateCard::Load(core::GantryHome() / "rates.yaml");
+    if (!rates) return Errors{rates.error()};
+    inputs.rates = std::move(*rates);
+  }
+  auto refreshed = planner::RefreshAgents(prepared.fleet, spec_app.name, prepared.state);
+  if (!refreshed) return Errors{refreshed.error()};
+  inputs.agents = std::move(refreshed->agents);
+  prepared.warnings = std::move(refreshed->warnings);
+  auto plan = planner::MakePlan(inputs);
+  if (!plan) return Errors{plan.error()};
+  prepared.plan = std::move(*plan);
+  return prepared;
+}
+
+}  // namespace toolchain
