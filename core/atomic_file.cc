@@ -32,12 +32,13 @@ Status SyncPath(const std::filesystem::path& path) {
   return Ok{};
 }
 
-Status WriteFileAtomically(const std::filesystem::path& path, std::string_view content) {
+Status WriteFileAtomically(const std::filesystem::path& path, std::string_view content,
+                           unsigned mode) {
   std::filesystem::path folder = path.parent_path().empty() ? "." : path.parent_path();
   std::random_device random;
   std::filesystem::path temp =
       folder / ("." + path.filename().string() + ".tmp-" + std::to_string(random()));
-  int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) return IoError("cannot create", temp);
   std::size_t written = 0;
   while (written < content.size()) {

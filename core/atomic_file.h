@@ -10,7 +10,10 @@ namespace core {
 /// Replaces `path` with `content` so that a crash leaves either the old file
 /// or the new one, never a torn mix: the bytes go to a temporary file in the
 /// same folder, which is fsynced, renamed over `path`, and the folder fsynced.
-Status WriteFileAtomically(const std::filesystem::path& path, std::string_view content);
+/// The file is created with `mode` (before the umask): 0600 for a file only
+/// its owner may read, from its first byte.
+Status WriteFileAtomically(const std::filesystem::path& path, std::string_view content,
+                           unsigned mode = 0644);
 
 /// fsync of a file or folder by path (for a folder: makes renames in it durable).
 Status SyncPath(const std::filesystem::path& path);

@@ -29,7 +29,7 @@ core::Result<json> WithSecretValues(const json& hashed, const std::string& token
     for (auto& [key, value] : pairs.items()) {
       const SecretPairs* found = values == secrets.end() ? nullptr : &values->second;
       auto pair = found ? found->find(key) : SecretPairs::const_iterator();
-      if (!found || pair == found->end() ||
+      if (!found || pair == found->end() || !value.is_string() ||
           SecretValueHash(token, secret, key, pair->second) != value.get<std::string>()) {
         return Stale("secret " + secret + " (" + key +
                      ") is not what it was when the plan was made");
@@ -57,11 +57,14 @@ std::string NotConverged(const json& status, const std::string& app, const json&
   if (document.is_null()) return apps.contains(app) ? "the app is still there" : "";
   if (!apps.contains(app)) return "the app is not in its status";
   const json functions = apps[app].value("functions", json::object());
-  for (const auto& [name, function] : document["functions"].items()) {
+  const json wanted = document.value("functions", json::object());
+  for (const auto& [name, function] : wanted.items()) {
     if (!functions.contains(name)) return "function " + name + " is not in its status";
     const json& reported = functions[name];
     const json errors = reported.value("errors", json::array());
-    if (!errors.empty()) return "function " + name + ": " + errors[0].get<std::string>();
+    if (!errors.empty())
+      return "function " + name + ": " +
+             (errors[0].is_string() ? errors[0].get<std::string>() : errors[0].dump());
     if (function.contains("web")) {
       int ready = reported.value("containers", json::object()).value("ready", 0);
       int warm = function.value("min_containers", 0);
@@ -73,11 +76,6 @@ std::string NotConverged(const json& status, const std::string& app, const json&
   }
   return "";
 }
-
-struct Pushed {
-  const AgentChange* change;
-  std::string token;
-};
 
 }  // namespace
 
@@ -140,110 +138,125 @@ core::Result<ApplyResult> ApplyPlan(const Plan& plan, const Fleet& fleet,
   };
 
   ApplyResult result;
+  // Agents that gain or keep something first, removals last: a function that
+  // moves is started on its new agent before it stops on the old one.
+  std::vector<const AgentChange*> order;
+  for (const AgentChange& change : plan.agents)
+    if (!change.after.is_null()) order.push_back(&change);
+  for (const AgentChange& change : plan.agents)
+    if (change.after.is_null()) order.push_back(&change);
   std::vector<const AgentChange*> pushed;
-  for (const AgentChange& change : plan.agents) {
-    AgentClient& client = clients.at(change.agent);
-    AgentOutcome outcome{change.agent, false, ""};
-    core::Result<json> answer = core::Error{};
-    // Another app's apply may move the agent's generation between our read
-    // and our push: read it again and retry.
-    for (int attempt = 0; attempt < 3; ++attempt) {
-      auto desired = client.Desired();
-      if (!desired) {
-        answer = desired.error();
-        break;
+  for (const AgentChange* change : order) {
+    AgentClient& client = clients.at(change->agent);
+    AgentOutcome outcome{change->agent, false, ""};
+    std::int64_t generation = 0;
+    if (change->push) {
+      core::Result<json> answer = core::Error{};
+      // Another app's apply may move the agent's generation between our read
+      // and our push: read it again and retry.
+      for (int attempt = 0; attempt < 3; ++attempt) {
+        auto desired = client.Desired();
+        if (!desired) {
+          answer = desired.error();
+          break;
+        }
+        generation = GenerationOf(*desired) + 1;
+        answer = change->after.is_null()
+                     ? client.DeleteApp(plan.app, generation)
+                     : client.PutApp(plan.app, generation, documents[change->agent]);
+        if (answer || answer.error().code != core::ErrorCode::kConflict) break;
       }
-      std::int64_t generation = GenerationOf(*desired) + 1;
-      answer = change.after.is_null()
-                   ? client.DeleteApp(plan.app, generation)
-                   : client.PutApp(plan.app, generation, documents[change.agent]);
-      if (answer || answer.error().code != core::ErrorCode::kConflict) break;
-    }
-    if (!answer) {
-      outcome.message = answer.error().message;
-      progress(change.agent + ": failed: " + outcome.message);
-      result.agents.push_back(std::move(outcome));
-      continue;
-    }
-    std::int64_t generation = answer->value("generation", std::int64_t{0});
-    if (change.after.is_null()) {
-      next.agents.erase(change.agent);
+      // An app already gone from the agent is what removing it wants.
+      bool gone =
+          !answer && change->after.is_null() && answer.error().code == core::ErrorCode::kNotFound;
+      if (!answer && !gone) {
+        outcome.message = answer.error().message;
+        progress(change->agent + ": failed: " + outcome.message);
+        result.agents.push_back(std::move(outcome));
+        continue;
+      }
+      if (answer) generation = answer->value("generation", generation);
+      outcome.message =
+          (change->after.is_null() ? "removed the app, generation " : "pushed generation ") +
+          std::to_string(generation);
     } else {
-      next.agents[change.agent] = AgentRecord{change.url, generation, change.after};
+      auto recorded = next.agents.find(change->agent);
+      generation = recorded == next.agents.end() ? 0 : recorded->second.generation;
+      outcome.message = "already as planned; recorded in the state";
+    }
+    if (change->after.is_null()) {
+      next.agents.erase(change->agent);
+    } else {
+      next.agents[change->agent] = AgentRecord{change->url, generation, change->after};
     }
     if (auto written = write(); !written.ok()) return written.error();
     outcome.ok = true;
-    outcome.message =
-        (change.after.is_null() ? "removed the app, generation " : "pushed generation ") +
-        std::to_string(generation);
-    progress(change.agent + ": " + outcome.message);
-    for (const std::string& volume : change.delete_volumes) {
+    progress(change->agent + ": " + outcome.message);
+    for (const std::string& volume : change->delete_volumes) {
       auto deleted = client.DeleteVolume(plan.app, volume);
       if (!deleted && deleted.error().code != core::ErrorCode::kNotFound) {
         outcome.ok = false;
         outcome.message = "volume " + volume + ": " + deleted.error().message;
-        progress(change.agent + ": " + outcome.message);
+        progress(change->agent + ": " + outcome.message);
       } else {
-        progress(change.agent + ": deleted volume " + volume);
+        progress(change->agent + ": deleted volume " + volume);
       }
     }
-    if (outcome.ok) pushed.push_back(&change);
+    if (outcome.ok && change->push) pushed.push_back(change);
     result.agents.push_back(std::move(outcome));
   }
 
-  next.images = plan.images;
-  next.budget = plan.budget;
-  next.placement = plan.destroy ? json() : PlacementToJson(plan.placement);
+  // What only the state holds follows the plan once every agent did; after a
+  // failure the last apply's placement stays, so the next plan keeps
+  // functions where they still run.
+  if (result.ok()) {
+    next.images = plan.images;
+    next.budget = plan.budget;
+    next.placement = plan.destroy ? json() : PlacementToJson(plan.placement);
+  }
   if (auto written = write(); !written.ok()) return written.error();
 
-  // Convergence: each pushed agent until it runs what it was given.
+  // Convergence: every pushed agent until it runs what it was given, all
+  // watched together until the deadline.
   auto deadline = std::chrono::steady_clock::now() + options.converge_timeout;
-  for (const AgentChange* change : pushed) {
-    AgentClient& client = clients.at(change->agent);
-    std::string waiting_for;
-    std::string last_reported;
-    while (true) {
-      auto status = client.Status();
-      waiting_for =
+  std::map<std::string, std::string> waiting;  // agent -> what it still lacks
+  for (const AgentChange* change : pushed) waiting[change->agent] = "not asked yet";
+  while (!waiting.empty()) {
+    for (const AgentChange* change : pushed) {
+      auto still = waiting.find(change->agent);
+      if (still == waiting.end()) continue;
+      auto status = clients.at(change->agent).Status();
+      std::string lacking =
           status ? NotConverged(*status, plan.app, change->after) : status.error().message;
-      if (waiting_for.empty()) break;
-      if (waiting_for != last_reported) progress(change->agent + ": waiting: " + waiting_for);
-      last_reported = waiting_for;
-      if (std::chrono::steady_clock::now() >= deadline) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      if (lacking.empty()) {
+        progress(change->agent + ": converged");
+        waiting.erase(still);
+      } else if (lacking != still->second) {
+        progress(change->agent + ": waiting: " + lacking);
+        still->second = lacking;
+      }
     }
-    auto outcome = std::find_if(result.agents.begin(), result.agents.end(),
-                                [&](const AgentOutcome& o) { return o.agent == change->agent; });
-    if (!waiting_for.empty()) {
-      outcome->ok = false;
-      outcome->message = "pushed, but did not converge: " + waiting_for;
-    } else {
-      progress(change->agent + ": converged");
-    }
+    if (waiting.empty() || std::chrono::steady_clock::now() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (AgentOutcome& outcome : result.agents) {
+    auto still = waiting.find(outcome.agent);
+    if (still == waiting.end()) continue;
+    outcome.ok = false;
+    outcome.message = "pushed, but did not converge: " + still->second;
   }
 
-  // A resource failed where any agent whose change touches it failed.
+  // A resource failed where an agent it is on (before or after) failed.
   std::map<std::string, const AgentOutcome*> by_agent;
   for (const AgentOutcome& outcome : result.agents) by_agent[outcome.agent] = &outcome;
   for (const ResourceChange& change : plan.resources) {
     if (change.action == Action::kNoOp) continue;
     ResourceOutcome outcome{change.Address(), change.action, true, ""};
-    for (const AgentChange& agent_change : plan.agents) {
-      const json& after = agent_change.after;
-      bool touches = change.type == "image" || change.type == "budget" ||
-                     change.action == Action::kDelete || after.is_null();
-      if (!touches && (change.type == "function" || change.type == "schedule"))
-        touches = after.value("functions", json::object()).contains(change.name);
-      if (!touches && change.type == "secret")
-        touches = after.value("secrets", json::object()).contains(change.name);
-      if (!touches && change.type == "volume") {
-        const json volumes = after.value("volumes", json::array());
-        touches = std::find(volumes.begin(), volumes.end(), change.name) != volumes.end();
-      }
-      const AgentOutcome* agent_outcome = by_agent.at(agent_change.agent);
-      if (touches && change.type != "image" && change.type != "budget" && !agent_outcome->ok) {
+    for (const std::string& agent : change.agents) {
+      auto agent_outcome = by_agent.find(agent);
+      if (agent_outcome != by_agent.end() && !agent_outcome->second->ok) {
         outcome.ok = false;
-        outcome.message = agent_change.agent + ": " + agent_outcome->message;
+        outcome.message = agent + ": " + agent_outcome->second->message;
       }
     }
     result.resources.push_back(std::move(outcome));

@@ -193,21 +193,8 @@ core::Result<std::optional<DeployState>> ReadState(const std::filesystem::path& 
 
 core::Status WriteState(const std::filesystem::path& path, const DeployState& state) {
   if (auto made = MakeParent(path); !made.ok()) return made.error();
-  // WriteFileAtomically makes its file 0644 first; the state names every
-  // agent and hashes of secret values, so it is made 0600 from the start
-  // under a temporary name, then renamed over the old one.
-  auto suffix = core::RandomHex(8);
-  if (!suffix.ok()) return suffix.error();
-  std::filesystem::path temp = path;
-  temp.replace_filename("." + path.filename().string() + ".new-" + *suffix);
-  auto created = core::CreatePrivateFile(temp, state.ToJson().dump(2) + "\n");
-  if (!created.ok()) return created.error();
-  if (rename(temp.c_str(), path.c_str()) != 0) {
-    core::Error error = IoError("cannot rename into place", path);
-    unlink(temp.c_str());
-    return error;
-  }
-  return core::SyncPath(path.parent_path().empty() ? "." : path.parent_path());
+  // The state names every agent and hashes of secret values: 0600 from its first byte.
+  return core::WriteFileAtomically(path, state.ToJson().dump(2) + "\n", 0600);
 }
 
 core::Result<StateLock> StateLock::Acquire(const std::filesystem::path& state_path,

@@ -23,6 +23,7 @@ struct Resource {
   std::string type;
   std::string name;
   Attributes attributes;
+  std::vector<std::string> agents;  // where it is; none for images and the budget
 };
 
 // One function's, schedule's, secret's or volume's part of each agent's
@@ -96,6 +97,10 @@ std::map<std::string, Parts> Split(const std::map<std::string, json>& documents)
       add("secret", name, agent, &pairs);
     for (const auto& volume : Member(document, "volumes", kNoArray))
       add("volume", volume.get<std::string>(), agent, nullptr);
+    // The app key's hash, as a secret of its own: secret names are lower case,
+    // so this one cannot be a user's.
+    if (auto key = document.find("web_key_sha256"); key != document.end())
+      add("secret", "GANTRY_APP_KEY", agent, &*key);
   }
   return parts;
 }
@@ -104,7 +109,7 @@ std::map<std::string, Parts> Split(const std::map<std::string, json>& documents)
 // the others as {agent: value}. A function adds each agent's share of its
 // containers, `placement.AGENT.*`; the others the agents they are on.
 Resource Merge(const Parts& parts) {
-  Resource resource{parts.type, parts.name, {}};
+  Resource resource{parts.type, parts.name, {}, {}};
   std::map<std::string, std::vector<std::pair<std::string, json>>> values;
   std::vector<std::string> agents;
   for (const auto& [agent, part] : parts.by_agent) {
@@ -115,8 +120,10 @@ Resource Merge(const Parts& parts) {
       for (const auto& [key, value] : part->items()) {
         if (OwnAttribute(key)) Flatten(value, key, flat);
       }
-      resource.attributes["placement." + agent + ".min_containers"] = (*part)["min_containers"];
-      resource.attributes["placement." + agent + ".max_containers"] = (*part)["max_containers"];
+      resource.attributes["placement." + agent + ".min_containers"] =
+          part->value("min_containers", json());
+      resource.attributes["placement." + agent + ".max_containers"] =
+          part->value("max_containers", json());
     } else {
       Flatten(*part, parts.type == "secret" ? "value" : "", flat);
     }
@@ -135,17 +142,38 @@ Resource Merge(const Parts& parts) {
     }
   }
   if (parts.type != "function") resource.attributes["agents"] = agents;
+  resource.agents = std::move(agents);
   return resource;
 }
 
 bool Sensitive(const std::string& type, const std::string& attribute) {
-  return type == "secret" && attribute.rfind("value.", 0) == 0;
+  return type == "secret" && (attribute == "value" || attribute.rfind("value.", 0) == 0);
+}
+
+// `value` as it is on `agent`: a value the agents disagree on is {agent: value}.
+json ValueOn(const json& value, const std::string& agent) {
+  return value.is_object() && !value.empty() ? value.value(agent, json()) : value;
+}
+
+// Whether an attribute that forces replacement changes where it matters: on
+// an agent that has the resource before and after. A function that spreads
+// to a second agent with another GPU type is not replaced on the first.
+bool ForcesReplacement(const std::string& key, const json& before, const json& after,
+                       const Resource& old_resource, const Resource& new_resource) {
+  if (kForcesReplacement.count(key) == 0) return false;
+  if (old_resource.agents.empty() && new_resource.agents.empty()) return true;
+  for (const std::string& agent : old_resource.agents) {
+    bool stays = std::find(new_resource.agents.begin(), new_resource.agents.end(), agent) !=
+                 new_resource.agents.end();
+    if (stays && ValueOn(before, agent) != ValueOn(after, agent)) return true;
+  }
+  return false;
 }
 
 // The change from `before` to `after` (either may be absent).
 ResourceChange Diff(const std::string& type, const std::string& name, const Resource* before,
                     const Resource* after) {
-  ResourceChange change{type, name, Action::kNoOp, {}};
+  ResourceChange change{type, name, Action::kNoOp, {}, {}};
   static const Attributes kNone;
   const Attributes& old_attributes = before ? before->attributes : kNone;
   const Attributes& new_attributes = after ? after->attributes : kNone;
@@ -159,7 +187,7 @@ ResourceChange Diff(const std::string& type, const std::string& name, const Reso
     json old_json = old_value == old_attributes.end() ? json() : old_value->second;
     json new_json = new_value == new_attributes.end() ? json() : new_value->second;
     if (before && after && old_json == new_json) continue;
-    bool forces = before && after && kForcesReplacement.count(key) > 0;
+    bool forces = before && after && ForcesReplacement(key, old_json, new_json, *before, *after);
     replace = replace || forces;
     change.changes.push_back(
         {key, std::move(old_json), std::move(new_json), Sensitive(type, key), forces});
@@ -191,8 +219,13 @@ std::vector<ResourceChange> DiffDocuments(const std::map<std::string, json>& bef
     const Parts* old_part = old_entry == old_parts.end() ? nullptr : &old_entry->second;
     const Parts* new_part = new_entry == new_parts.end() ? nullptr : &new_entry->second;
     const Parts& any = old_part ? *old_part : *new_part;
+    std::set<std::string> agents;
+    for (const Parts* part : {old_part, new_part})
+      if (part)
+        for (const auto& [agent, document] : part->by_agent) agents.insert(agent);
     if (old_part && new_part && *old_part == *new_part) {
-      if (keep_no_ops) changes.push_back({any.type, any.name, Action::kNoOp, {}});
+      if (keep_no_ops)
+        changes.push_back({any.type, any.name, Action::kNoOp, {}, {agents.begin(), agents.end()}});
       continue;
     }
     std::optional<Resource> old_resource, new_resource;
@@ -200,6 +233,7 @@ std::vector<ResourceChange> DiffDocuments(const std::map<std::string, json>& bef
     if (new_part) new_resource = Merge(*new_part);
     ResourceChange change = Diff(any.type, any.name, old_resource ? &*old_resource : nullptr,
                                  new_resource ? &*new_resource : nullptr);
+    change.agents.assign(agents.begin(), agents.end());
     if (keep_no_ops || change.action != Action::kNoOp) changes.push_back(std::move(change));
   }
   return changes;
@@ -211,11 +245,11 @@ void DiffRecorded(const std::string& type, const std::string& name, const json& 
   if (before.is_null() && after.is_null()) return;
   std::optional<Resource> old_resource, new_resource;
   if (!before.is_null()) {
-    old_resource = Resource{type, name, {}};
+    old_resource = Resource{type, name, {}, {}};
     Flatten(before, "", old_resource->attributes);
   }
   if (!after.is_null()) {
-    new_resource = Resource{type, name, {}};
+    new_resource = Resource{type, name, {}, {}};
     Flatten(after, "", new_resource->attributes);
   }
   changes.push_back(Diff(type, name, old_resource ? &*old_resource : nullptr,
@@ -280,6 +314,12 @@ const char* ActionName(Action action) {
 
 std::string ResourceChange::Address() const {
   return planner::Address(type, name);
+}
+
+bool Plan::HasChanges() const {
+  Summary summary = Count();
+  return summary.add + summary.change + summary.destroy > 0 ||
+         std::any_of(agents.begin(), agents.end(), [](const AgentChange& c) { return c.push; });
 }
 
 Plan::Summary Plan::Count() const {
@@ -379,17 +419,25 @@ core::Result<Plan> MakePlan(const PlanInputs& inputs) {
   std::set<std::string> agents;
   for (const auto& [agent, document] : wanted) agents.insert(agent);
   for (const auto& [agent, document] : refreshed) agents.insert(agent);
+  for (const auto& [agent, document] : recorded) agents.insert(agent);
+  auto find = [](const std::map<std::string, json>& documents, const std::string& agent) {
+    auto found = documents.find(agent);
+    return found == documents.end() ? json() : found->second;
+  };
   for (const std::string& agent : agents) {
-    auto want = wanted.find(agent);
-    auto have = refreshed.find(agent);
-    json after = want == wanted.end() ? json() : want->second;
-    json before = have == refreshed.end() ? json() : have->second;
-    if (after == before) continue;
+    json after = find(wanted, agent);
+    json before = find(refreshed, agent);
+    // An agent already running what the spec wants, which the state records
+    // otherwise (the app vanished from it, a push whose answer was lost):
+    // apply only records it, so drift and the state converge too.
+    bool push = after != before;
+    if (!push && find(recorded, agent) == after) continue;
     AgentChange change{agent,
                        views.at(agent)->url,
                        DocumentDigest(views.at(agent)->reported),
                        std::move(after),
-                       {}};
+                       {},
+                       push};
     for (const auto& volume : Member(before, "volumes", kNoArray))
       if (kept_volumes.count(volume.get<std::string>()) == 0)
         change.delete_volumes.push_back(volume.get<std::string>());
@@ -421,7 +469,8 @@ json ChangesToJson(const std::vector<ResourceChange>& changes) {
                        {"type", change.type},
                        {"name", change.name},
                        {"action", ActionName(change.action)},
-                       {"changes", std::move(attributes)}});
+                       {"changes", std::move(attributes)},
+                       {"agents", change.agents}});
   }
   return written;
 }
@@ -440,10 +489,14 @@ core::Result<std::vector<ResourceChange>> ChangesFromJson(const json& document,
     std::string path = member + "[" + std::to_string(i) + "]";
     if (!entry.is_object() || !entry.value("type", json()).is_string() ||
         !entry.value("name", json()).is_string() || !entry.value("action", json()).is_string() ||
-        !entry.value("changes", json()).is_array()) {
-      return Malformed(path, "an object with type, name, action and changes");
+        !entry.value("changes", json()).is_array() || !entry.value("agents", json()).is_array()) {
+      return Malformed(path, "an object with type, name, action, changes and agents");
     }
-    ResourceChange change{entry["type"], entry["name"], Action::kNoOp, {}};
+    ResourceChange change{entry["type"], entry["name"], Action::kNoOp, {}, {}};
+    for (const json& agent : entry["agents"]) {
+      if (!agent.is_string()) return Malformed(path + ".agents", "agent names");
+      change.agents.push_back(agent);
+    }
     std::string action = entry["action"];
     bool known = false;
     for (Action candidate :
@@ -476,7 +529,8 @@ json Plan::ToJson() const {
                              {"url", change.url},
                              {"before_digest", change.before_digest},
                              {"after", change.after},
-                             {"delete_volumes", change.delete_volumes}});
+                             {"delete_volumes", change.delete_volumes},
+                             {"push", change.push}});
   }
   Summary summary = Count();
   return {{"format_version", kFormatVersion},
@@ -536,12 +590,18 @@ core::Result<Plan> Plan::FromJson(const json& document) {
     std::string path = "agent_changes[" + std::to_string(i) + "]";
     if (!entry.is_object() || !entry.value("agent", json()).is_string() ||
         !entry.value("url", json()).is_string() ||
-        !entry.value("before_digest", json()).is_string() ||
+        !entry.value("before_digest", json()).is_string() || !entry.contains("after") ||
         !(entry.value("after", json()).is_object() || entry.value("after", json()).is_null()) ||
         !entry.value("delete_volumes", json()).is_array()) {
       return Malformed(path, "an object with agent, url, before_digest, after and delete_volumes");
     }
-    AgentChange change{entry["agent"], entry["url"], entry["before_digest"], entry["after"], {}};
+    if (!entry.value("push", json()).is_boolean()) return Malformed(path + ".push", "a boolean");
+    AgentChange change{entry["agent"],
+                       entry["url"],
+                       entry["before_digest"],
+                       entry.value("after", json()),
+                       {},
+                       entry.value("push", true)};
     for (const json& volume : entry["delete_volumes"]) {
       if (!volume.is_string()) return Malformed(path + ".delete_volumes", "volume names");
       change.delete_volumes.push_back(volume);

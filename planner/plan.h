@@ -41,6 +41,8 @@ struct ResourceChange {
   std::string name;  // "" for the budget, which is one per app
   Action action = Action::kNoOp;
   std::vector<AttributeChange> changes;
+  /// The agents it is on before or after: apply reports it failed when one of them failed.
+  std::vector<std::string> agents;
 
   std::string Address() const;  // "function.echo", "budget"
 };
@@ -57,6 +59,9 @@ struct AgentChange {
   std::string before_digest;
   nlohmann::json after;
   std::vector<std::string> delete_volumes;
+  /// False when the agent already runs `after` and only the state records
+  /// something else: apply records it without pushing.
+  bool push = true;
 };
 
 /// A plan: the difference between the spec and what the agents run, as
@@ -88,9 +93,9 @@ struct Plan {
   };
   /// Terraform's counts: a replacement is one add and one destroy.
   Summary Count() const;
-  bool HasChanges() const {
-    return !agents.empty() || Count().add + Count().change + Count().destroy > 0;
-  }
+  /// Whether apply would change anything on an agent or a resource (it may
+  /// still have state to record: `agents` with `push` false).
+  bool HasChanges() const;
 
   nlohmann::json ToJson() const;
   /// Reads a saved plan strictly (kInvalidArgument naming the member). The

@@ -192,6 +192,31 @@ TEST_CASE("after apply: no change, updates, replacements, deletes and drift", "[
     CHECK(Changed(plan) == std::vector<std::string>{"create volume.data", "create function.job",
                                                     "create schedule.job"});
   }
+  SECTION("what an agent runs as wanted but the state misses is only recorded") {
+    // A push whose answer was lost: the agent has it, the state does not say so.
+    fixture.inputs.state->agents.erase("gpu");
+    planner::Plan plan = fixture.Plan();
+    CHECK(Changed(plan).empty());
+    CHECK_FALSE(plan.HasChanges());
+    REQUIRE(plan.agents.size() == 1);
+    CHECK(plan.agents[0].agent == "gpu");
+    CHECK_FALSE(plan.agents[0].push);
+    CHECK(plan.agents[0].after["functions"].contains("job"));
+  }
+  SECTION("the app key's hash is a sensitive resource of its own") {
+    fixture.app.functions["web"].web->auth = core::WebAuth::kKey;
+    fixture.inputs.web_key_sha256 = std::string(64, 'c');
+    planner::Plan plan = fixture.Plan();
+    CHECK(Changed(plan) ==
+          std::vector<std::string>{"create secret.GANTRY_APP_KEY", "update function.web"});
+    fixture.Apply(plan);
+    fixture.inputs.web_key_sha256 = std::string(64, 'd');
+    plan = fixture.Plan();
+    CHECK(Changed(plan) == std::vector<std::string>{"update secret.GANTRY_APP_KEY"});
+    std::string text = planner::RenderPlan(plan, false);
+    CHECK(text.find("value = (sensitive) -> (sensitive)") != std::string::npos);
+    CHECK(text.find(std::string(64, 'd')) == std::string::npos);
+  }
   SECTION("destroy deletes everything the agents run") {
     fixture.inputs.destroy = true;
     planner::Plan plan = fixture.Plan();

@@ -27,7 +27,7 @@ core::Result<std::map<std::string, SecretPairs>> ReadSecrets(const spec::App& ap
 /// SECRET NUL KEY NUL VALUE. Equal values give equal hashes for the same
 /// agent, so a changed value is seen, never shown; without the key the hash
 /// cannot be checked against guesses.
-std::string SecretValueHash(std::string_view key, std::string_view secret,
-                            std::string_view name, std::string_view value);
+std::string SecretValueHash(std::string_view key, std::string_view secret, std::string_view name,
+                            std::string_view value);
 
 }  // namespace planner

@@ -250,6 +250,11 @@ TEST_CASE("plan, apply, change, plan and destroy an app over two agents", "[plan
   fs::path saved = fleet.dir() / "edit.plan.json";
   REQUIRE(fleet.Plan({"--out", saved.string()}).exit_code == 0);
   CheckPlanSchema(saved);
+  // Plans and state name every agent and hold keyed hashes: for their owner only.
+  for (const fs::path& file : {saved, fleet.state_path()}) {
+    auto others = fs::perms::group_all | fs::perms::others_all;
+    CHECK((fs::status(file).permissions() & others) == fs::perms::none);
+  }
   REQUIRE(fleet.Apply().exit_code == 0);
   auto stale = fleet.Gantry({"apply", saved.string(), "--yes"});
   CHECK(stale.exit_code == 1);

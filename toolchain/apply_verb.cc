@@ -38,6 +38,23 @@ bool Confirmed(const std::string& question) {
   return answer == "yes";
 }
 
+// "created", "updated", ...: what apply did to a resource.
+const char* Done(planner::Action action) {
+  switch (action) {
+    case planner::Action::kCreate:
+      return "created";
+    case planner::Action::kUpdate:
+      return "updated in place";
+    case planner::Action::kReplace:
+      return "replaced";
+    case planner::Action::kDelete:
+      return "destroyed";
+    case planner::Action::kNoOp:
+      break;
+  }
+  return "unchanged";
+}
+
 // Applies `plan` under the lock already held, reports per agent and per
 // resource, and returns the exit code.
 int Apply(const planner::Plan& plan, const planner::Fleet& fleet,
@@ -57,10 +74,14 @@ int Apply(const planner::Plan& plan, const planner::Fleet& fleet,
     ReportErrors({result.error()});
     return kExitUserError;
   }
+  if (!result->resources.empty()) std::printf("\n");
   for (const planner::ResourceOutcome& outcome : result->resources) {
-    if (!outcome.ok)
+    if (outcome.ok) {
+      std::printf("%s: %s\n", outcome.address.c_str(), Done(outcome.action));
+    } else {
       std::printf("%s: %s failed: %s\n", outcome.address.c_str(),
                   planner::ActionName(outcome.action), outcome.message.c_str());
+    }
   }
   planner::Plan::Summary summary = plan.Count();
   if (!result->ok()) {
@@ -89,8 +110,9 @@ int PlanAndApply(const ApplyCommand& command, bool destroy) {
     std::fprintf(stderr, "warning: %s\n", warning.c_str());
   const planner::Plan& plan = prepared->plan;
   std::fputs(planner::RenderPlan(plan, ColorOutput()).c_str(), stdout);
-  if (!plan.HasChanges()) return kExitOk;
-  if (!command.yes &&
+  if (!plan.HasChanges() && plan.agents.empty()) return kExitOk;
+  // Only recording in the state what the agents already run needs no question.
+  if (plan.HasChanges() && !command.yes &&
       !Confirmed(destroy ? "Do you really want to destroy app " + plan.app + " on every agent?"
                          : "Do you want to perform these actions?")) {
     ReportErrors({core::Error{core::ErrorCode::kConflict,
@@ -122,10 +144,9 @@ int ApplySavedPlan(const ApplyCommand& command) {
     ReportErrors({plan.error()});
     return kExitUserError;
   }
-  auto app = spec::Load(plan->source);
-  if (!app) {
-    ReportErrors(app.error());
-    return kExitUserError;
+  if (!plan->HasChanges() && plan->agents.empty()) {
+    std::printf("No changes in %s.\n", command.plan.file.c_str());
+    return kExitOk;
   }
   std::filesystem::path state_path = StatePath(command.plan.state, plan->source, plan->app);
   auto lock = LockState(command.plan, state_path, plan->destroy ? "destroy" : "apply");
@@ -137,6 +158,12 @@ int ApplySavedPlan(const ApplyCommand& command) {
   auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
   std::map<std::string, planner::SecretPairs> secrets;
   if (!plan->destroy) {
+    // The secret values are read again from where the spec says, now.
+    auto app = spec::Load(plan->source);
+    if (!app) {
+      ReportErrors(app.error());
+      return kExitUserError;
+    }
     auto read = planner::ReadSecrets(*app);
     if (!read) {
       ReportErrors({read.error()});

@@ -33,7 +33,7 @@ void AddPlanVerb(CLI::App& gantry, int* exit_code) {
       std::fprintf(stderr, "warning: %s\n", warning.c_str());
     const planner::Plan& plan = prepared->plan;
     if (!options->out.empty()) {
-      auto written = core::WriteFileAtomically(options->out, plan.ToJson().dump(2) + "\n");
+      auto written = core::WriteFileAtomically(options->out, plan.ToJson().dump(2) + "\n", 0600);
       if (!written.ok()) {
         ReportErrors({written.error()});
         *exit_code = kExitUserError;
