@@ -9,13 +9,9 @@ namespace {
 
 using nlohmann::json;
 
-// The agent's defaults for what the spec does not say yet (agents/desired_state.h):
-// the planner writes them so its document equals the agent's.
+// The agent's default for what the spec does not say yet (agents/desired_state.h):
+// the planner writes it so its document equals the agent's.
 constexpr double kTargetUtilisation = 1.0;
-constexpr long long kQueueTimeoutMs = 30'000;
-constexpr int kMaxQueued = 1000;
-constexpr long long kStartupTimeoutMs = 60'000;
-constexpr int kCatchUp = 1;
 
 json FunctionDocument(const spec::Function& function, const json& image, const Replica& replica) {
   json document = {{"image", image},
@@ -38,13 +34,13 @@ json FunctionDocument(const spec::Function& function, const json& image, const R
     document["web"] = {{"port_env", function.web->port_env},
                        {"health_path", function.web->health_path},
                        {"auth", core::WebAuthName(function.web->auth)},
-                       {"queue_timeout_ms", kQueueTimeoutMs},
-                       {"max_queued", kMaxQueued},
-                       {"startup_timeout_ms", kStartupTimeoutMs}};
+                       {"queue_timeout_ms", function.web->queue_timeout.count()},
+                       {"max_queued", function.web->max_queued},
+                       {"startup_timeout_ms", function.web->startup_timeout.count()}};
   }
   if (function.schedule && replica.owns_schedule) {
     json schedule = {{"overlap", core::OverlapName(function.schedule->overlap)},
-                     {"catch_up", kCatchUp}};
+                     {"catch_up", function.schedule->catch_up}};
     if (function.schedule->every) {
       schedule["every_ms"] = function.schedule->every->count();
     } else {

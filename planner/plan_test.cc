@@ -165,6 +165,21 @@ TEST_CASE("after apply: no change, updates, replacements, deletes and drift", "[
     CHECK(plan.Count().destroy == 3);
     CHECK(planner::RenderPlan(plan, false).find("# forces replacement") != std::string::npos);
   }
+  SECTION("the spec's web and schedule settings reach the agents") {
+    fixture.app.functions["web"].web->queue_timeout = std::chrono::seconds(5);
+    fixture.app.functions["web"].web->max_queued = 7;
+    fixture.app.functions["job"].schedule->catch_up = 0;
+    planner::Plan plan = fixture.Plan();
+    CHECK(Changed(plan) == std::vector<std::string>{"update function.web", "update schedule.job"});
+    for (const auto& change : plan.agents) {
+      const json& functions = change.after["functions"];
+      if (functions.contains("web")) {
+        CHECK(functions["web"]["web"]["queue_timeout_ms"] == 5000);
+        CHECK(functions["web"]["web"]["max_queued"] == 7);
+      }
+      if (functions.contains("job")) CHECK(functions["job"]["schedule"]["catch_up"] == 0);
+    }
+  }
   SECTION("a changed secret value is an update shown as sensitive") {
     fixture.inputs.secrets["api"]["API_TOKEN"] = "another-value";
     planner::Plan plan = fixture.Plan();

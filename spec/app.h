@@ -99,6 +99,9 @@ struct Web {
   std::string port_env = "PORT";  // variable that carries the port
   std::string health_path;        // "" means ready once the port accepts a connection
   WebAuth auth = WebAuth::kPublic;
+  Duration queue_timeout = Duration(30'000);    // a request's wait for a ready container; then 503
+  int max_queued = 1000;                        // requests waiting at once; more get a 503 at once
+  Duration startup_timeout = Duration(60'000);  // how long a new container has to become ready
 };
 
 /// What happens when a scheduled run is due while the previous one still runs.
@@ -110,6 +113,7 @@ struct Schedule {
   std::string timezone = "UTC";
   std::optional<Duration> every;
   Overlap overlap = Overlap::kSkip;
+  int catch_up = 1;  // missed runs made up after downtime, the most recent ones
 };
 
 /// A function: an image and a command, its resources, and either `web`

@@ -103,11 +103,15 @@ json FunctionJson(const Function& function) {
   };
   if (function.web) {
     body["web"] = {{"port_env", function.web->port_env},
-                   {"auth", core::WebAuthName(function.web->auth)}};
+                   {"auth", core::WebAuthName(function.web->auth)},
+                   {"queue_timeout", Seconds(function.web->queue_timeout)},
+                   {"max_queued", function.web->max_queued},
+                   {"startup_timeout", Seconds(function.web->startup_timeout)}};
     if (!function.web->health_path.empty()) body["web"]["health_path"] = function.web->health_path;
   }
   if (function.schedule) {
-    json schedule = {{"overlap", core::OverlapName(function.schedule->overlap)}};
+    json schedule = {{"overlap", core::OverlapName(function.schedule->overlap)},
+                     {"catch_up", function.schedule->catch_up}};
     if (function.schedule->every) {
       schedule["every"] = Seconds(*function.schedule->every);
     } else {

@@ -25,7 +25,7 @@ functions:
   api:
     image: base
     command: ["httpd", "-f", "-p", "$PORT"]
-    web: {port_env: PORT, health_path: /}
+    web: {port_env: PORT, health_path: /, queue_timeout: 2m, max_queued: 50}
     gpu: ["H100", "A100-80GB:2"]
     cpu: 1.5
     memory: 2Gi
@@ -56,7 +56,7 @@ secrets:
     from_env: [HF_TOKEN]
 functions:
   nightly:
-    schedule: {timezone: Europe/Paris, cron: "0  9 * * 1-5"}
+    schedule: {timezone: Europe/Paris, cron: "0  9 * * 1-5", catch_up: 1}
     command: [sh, -c, date]
     image: base
   api:
@@ -68,7 +68,7 @@ functions:
     memory: 2048Mi
     cpu: 1.5
     gpu: [h100, "A100-80GB:2"]
-    web: {health_path: /, port_env: PORT, auth: public}
+    web: {max_queued: 50.0, startup_timeout: 60, health_path: /, queue_timeout: 120s, port_env: PORT, auth: public}
     command: [httpd, -f, -p, $PORT]
     image: base
     min_containers: 0
@@ -103,7 +103,7 @@ return {
     api = {
       image = base,
       command = { "httpd", "-f", "-p", "$PORT" },
-      web = { port_env = "PORT", health_path = "/" },
+      web = { port_env = "PORT", health_path = "/", queue_timeout = 2 * 60, max_queued = 100 / 2 },
       gpu = { "H100", "A100-80GB:2" },
       cpu = 1.5,
       memory = 2 * 1024 * 1024 * 1024,
@@ -158,11 +158,15 @@ TEST_CASE("canonical JSON fills defaults and normalises units") {
   CHECK(api["scaledown_window"] == 60);
   CHECK(api["max_containers"] == 10);
   CHECK(api["web"]["auth"] == "public");
+  CHECK(api["web"]["queue_timeout"] == 120);
+  CHECK(api["web"]["max_queued"] == 50);
+  CHECK(api["web"]["startup_timeout"] == 60);
   CHECK(app["images"]["base"]["from"] == "docker.io/library/busybox:1.36");
   CHECK(app["images"]["base"]["steps"][0]["run"]["network"] == "default");
   CHECK(app["images"]["base"]["steps"].back() ==
         nlohmann::json({{"entrypoint", {"/bin/sh", "-c"}}}));
   CHECK(app["functions"]["nightly"]["schedule"]["overlap"] == "skip");
+  CHECK(app["functions"]["nightly"]["schedule"]["catch_up"] == 1);
 }
 
 TEST_CASE("canonical JSON is itself a spec that loads to the same digests") {
@@ -204,6 +208,6 @@ TEST_CASE("digests are stable across releases: changing the canonical form is a 
           R"({"buffer_containers":0,"command":["sh","-c","date"],"cpu":0.125,"env":{},"gpu":[],"image":"base",
                 "max_containers":10,"max_inputs":1,"memory":134217728,"min_containers":0,
                 "retries":{"backoff":1,"max":0},"scaledown_window":60,
-                "schedule":{"cron":"0 9 * * 1-5","overlap":"skip","timezone":"Europe/Paris"},
+                "schedule":{"catch_up":1,"cron":"0 9 * * 1-5","overlap":"skip","timezone":"Europe/Paris"},
                 "secrets":[],"timeout":300,"volumes":{}})")));
 }

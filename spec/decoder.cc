@@ -4,6 +4,7 @@
 #include <cmath>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -39,6 +40,9 @@ bool Matches(const std::string& text, const std::regex& pattern) {
 }
 constexpr int kMaxContainers = 1000;
 constexpr int kMaxGpuCount = 8;
+constexpr int kMaxQueued = 100'000;
+// The agent reads catch_up as an int (agents/desired_state.cc) and accepts any.
+constexpr int kMaxCatchUp = std::numeric_limits<int>::max();
 
 std::string Join(const std::vector<std::string>& words, const std::string& separator) {
   std::string text;
@@ -788,7 +792,10 @@ class Decoder {
       if (!node.boolean) return std::nullopt;
       return web;
     }
-    if (!CheckMap(node, path, {"port_env", "health_path", "auth"})) return web;
+    if (!CheckMap(
+            node, path,
+            {"port_env", "health_path", "auth", "queue_timeout", "max_queued", "startup_timeout"}))
+      return web;
     Field(node, path, "port_env", [&](const Node& value, const std::string& field) {
       auto name = NonEmptyString(value, field);
       if (name && !Matches(*name, kEnvName))
@@ -810,12 +817,23 @@ class Decoder {
         Fail(value, field, "must be public, token or key, got " + Quote(*auth));
       }
     });
+    Field(node, path, "queue_timeout", [&](const Node& value, const std::string& field) {
+      web.queue_timeout = DurationValue(value, field, 1s, 10min).value_or(web.queue_timeout);
+    });
+    Field(node, path, "max_queued", [&](const Node& value, const std::string& field) {
+      web.max_queued =
+          static_cast<int>(Integer(value, field, 0, kMaxQueued).value_or(web.max_queued));
+    });
+    Field(node, path, "startup_timeout", [&](const Node& value, const std::string& field) {
+      web.startup_timeout = DurationValue(value, field, 1s, 30min).value_or(web.startup_timeout);
+    });
     return web;
   }
 
   Schedule DecodeSchedule(const Node& node, const std::string& path) {
     Schedule schedule;
-    if (!CheckMap(node, path, {"cron", "timezone", "every", "overlap"})) return schedule;
+    if (!CheckMap(node, path, {"cron", "timezone", "every", "overlap", "catch_up"}))
+      return schedule;
     const Node* cron = Find(node, "cron");
     const Node* every = Find(node, "every");
     if ((cron == nullptr) == (every == nullptr)) {
@@ -848,6 +866,10 @@ class Decoder {
       } else {
         Fail(value, field, "must be skip, allow or replace, got " + Quote(*overlap));
       }
+    });
+    Field(node, path, "catch_up", [&](const Node& value, const std::string& field) {
+      schedule.catch_up =
+          static_cast<int>(Integer(value, field, 0, kMaxCatchUp).value_or(schedule.catch_up));
     });
     return schedule;
   }

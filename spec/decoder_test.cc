@@ -5,6 +5,7 @@
 #include "spec/spec_test_support.h"
 
 using spec::testing::ErrorText;
+using spec::testing::LoadLua;
 using spec::testing::LoadYaml;
 using spec::testing::TempDir;
 
@@ -150,7 +151,28 @@ TEST_CASE("web and schedule") {
       {"    web: {health_path: healthz}\n", "must start with /", 12},
       {"    web: {port_env: 8080}\n", "functions.job.web.port_env: must be a string", 12},
       {"    web: {port: 8080}\n",
-       "unknown field \"port\" (expected one of: port_env, health_path, auth)", 12},
+       "unknown field \"port\" (expected one of: port_env, health_path, auth, queue_timeout, "
+       "max_queued, startup_timeout)",
+       12},
+      {"    web: {queue_timeout: 11m}\n",
+       "functions.job.web.queue_timeout: must be between 1s and 10m, got 11m", 12},
+      {"    web: {queue_timeout: 0.5}\n",
+       "functions.job.web.queue_timeout: must be between 1s and 10m, got 500ms", 12},
+      {"    web: {queue_timeout: [30s]}\n", "functions.job.web.queue_timeout: must be a duration",
+       12},
+      {"    web: {max_queued: -1}\n",
+       "functions.job.web.max_queued: must be between 0 and 100000, got -1", 12},
+      {"    web: {max_queued: 100001}\n",
+       "functions.job.web.max_queued: must be between 0 and 100000, got 100001", 12},
+      {"    web: {max_queued: 2.5}\n", "functions.job.web.max_queued: must be a whole number", 12},
+      {"    web: {max_queued: \"10\"}\n",
+       "functions.job.web.max_queued: must be a whole number, got a string \"10\"", 12},
+      {"    web: {startup_timeout: 31m}\n",
+       "functions.job.web.startup_timeout: must be between 1s and 30m, got 31m", 12},
+      {"    web: {startup_timeout: 0}\n",
+       "functions.job.web.startup_timeout: must be between 1s and 30m", 12},
+      {"    web: {startup_timeout: true}\n",
+       "functions.job.web.startup_timeout: must be a duration", 12},
       {"    web: true\n    schedule: {every: 1h}\n", "a function with web: cannot have one", 13},
       {"    schedule: {cron: \"0 9 * * 1-5\", every: 1h}\n", "needs exactly one of cron", 12},
       {"    schedule: {timezone: UTC}\n", "needs exactly one of cron", 12},
@@ -170,6 +192,14 @@ TEST_CASE("web and schedule") {
        12},
       {"    schedule: {every: 0s}\n", "functions.job.schedule.every: must be between 1s", 12},
       {"    schedule: {cron: \"@daily\", overlap: queue}\n", "must be skip, allow or replace", 12},
+      {"    schedule: {every: 1h, catch_up: -1}\n",
+       "functions.job.schedule.catch_up: must be between 0 and 2147483647, got -1", 12},
+      {"    schedule: {every: 1h, catch_up: 2147483648}\n",
+       "functions.job.schedule.catch_up: must be between 0 and 2147483647, got 2147483648", 12},
+      {"    schedule: {every: 1h, catch_up: 1.5}\n",
+       "functions.job.schedule.catch_up: must be a whole number", 12},
+      {"    schedule: {every: 1h, catch_up: all}\n",
+       "functions.job.schedule.catch_up: must be a whole number, got a string \"all\"", 12},
   });
   TempDir dir;
   auto result = LoadYaml(
@@ -178,6 +208,88 @@ TEST_CASE("web and schedule") {
   REQUIRE(result.ok());
   CHECK(result->functions.at("job").schedule->cron == "0 9 * * mon-fri");
   CHECK(result->functions.at("job").schedule->timezone == "Asia/Tokyo");
+}
+
+TEST_CASE("web and schedule settings the agent applies: defaults, values and where errors point") {
+  TempDir dir;
+  SECTION("defaults are the agent's") {
+    auto result = LoadYaml(
+        kPrelude + "    web: true\n  nightly:\n    image: base\n" + "    schedule: {every: 1h}\n",
+        dir);
+    INFO(ErrorText(result));
+    REQUIRE(result.ok());
+    const spec::Web& web = *result->functions.at("job").web;
+    CHECK(web.queue_timeout == std::chrono::seconds(30));
+    CHECK(web.max_queued == 1000);
+    CHECK(web.startup_timeout == std::chrono::seconds(60));
+    CHECK(result->functions.at("nightly").schedule->catch_up == 1);
+  }
+  SECTION("set values read back, at the edges of their ranges too") {
+    auto result = LoadYaml(kPrelude +
+                               "    web: {queue_timeout: 10m, max_queued: 0, startup_timeout: 1}\n"
+                               "  nightly:\n    image: base\n"
+                               "    schedule: {cron: \"@hourly\", catch_up: 0}\n"
+                               "  edge:\n    image: base\n"
+                               "    web: {queue_timeout: 1.5, max_queued: 100000, "
+                               "startup_timeout: 30m}\n"
+                               "  weekly:\n    image: base\n"
+                               "    schedule: {every: 7d, catch_up: 2147483647}\n",
+                           dir);
+    INFO(ErrorText(result));
+    REQUIRE(result.ok());
+    const spec::Web& web = *result->functions.at("job").web;
+    CHECK(web.queue_timeout == std::chrono::minutes(10));
+    CHECK(web.max_queued == 0);
+    CHECK(web.startup_timeout == std::chrono::seconds(1));
+    const spec::Web& edge = *result->functions.at("edge").web;
+    CHECK(edge.queue_timeout == std::chrono::milliseconds(1500));
+    CHECK(edge.max_queued == 100000);
+    CHECK(edge.startup_timeout == std::chrono::minutes(30));
+    CHECK(result->functions.at("nightly").schedule->catch_up == 0);
+    CHECK(result->functions.at("weekly").schedule->catch_up == 2147483647);
+  }
+  SECTION("from Lua too") {
+    auto result = LoadLua(R"(return {
+  app = "demo",
+  images = { base = { from = "scratch" } },
+  functions = {
+    api = { image = "base", web = { queue_timeout = "2m", max_queued = 10 * 5,
+                                    startup_timeout = 90 } },
+    nightly = { image = "base", schedule = { every = "1h", catch_up = 6 / 2 } },
+  },
+})",
+                          dir);
+    INFO(ErrorText(result));
+    REQUIRE(result.ok());
+    const spec::Web& web = *result->functions.at("api").web;
+    CHECK(web.queue_timeout == std::chrono::minutes(2));
+    CHECK(web.max_queued == 50);
+    CHECK(web.startup_timeout == std::chrono::seconds(90));
+    CHECK(result->functions.at("nightly").schedule->catch_up == 3);
+  }
+  SECTION("an error names the field at its line and column") {
+    auto result = LoadYaml(kPrelude +
+                               "    web:\n"
+                               "      queue_timeout: 20m\n"
+                               "      max_queued: 200000\n"
+                               "      startup_timeout: 0s\n"
+                               "  nightly:\n    image: base\n"
+                               "    schedule:\n"
+                               "      every: 1h\n"
+                               "      catch_up: -2\n",
+                           dir);
+    REQUIRE_FALSE(result.ok());
+    std::string errors = ErrorText(result);
+    INFO(errors);
+    CHECK(errors.find("app.yaml:13:22: functions.job.web.queue_timeout: must be between 1s and "
+                      "10m, got 20m") != std::string::npos);
+    CHECK(errors.find("app.yaml:14:19: functions.job.web.max_queued: must be between 0 and "
+                      "100000, got 200000") != std::string::npos);
+    CHECK(errors.find("app.yaml:15:24: functions.job.web.startup_timeout: must be between 1s and "
+                      "30m, got 0s") != std::string::npos);
+    CHECK(errors.find("app.yaml:20:17: functions.nightly.schedule.catch_up: must be between 0 and "
+                      "2147483647, got -2") != std::string::npos);
+  }
 }
 
 TEST_CASE("images: bases and steps") {
