@@ -341,6 +341,19 @@ TEST_CASE("drift is shown and repaired; bad plans change nothing", "[planner]") 
   CHECK(ResourceLines(plan.out) == expected);
   CHECK(plan.out.find("Plan: " + std::to_string(expected.size() / 2) +
                       " to add, 0 to change, 0 to destroy.") != std::string::npos);
+  // gantry status with the spec compares with what the last apply pushed.
+  auto drifted = fleet.Gantry({"status", fleet.spec().string(), "--json"});
+  INFO(drifted.out << drifted.err);
+  REQUIRE(drifted.exit_code == 0);
+  bool train_gone = false;
+  const json drifted_rows = json::parse(drifted.out)["functions"];
+  for (const json& row : drifted_rows) {
+    if (row["function"] == "train" && row["agent"] == "gpu-h100") {
+      train_gone = row["drift"] == true &&
+                   row["problem"].get<std::string>().find("gone from the agent") == 0;
+    }
+  }
+  CHECK(train_gone);
   // The next apply repairs it.
   REQUIRE(fleet.Apply().exit_code == 0);
   CHECK(fleet.AppOn(fleet.h100())["functions"].contains("train"));

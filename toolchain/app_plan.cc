@@ -53,6 +53,11 @@ void AddPlanOptions(CLI::App* verb, PlanCommand* command) {
                    "Seconds apply and destroy wait for another one's state lock (default 0)");
 }
 
+bool IsSpecFile(const std::string& file) {
+  std::string extension = std::filesystem::path(file).extension().string();
+  return extension == ".yaml" || extension == ".yml" || extension == ".lua";
+}
+
 bool ColorOutput() {
   return isatty(STDOUT_FILENO) == 1 && std::getenv("NO_COLOR") == nullptr;
 }

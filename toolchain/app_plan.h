@@ -63,6 +63,9 @@ core::Result<planner::StateLock> LockState(const PlanCommand& command,
 std::filesystem::path StatePath(const std::string& option, const std::filesystem::path& spec_file,
                                 const std::string& app);
 
+/// Whether `file` names a spec (.yaml, .yml, .lua) rather than a saved plan or an app name.
+bool IsSpecFile(const std::string& file);
+
 /// Whether stdout takes colours: a terminal, and NO_COLOR unset.
 bool ColorOutput();
 

@@ -178,11 +178,6 @@ int ApplySavedPlan(const ApplyCommand& command) {
   return Apply(*plan, *fleet, *state, state_path, secrets, command);
 }
 
-bool IsSpecFile(const std::string& file) {
-  std::string extension = std::filesystem::path(file).extension().string();
-  return extension == ".yaml" || extension == ".yml" || extension == ".lua";
-}
-
 }  // namespace
 
 void AddApplyVerb(CLI::App& gantry, int* exit_code) {

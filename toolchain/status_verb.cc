@@ -1,9 +1,12 @@
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "planner/agent_client.h"
+#include "planner/deploy_state.h"
 #include "planner/fleet.h"
+#include "spec/loader.h"
 #include "toolchain/app_plan.h"
 #include "toolchain/exit_code.h"
 #include "toolchain/reporter.h"
@@ -38,10 +41,20 @@ struct FunctionRow {
 
 // The rows of one agent: desired from its desired state (warm containers),
 // running from its status; drift where fewer run than it must keep, or it
-// reports errors.
+// reports errors, and — with the app's state — where a function differs from
+// what the last apply pushed there or is gone.
 std::vector<FunctionRow> AgentRows(const std::string& agent, const json& desired,
-                                   const json& status, const std::string& only_app) {
+                                   const json& status, const std::string& only_app,
+                                   const planner::DeployState* state) {
   std::vector<FunctionRow> rows;
+  const json* recorded = nullptr;
+  const std::string recorded_app = state ? state->app : "";
+  if (state) {
+    auto record = state->agents.find(agent);
+    if (record != state->agents.end()) recorded = &record->second.app;
+  }
+  const json recorded_functions =
+      recorded ? recorded->value("functions", json::object()) : json::object();
   const json apps = desired.value("apps", json::object());
   const json reported_apps = status.value("apps", json::object());
   for (const auto& [app, document] : apps.items()) {
@@ -55,8 +68,12 @@ std::vector<FunctionRow> AgentRows(const std::string& agent, const json& desired
       row.running = state.value("running_containers", 0);
       row.queued = state.value("queued_calls", 0) + state.value("queued_requests", 0);
       const json errors = state.value("errors", json::array());
-      if (!errors.empty()) {
-        row.problem = errors[0].get<std::string>();
+      const bool applied_otherwise =
+          recorded && app == recorded_app && recorded_functions.value(name, json()) != function;
+      if (applied_otherwise) {
+        row.problem = "differs from what the last apply pushed (gantry plan shows how)";
+      } else if (!errors.empty()) {
+        row.problem = errors[0].is_string() ? errors[0].get<std::string>() : errors[0].dump();
       } else if (function.contains("web") && row.running < row.desired) {
         row.problem = std::to_string(row.running) + " of " + std::to_string(row.desired) +
                       " warm containers running";
@@ -64,10 +81,37 @@ std::vector<FunctionRow> AgentRows(const std::string& agent, const json& desired
       rows.push_back(std::move(row));
     }
   }
+  if (recorded) {
+    const json reported =
+        apps.value(recorded_app, json::object()).value("functions", json::object());
+    for (const auto& [name, function] : recorded_functions.items()) {
+      if (reported.contains(name)) continue;
+      rows.push_back({recorded_app, name, agent, function.value("min_containers", 0), 0, 0,
+                      "gone from the agent since the last apply (gantry apply repairs it)"});
+    }
+  }
   return rows;
 }
 
-int ShowStatus(const std::string& only_app, const std::vector<std::string>& agents, bool as_json) {
+int ShowStatus(std::string only_app, const std::string& state_option,
+               const std::vector<std::string>& agents, bool as_json) {
+  // A spec file names its app and its state: then what the last apply
+  // pushed is compared too.
+  std::optional<planner::DeployState> state;
+  if (IsSpecFile(only_app)) {
+    auto app = spec::Load(only_app);
+    if (!app) {
+      ReportErrors(app.error());
+      return kExitUserError;
+    }
+    auto read = planner::ReadState(StatePath(state_option, only_app, app->name));
+    if (!read) {
+      ReportErrors({read.error()});
+      return kExitUserError;
+    }
+    state = std::move(*read);
+    only_app = app->name;
+  }
   auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
   if (!fleet) {
     ReportErrors({fleet.error()});
@@ -88,7 +132,8 @@ int ShowStatus(const std::string& only_app, const std::vector<std::string>& agen
       unreachable.push_back(entry.name + ": " + status.error().message);
       continue;
     }
-    for (FunctionRow& row : AgentRows(entry.name, *desired, *status, only_app))
+    for (FunctionRow& row :
+         AgentRows(entry.name, *desired, *status, only_app, state ? &*state : nullptr))
       rows.push_back(std::move(row));
   }
   if (as_json) {
@@ -117,15 +162,19 @@ void AddStatusVerb(CLI::App& gantry, int* exit_code) {
       "status", "What the agents run, per app, function and agent, with drift highlighted");
   struct Options {
     std::string app;
+    std::string state;
     std::vector<std::string> agents;
     bool json = false;
   };
   auto options = std::make_shared<Options>();
-  verb->add_option("APP", options->app, "Only this app");
+  verb->add_option("APP", options->app,
+                   "Only this app; a spec file also compares with what its last apply pushed");
+  verb->add_option("--state", options->state,
+                   "With a spec file: its state (default: .gantry/state/APP.json beside it)");
   verb->add_option("--agent", options->agents, "Only this registered agent (repeatable)");
   verb->add_flag("--json", options->json, "Print JSON");
   verb->callback([options, exit_code] {
-    *exit_code = ShowStatus(options->app, options->agents, options->json);
+    *exit_code = ShowStatus(options->app, options->state, options->agents, options->json);
   });
 }
 
