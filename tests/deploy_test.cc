@@ -429,6 +429,28 @@ TEST_CASE("drift is shown and repaired; bad plans change nothing", "[planner]") 
     if (row["function"] == "infer") CHECK(row["agent"] == "gpu-a100");
     CHECK(row["drift"] == false);
   }
+
+  // An agent that goes down after a plan was saved: applying it is refused
+  // before anything is pushed to the other one, and planning names it.
+  std::string both = AppYaml("fourth");  // train on gpu-h100, infer on gpu-a100 change
+  both.replace(both.find(R"(command: ["/bin/true"]
+    gpu: ["H100:4")"),
+               std::string(R"(command: ["/bin/true"])").size(),
+               R"(command: ["/bin/true", "again"])");
+  fleet.WriteSpec(both);
+  fs::path saved = fleet.dir() / "down.plan.json";
+  REQUIRE(fleet.Plan({"--out", saved.string()}).exit_code == 0);
+  REQUIRE(fleet.a100().Kill(SIGKILL).ok());
+  auto refused_down = fleet.Gantry({"apply", saved.string(), "--yes"});
+  CHECK(refused_down.exit_code == 1);
+  CHECK(refused_down.err.find("gpu-a100") != std::string::npos);
+  CHECK(fleet.AppOn(fleet.h100())["functions"]["train"]["env"]["MODE"] == "first");
+  CHECK(serial() == before_bad);
+  auto unplanned = fleet.Plan();
+  CHECK(unplanned.exit_code == 1);
+  CHECK(unplanned.err.find("cannot refresh agent gpu-a100, which runs part of app fleet") !=
+        std::string::npos);
+
   for (const std::string& text : {fleet.outputs()}) {
     CHECK(text.find(kSecretValue) == std::string::npos);
     CHECK(text.find(fleet.h100().token()) == std::string::npos);
