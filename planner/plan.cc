@@ -420,24 +420,22 @@ core::Result<Plan> MakePlan(const PlanInputs& inputs) {
   for (const auto& [agent, document] : wanted) agents.insert(agent);
   for (const auto& [agent, document] : refreshed) agents.insert(agent);
   for (const auto& [agent, document] : recorded) agents.insert(agent);
-  auto find = [](const std::map<std::string, json>& documents, const std::string& agent) {
+  static const json kNone;
+  auto find = [](const std::map<std::string, json>& documents,
+                 const std::string& agent) -> const json& {
     auto found = documents.find(agent);
-    return found == documents.end() ? json() : found->second;
+    return found == documents.end() ? kNone : found->second;
   };
   for (const std::string& agent : agents) {
-    json after = find(wanted, agent);
-    json before = find(refreshed, agent);
+    const json& after = find(wanted, agent);
+    const json& before = find(refreshed, agent);
     // An agent already running what the spec wants, which the state records
     // otherwise (the app vanished from it, a push whose answer was lost):
     // apply only records it, so drift and the state converge too.
     bool push = after != before;
     if (!push && find(recorded, agent) == after) continue;
-    AgentChange change{agent,
-                       views.at(agent)->url,
-                       DocumentDigest(views.at(agent)->reported),
-                       std::move(after),
-                       {},
-                       push};
+    AgentChange change{
+        agent, views.at(agent)->url, DocumentDigest(views.at(agent)->reported), after, {}, push};
     for (const auto& volume : Member(before, "volumes", kNoArray))
       if (kept_volumes.count(volume.get<std::string>()) == 0)
         change.delete_volumes.push_back(volume.get<std::string>());
