@@ -450,6 +450,22 @@ TEST_CASE("drift is shown and repaired; bad plans change nothing", "[planner]") 
   CHECK(unplanned.exit_code == 1);
   CHECK(unplanned.err.find("cannot refresh agent gpu-a100, which runs part of app fleet") !=
         std::string::npos);
+  // Forgetting it moves what it ran elsewhere (infer, which only fits there, is dropped).
+  std::string without_infer = AppYaml("fourth");
+  without_infer.erase(without_infer.find("  infer:"),
+                      without_infer.find("  nightly:") - without_infer.find("  infer:"));
+  fleet.WriteSpec(without_infer);
+  auto forgotten = fleet.Apply({"--forget-agent", "gpu-a100"});
+  INFO(forgotten.out << forgotten.err);
+  REQUIRE(forgotten.exit_code == 0);
+  CHECK(forgotten.err.find("forgetting agent gpu-a100") != std::string::npos);
+  auto state = planner::ReadState(fleet.state_path());
+  REQUIRE(state.ok());
+  REQUIRE(state->has_value());
+  CHECK((*state)->agents.size() == 1);
+  CHECK((*state)->agents.count("gpu-h100") == 1);
+  CHECK(fleet.AppOn(fleet.h100())["functions"].contains("nightly"));
+  CHECK(fleet.AppOn(fleet.h100())["functions"].contains("site"));
 
   for (const std::string& text : {fleet.outputs()}) {
     CHECK(text.find(kSecretValue) == std::string::npos);

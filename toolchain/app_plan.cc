@@ -46,6 +46,9 @@ void AddPlanOptions(CLI::App* verb, PlanCommand* command) {
                    "instead of their reading the store they were started with");
   verb->add_flag("--insecure", command->insecure,
                  "Plain HTTP to the --push-to registry (always so for loopback ones)");
+  verb->add_option("--forget-agent", command->forget_agents,
+                   "Stop tracking what an agent gone for good ran of the app (repeatable); its "
+                   "functions are placed elsewhere");
   verb->add_option("--agent", command->agents,
                    "Use only this registered agent (repeatable; default: all of them)");
   verb->add_flag("-q,--quiet", command->quiet, "No build progress");
@@ -112,6 +115,16 @@ core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCo
   auto state = planner::ReadState(prepared.state_path);
   if (!state) return Errors{state.error()};
   prepared.state = std::move(*state);
+  for (const std::string& agent : command.forget_agents) {
+    if (!prepared.state || prepared.state->agents.erase(agent) == 0) {
+      return Errors{core::Error{core::ErrorCode::kNotFound,
+                                "--forget-agent " + agent + ": the state of app " + spec_app.name +
+                                    " records nothing on it",
+                                {}}};
+    }
+    prepared.warnings.push_back("forgetting agent " + agent + ": whatever it still runs of app " +
+                                spec_app.name + " is no longer managed by gantry");
+  }
   auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
   if (!fleet) return Errors{fleet.error()};
   auto selected = SelectAgents(std::move(*fleet), command.agents);
@@ -159,7 +172,8 @@ core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCo
   auto refreshed = planner::RefreshAgents(prepared.fleet, spec_app.name, prepared.state);
   if (!refreshed) return Errors{refreshed.error()};
   inputs.agents = std::move(refreshed->agents);
-  prepared.warnings = std::move(refreshed->warnings);
+  prepared.warnings.insert(prepared.warnings.end(), refreshed->warnings.begin(),
+                           refreshed->warnings.end());
   auto plan = planner::MakePlan(inputs);
   if (!plan) return Errors{plan.error()};
   prepared.plan = std::move(*plan);

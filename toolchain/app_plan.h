@@ -22,6 +22,9 @@ struct PlanCommand {
   std::string state;                // --state; default .gantry/state/APP.json beside the spec
   std::string store;                // --store: where images are built
   std::vector<std::string> agents;  // --agent: only these registered agents
+  /// --forget-agent: agents gone for good whose part of the app the state
+  /// stops tracking (otherwise a plan stops until they can be refreshed).
+  std::vector<std::string> forget_agents;
   std::string push_to;    // --push-to REGISTRY/NAMESPACE: agents pull the images from there
   bool insecure = false;  // --insecure: plain HTTP to that registry
   bool quiet = false;
