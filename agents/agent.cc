@@ -121,6 +121,7 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
       options, std::move(host).value(), std::move(limits), std::move(gpus).value(),
       std::move(secrets).value(), std::move(records).value(), std::move(store).value(), *version));
   if (auto recovered = agent->Recover(); !recovered.ok()) return recovered.error();
+  agent->FetchImages();
   agent->scheduler_->Start();
   return agent;
 }
@@ -280,10 +281,13 @@ std::vector<std::string> Agent::CheckFunction(const std::string& app,
   if (!layers_.store().HasBlob(function.image.digest)) {
     std::string why = "image " + function.image.digest + " is not in the content store " +
                       layers_.store().root().string();
+    auto failure = pull_failures_.find(function.image.digest);
     if (function.image.reference.empty()) {
       problems.push_back(why);
-    } else if (auto pulled = PullImage(function.image); !pulled.ok()) {
-      problems.push_back(why + " and cannot be pulled: " + pulled.error().message);
+    } else if (failure != pull_failures_.end()) {
+      problems.push_back(why + " and cannot be pulled: " + failure->second);
+    } else {
+      problems.push_back(why + "; it is being pulled from " + function.image.reference);
     }
   }
   (void)app;
@@ -338,27 +342,66 @@ core::Result<std::string> Agent::SealedDocument(const DesiredState& desired) con
 }
 
 core::Result<bool> Agent::Apply(const DesiredState& desired) {
-  std::lock_guard lock(mutex_);
-  return ApplyLocked(desired);
+  core::Result<bool> applied = false;
+  {
+    std::lock_guard lock(mutex_);
+    applied = ApplyLocked(desired);
+  }
+  if (applied) FetchImages();
+  return applied;
 }
 
 core::Result<bool> Agent::ApplyApp(std::int64_t generation, const AppState& app) {
-  std::lock_guard lock(mutex_);
-  DesiredState desired = desired_;
-  desired.generation = generation;
-  desired.apps[app.name] = app;
-  return ApplyLocked(desired);
+  core::Result<bool> applied = false;
+  {
+    std::lock_guard lock(mutex_);
+    DesiredState desired = desired_;
+    desired.generation = generation;
+    desired.apps[app.name] = app;
+    applied = ApplyLocked(desired);
+  }
+  if (applied) FetchImages();
+  return applied;
 }
 
 core::Result<bool> Agent::RemoveApp(std::int64_t generation, const std::string& app) {
-  std::lock_guard lock(mutex_);
-  if (!desired_.apps.count(app)) {
-    return core::Error{core::ErrorCode::kNotFound, "no app " + app + " in the desired state", {}};
+  core::Result<bool> applied = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!desired_.apps.count(app)) {
+      return core::Error{core::ErrorCode::kNotFound, "no app " + app + " in the desired state", {}};
+    }
+    DesiredState desired = desired_;
+    desired.generation = generation;
+    desired.apps.erase(app);
+    applied = ApplyLocked(desired);
   }
-  DesiredState desired = desired_;
-  desired.generation = generation;
-  desired.apps.erase(app);
-  return ApplyLocked(desired);
+  if (applied) FetchImages();
+  return applied;
+}
+
+void Agent::FetchImages() {
+  std::lock_guard fetching(fetch_mutex_);
+  std::map<std::string, ImageRef> missing;  // digest -> where to pull it from
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [app_name, app] : desired_.apps) {
+      for (const auto& [name, function] : app.functions) {
+        if (!function.image.reference.empty() && !layers_.store().HasBlob(function.image.digest))
+          missing.emplace(function.image.digest, function.image);
+      }
+    }
+  }
+  if (missing.empty()) return;
+  // Pulls take as long as the registry needs: the API, the router and the
+  // calls go on meanwhile, and the functions waiting show why in the status.
+  std::map<std::string, std::string> failures;
+  for (const auto& [digest, image] : missing) {
+    if (auto pulled = PullImage(image); !pulled.ok()) failures[digest] = pulled.error().message;
+  }
+  std::lock_guard lock(mutex_);
+  pull_failures_ = std::move(failures);
+  RefreshProblems();
 }
 
 core::Result<bool> Agent::ApplyLocked(const DesiredState& desired) {

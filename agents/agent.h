@@ -126,12 +126,16 @@ class Agent {
   void SyncWebFunctions();
   /// Gives the scheduler the scheduled job functions that can run here.
   void SyncSchedules();
+  /// Pulls the images of desired functions that the store lacks, without
+  /// holding mutex_ (one fetch at a time), then refreshes the problems.
+  /// Called after every apply and on start.
+  void FetchImages();
   /// Pulls a function's image, pinned to its digest, from the registry its
   /// reference names into the content store (over plain HTTP only for
   /// loopback registries and GANTRY_INSECURE_REGISTRIES).
   core::Status PullImage(const ImageRef& image) const;
-  /// Why a function cannot run here, if it cannot (pulling its image first
-  /// when the store lacks it and it has a reference).
+  /// Why a function cannot run here, if it cannot (an image the store lacks
+  /// is being pulled, or its last pull failed). Needs mutex_ held.
   std::vector<std::string> CheckFunction(const std::string& app,
                                          const FunctionState& function) const;
   core::Result<PreparedFunction> PrepareFunction(const std::string& app,
@@ -153,7 +157,9 @@ class Agent {
   std::unique_ptr<CallRunner> calls_;
   std::unique_ptr<Scheduler> scheduler_;
 
-  mutable std::mutex mutex_;  // guards desired_ and problems_
+  mutable std::mutex mutex_;  // guards desired_, problems_ and pull_failures_
+  std::mutex fetch_mutex_;    // one FetchImages at a time
+  std::map<std::string, std::string> pull_failures_;  // image digest -> why the last pull failed
   DesiredState desired_;
   std::map<std::string, std::vector<std::string>> problems_;  // "app/function" -> why it cannot run
   std::map<std::string, std::shared_ptr<WebFunction>> web_;   // "app/function" -> its serving
