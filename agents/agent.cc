@@ -121,7 +121,6 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
       options, std::move(host).value(), std::move(limits), std::move(gpus).value(),
       std::move(secrets).value(), std::move(records).value(), std::move(store).value(), *version));
   if (auto recovered = agent->Recover(); !recovered.ok()) return recovered.error();
-  agent->FetchImages();
   agent->scheduler_->Start();
   return agent;
 }
@@ -211,6 +210,8 @@ core::Status Agent::Recover() {
     RefreshProblems();
     spdlog::info("agent: reloaded desired state generation {}", desired_.generation);
   }
+  // Images a function lacks are pulled before queued calls run again below.
+  FetchImages();
 
   // Containers a killed agent left behind: their callers are gone, so they
   // are stopped and their roots removed. Every container has a folder in
@@ -385,6 +386,7 @@ void Agent::FetchImages() {
   std::map<std::string, ImageRef> missing;  // digest -> where to pull it from
   {
     std::lock_guard lock(mutex_);
+    if (stopping_) return;
     for (const auto& [app_name, app] : desired_.apps) {
       for (const auto& [name, function] : app.functions) {
         if (!function.image.reference.empty() && !layers_.store().HasBlob(function.image.digest))
@@ -392,7 +394,11 @@ void Agent::FetchImages() {
       }
     }
   }
-  if (missing.empty()) return;
+  if (missing.empty()) {
+    std::lock_guard lock(mutex_);
+    pull_failures_.clear();  // what failed before is no longer wanted
+    return;
+  }
   // Pulls take as long as the registry needs: the API, the router and the
   // calls go on meanwhile, and the functions waiting show why in the status.
   std::map<std::string, std::string> failures;
@@ -400,6 +406,7 @@ void Agent::FetchImages() {
     if (auto pulled = PullImage(image); !pulled.ok()) failures[digest] = pulled.error().message;
   }
   std::lock_guard lock(mutex_);
+  if (stopping_) return;
   pull_failures_ = std::move(failures);
   RefreshProblems();
 }

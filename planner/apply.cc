@@ -252,6 +252,12 @@ core::Result<ApplyResult> ApplyPlan(const Plan& plan, const Fleet& fleet,
   for (const ResourceChange& change : plan.resources) {
     if (change.action == Action::kNoOp) continue;
     ResourceOutcome outcome{change.Address(), change.action, true, ""};
+    // Images and the budget live in the state only, which keeps the last
+    // apply's until every agent succeeded.
+    if (change.agents.empty() && !result.ok()) {
+      outcome.ok = false;
+      outcome.message = "not recorded: an agent failed";
+    }
     for (const std::string& agent : change.agents) {
       auto agent_outcome = by_agent.find(agent);
       if (agent_outcome != by_agent.end() && !agent_outcome->second->ok) {

@@ -455,6 +455,9 @@ TEST_CASE("drift is shown and repaired; bad plans change nothing", "[planner]") 
   without_infer.erase(without_infer.find("  infer:"),
                       without_infer.find("  nightly:") - without_infer.find("  infer:"));
   fleet.WriteSpec(without_infer);
+  // A saved plan would not carry it: refused.
+  CHECK(fleet.Plan({"--forget-agent", "gpu-a100", "--out", (fleet.dir() / "f.json").string()})
+            .exit_code == 2);
   auto forgotten = fleet.Apply({"--forget-agent", "gpu-a100"});
   INFO(forgotten.out << forgotten.err);
   REQUIRE(forgotten.exit_code == 0);

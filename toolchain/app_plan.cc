@@ -171,6 +171,16 @@ core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCo
   }
   auto refreshed = planner::RefreshAgents(prepared.fleet, spec_app.name, prepared.state);
   if (!refreshed) return Errors{refreshed.error()};
+  for (const planner::AgentView& view : refreshed->agents) {
+    if (std::find(command.forget_agents.begin(), command.forget_agents.end(), view.name) !=
+        command.forget_agents.end()) {
+      return Errors{core::Error{core::ErrorCode::kConflict,
+                                "--forget-agent " + view.name +
+                                    ": the agent answers; plan without it with --agent, or "
+                                    "unregister it (gantry agents rm) first",
+                                {}}};
+    }
+  }
   inputs.agents = std::move(refreshed->agents);
   prepared.warnings.insert(prepared.warnings.end(), refreshed->warnings.begin(),
                            refreshed->warnings.end());

@@ -126,6 +126,13 @@ int PlanAndApply(const ApplyCommand& command, bool destroy) {
 
 // gantry apply PLAN: exactly the saved plan, or nothing if it is stale.
 int ApplySavedPlan(const ApplyCommand& command) {
+  if (!command.plan.forget_agents.empty()) {
+    ReportErrors({core::Error{core::ErrorCode::kInvalidArgument,
+                              "--forget-agent applies to gantry apply FILE only: a saved plan "
+                              "does not carry it",
+                              {}}});
+    return kExitUsage;
+  }
   auto text = core::ReadFile(command.plan.file);
   if (!text) {
     ReportErrors({text.error()});

@@ -23,6 +23,14 @@ void AddPlanVerb(CLI::App& gantry, int* exit_code) {
   verb->add_flag("--json", options->json, "Print the plan as JSON (schemas/plan.schema.json)");
   verb->add_flag("--destroy", options->destroy, "Plan the removal of the app everywhere");
   verb->callback([options, exit_code] {
+    if (!options->out.empty() && !options->command.forget_agents.empty()) {
+      ReportErrors({core::Error{core::ErrorCode::kInvalidArgument,
+                                "--forget-agent applies to gantry apply FILE only: a saved plan "
+                                "does not carry it",
+                                {}}});
+      *exit_code = kExitUsage;
+      return;
+    }
     auto prepared = PrepareAppPlan(options->command, options->destroy, nullptr);
     if (!prepared) {
       ReportErrors(prepared.error());
