@@ -74,7 +74,7 @@ TEST_CASE("the first type is used when an agent has it, even if another agent is
   CHECK(placed->functions.at("train")[0].gpu_type == "H100");
 }
 
-TEST_CASE("\"any\" takes a concrete type that an agent has, the same for every replica") {
+TEST_CASE("any takes a concrete type that an agent has, the same for every replica") {
   auto app = MakeApp({MakeFunction("embed", {{"any", 1}}, 2)});
   auto placed =
       Place(app, {MakeAgent("a", 8, 32, {{"L4", 1}}), MakeAgent("b", 8, 32, {{"T4", 4}})}, {});

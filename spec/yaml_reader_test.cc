@@ -2,7 +2,7 @@
 
 #include <catch2/catch.hpp>
 
-TEST_CASE("YAML scalars are typed by the YAML 1.2 core schema; quoted ones stay strings") {
+TEST_CASE("YAML scalars are typed by the YAML 1.2 core schema, and quoted ones stay strings") {
   auto node = spec::ReadYaml("a: 1\nb: 1.5\nc: true\nd: ~\ne: \"1\"\nf: hello\ng: 0x10\nh: yes\n",
                              "app.yaml");
   REQUIRE(node.ok());

@@ -165,7 +165,7 @@ TEST_CASE(
   CHECK(DigestOf(uncached, "base") == DigestOf(a, "base"));
 }
 
-TEST_CASE("a rebuild reuses every layer; changing step k rebuilds steps k..n only") {
+TEST_CASE("a rebuild reuses every layer, and changing step k rebuilds steps k..n only") {
   TempDir context, out;
   WriteContext(context);
   fs::path spec = context.path() / "app.yaml";

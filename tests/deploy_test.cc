@@ -307,7 +307,7 @@ TEST_CASE("plan, apply, change, plan and destroy an app over two agents", "[plan
   CHECK(fleet.Plan({"--destroy"}).out.find("No changes.") != std::string::npos);
 }
 
-TEST_CASE("drift is shown and repaired; bad plans change nothing", "[planner]") {
+TEST_CASE("drift is shown and repaired, and bad plans change nothing", "[planner]") {
   Fleet fleet;
   REQUIRE(fleet.Apply().exit_code == 0);
   auto serial = [&] {
