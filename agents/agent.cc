@@ -46,6 +46,19 @@ fs::path RuncStateDir(const fs::path& data_dir) {
 fs::path LogsDir(const fs::path& data_dir) {
   return data_dir / "logs";
 }
+fs::path RatesFile(const fs::path& data_dir) {
+  return data_dir / "rates.yaml";
+}
+
+/// How often the usage of running containers is checkpointed: what a crash
+/// of the agent can lose of it, at most (usage_ledger.h).
+constexpr std::chrono::seconds kUsageCheckpointInterval{5};
+
+std::int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
 
 std::string FunctionKey(const std::string& app, const std::string& function) {
   return app + "/" + function;
@@ -71,14 +84,28 @@ core::Status TransformSecrets(DesiredState* state, Transform transform) {
   return core::Ok{};
 }
 
-std::string ReadCapped(const fs::path& path, std::size_t limit) {
+// At most `limit` bytes of a file from byte `from` on; with `whole_characters`,
+// without a UTF-8 sequence cut at the end (its bytes come with the next read).
+std::string ReadCapped(const fs::path& path, std::uint64_t from, std::size_t limit,
+                       bool whole_characters) {
   std::error_code error;
   std::uintmax_t size = fs::file_size(path, error);
-  if (error) return "";
+  if (error || size <= from) return "";
   std::ifstream in(path, std::ios::binary);
-  std::string text(std::min<std::uintmax_t>(size, limit), '\0');
+  in.seekg(static_cast<std::streamoff>(from));
+  std::string text(std::min<std::uintmax_t>(size - from, limit), '\0');
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<std::size_t>(in.gcount()));
+  if (whole_characters) {
+    // The last lead byte (11xxxxxx) and its continuation bytes (10xxxxxx) that follow.
+    std::size_t lead = text.size();
+    while (lead > 0 && text.size() - lead < 4 && (text[lead - 1] & 0xC0) == 0x80) --lead;
+    if (lead > 0 && (text[lead - 1] & 0xC0) == 0xC0) {
+      unsigned char first = static_cast<unsigned char>(text[lead - 1]);
+      std::size_t length = first >= 0xF0 ? 4 : first >= 0xE0 ? 3 : 2;
+      if (text.size() - (lead - 1) < length) text.resize(lead - 1);
+    }
+  }
   return text;
 }
 
@@ -109,24 +136,31 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
   if (!gpus) return gpus.error();
   auto secrets = SecretBox::OpenOrCreate(SecretKeyFile(options.data_dir));
   if (!secrets) return secrets.error();
-  auto records = AgentRecords::Open(RecordsFile(options.data_dir));
-  if (!records) return records.error();
+  auto database = AgentDatabase::Open(RecordsFile(options.data_dir));
+  if (!database) return database.error();
+  auto rates = core::RateCard::Load(RatesFile(options.data_dir));
+  if (!rates) return rates.error();
+  auto ledger = UsageLedger::Open(*database, std::move(rates).value(), host->host_id,
+                                  kUsageCheckpointInterval);
+  if (!ledger) return ledger.error();
   auto store = builder::ContentStore::Open(options.store);
   if (!store) return store.error();
   RuncRuntime probe(options.runtime, RuncStateDir(options.data_dir));
   auto version = probe.Version();
   if (!version) return version.error();
 
-  std::unique_ptr<Agent> agent(new Agent(
-      options, std::move(host).value(), std::move(limits), std::move(gpus).value(),
-      std::move(secrets).value(), std::move(records).value(), std::move(store).value(), *version));
+  std::unique_ptr<Agent> agent(
+      new Agent(options, std::move(host).value(), std::move(limits), std::move(gpus).value(),
+                std::move(secrets).value(), std::make_unique<AgentRecords>(*database),
+                std::move(ledger).value(), std::move(store).value(), *version));
   if (auto recovered = agent->Recover(); !recovered.ok()) return recovered.error();
   agent->scheduler_->Start();
   return agent;
 }
 
 Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector<Gpu> gpus,
-             SecretBox secrets, std::unique_ptr<AgentRecords> records, builder::ContentStore store,
+             SecretBox secrets, std::unique_ptr<AgentRecords> records,
+             std::unique_ptr<UsageLedger> ledger, builder::ContentStore store,
              std::string runtime_version)
     : options_(std::move(options)),
       host_(std::move(host)),
@@ -135,6 +169,7 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
       gpu_pool_(gpus_),
       secrets_(std::move(secrets)),
       records_(std::move(records)),
+      ledger_(std::move(ledger)),
       runtime_(options_.runtime, RuncStateDir(options_.data_dir)),
       runtime_version_(std::move(runtime_version)),
       layers_(std::move(store), LayersDir(options_.data_dir)),
@@ -144,6 +179,7 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
                                     records_.get(),
                                     &gpu_pool_,
                                     &logs_,
+                                    ledger_.get(),
                                     options_.gpus == "auto",
                                     limits_,
                                     ContainersDir(options_.data_dir),
@@ -195,6 +231,13 @@ void Agent::Shutdown() {
 }
 
 core::Status Agent::Recover() {
+  // The containers of the previous agent died with it (or are killed
+  // below): their usage ends at its last checkpoint.
+  auto closed = ledger_->CloseLeftOpen();
+  if (!closed) return closed.error();
+  if (*closed > 0) {
+    spdlog::info("agent: closed {} usage records left open, at their last checkpoint", *closed);
+  }
   auto stored = records_->LoadDesired();
   if (!stored) return stored.error();
   if (*stored) {
@@ -205,6 +248,7 @@ core::Status Agent::Recover() {
     auto unsealed =
         TransformSecrets(&*desired, [&](const std::string& value) { return secrets_.Open(value); });
     if (!unsealed.ok()) return unsealed.error();
+    if (options_.forget_apps) desired->apps.clear();
     std::lock_guard lock(mutex_);
     desired_ = std::move(desired).value();
     RefreshProblems();
@@ -658,9 +702,58 @@ core::Result<std::optional<CallRecord>> Agent::FindCall(const std::string& id) {
   return records_->FindCall(id);
 }
 
-std::pair<std::string, std::string> Agent::CallOutput(const std::string& id) const {
+CallOutput Agent::ReadCallOutput(const std::string& id, std::uint64_t stdout_from,
+                                 std::uint64_t stderr_from, bool whole_characters) const {
   constexpr std::size_t kLimit = 4 << 20;  // what one API response carries of each stream
-  return {ReadCapped(calls_->StdoutPath(id), kLimit), ReadCapped(calls_->StderrPath(id), kLimit)};
+  CallOutput output;
+  output.stdout_text = ReadCapped(calls_->StdoutPath(id), stdout_from, kLimit, whole_characters);
+  output.stderr_text = ReadCapped(calls_->StderrPath(id), stderr_from, kLimit, whole_characters);
+  output.stdout_next = stdout_from + output.stdout_text.size();
+  output.stderr_next = stderr_from + output.stderr_text.size();
+  return output;
+}
+
+core::Result<json> Agent::Usage(std::int64_t since_ms, std::int64_t until_ms,
+                                const std::string& app) {
+  auto records = ledger_->Query(since_ms, until_ms, app);
+  if (!records) return records.error();
+  std::int64_t now_ms = NowMs();
+  json list = json::array();
+  double seconds = 0, gpu_seconds = 0, cost = 0;
+  for (const UsageRecord& record : *records) {
+    UsageShare share = ShareInWindow(record, since_ms, until_ms, now_ms);
+    json entry = {{"id", record.id},
+                  {"app", record.app},
+                  {"function", record.function},
+                  {"container", record.container},
+                  {"gpu_type", record.gpu_type},
+                  {"gpu_count", record.gpu_count},
+                  {"cpu", record.cpu},
+                  {"memory_bytes", record.memory_bytes},
+                  {"start_ms", record.start_ms},
+                  {"checkpoint_ms", record.checkpoint_ms},
+                  {"running", record.closed_by.empty()},
+                  {"billable_seconds", record.billable_seconds},
+                  {"usd_per_second", record.usd_per_second},
+                  {"cost_usd", record.cost_usd},
+                  {"window_seconds", share.seconds},
+                  {"window_cost_usd", share.cost_usd}};
+    if (!record.call.empty()) entry["call"] = record.call;
+    if (!record.closed_by.empty()) {
+      entry["end_ms"] = record.end_ms;
+      entry["closed_by"] = record.closed_by;
+    }
+    list.push_back(std::move(entry));
+    seconds += share.seconds;
+    gpu_seconds += share.seconds * record.gpu_count;
+    cost += share.cost_usd;
+  }
+  json totals = {{"records", list.size()},
+                 {"seconds", seconds},
+                 {"gpu_seconds", gpu_seconds},
+                 {"cost_usd", cost}};
+  return json{{"agent", host_.host_id}, {"since_ms", since_ms}, {"until_ms", until_ms},
+              {"now_ms", now_ms},       {"records", list},      {"totals", totals}};
 }
 
 }  // namespace agents

@@ -20,6 +20,7 @@
 #include "agents/runc_runtime.h"
 #include "agents/scheduler.h"
 #include "agents/secret_box.h"
+#include "agents/usage_ledger.h"
 #include "agents/web_function.h"
 #include "core/result.h"
 
@@ -32,6 +33,18 @@ struct AgentOptions {
   std::string gpus = "auto";    // DiscoverGpus's mode
   std::filesystem::path runtime = "runc";
   std::string version;  // gantry's, for GET /v1/node
+  /// Start with no apps (the stored generation kept): what a killed
+  /// embedded agent (`gantry up`) left is dropped, not run again, and the
+  /// calls it had queued end interrupted.
+  bool forget_apps = false;
+};
+
+/// Part of a call's output, and where the next part starts.
+struct CallOutput {
+  std::string stdout_text;
+  std::string stderr_text;
+  std::uint64_t stdout_next = 0;  // byte offsets into the streams
+  std::uint64_t stderr_next = 0;
 };
 
 /// A web function the router can send a request to, and what its callers
@@ -49,7 +62,8 @@ struct WebTarget {
 /// Opening an agent recovers from a crash of the previous one on the same
 /// data dir: the last desired state is reloaded (secrets unsealed), the
 /// containers it left are killed and their roots removed, calls that were
-/// running are marked interrupted and calls still queued run again.
+/// running are marked interrupted and calls still queued run again, and the
+/// usage records they left open are closed at their last checkpoint.
 class Agent {
  public:
   static core::Result<std::unique_ptr<Agent>> Open(const AgentOptions& options);
@@ -97,8 +111,12 @@ class Agent {
   core::Result<CallRecord> Call(const std::string& app, const std::string& function,
                                 const CallRequest& request, bool wait);
   core::Result<std::optional<CallRecord>> FindCall(const std::string& id);
-  /// A call's stdout and stderr (of its last attempt), as far as written.
-  std::pair<std::string, std::string> CallOutput(const std::string& id) const;
+  /// A call's stdout and stderr (of its last attempt) as far as written,
+  /// from byte offsets on, at most 4 MiB of each. With `whole_characters` (a
+  /// call still running) a UTF-8 sequence cut at the end waits for the next
+  /// read, so that a follower sees no broken characters.
+  CallOutput ReadCallOutput(const std::string& id, std::uint64_t stdout_from = 0,
+                            std::uint64_t stderr_from = 0, bool whole_characters = false) const;
 
   /// The function logs (GET /v1/logs).
   const FunctionLogs& logs() const { return logs_; }
@@ -108,11 +126,18 @@ class Agent {
   /// is no such volume.
   core::Status DeleteVolume(const std::string& app, const std::string& volume);
 
+  /// GET /v1/usage: the usage records of `app` ("": every app) that ran in
+  /// [since_ms, until_ms), each with its share of the window, and their
+  /// totals (agents/README.md, "Usage").
+  core::Result<nlohmann::json> Usage(std::int64_t since_ms, std::int64_t until_ms,
+                                     const std::string& app);
+
   const std::filesystem::path& data_dir() const { return options_.data_dir; }
 
  private:
   Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector<Gpu> gpus,
-        SecretBox secrets, std::unique_ptr<AgentRecords> records, builder::ContentStore store,
+        SecretBox secrets, std::unique_ptr<AgentRecords> records,
+        std::unique_ptr<UsageLedger> ledger, builder::ContentStore store,
         std::string runtime_version);
   core::Status Recover();
   /// Apply() with mutex_ held, so that the per-app routes read the current
@@ -149,6 +174,7 @@ class Agent {
   GpuPool gpu_pool_;
   SecretBox secrets_;
   std::unique_ptr<AgentRecords> records_;
+  std::unique_ptr<UsageLedger> ledger_;  // outlives every container, which it meters
   RuncRuntime runtime_;
   std::string runtime_version_;
   ImageLayers layers_;

@@ -3,14 +3,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "agents/agent_database.h"
 #include "core/result.h"
-
-struct sqlite3;
 
 namespace agents {
 
@@ -51,15 +49,17 @@ struct ScheduleFire {
   std::string last_call;          // "" before its first run
 };
 
-/// The agent's durable records: one SQLite database, DATA_DIR/agent.db, in
-/// WAL mode with synchronous=FULL, so that a record written before a crash
-/// (kill -9 or power loss) is there after it. It holds the desired state
-/// and every job call, and where each schedule has got to. Safe to use from several threads. The
-/// schema is in agents/README.md.
+/// The agent's durable records, in its database (agent_database.h:
+/// DATA_DIR/agent.db, WAL mode with synchronous=FULL, so that a record
+/// written before a crash, kill -9 or power loss, is there after it). It
+/// holds the desired state and every job call, and where each schedule has
+/// got to. Safe to use from several threads. The schema is in
+/// agents/README.md.
 class AgentRecords {
  public:
+  /// Opens (and migrates) the database `file` for these records alone.
   static core::Result<std::unique_ptr<AgentRecords>> Open(const std::filesystem::path& file);
-  ~AgentRecords();
+  explicit AgentRecords(std::shared_ptr<AgentDatabase> database) : database_(std::move(database)) {}
   AgentRecords(const AgentRecords&) = delete;
   AgentRecords& operator=(const AgentRecords&) = delete;
 
@@ -78,13 +78,13 @@ class AgentRecords {
   /// Calls not finished (queued or running), oldest first.
   core::Result<std::vector<CallRecord>> UnfinishedCalls();
 
- private:
-  explicit AgentRecords(sqlite3* db) : db_(db) {}
-  core::Status Execute(const std::string& sql);
-  core::Status SaveFireLocked(const ScheduleFire& fire);  // mutex_ held
+  /// The database the records are kept in, for the other users of agent.db.
+  const std::shared_ptr<AgentDatabase>& database() const { return database_; }
 
-  sqlite3* db_;
-  std::mutex mutex_;
+ private:
+  core::Status SaveFireLocked(const ScheduleFire& fire);  // the database's mutex held
+
+  std::shared_ptr<AgentDatabase> database_;
 };
 
 }  // namespace agents

@@ -85,6 +85,22 @@ core::Result<std::int64_t> GenerationParam(const httplib::Request& request) {
   return generation;
 }
 
+/// A time parameter of GET /v1/usage (`since`, `until`): Unix epoch
+/// milliseconds, `fallback` when absent.
+core::Result<std::int64_t> MillisParam(const httplib::Request& request, const std::string& name,
+                                       std::int64_t fallback) {
+  if (!request.has_param(name)) return fallback;
+  const std::string text = request.get_param_value(name);
+  std::int64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || value < 0) {
+    return core::Error{core::ErrorCode::kInvalidArgument,
+                       name + ": expected Unix epoch milliseconds (an integer >= 0)",
+                       {}};
+  }
+  return value;
+}
+
 json CallToJson(const CallRecord& call) {
   json value = {{"id", call.id},
                 {"app", call.app},
@@ -101,9 +117,36 @@ json CallToJson(const CallRecord& call) {
 
 json CallWithOutput(const Agent& agent, const CallRecord& call) {
   json value = CallToJson(call);
-  auto [out, err] = agent.CallOutput(call.id);
-  value["stdout"] = out;
-  value["stderr"] = err;
+  CallOutput output = agent.ReadCallOutput(call.id);
+  value["stdout"] = std::move(output.stdout_text);
+  value["stderr"] = std::move(output.stderr_text);
+  return value;
+}
+
+// GET /v1/calls/ID?stdout_from=N&stderr_from=M: the call with its output
+// from those byte offsets on, running or not, and where to ask from next
+// (how `gantry run` follows a call). nullopt with a 400 sent when an offset
+// is not a number.
+std::optional<json> CallFollowed(const Agent& agent, const CallRecord& call,
+                                 const httplib::Request& request, httplib::Response& response) {
+  std::uint64_t from[2] = {0, 0};
+  const char* names[2] = {"stdout_from", "stderr_from"};
+  for (int i = 0; i < 2; ++i) {
+    std::string text = request.get_param_value(names[i]);
+    if (text.empty()) continue;
+    auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), from[i]);
+    if (error != std::errc() || end != text.data() + text.size()) {
+      ReplyError(response, 400, "invalid-argument",
+                 std::string(names[i]) + " must be a byte offset, got " + text);
+      return std::nullopt;
+    }
+  }
+  json value = CallToJson(call);
+  CallOutput output = agent.ReadCallOutput(call.id, from[0], from[1], !IsFinished(call.state));
+  value["stdout"] = std::move(output.stdout_text);
+  value["stderr"] = std::move(output.stderr_text);
+  value["stdout_next"] = output.stdout_next;
+  value["stderr_next"] = output.stderr_next;
   return value;
 }
 
@@ -290,12 +333,37 @@ void ApiServer::AddRoutes() {
           return !stopping_ && sink.is_writable();
         });
   });
+  server.Get("/v1/usage", [this](const httplib::Request& request, httplib::Response& response) {
+    static const std::regex kName("[a-z0-9][a-z0-9_-]*");
+    const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    std::chrono::system_clock::now().time_since_epoch())
+                                    .count();
+    auto since = MillisParam(request, "since", 0);
+    if (!since) return ReplyError(response, since.error());
+    auto until = MillisParam(request, "until", now_ms + 1);
+    if (!until) return ReplyError(response, until.error());
+    std::string app = request.get_param_value("app");
+    if (!app.empty() && !std::regex_match(app, kName)) {
+      return ReplyError(response, 400, "invalid-argument", "app: not an app name");
+    }
+    if (*until < *since) {
+      return ReplyError(response, 400, "invalid-argument", "until: before since");
+    }
+    auto usage = agent_.Usage(*since, *until, app);
+    if (!usage) return ReplyError(response, usage.error());
+    Reply(response, 200, *usage);
+  });
   server.Get(R"(/v1/calls/(call-[0-9a-f]+))", [this](const httplib::Request& request,
                                                      httplib::Response& response) {
     auto call = agent_.FindCall(request.matches[1]);
     if (!call) return ReplyError(response, call.error());
     if (!*call)
       return ReplyError(response, 404, "not-found", "no call " + std::string(request.matches[1]));
+    if (request.has_param("stdout_from") || request.has_param("stderr_from")) {
+      if (auto followed = CallFollowed(agent_, **call, request, response))
+        Reply(response, 200, *followed);
+      return;
+    }
     json value = IsFinished((*call)->state) ? CallWithOutput(agent_, **call) : CallToJson(**call);
     Reply(response, 200, value);
   });

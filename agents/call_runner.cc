@@ -338,9 +338,12 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Pr
         std::lock_guard lock(mutex_);
         running_containers_.insert(container_id);
       }
-      result = stopping_ ? core::Result<ContainerExit>(
-                               core::Error{core::ErrorCode::kConflict, "the agent is stopping", {}})
-                         : parts_.runtime->Run(dir, container_id, options);
+      if (stopping_) {
+        result = core::Error{core::ErrorCode::kConflict, "the agent is stopping", {}};
+      } else {
+        UsageMeter meter = MeterContainer(parts_, job, container_id, call.id, gpus);
+        result = parts_.runtime->Run(dir, container_id, options);
+      }
       std::lock_guard lock(mutex_);
       running_containers_.erase(container_id);
       stop_flags_.erase(call.id);

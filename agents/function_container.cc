@@ -153,4 +153,18 @@ core::Result<ContainerSpec> FunctionContainerSpec(
   return spec;
 }
 
+UsageMeter MeterContainer(const ContainerParts& parts, const PreparedFunction& function,
+                          const std::string& container_id, const std::string& call,
+                          const std::vector<Gpu>& gpus) {
+  MeteredContainer container;
+  container.app = function.app;
+  container.function = function.function.name;
+  container.container = container_id;
+  container.call = call;
+  for (const Gpu& gpu : gpus) container.gpus.push_back(gpu.type);
+  container.cpu = function.function.cpu;
+  container.memory_bytes = function.function.memory_bytes;
+  return UsageMeter(parts.ledger, container);
+}
+
 }  // namespace agents

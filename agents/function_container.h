@@ -13,6 +13,7 @@
 #include "agents/image_layers.h"
 #include "agents/runc_runtime.h"
 #include "agents/runtime_spec.h"
+#include "agents/usage_ledger.h"
 #include "core/result.h"
 
 namespace agents {
@@ -39,6 +40,7 @@ struct ContainerParts {
   AgentRecords* records = nullptr;
   GpuPool* gpus = nullptr;
   FunctionLogs* logs = nullptr;
+  UsageLedger* ledger = nullptr;  // null: containers are not metered
   bool pass_gpu_devices = false;  // real GPUs: their /dev nodes go into the container
   HostLimits limits;
   std::filesystem::path containers_dir;  // DATA_DIR/containers
@@ -66,5 +68,13 @@ core::Result<ContainerSpec> FunctionContainerSpec(
     const std::string& container_id, const std::filesystem::path& rootfs,
     const PreparedImage& image, const PreparedFunction& function, const ContainerInputs& inputs,
     const std::vector<Gpu>& gpus, bool pass_gpu_devices);
+
+/// Meters one container of `function` holding `gpus`, with its function's
+/// CPU and memory, for as long as the meter lives (usage_ledger.h); `call`
+/// is the job call it runs ("" for a web container). Nothing without a
+/// ledger in `parts`.
+UsageMeter MeterContainer(const ContainerParts& parts, const PreparedFunction& function,
+                          const std::string& container_id, const std::string& call,
+                          const std::vector<Gpu>& gpus);
 
 }  // namespace agents

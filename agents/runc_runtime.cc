@@ -2,7 +2,6 @@
 
 #include <signal.h>
 
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <utility>
@@ -172,12 +171,15 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
   arguments.push_back(id);
   core::SubprocessOptions command = Command(std::move(arguments));
   command.stdin_data = options.stdin_data;
-  // Captured up to the limit and written when the run ends: a file written
-  // by the container directly could grow without bound.
-  command.stdout_to = options.stdout_file.empty() ? core::Output::Null()
-                                                  : core::Output::Capture(options.output_limit);
-  command.stderr_to = options.stderr_file.empty() ? core::Output::Null()
-                                                  : core::Output::Capture(options.output_limit);
+  // Copied to the files by gantry as it comes, up to the limit (a file the
+  // container wrote directly could grow without bound), so that a running
+  // call's output can be followed.
+  command.stdout_to = options.stdout_file.empty()
+                          ? core::Output::Null()
+                          : core::Output::CaptureToFile(options.stdout_file, options.output_limit);
+  command.stderr_to = options.stderr_file.empty()
+                          ? core::Output::Null()
+                          : core::Output::CaptureToFile(options.stderr_file, options.output_limit);
   auto runc = core::Subprocess::Start(std::move(command));
   if (!runc) return runc.error();
 
@@ -214,13 +216,6 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
   auto deleted = std::filesystem::exists(state_root_ / id, exists_error) ? Delete(id)
                                                                          : core::Status(core::Ok{});
   if (!ended) return ended.error();
-  for (const auto& [file, text] : {std::pair{options.stdout_file, &runc->stdout_text()},
-                                   std::pair{options.stderr_file, &runc->stderr_text()}}) {
-    if (file.empty()) continue;
-    std::ofstream out(file, std::ios::binary | std::ios::trunc);
-    out << *text;
-    if (!out) return core::Error{core::ErrorCode::kIo, "cannot write " + file.string(), {}};
-  }
   const std::string errors = LoggedErrors(log);
   if (runc->exit().code != 0 && !errors.empty())
     return core::Error{core::ErrorCode::kIo, "container " + id + ": " + errors, {}};

@@ -26,8 +26,8 @@ struct ContainerExit {
 /// What one container run needs besides its bundle.
 struct RunOptions {
   std::string stdin_data;             // written to its stdin, then closed
-  std::filesystem::path stdout_file;  // written (truncated) when the run ends: its stdout
-  std::filesystem::path stderr_file;  // written (truncated) when the run ends: its stderr
+  std::filesystem::path stdout_file;  // its stdout, written (truncated) as it comes
+  std::filesystem::path stderr_file;  // its stderr, likewise
   std::optional<std::chrono::milliseconds> timeout;
   std::chrono::milliseconds grace{std::chrono::seconds(10)};  // SIGTERM to SIGKILL
   /// Bytes of each stream kept in its file; the rest is read and dropped,

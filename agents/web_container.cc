@@ -251,8 +251,11 @@ void WebContainer::Run() {
   options.grace = kStopGrace;
   options.pid_file = pid_file;
   options.stop = &stop_;
-  auto exit = stop_ ? core::Result<ContainerExit>(ContainerExit{0, false, true})
-                    : parts_.runtime->Run(dir, id_, options);
+  core::Result<ContainerExit> exit = ContainerExit{0, false, true};
+  if (!stop_) {
+    UsageMeter meter = MeterContainer(parts_, function_, id_, "", gpus);
+    exit = parts_.runtime->Run(dir, id_, options);
+  }
   bool asked_to_stop = stop_.exchange(true);  // ends the prober too
   prober.join();
 

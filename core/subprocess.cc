@@ -141,6 +141,8 @@ struct Subprocess::State {
   UniqueFd stderr_read;
   std::size_t stdout_limit = 0;
   std::size_t stderr_limit = 0;
+  UniqueFd stdout_copy;  // Output::CaptureToFile's file, or invalid
+  UniqueFd stderr_copy;
   std::string stdout_text;
   std::string stderr_text;
   Pipe wake;  // a byte written here tells the pump to drain what is left and stop
@@ -149,11 +151,13 @@ struct Subprocess::State {
   void Pump();
   void StopPump();
   // Reads all `fd` has now (it is non-blocking), keeping up to `limit`
-  // bytes in `text`; closes it at its end.
-  static void ReadInto(UniqueFd& fd, std::string& text, std::size_t limit);
+  // bytes in `text` (and writing them to `copy` when it is open); closes it
+  // at its end.
+  static void ReadInto(UniqueFd& fd, std::string& text, std::size_t limit, const UniqueFd& copy);
 };
 
-void Subprocess::State::ReadInto(UniqueFd& fd, std::string& text, std::size_t limit) {
+void Subprocess::State::ReadInto(UniqueFd& fd, std::string& text, std::size_t limit,
+                                 const UniqueFd& copy) {
   char buffer[kPumpChunk];
   while (fd.valid()) {
     ssize_t count = read(fd.get(), buffer, sizeof buffer);
@@ -166,6 +170,12 @@ void Subprocess::State::ReadInto(UniqueFd& fd, std::string& text, std::size_t li
     std::size_t keep = std::min<std::size_t>(static_cast<std::size_t>(count),
                                              limit > text.size() ? limit - text.size() : 0);
     text.append(buffer, keep);
+    for (std::size_t written = 0; copy.valid() && written < keep;) {
+      ssize_t wrote = write(copy.get(), buffer + written, keep - written);
+      if (wrote < 0 && errno == EINTR) continue;
+      if (wrote <= 0) break;  // the copy is best effort; `text` has it all
+      written += static_cast<std::size_t>(wrote);
+    }
   }
 }
 
@@ -198,16 +208,16 @@ void Subprocess::State::Pump() {
         bool failed = count < 0 && errno != EINTR && errno != EAGAIN;
         if (failed || stdin_written == stdin_data.size()) stdin_write.Reset();
       } else if (item.fd == stdout_read.get()) {
-        ReadInto(stdout_read, stdout_text, stdout_limit);
+        ReadInto(stdout_read, stdout_text, stdout_limit, stdout_copy);
       } else if (item.fd == stderr_read.get()) {
-        ReadInto(stderr_read, stderr_text, stderr_limit);
+        ReadInto(stderr_read, stderr_text, stderr_limit, stderr_copy);
       }
     }
   }
   // The child is gone: what it wrote before is in the pipes; take it.
   stdin_write.Reset();
-  ReadInto(stdout_read, stdout_text, stdout_limit);
-  ReadInto(stderr_read, stderr_text, stderr_limit);
+  ReadInto(stdout_read, stdout_text, stdout_limit, stdout_copy);
+  ReadInto(stderr_read, stderr_text, stderr_limit, stderr_copy);
   stdout_read.Reset();
   stderr_read.Reset();
 }
@@ -252,6 +262,7 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   const Output* outputs[2] = {&options.stdout_to, &options.stderr_to};
   UniqueFd* reads[2] = {&state->stdout_read, &state->stderr_read};
   std::size_t* limits[2] = {&state->stdout_limit, &state->stderr_limit};
+  UniqueFd* copies[2] = {&state->stdout_copy, &state->stderr_copy};
   for (int index = 0; index < 2; ++index) {
     const Output& output = *outputs[index];
     const char* what = index == 0 ? "stdout" : "stderr";
@@ -263,6 +274,11 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
       *reads[index] = std::move(pipe->read);
       *limits[index] = output.capture_limit;
       SetNonBlocking(reads[index]->get());
+      if (!output.file.empty()) {
+        auto copy = OpenFile(output.file, O_WRONLY | O_CREAT | O_TRUNC, what);
+        if (!copy) return copy.error();
+        *copies[index] = std::move(copy).value();
+      }
     } else if (index == 1 && output.kind == Output::Kind::kFile &&
                options.stdout_to.kind == Output::Kind::kFile &&
                output.file == options.stdout_to.file) {

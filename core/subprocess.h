@@ -18,7 +18,7 @@ namespace core {
 struct Output {
   enum class Kind { kNull, kFile, kCapture };
   Kind kind = Kind::kNull;
-  std::filesystem::path file;           // kFile: created (truncated), mode 0644
+  std::filesystem::path file;           // kFile: created (truncated), mode 0644; kCapture: the copy
   std::size_t capture_limit = 1 << 20;  // kCapture: bytes kept; the rest is read and dropped
 
   /// /dev/null.
@@ -29,6 +29,12 @@ struct Output {
   /// A string in the parent: the first `limit` bytes are kept, and the child
   /// is never blocked by a full pipe however much it writes.
   static Output Capture(std::size_t limit = 1 << 20) { return {Kind::kCapture, {}, limit}; }
+  /// Capture(limit), the bytes kept also written to `path` (created,
+  /// truncated, mode 0644) as they come: a bounded file that can be read
+  /// while the child runs (a running job's output, followed).
+  static Output CaptureToFile(std::filesystem::path path, std::size_t limit) {
+    return {Kind::kCapture, std::move(path), limit};
+  }
 };
 
 /// What to run and how to wire it.

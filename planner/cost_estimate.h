@@ -1,36 +1,19 @@
 #pragma once
 
-#include <filesystem>
-#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "core/rate_card.h"
 #include "core/result.h"
 #include "planner/placement.h"
 #include "spec/app.h"
 
 namespace planner {
 
-/// Per-second prices in USD: what a container costs while it runs. The
-/// defaults are published serverless GPU list prices (planner/README.md
-/// names the source and date); `$GANTRY_HOME/rates.yaml` overrides any of
-/// them:
-///
-///   gpu: {H100: 0.001097, A100-80GB: 0.000694}
-///   cpu_core: 0.0000131
-///   memory_gib: 0.00000222
-struct RateCard {
-  std::map<std::string, double> gpu_per_second;  // by GPU type (core/gpu_type.h)
-  double cpu_core_per_second = 0;
-  double memory_gib_per_second = 0;
-
-  static RateCard Defaults();
-  /// The defaults with `file`'s prices over them; the defaults alone when the
-  /// file does not exist. Unknown keys, unknown GPU types and negative prices
-  /// are errors naming the file and key.
-  static core::Result<RateCard> Load(const std::filesystem::path& file);
-};
+/// The rate card lives in core/ (core/rate_card.h), shared with the
+/// agents' usage ledger; the planner reads `$GANTRY_HOME/rates.yaml`.
+using core::RateCard;
 
 /// What one function may cost, per month (30 days).
 struct FunctionCost {

@@ -2,9 +2,6 @@
 
 #include <catch2/catch.hpp>
 
-#include "core/gpu_type.h"
-#include "tests/temp_dir.h"
-
 namespace planner {
 namespace {
 
@@ -31,18 +28,6 @@ spec::App MakeApp(std::vector<spec::Function> functions) {
     app.functions[name] = std::move(function);
   }
   return app;
-}
-
-TEST_CASE("every GPU type has a default price") {
-  RateCard rates = RateCard::Defaults();
-  for (const std::string& type : core::kGpuTypes) {
-    INFO(type);
-    CHECK(rates.gpu_per_second.contains(type));
-  }
-  CHECK(rates.gpu_per_second.size() == core::kGpuTypes.size());
-  CHECK(rates.gpu_per_second.at("H100") == 0.001097);
-  CHECK(rates.cpu_core_per_second == 0.0000131);
-  CHECK(rates.memory_gib_per_second == 0.00000222);
 }
 
 TEST_CASE("an H100 with 2 cores and 4 GiB, warm all month") {
@@ -106,63 +91,12 @@ TEST_CASE("the GPU type placement chose is the one priced") {
                                                       "even with no traffic"});
 }
 
-TEST_CASE("without a placement the first request is priced, \"any\" as the dearest type") {
+TEST_CASE("without a placement the first request is priced, any as the dearest type") {
   auto app = MakeApp({MakeFunction("embed", {{"any", 1}}, 0, 0, 0, 1),
                       MakeFunction("infer", {{"L4", 1}, {"T4", 1}}, 0, 0, 0, 1)});
   CostEstimate estimate = EstimateCost(app, Placement{}, RateCard::Defaults());
   CHECK(estimate.functions[0].container_per_hour == Approx(0.001736 * 3600));  // B200
   CHECK(estimate.functions[1].container_per_hour == Approx(0.000222 * 3600));  // L4
-}
-
-TEST_CASE("a rates file overrides the defaults it names") {
-  tests::TempDir dir;
-  auto file = dir.Write("rates.yaml", "gpu: {H100: 0.002, T4: 0}\ncpu_core: 0.00001\n");
-  auto rates = RateCard::Load(file);
-  REQUIRE(rates.ok());
-  CHECK(rates->gpu_per_second.at("H100") == 0.002);
-  CHECK(rates->gpu_per_second.at("T4") == 0);
-  CHECK(rates->gpu_per_second.at("A100") == 0.000583);
-  CHECK(rates->cpu_core_per_second == 0.00001);
-  CHECK(rates->memory_gib_per_second == 0.00000222);
-
-  SECTION("an empty file changes nothing") {
-    auto empty = RateCard::Load(dir.Write("empty.yaml", ""));
-    REQUIRE(empty.ok());
-    CHECK(empty->gpu_per_second == RateCard::Defaults().gpu_per_second);
-  }
-}
-
-TEST_CASE("a missing rates file means the defaults") {
-  tests::TempDir dir;
-  auto rates = RateCard::Load(dir.path() / "rates.yaml");
-  REQUIRE(rates.ok());
-  CHECK(rates->gpu_per_second == RateCard::Defaults().gpu_per_second);
-  CHECK(rates->cpu_core_per_second == RateCard::Defaults().cpu_core_per_second);
-}
-
-TEST_CASE("bad rates files are errors naming the file and key") {
-  tests::TempDir dir;
-  auto error_of = [&](const std::string& text) {
-    auto file = dir.Write("rates.yaml", text);
-    auto rates = RateCard::Load(file);
-    REQUIRE_FALSE(rates.ok());
-    CHECK(rates.error().location.file == file.string());
-    return rates.error();
-  };
-  auto unknown = error_of("cpu_core: 0.00001\nstorage_gib: 0.1\n");
-  CHECK(unknown.code == core::ErrorCode::kInvalidArgument);
-  CHECK(unknown.location.line == 2);
-  CHECK(unknown.message == "unknown key \"storage_gib\" (expected gpu, cpu_core or memory_gib)");
-  CHECK(error_of("gpu:\n  H1000: 0.1\n").message ==
-        "gpu.H1000: unknown GPU type (known: T4, L4, A10G, A100, A100-80GB, L40S, H100, H200, "
-        "B200)");
-  CHECK(error_of("cpu_core: -0.1\n").message == "cpu_core: a price cannot be negative");
-  CHECK(error_of("gpu: {H100: -1}\n").message == "gpu.H100: a price cannot be negative");
-  CHECK(error_of("memory_gib: cheap\n").message ==
-        "memory_gib: expected a price in USD per second");
-  CHECK(error_of("gpu: [H100]\n").message == "gpu: expected a map of GPU type to price");
-  CHECK(error_of("- 1\n").message == "expected a map with gpu, cpu_core and memory_gib");
-  CHECK(error_of("gpu: {H100: 1\n").code == core::ErrorCode::kParse);
 }
 
 TEST_CASE("FormatUsd writes dollars with thousands separators and cents") {

@@ -24,6 +24,8 @@ It checks, and prints one line per file:
      schema's description lists); call/good and call/bad likewise against
      schemas/call.schema.json. agents_test reads the same files with the C++
      readers (ParseDesiredState, ParseCallRequest) and expects the same.
+     usage/good and usage/bad likewise against schemas/usage.schema.json (the
+     answer of GET /v1/usage, which only the agent writes).
 
 PyYAML reads YAML 1.1 and the loader YAML 1.2, so the specs avoid the
 scalars the two type differently (yes/no/on/off, 1e3 without a point,
@@ -352,7 +354,7 @@ def main():
 
     print(f"jsonschema {jsonschema_version()}, PyYAML {yaml.__version__}, gantry {args.gantry}")
     schemas = {name: check_schema(source / "schemas" / f"{name}.schema.json", source, report)
-               for name in ("app", "desired_state", "call", "plan")}
+               for name in ("app", "desired_state", "call", "plan", "usage")}
     if any(schema is None for schema in schemas.values()):
         print("schema_test: a schema is broken; nothing else checked")
         return 1
@@ -375,6 +377,8 @@ def main():
                                     jsonschema.Draft202012Validator(schemas["desired_state"]), report)
     call = check_agent_documents(source, documents / "call",
                                  jsonschema.Draft202012Validator(schemas["call"]), report)
+    check_agent_documents(source, documents / "usage",
+                          jsonschema.Draft202012Validator(schemas["usage"]), report)
 
     print(f"\n{report.passes} passed, {len(report.failures)} failed "
           f"({len(good)} good specs, {len(bad)} bad specs; "
