@@ -1,0 +1,244 @@
+// `gantry export kubernetes|compose` end to end: the real binary builds and
+// pushes the images to Debian's docker-registry on loopback and writes the
+// manifests, which the engines' own schemas then check (tests/export/
+// validate.mjs with the npm validators that the export_validators fixture
+// installs, and docker-compose config); the golden files and the
+// deliberately broken manifests go through the same validators.
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "core/base64.h"
+#include "tests/docker_registry.h"
+#include "tests/gantry_command.h"
+#include "tests/temp_dir.h"
+
+namespace fs = std::filesystem;
+using tests::CommandOutput;
+using tests::DockerRegistry;
+using tests::RunGantry;
+using tests::RunProcess;
+using tests::TempDir;
+
+namespace {
+
+const std::string kEverything = "tests/export/everything/app.yaml";
+const fs::path kExportTests = fs::path(GANTRY_SOURCE_DIR) / "tests/export";
+
+std::string Read(const fs::path& path) {
+  std::ifstream stream(path, std::ios::binary);
+  std::ostringstream text;
+  text << stream.rdbuf();
+  return text.str();
+}
+
+// validate.mjs over `paths` (files or folders).
+CommandOutput Validate(const std::string& target, const std::vector<std::string>& paths,
+                       bool expect_invalid = false) {
+  std::vector<std::string> argv = {"node", std::string(EXPORT_VALIDATORS_DIR) + "/validate.mjs"};
+  if (expect_invalid) argv.push_back("--expect-invalid");
+  argv.push_back(target);
+  argv.insert(argv.end(), paths.begin(), paths.end());
+  return RunProcess(argv);
+}
+
+std::vector<std::string> GoldenFiles(const std::string& suffix) {
+  std::vector<std::string> files;
+  for (const auto& entry : fs::directory_iterator(kExportTests / "golden")) {
+    const std::string name = entry.path().filename().string();
+    if (name.size() > suffix.size() && name.ends_with(suffix)) files.push_back(entry.path());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// The secrets the everything spec reads from the environment.
+// The variables the specs' secrets read (examples/python-api's GREETING too).
+const std::vector<std::string> kSecretEnvironment = {
+    "HF_TOKEN=hf_very_secret_token", "DB_USER=ana_the_user", "GREETING=Bonjour"};
+
+std::unique_ptr<DockerRegistry> StartRegistry(const fs::path& dir) {
+  auto registry = DockerRegistry::Start(dir);
+  INFO((registry.ok() ? "" : registry.error().message));
+  REQUIRE(registry.ok());
+  return std::move(registry).value();
+}
+
+}  // namespace
+
+TEST_CASE("the golden Kubernetes manifests pass the Kubernetes and Knative schemas") {
+  std::vector<std::string> files = GoldenFiles(".kubernetes.yaml");
+  std::vector<std::string> hpa = GoldenFiles(".kubernetes-hpa.yaml");
+  files.insert(files.end(), hpa.begin(), hpa.end());
+  REQUIRE(files.size() >= 4);
+  CommandOutput validated = Validate("kubernetes", files);
+  INFO(validated.out << validated.err);
+  CHECK(validated.exit_code == 0);
+}
+
+TEST_CASE("the golden compose files pass the Compose schema and docker-compose config") {
+  std::vector<std::string> files = GoldenFiles(".compose.yaml");
+  REQUIRE(files.size() >= 2);
+  CommandOutput validated = Validate("compose", files);
+  INFO(validated.out << validated.err);
+  CHECK(validated.exit_code == 0);
+  for (const std::string& file : files) {
+    CommandOutput config = RunProcess({"docker-compose", "-f", file, "config", "-q"},
+                                      GANTRY_SOURCE_DIR, kSecretEnvironment);
+    INFO(file << "\n" << config.err);
+    CHECK(config.exit_code == 0);
+  }
+}
+
+TEST_CASE("a deliberately broken manifest fails every validator") {
+  CommandOutput kubernetes =
+      Validate("kubernetes", {(kExportTests / "broken/kubernetes.yaml").string()}, true);
+  INFO(kubernetes.out << kubernetes.err);
+  CHECK(kubernetes.exit_code == 0);
+  CHECK(kubernetes.out.find("0 valid, 4 invalid") != std::string::npos);
+  CHECK(kubernetes.out.find("replicas must be integer") != std::string::npos);
+  CommandOutput compose =
+      Validate("compose", {(kExportTests / "broken/compose.yaml").string()}, true);
+  INFO(compose.out << compose.err);
+  CHECK(compose.exit_code == 0);
+  CommandOutput config = RunProcess(
+      {"docker-compose", "-f", (kExportTests / "broken/compose.yaml").string(), "config", "-q"});
+  CHECK(config.exit_code != 0);
+  CHECK(config.err.find("capability") != std::string::npos);
+  // And the same validators refuse what they are meant to accept, broken.
+  CommandOutput accepted = Validate("kubernetes", {(kExportTests / "broken").string()});
+  CHECK(accepted.exit_code == 1);
+}
+
+TEST_CASE("gantry export kubernetes pushes the images and writes one valid manifest per object") {
+  if (!tests::HasDockerRegistry()) {
+    WARN("docker-registry is not installed (apt-get install docker-registry): skipped");
+    return;
+  }
+  TempDir home, registry_dir, out;
+  auto registry = StartRegistry(registry_dir.path());
+  std::vector<std::string> environment = {"GANTRY_HOME=" + home.path().string()};
+  CommandOutput exported =
+      RunGantry({"export", "kubernetes", kEverything, "--registry", registry->domain() + "/team",
+                 "--namespace", "ml", "--out", out.path().string(), "-q"},
+                environment);
+  INFO(exported.err << registry->Log());
+  REQUIRE(exported.exit_code == 0);
+  CHECK(exported.err.find("warning: budget: daily_usd 40 monthly_usd 900") != std::string::npos);
+  CHECK(exported.err.find("warning: functions.api.web.auth: key") != std::string::npos);
+  CHECK(exported.err.find("warning: secrets.hf: values are not exported") != std::string::npos);
+  for (const char* file : {"service-everything-api.yaml", "cronjob-everything-nightly.yaml",
+                           "cronjob-everything-poll.yaml", "job-everything-batch.yaml",
+                           "persistentvolumeclaim-everything-weights.yaml",
+                           "persistentvolumeclaim-everything-cache.yaml"}) {
+    INFO(file);
+    CHECK(fs::exists(out.path() / file));
+    CHECK(exported.out.find((out.path() / file).string()) != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(out.path() / "secret-everything-hf.yaml"));
+  CommandOutput validated = Validate("kubernetes", {out.path().string()});
+  INFO(validated.out << validated.err);
+  CHECK(validated.exit_code == 0);
+
+  // The manifests pull each image by the digest the registry has.
+  std::smatch reference;
+  std::string api = Read(out.path() / "service-everything-api.yaml");
+  REQUIRE(std::regex_search(
+      api, reference,
+      std::regex("image: (" + registry->domain() + "/team/web)@(sha256:[0-9a-f]{64})")));
+  CommandOutput inspected =
+      RunProcess({"skopeo", "inspect", "--tls-verify=false", "--format", "{{.Digest}}",
+                  "docker://" + reference[1].str() + "@" + reference[2].str()});
+  INFO(inspected.err);
+  REQUIRE(inspected.exit_code == 0);
+  CHECK(inspected.out == reference[2].str() + "\n");
+  CHECK(api.find("namespace: ml") != std::string::npos);
+}
+
+TEST_CASE("gantry export kubernetes --autoscaler hpa writes a stream and warns what HPA loses") {
+  TempDir home, out;
+  CommandOutput exported = RunGantry({"export", "kubernetes", kEverything, "--autoscaler", "hpa",
+                                      "--no-push", "--registry", "127.0.0.1:1/team", "-q"},
+                                     {"GANTRY_HOME=" + home.path().string()});
+  INFO(exported.err);
+  REQUIRE(exported.exit_code == 0);
+  CHECK(exported.err.find("warning: functions.api.max_inputs: 16 is not exported with "
+                          "--autoscaler hpa") != std::string::npos);
+  CHECK(exported.out.find("kind: HorizontalPodAutoscaler\n") != std::string::npos);
+  CHECK(exported.out.find("\n---\n") != std::string::npos);
+  CHECK(exported.out.find("image: 127.0.0.1:1/team/web@sha256:") != std::string::npos);
+  std::ofstream(out.path() / "stream.yaml") << exported.out;
+  CommandOutput validated = Validate("kubernetes", {(out.path() / "stream.yaml").string()});
+  INFO(validated.out << validated.err);
+  CHECK(validated.exit_code == 0);
+  // api: Deployment, Service, HPA; nightly and poll: CronJobs; batch: a Job; two claims.
+  CHECK(validated.out.find("kubernetes: 8 valid, 0 invalid") != std::string::npos);
+}
+
+TEST_CASE(
+    "secret values go into Secrets only with --include-secret-values, base64, never in logs") {
+  TempDir home, out;
+  std::vector<std::string> environment = kSecretEnvironment;
+  environment.push_back("GANTRY_HOME=" + home.path().string());
+  CommandOutput exported =
+      RunGantry({"export", "kubernetes", kEverything, "--no-push", "--registry", "127.0.0.1:1/team",
+                 "--include-secret-values", "--out", out.path().string(), "-q"},
+                environment);
+  INFO(exported.err);
+  REQUIRE(exported.exit_code == 0);
+  std::string hf = Read(out.path() / "secret-everything-hf.yaml");
+  CHECK(hf.find("HF_TOKEN: " + core::Base64Encode("hf_very_secret_token")) != std::string::npos);
+  CHECK(hf.find("hf_very_secret_token") == std::string::npos);
+  std::string db = Read(out.path() / "secret-everything-db.yaml");
+  CHECK(db.find("DB_PASSWORD: " + core::Base64Encode("s3cr3t-$pass")) != std::string::npos);
+  CHECK((fs::status(out.path() / "secret-everything-db.yaml").permissions() &
+         fs::perms::others_read) == fs::perms::none);
+  for (const char* value : {"hf_very_secret_token", "ana_the_user", "s3cr3t"}) {
+    CHECK(exported.err.find(value) == std::string::npos);
+    CHECK(exported.out.find(value) == std::string::npos);
+  }
+  CommandOutput validated = Validate("kubernetes", {out.path().string()});
+  INFO(validated.out << validated.err);
+  CHECK(validated.exit_code == 0);
+
+  // An unset variable is one error line naming it, and nothing is written.
+  TempDir empty;
+  CommandOutput unset =
+      RunGantry({"export", "kubernetes", kEverything, "--no-push", "--registry", "127.0.0.1:1/team",
+                 "--include-secret-values", "--out", empty.path().string(), "-q"},
+                {"GANTRY_HOME=" + home.path().string()});
+  CHECK(unset.exit_code == 1);
+  CHECK(fs::is_empty(empty.path()));
+}
+
+TEST_CASE("gantry export compose writes a compose.yaml that docker-compose config accepts") {
+  TempDir home, out;
+  CommandOutput exported = RunGantry({"export", "compose", kEverything, "--no-push", "--registry",
+                                      "127.0.0.1:1/team", "--out", out.path().string(), "-q"},
+                                     {"GANTRY_HOME=" + home.path().string()});
+  INFO(exported.err);
+  REQUIRE(exported.exit_code == 0);
+  CHECK(exported.err.find("warning: functions.nightly.schedule: \"0 3 * * 1-7\" in Europe/Paris") !=
+        std::string::npos);
+  fs::path compose = out.path() / "compose.yaml";
+  REQUIRE(fs::exists(compose));
+  CommandOutput validated = Validate("compose", {compose.string()});
+  INFO(validated.out << validated.err);
+  CHECK(validated.exit_code == 0);
+  // config reads the env_file from the spec's folder, relative to compose.yaml.
+  CommandOutput config = RunProcess({"docker-compose", "-f", compose.string(), "config"},
+                                    out.path(), kSecretEnvironment);
+  INFO(config.err);
+  REQUIRE(config.exit_code == 0);
+  CHECK(config.out.find("DB_PASSWORD: s3cr3t-") != std::string::npos);
+  CHECK(config.out.find("HF_TOKEN: hf_very_secret_token") != std::string::npos);
+  CHECK(config.out.find("driver: nvidia") != std::string::npos);
+  // Without the secret's variable, compose refuses to start rather than run without it.
+  CommandOutput missing =
+      RunProcess({"docker-compose", "-f", compose.string(), "config"}, out.path(), {"DB_USER=ana"});
+  CHECK(missing.exit_code != 0);
+  CHECK(missing.err.find("secret hf needs HF_TOKEN set") != std::string::npos);
+}
