@@ -8,11 +8,7 @@ namespace {
 
 using nlohmann::json;
 
-/// An agent answers its API at once or is down: a plan over a fleet should
-/// not hang on one host. Applying a desired state pulls no image in the
-/// request (that happens after), so a minute is ample.
 constexpr std::chrono::seconds kConnectTimeout{5};
-constexpr std::chrono::seconds kRequestTimeout{60};
 
 /// The core code of an agent's HTTP error status (agents/api_reply.h maps
 /// the other way).
@@ -57,6 +53,14 @@ core::Result<nlohmann::json> AgentClient::Status() {
   return Request("GET", "/v1/status", nullptr);
 }
 
+core::Result<nlohmann::json> AgentClient::Usage(std::int64_t since_ms, std::int64_t until_ms,
+                                                std::string_view app) {
+  std::string path =
+      "/v1/usage?since=" + std::to_string(since_ms) + "&until=" + std::to_string(until_ms);
+  if (!app.empty()) path += "&app=" + core::UrlEncode(app);
+  return Request("GET", path, nullptr);
+}
+
 core::Result<nlohmann::json> AgentClient::PutApp(std::string_view app, std::int64_t generation,
                                                  const nlohmann::json& app_document) {
   const json body = {{"generation", generation}, {"app", app_document}};
@@ -77,8 +81,30 @@ core::Result<nlohmann::json> AgentClient::DeleteVolume(std::string_view app,
                  nullptr);
 }
 
+core::Result<nlohmann::json> AgentClient::Call(std::string_view app, std::string_view function,
+                                               const nlohmann::json& request, bool wait) {
+  return Request("POST",
+                 "/v1/apps/" + core::UrlEncode(app) + "/functions/" + core::UrlEncode(function) +
+                     "/calls" + (wait ? "?wait=true" : ""),
+                 &request, wait ? std::chrono::seconds(0) : kRequestTimeout);
+}
+
+core::Result<nlohmann::json> AgentClient::FindCall(std::string_view id) {
+  return Request("GET", "/v1/calls/" + core::UrlEncode(id), nullptr);
+}
+
+core::Result<nlohmann::json> AgentClient::FollowCall(std::string_view id,
+                                                     std::uint64_t stdout_from,
+                                                     std::uint64_t stderr_from) {
+  return Request("GET",
+                 "/v1/calls/" + core::UrlEncode(id) + "?stdout_from=" +
+                     std::to_string(stdout_from) + "&stderr_from=" + std::to_string(stderr_from),
+                 nullptr);
+}
+
 core::Result<nlohmann::json> AgentClient::Request(const std::string& method,
-                                                  const std::string& path, const json* body) {
+                                                  const std::string& path, const json* body,
+                                                  std::chrono::seconds timeout) {
   core::HttpRequest request;
   request.method = method;
   request.url = agent_.url + path;
@@ -91,7 +117,8 @@ core::Result<nlohmann::json> AgentClient::Request(const std::string& method,
   // An agent never redirects; one that did would get the token elsewhere.
   request.max_redirects = 0;
   request.connect_timeout = kConnectTimeout;
-  request.timeout = kRequestTimeout;
+  request.timeout = timeout;
+  if (timeout.count() == 0) request.stall_timeout = timeout;
   request.ca_file = agent_.ca_file.string();
   auto response = http_->Send(request);
   if (!response) {

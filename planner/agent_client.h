@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -31,6 +32,11 @@ class AgentClient {
   core::Result<nlohmann::json> Node();     // GET /v1/node
   core::Result<nlohmann::json> Desired();  // GET /v1/desired (secrets redacted)
   core::Result<nlohmann::json> Status();   // GET /v1/status
+  /// GET /v1/usage?since=&until=[&app=]: the usage records of the window
+  /// [since_ms, until_ms) (Unix epoch milliseconds), of `app` or ("") every
+  /// app, and their totals (schemas/usage.schema.json).
+  core::Result<nlohmann::json> Usage(std::int64_t since_ms, std::int64_t until_ms,
+                                     std::string_view app);
 
   /// PUT /v1/desired/apps/APP: makes `app_document` (one member of the
   /// desired state's `apps`) the app's part of the agent's desired state,
@@ -42,11 +48,32 @@ class AgentClient {
   /// DELETE /v1/apps/APP/volumes/NAME: deletes a volume's files (once the
   /// desired state no longer names it). kNotFound when there are none.
   core::Result<nlohmann::json> DeleteVolume(std::string_view app, std::string_view volume);
+  /// POST /v1/apps/APP/functions/FUNCTION/calls: a job call, `request` as
+  /// the agent reads it ({"args", "stdin", "env"}). With `wait` the answer
+  /// comes once the call has ended, with its output, however long it runs;
+  /// without, at once, with the call's id.
+  core::Result<nlohmann::json> Call(std::string_view app, std::string_view function,
+                                    const nlohmann::json& request, bool wait);
+  /// GET /v1/calls/ID: the call, with its output once it has ended.
+  core::Result<nlohmann::json> FindCall(std::string_view id);
+  /// GET /v1/calls/ID?stdout_from=&stderr_from=: the call with its output
+  /// from those byte offsets on, also while it runs, and `stdout_next`,
+  /// `stderr_next`: where to ask from next.
+  core::Result<nlohmann::json> FollowCall(std::string_view id, std::uint64_t stdout_from,
+                                          std::uint64_t stderr_from);
 
  private:
   AgentClient(AgentEntry agent, std::string token);
+  /// `timeout` 0: no limit at all, not even on a silent connection (a call
+  /// waited for says nothing until it ends).
   core::Result<nlohmann::json> Request(const std::string& method, const std::string& path,
-                                       const nlohmann::json* body);
+                                       const nlohmann::json* body,
+                                       std::chrono::seconds timeout = kRequestTimeout);
+
+  /// An agent answers its API at once or is down: a plan over a fleet should
+  /// not hang on one host. Applying a desired state pulls no image in the
+  /// request (that happens after), so a minute is ample.
+  static constexpr std::chrono::seconds kRequestTimeout{60};
 
   AgentEntry agent_;
   std::string token_;

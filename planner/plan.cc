@@ -294,6 +294,24 @@ void SortChanges(std::vector<ResourceChange>& changes) {
   });
 }
 
+// kUnavailable when the state names an agent that is not among the inputs'
+// (not registered, or not reachable): a plan never forgets what runs somewhere.
+core::Status CheckStateAgents(const PlanInputs& inputs) {
+  if (!inputs.state) return core::Ok{};
+  std::string missing;
+  for (const auto& [agent, record] : inputs.state->agents) {
+    bool refreshed = std::any_of(inputs.agents.begin(), inputs.agents.end(),
+                                 [&](const AgentView& view) { return view.name == agent; });
+    if (!refreshed) missing += (missing.empty() ? "" : ", ") + agent;
+  }
+  if (missing.empty()) return core::Ok{};
+  return core::Error{core::ErrorCode::kUnavailable,
+                     "app " + inputs.app->name + " runs on agent(s) " + missing +
+                         " that cannot be refreshed (not registered or not reachable); "
+                         "register them again or bring them back before planning",
+                     {}};
+}
+
 }  // namespace
 
 const char* ActionName(Action action) {
@@ -332,6 +350,18 @@ Plan::Summary Plan::Count() const {
   return summary;
 }
 
+core::Result<Placement> PlaceApp(const PlanInputs& inputs) {
+  if (auto known = CheckStateAgents(inputs); !known.ok()) return known.error();
+  std::vector<AgentInventory> inventories;
+  for (const AgentView& view : inputs.agents) inventories.push_back(view.inventory);
+  Placement previous;
+  if (inputs.state && !inputs.state->placement.is_null()) {
+    auto recorded = PlacementFromJson(inputs.state->placement);
+    if (recorded) previous = std::move(*recorded);
+  }
+  return Place(*inputs.app, inventories, previous);
+}
+
 core::Result<Plan> MakePlan(const PlanInputs& inputs) {
   Plan plan;
   plan.app = inputs.app->name;
@@ -344,31 +374,11 @@ core::Result<Plan> MakePlan(const PlanInputs& inputs) {
   }
   std::map<std::string, const AgentView*> views;
   for (const AgentView& view : inputs.agents) views[view.name] = &view;
-  if (state) {
-    std::vector<std::string> missing;
-    for (const auto& [agent, record] : state->agents)
-      if (views.count(agent) == 0) missing.push_back(agent);
-    if (!missing.empty()) {
-      std::string names;
-      for (const std::string& agent : missing) names += (names.empty() ? "" : ", ") + agent;
-      return core::Error{core::ErrorCode::kUnavailable,
-                         "app " + plan.app + " runs on agent(s) " + names +
-                             " that cannot be refreshed (not registered or not reachable); "
-                             "register them again or bring them back before planning",
-                         {}};
-    }
-  }
+  if (auto known = CheckStateAgents(inputs); !known.ok()) return known.error();
 
   std::map<std::string, json> wanted;  // agent -> app document, secret values hashed
   if (!inputs.destroy) {
-    std::vector<AgentInventory> inventories;
-    for (const AgentView& view : inputs.agents) inventories.push_back(view.inventory);
-    Placement previous;
-    if (state && !state->placement.is_null()) {
-      auto recorded = PlacementFromJson(state->placement);
-      if (recorded) previous = std::move(*recorded);
-    }
-    auto placement = Place(*inputs.app, inventories, previous);
+    auto placement = PlaceApp(inputs);
     if (!placement) return placement.error();
     plan.placement = std::move(*placement);
     plan.images = inputs.image_digests;

@@ -126,6 +126,13 @@ struct PlanInputs {
   RateCard rates;
 };
 
+/// Where the app's functions go: Place over the agents' inventories,
+/// keeping the state's placement where it still fits; kUnavailable, as in
+/// MakePlan, when the state names an agent not among `agents`. MakePlan
+/// starts with it; it needs no images, so a caller can run it before
+/// building them and stop a plan no agent can run before anything is built.
+core::Result<Placement> PlaceApp(const PlanInputs& inputs);
+
 /// Places the app, builds each agent's document, refreshes the state with
 /// what the agents report, and diffs. Fails (kConflict) when a function fits
 /// nowhere, and (kUnavailable) when the state names an agent that is not

@@ -1,4 +1,3 @@
-#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <optional>
@@ -12,6 +11,7 @@
 #include "core/gantry_home.h"
 #include "toolchain/exit_code.h"
 #include "toolchain/reporter.h"
+#include "toolchain/stop_signals.h"
 #include "toolchain/verbs.h"
 
 namespace toolchain {
@@ -53,13 +53,7 @@ int RunAgent(const AgentCommand& command) {
     api.tls_key = command.tls_key;
   }
 
-  // Signals are taken by one thread (sigwait) so that stopping is orderly:
-  // the server stops accepting, running calls end, the database closes.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  StopSignals stop_signals;
 
   agents::AgentOptions options;
   options.data_dir = command.data_dir.empty() ? core::GantryHome() / "agent"
@@ -89,14 +83,13 @@ int RunAgent(const AgentCommand& command) {
                token_file ? token_file->string() : (options.data_dir / "token").string());
 
   std::thread stopper([&] {
-    int signal = 0;
-    sigwait(&stop_signals, &signal);
+    int signal = stop_signals.Wait();
     spdlog::info("agent: stopping on signal {}", signal);
     (*agent)->Shutdown();
     server.Stop();
   });
   auto served = server.Serve();
-  pthread_kill(stopper.native_handle(), SIGTERM);
+  stop_signals.Notify();
   stopper.join();
   if (!served.ok()) return Fail(served.error());
   return kExitOk;

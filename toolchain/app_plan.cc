@@ -125,7 +125,8 @@ core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCo
     prepared.warnings.push_back("forgetting agent " + agent + ": whatever it still runs of app " +
                                 spec_app.name + " is no longer managed by gantry");
   }
-  auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
+  auto fleet = command.fleet ? core::Result<planner::Fleet>(*command.fleet)
+                             : planner::Fleet::Load(planner::Fleet::DefaultFile());
   if (!fleet) return Errors{fleet.error()};
   auto selected = SelectAgents(std::move(*fleet), command.agents);
   if (!selected) return Errors{selected.error()};
@@ -141,7 +142,37 @@ core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCo
   inputs.app = &spec_app;
   inputs.destroy = destroy;
   inputs.state = prepared.state;
+  auto refreshed = planner::RefreshAgents(prepared.fleet, spec_app.name, prepared.state);
+  if (!refreshed) return Errors{refreshed.error()};
+  for (const planner::AgentView& view : refreshed->agents) {
+    if (std::find(command.forget_agents.begin(), command.forget_agents.end(), view.name) !=
+        command.forget_agents.end()) {
+      return Errors{core::Error{core::ErrorCode::kConflict,
+                                "--forget-agent " + view.name +
+                                    ": the agent answers; plan without it with --agent, or "
+                                    "unregister it (gantry agents rm) first",
+                                {}}};
+    }
+  }
+  inputs.agents = std::move(refreshed->agents);
+  prepared.warnings.insert(prepared.warnings.end(), refreshed->warnings.begin(),
+                           refreshed->warnings.end());
   if (!destroy) {
+    // What needs no image comes first: a function no agent can run, or a
+    // secret missing from the environment, stops the plan before anything is
+    // built (a CUDA image may take an hour).
+    if (auto placed = planner::PlaceApp(inputs); !placed) return Errors{placed.error()};
+    auto secrets = planner::ReadSecrets(spec_app);
+    if (!secrets) return Errors{secrets.error()};
+    prepared.secrets = std::move(*secrets);
+    inputs.secrets = prepared.secrets;
+    auto web_key = WebKeySha256(spec_app);
+    if (!web_key) return Errors{web_key.error()};
+    inputs.web_key_sha256 = std::move(*web_key);
+    auto rates = planner::RateCard::Load(core::GantryHome() / "rates.yaml");
+    if (!rates) return Errors{rates.error()};
+    inputs.rates = std::move(*rates);
+
     ImageBuildOptions build;
     build.store = core::StoreOrDefault(command.store);
     build.quiet = command.quiet;
@@ -158,32 +189,7 @@ core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCo
       if (!references) return Errors{references.error()};
       inputs.image_references = std::move(*references);
     }
-    auto secrets = planner::ReadSecrets(spec_app);
-    if (!secrets) return Errors{secrets.error()};
-    prepared.secrets = std::move(*secrets);
-    inputs.secrets = prepared.secrets;
-    auto web_key = WebKeySha256(spec_app);
-    if (!web_key) return Errors{web_key.error()};
-    inputs.web_key_sha256 = std::move(*web_key);
-    auto rates = planner::RateCard::Load(core::GantryHome() / "rates.yaml");
-    if (!rates) return Errors{rates.error()};
-    inputs.rates = std::move(*rates);
   }
-  auto refreshed = planner::RefreshAgents(prepared.fleet, spec_app.name, prepared.state);
-  if (!refreshed) return Errors{refreshed.error()};
-  for (const planner::AgentView& view : refreshed->agents) {
-    if (std::find(command.forget_agents.begin(), command.forget_agents.end(), view.name) !=
-        command.forget_agents.end()) {
-      return Errors{core::Error{core::ErrorCode::kConflict,
-                                "--forget-agent " + view.name +
-                                    ": the agent answers; plan without it with --agent, or "
-                                    "unregister it (gantry agents rm) first",
-                                {}}};
-    }
-  }
-  inputs.agents = std::move(refreshed->agents);
-  prepared.warnings.insert(prepared.warnings.end(), refreshed->warnings.begin(),
-                           refreshed->warnings.end());
   auto plan = planner::MakePlan(inputs);
   if (!plan) return Errors{plan.error()};
   prepared.plan = std::move(*plan);

@@ -29,6 +29,9 @@ struct PlanCommand {
   bool insecure = false;  // --insecure: plain HTTP to that registry
   bool quiet = false;
   double lock_timeout_seconds = 0;  // --lock-timeout: how long apply and destroy wait for the lock
+  /// The agents to plan for instead of the registered ones: the embedded
+  /// local agent of `gantry up` and `gantry run`.
+  std::optional<planner::Fleet> fleet;
 };
 
 /// Registers the shared options on `verb` (FILE is positional and required).

@@ -6,6 +6,7 @@
 #include "planner/apply.h"
 #include "planner/deploy_state.h"
 #include "spec/loader.h"
+#include "toolchain/app_apply.h"
 #include "toolchain/app_plan.h"
 #include "toolchain/exit_code.h"
 #include "toolchain/reporter.h"
@@ -13,116 +14,6 @@
 
 namespace toolchain {
 namespace {
-
-struct ApplyCommand {
-  PlanCommand plan;
-  bool yes = false;
-  double converge_timeout_seconds = 120;
-};
-
-void AddApplyOptions(CLI::App* verb, ApplyCommand* command) {
-  AddPlanOptions(verb, &command->plan);
-  verb->add_flag("-y,--yes", command->yes, "Apply without asking");
-  verb->add_option("--converge-timeout", command->converge_timeout_seconds,
-                   "Seconds to wait for each agent to run what it was pushed (default 120)");
-}
-
-// Asks on stdin, as Terraform does; only "yes" goes on.
-bool Confirmed(const std::string& question) {
-  std::printf("\n%s\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ",
-              question.c_str());
-  std::fflush(stdout);
-  std::string answer;
-  std::getline(std::cin, answer);
-  std::printf("\n");
-  return answer == "yes";
-}
-
-// "created", "updated", ...: what apply did to a resource.
-const char* Done(planner::Action action) {
-  switch (action) {
-    case planner::Action::kCreate:
-      return "created";
-    case planner::Action::kUpdate:
-      return "updated in place";
-    case planner::Action::kReplace:
-      return "replaced";
-    case planner::Action::kDelete:
-      return "destroyed";
-    case planner::Action::kNoOp:
-      break;
-  }
-  return "unchanged";
-}
-
-// Applies `plan` under the lock already held, reports per agent and per
-// resource, and returns the exit code.
-int Apply(const planner::Plan& plan, const planner::Fleet& fleet,
-          const std::optional<planner::DeployState>& state, const std::filesystem::path& state_path,
-          const std::map<std::string, planner::SecretPairs>& secrets, const ApplyCommand& command) {
-  planner::ApplyOptions options;
-  options.state_path = state_path;
-  options.secrets = secrets;
-  options.converge_timeout =
-      std::chrono::milliseconds(static_cast<long long>(command.converge_timeout_seconds * 1000));
-  options.progress = [](const std::string& line) {
-    std::printf("%s\n", line.c_str());
-    std::fflush(stdout);
-  };
-  auto result = planner::ApplyPlan(plan, fleet, state, options);
-  if (!result) {
-    ReportErrors({result.error()});
-    return kExitUserError;
-  }
-  if (!result->resources.empty()) std::printf("\n");
-  for (const planner::ResourceOutcome& outcome : result->resources) {
-    if (outcome.ok) {
-      std::printf("%s: %s\n", outcome.address.c_str(), Done(outcome.action));
-    } else {
-      std::printf("%s: %s failed: %s\n", outcome.address.c_str(),
-                  planner::ActionName(outcome.action), outcome.message.c_str());
-    }
-  }
-  planner::Plan::Summary summary = plan.Count();
-  if (!result->ok()) {
-    int failed = 0;
-    for (const planner::AgentOutcome& outcome : result->agents) failed += outcome.ok ? 0 : 1;
-    ReportErrors({core::Error{core::ErrorCode::kUnavailable,
-                              "apply failed on " + std::to_string(failed) + " of " +
-                                  std::to_string(result->agents.size()) +
-                                  " agents; what succeeded is recorded: run it again to converge",
-                              {}}});
-    return kExitUserError;
-  }
-  std::printf("\n%s complete! Resources: %d added, %d changed, %d destroyed.\n",
-              plan.destroy ? "Destroy" : "Apply", summary.add, summary.change, summary.destroy);
-  return kExitOk;
-}
-
-// gantry apply FILE / gantry destroy FILE: plan under the lock, show, confirm, apply.
-int PlanAndApply(const ApplyCommand& command, bool destroy) {
-  auto prepared = PrepareAppPlan(command.plan, destroy, destroy ? "destroy" : "apply");
-  if (!prepared) {
-    ReportErrors(prepared.error());
-    return kExitUserError;
-  }
-  for (const std::string& warning : prepared->warnings)
-    std::fprintf(stderr, "warning: %s\n", warning.c_str());
-  const planner::Plan& plan = prepared->plan;
-  std::fputs(planner::RenderPlan(plan, ColorOutput()).c_str(), stdout);
-  if (!plan.HasChanges() && plan.agents.empty()) return kExitOk;
-  // Only recording in the state what the agents already run needs no question.
-  if (plan.HasChanges() && !command.yes &&
-      !Confirmed(destroy ? "Do you really want to destroy app " + plan.app + " on every agent?"
-                         : "Do you want to perform these actions?")) {
-    ReportErrors({core::Error{core::ErrorCode::kConflict,
-                              std::string(destroy ? "destroy" : "apply") + " cancelled",
-                              {}}});
-    return kExitUserError;
-  }
-  return Apply(plan, prepared->fleet, prepared->state, prepared->state_path, prepared->secrets,
-               command);
-}
 
 // gantry apply PLAN: exactly the saved plan, or nothing if it is stale.
 int ApplySavedPlan(const ApplyCommand& command) {
@@ -182,7 +73,7 @@ int ApplySavedPlan(const ApplyCommand& command) {
     ReportErrors({!state ? state.error() : fleet.error()});
     return kExitUserError;
   }
-  return Apply(*plan, *fleet, *state, state_path, secrets, command);
+  return ApplyPlanned(*plan, *fleet, *state, state_path, secrets, command);
 }
 
 }  // namespace
@@ -204,6 +95,15 @@ void AddDestroyVerb(CLI::App& gantry, int* exit_code) {
   auto command = std::make_shared<ApplyCommand>();
   AddApplyOptions(verb, command.get());
   verb->callback([command, exit_code] { *exit_code = PlanAndApply(*command, true); });
+}
+
+void AddDeployVerb(CLI::App& gantry, int* exit_code) {
+  auto* verb = gantry.add_subcommand(
+      "deploy", "Plan and apply an app to the registered agents without asking (apply --yes)");
+  auto command = std::make_shared<ApplyCommand>();
+  AddApplyOptions(verb, command.get());  // --yes is accepted, and what deploy always does
+  command->yes = true;
+  verb->callback([command, exit_code] { *exit_code = PlanAndApply(*command, false); });
 }
 
 }  // namespace toolchain

@@ -42,6 +42,12 @@ int main(int argc, char** argv) {
   toolchain::AddDestroyVerb(gantry, &exit_code);
   toolchain::AddStatusVerb(gantry, &exit_code);
   toolchain::AddAgentsVerb(gantry, &exit_code);
+  toolchain::AddExportVerb(gantry, &exit_code);
+  toolchain::AddUpVerb(gantry, &exit_code);
+  toolchain::AddRunVerb(gantry, &exit_code);
+  toolchain::AddMapVerb(gantry, &exit_code);
+  toolchain::AddDeployVerb(gantry, &exit_code);
+  toolchain::AddUsageVerb(gantry, &exit_code);
 
   // Logging must be set before any verb runs: parse_complete_callback runs
   // after the whole command line is parsed and before the subcommand callbacks.

@@ -20,5 +20,11 @@ void AddApplyVerb(CLI::App& gantry, int* exit_code);
 void AddDestroyVerb(CLI::App& gantry, int* exit_code);
 void AddStatusVerb(CLI::App& gantry, int* exit_code);
 void AddAgentsVerb(CLI::App& gantry, int* exit_code);
+void AddExportVerb(CLI::App& gantry, int* exit_code);
+void AddDeployVerb(CLI::App& gantry, int* exit_code);
+void AddUpVerb(CLI::App& gantry, int* exit_code);
+void AddRunVerb(CLI::App& gantry, int* exit_code);
+void AddMapVerb(CLI::App& gantry, int* exit_code);
+void AddUsageVerb(CLI::App& gantry, int* exit_code);
 
 }  // namespace toolchain

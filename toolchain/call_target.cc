@@ -1,0 +1,64 @@
+#include "toolchain/call_target.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/gantry_home.h"
+#include "spec/loader.h"
+#include "toolchain/app_plan.h"
+#include "toolchain/exit_code.h"
+
+namespace toolchain {
+
+void AddCallOptions(CLI::App* verb, CallCommand* command) {
+  verb->add_option("FILE", command->file, "Spec file (.yaml, .yml or .lua)")->required();
+  verb->add_option("FUNCTION", command->function, "The job function to call")->required();
+  CLI::Option* agent = verb->add_option(
+      "--agent", command->agent,
+      "Call it on this registered agent, which runs the app already (gantry deploy); default: "
+      "the embedded local agent");
+  for (CLI::Option* local_only : AddLocalAgentFlags(verb, &command->local))
+    agent->excludes(local_only);
+}
+
+core::Result<CallTarget, std::vector<core::Error>> PrepareCallTarget(const CallCommand& command) {
+  using Errors = std::vector<core::Error>;
+  auto app = spec::Load(command.file);
+  if (!app) return app.error();
+  auto function = app->functions.find(command.function);
+  if (function == app->functions.end()) {
+    std::string names;
+    for (const auto& [name, unused] : app->functions) names += (names.empty() ? "" : ", ") + name;
+    return Errors{{core::ErrorCode::kNotFound,
+                   "app " + app->name + " has no function " + command.function +
+                       " (its functions: " + names + ")",
+                   {}}};
+  }
+  if (function->second.web) {
+    return Errors{{core::ErrorCode::kInvalidArgument,
+                   "function " + command.function + " of app " + app->name +
+                       " is a web endpoint: call it over HTTP (gantry up prints its URL)",
+                   {}}};
+  }
+  CallTarget target{std::move(*app), nullptr, {}};
+  if (!command.agent.empty()) {
+    auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
+    if (!fleet) return Errors{fleet.error()};
+    auto selected = SelectAgents(std::move(*fleet), {command.agent});
+    if (!selected) return Errors{selected.error()};
+    target.agent = selected->agents().front();
+    return target;
+  }
+
+  // The embedded agent's own news (generations applied, containers
+  // started) would bury the call's output; --verbose shows it.
+  if (spdlog::get_level() == spdlog::level::info) spdlog::set_level(spdlog::level::warn);
+  auto local = LocalAgent::Start(command.local.Options(0));
+  if (!local) return Errors{local.error()};
+  target.local = std::move(*local);
+  target.agent = target.local->fleet().agents().front();
+  if (ApplyLocally(*target.local, command.file, command.local, stderr) != kExitOk)
+    return Errors{};  // reported
+  return target;
+}
+
+}  // namespace toolchain
