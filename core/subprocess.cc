@@ -33,24 +33,6 @@ Error ErrnoError(const std::string& what) {
   return Error{ErrorCode::kIo, what + ": " + std::strerror(errno), {}};
 }
 
-// argv[0] as a path: itself when it has a '/', else the first executable of
-// that name in the PATH of `env`.
-Result<std::string> ResolveProgram(const std::string& name, const std::vector<std::string>& env) {
-  if (name.empty()) return Error{ErrorCode::kInvalidArgument, "no program to run", {}};
-  if (name.find('/') != std::string::npos) return name;
-  std::string search = kDefaultSearchPath;
-  for (const std::string& variable : env) {
-    if (variable.rfind("PATH=", 0) == 0) search = variable.substr(5);
-  }
-  std::istringstream folders(search);
-  for (std::string folder; std::getline(folders, folder, ':');) {
-    if (folder.empty()) continue;
-    fs::path candidate = fs::path(folder) / name;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
-  }
-  return Error{ErrorCode::kNotFound, name + " is not installed (not found in " + search + ")", {}};
-}
-
 // `fd` moved to a number above 2 (close-on-exec), so that wiring fds 0-2 in
 // the child never overwrites one it still has to dup.
 Result<UniqueFd> AboveStdio(UniqueFd fd) {
@@ -125,6 +107,22 @@ ProcessExit FromWaitStatus(int status) {
 }
 
 }  // namespace
+
+Result<std::string> ResolveProgram(const std::string& name, const std::vector<std::string>& env) {
+  if (name.empty()) return Error{ErrorCode::kInvalidArgument, "no program to run", {}};
+  if (name.find('/') != std::string::npos) return name;
+  std::string search = kDefaultSearchPath;
+  for (const std::string& variable : env) {
+    if (variable.rfind("PATH=", 0) == 0) search = variable.substr(5);
+  }
+  std::istringstream folders(search);
+  for (std::string folder; std::getline(folders, folder, ':');) {
+    if (folder.empty()) continue;
+    fs::path candidate = fs::path(folder) / name;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return Error{ErrorCode::kNotFound, name + " is not installed (not found in " + search + ")", {}};
+}
 
 struct Subprocess::State {
   std::string program;

@@ -60,6 +60,11 @@ struct ProcessExit {
   int signal = 0;  // the signal that killed it; 0 when it exited
 };
 
+/// The program `name` names, as Subprocess::Start runs it: itself when it
+/// has a '/', else the first executable of that name in the PATH of `env`
+/// (or the default search path). kNotFound says it is not installed.
+Result<std::string> ResolveProgram(const std::string& name, const std::vector<std::string>& env);
+
 /// One child process, owned: started by Start, reaped by Wait or by the
 /// destructor, which kills it (SIGKILL) and waits when it is still running,
 /// so that no child outlives its owner unnoticed. Use it for every program

@@ -9,6 +9,7 @@
 
 #include "agents/api_token.h"
 #include "core/gantry_home.h"
+#include "core/subprocess.h"
 #include "planner/deploy_state.h"
 #include "spec/loader.h"
 #include "toolchain/app_apply.h"
@@ -20,22 +21,6 @@ namespace fs = std::filesystem;
 
 constexpr char kAgentName[] = "local";
 
-// The binary `runtime` names, found as execvp would; "" when there is none.
-fs::path FindExecutable(const fs::path& runtime) {
-  if (runtime.has_parent_path()) return access(runtime.c_str(), X_OK) == 0 ? runtime : fs::path();
-  const char* path = std::getenv("PATH");
-  std::string folders = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  std::size_t begin = 0;
-  while (begin <= folders.size()) {
-    std::size_t end = folders.find(':', begin);
-    if (end == std::string::npos) end = folders.size();
-    fs::path candidate = fs::path(folders.substr(begin, end - begin)) / runtime;
-    if (end > begin && access(candidate.c_str(), X_OK) == 0) return candidate;
-    begin = end + 1;
-  }
-  return {};
-}
-
 // What the embedded agent needs of the host, each missing part with its fix.
 core::Status CheckHost() {
   if (geteuid() != 0) {
@@ -44,7 +29,7 @@ core::Status CheckHost() {
                        "gantry as root (sudo -E gantry ..., -E keeps GANTRY_HOME)",
                        {}};
   }
-  if (FindExecutable("runc").empty()) {
+  if (!core::ResolveProgram("runc", {})) {
     return core::Error{core::ErrorCode::kNotFound,
                        "runc is not installed, and the local agent runs containers with it: "
                        "apt-get install runc",
