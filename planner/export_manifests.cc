@@ -122,4 +122,15 @@ long long WholeSeconds(std::chrono::milliseconds duration) {
   return (duration.count() + 999) / 1000;
 }
 
+bool IsExportedManifestOf(const std::string& text, const std::string& app) {
+  try {
+    YAML::Node labels = YAML::Load(text)["metadata"]["labels"];
+    return labels.IsMap() &&
+           labels["app.kubernetes.io/managed-by"].as<std::string>("") == "gantry" &&
+           labels["app.kubernetes.io/name"].as<std::string>("") == app;
+  } catch (const YAML::Exception&) {
+    return false;
+  }
+}
+
 }  // namespace planner

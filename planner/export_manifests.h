@@ -41,6 +41,13 @@ std::string ManifestYaml(const nlohmann::ordered_json& document);
 /// The documents as one YAML stream, separated by `---` lines.
 std::string ManifestStream(const std::vector<nlohmann::ordered_json>& documents);
 
+/// Whether the YAML `text` is a manifest `gantry export kubernetes` wrote
+/// for `app` (labelled `app.kubernetes.io/managed-by: gantry` and
+/// `app.kubernetes.io/name: APP`): what a new export into the same folder
+/// may remove when the app no longer has that object. Text that is not
+/// YAML, or not one such manifest, is not.
+bool IsExportedManifestOf(const std::string& text, const std::string& app);
+
 /// The warnings no export target can avoid, for the spec fields that only
 /// gantry's own router, scheduler and meter implement (budget, web auth and
 /// queueing, buffer containers, retry backoff, schedule catch-up), one per

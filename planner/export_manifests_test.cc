@@ -48,5 +48,20 @@ TEST_CASE("durations as Go and as whole seconds") {
   CHECK(WholeSeconds(milliseconds(300'000)) == 300);
 }
 
+TEST_CASE("a manifest gantry exported for an app is known by its labels") {
+  const std::string manifest =
+      "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: shop-report\n  labels:\n"
+      "    app.kubernetes.io/name: shop\n    app.kubernetes.io/managed-by: gantry\n";
+  CHECK(IsExportedManifestOf(manifest, "shop"));
+  CHECK_FALSE(IsExportedManifestOf(manifest, "other"));
+  std::string by_hand = manifest;
+  by_hand.replace(by_hand.find("gantry"), 6, "helm");
+  CHECK_FALSE(IsExportedManifestOf(by_hand, "shop"));
+  CHECK_FALSE(IsExportedManifestOf("kind: ConfigMap\nmetadata: {name: x}\n", "shop"));
+  CHECK_FALSE(IsExportedManifestOf("- a list\n- not a manifest\n", "shop"));
+  CHECK_FALSE(IsExportedManifestOf("{not: [yaml\n", "shop"));
+  CHECK_FALSE(IsExportedManifestOf("", "shop"));
+}
+
 }  // namespace
 }  // namespace planner

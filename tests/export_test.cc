@@ -57,8 +57,8 @@ std::vector<std::string> GoldenFiles(const std::string& suffix) {
 
 // The secrets the everything spec reads from the environment.
 // The variables the specs' secrets read (examples/python-api's GREETING too).
-const std::vector<std::string> kSecretEnvironment = {
-    "HF_TOKEN=hf_very_secret_token", "DB_USER=ana_the_user", "GREETING=Bonjour"};
+const std::vector<std::string> kSecretEnvironment = {"HF_TOKEN=hf_very_secret_token",
+                                                     "DB_USER=ana_the_user", "GREETING=Bonjour"};
 
 std::unique_ptr<DockerRegistry> StartRegistry(const fs::path& dir) {
   auto registry = DockerRegistry::Start(dir);
@@ -212,6 +212,33 @@ TEST_CASE(
                 {"GANTRY_HOME=" + home.path().string()});
   CHECK(unset.exit_code == 1);
   CHECK(fs::is_empty(empty.path()));
+}
+
+TEST_CASE("exporting again into the same folder removes the app's objects it no longer has") {
+  TempDir home, out;
+  std::vector<std::string> export_args = {"export",    "kubernetes",        kEverything,
+                                          "--no-push", "--registry",        "127.0.0.1:1/team",
+                                          "--out",     out.path().string(), "-q"};
+  std::vector<std::string> environment = {"GANTRY_HOME=" + home.path().string()};
+  REQUIRE(RunGantry(export_args, environment).exit_code == 0);
+  // What an earlier export wrote for a function removed since, another app's
+  // manifest and a file of the user's.
+  std::string batch = Read(out.path() / "job-everything-batch.yaml");
+  std::string gone = std::regex_replace(batch, std::regex("everything-batch"), "everything-old");
+  std::ofstream(out.path() / "job-everything-old.yaml") << gone;
+  std::string other = std::regex_replace(batch, std::regex("everything"), "other");
+  std::ofstream(out.path() / "job-other-batch.yaml") << other;
+  std::ofstream(out.path() / "notes.yaml") << "owner: ana\n";
+
+  CommandOutput again = RunGantry(export_args, environment);
+  INFO(again.err);
+  REQUIRE(again.exit_code == 0);
+  CHECK_FALSE(fs::exists(out.path() / "job-everything-old.yaml"));
+  CHECK(again.err.find("removed " + (out.path() / "job-everything-old.yaml").string() +
+                       ": app everything no longer has this object") != std::string::npos);
+  CHECK(Read(out.path() / "job-other-batch.yaml") == other);
+  CHECK(Read(out.path() / "notes.yaml") == "owner: ana\n");
+  CHECK(Read(out.path() / "job-everything-batch.yaml") == batch);
 }
 
 TEST_CASE("gantry export compose writes a compose.yaml that docker-compose config accepts") {

@@ -80,7 +80,28 @@ std::string ObjectFileName(const nlohmann::ordered_json& object) {
   return kind + "-" + object["metadata"].value("name", "unnamed") + ".yaml";
 }
 
-core::Status WriteOutput(ExportTarget target, const planner::ExportedManifests& manifests,
+// Removes the manifests an earlier export of `app` wrote into `out` that
+// this one did not write (`written`): objects the app no longer has, which
+// `kubectl apply -f OUT` would bring back. Files not gantry's, or another
+// app's, stay.
+core::Status RemoveStaleManifests(const fs::path& out, const std::string& app,
+                                  const std::set<fs::path>& written) {
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(out, error)) {
+    const fs::path& path = entry.path();
+    if (!entry.is_regular_file() || path.extension() != ".yaml" || written.count(path)) continue;
+    auto text = core::ReadFile(path);
+    if (!text.ok() || !planner::IsExportedManifestOf(*text, app)) continue;
+    if (!fs::remove(path, error) && error) break;
+    std::fprintf(stderr, "removed %s: app %s no longer has this object\n", path.c_str(),
+                 app.c_str());
+  }
+  if (error) return core::Error{core::ErrorCode::kIo, out.string() + ": " + error.message(), {}};
+  return core::Ok{};
+}
+
+core::Status WriteOutput(ExportTarget target, const spec::App& app,
+                         const planner::ExportedManifests& manifests,
                          const ExportOptions& options) {
   const std::string& out = options.out;
   if (out == "-") {
@@ -90,6 +111,7 @@ core::Status WriteOutput(ExportTarget target, const planner::ExportedManifests& 
   std::error_code error;
   fs::create_directories(out, error);
   if (error) return core::Error{core::ErrorCode::kIo, out + ": " + error.message(), {}};
+  std::set<fs::path> written;
   for (const auto& document : manifests.documents) {
     fs::path path = fs::path(out) / (target == ExportTarget::kCompose ? std::string("compose.yaml")
                                                                       : ObjectFileName(document));
@@ -97,11 +119,13 @@ core::Status WriteOutput(ExportTarget target, const planner::ExportedManifests& 
     bool secret = document.value("kind", "") == "Secret" ||
                   (target == ExportTarget::kCompose && options.include_secret_values);
     unsigned mode = secret ? 0600 : 0644;
-    auto written = core::WriteFileAtomically(path, planner::ManifestYaml(document), mode);
-    if (!written.ok()) return written.error();
+    auto saved = core::WriteFileAtomically(path, planner::ManifestYaml(document), mode);
+    if (!saved.ok()) return saved.error();
     std::printf("%s\n", path.c_str());
+    written.insert(path);
   }
-  return core::Ok{};
+  if (target == ExportTarget::kCompose) return core::Ok{};  // one file, replaced
+  return RemoveStaleManifests(out, app.name, written);
 }
 
 // `path` as an absolute folder without a trailing separator.
@@ -151,7 +175,7 @@ void RunExport(ExportTarget target, const ExportOptions& options, int* exit_code
   }
   for (const std::string& warning : manifests->warnings)
     std::fprintf(stderr, "warning: %s\n", warning.c_str());
-  auto written = WriteOutput(target, *manifests, options);
+  auto written = WriteOutput(target, *app, *manifests, options);
   if (!written.ok()) {
     ReportErrors({written.error()});
     return;
