@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/atomic_file.h"
+#include "core/subprocess.h"
 
 namespace agents {
 namespace {
@@ -182,6 +183,26 @@ HostLimits DetectHostLimits(const fs::path& roots_dir) {
     limits.degraded.push_back(overlay.error().message +
                               ": container roots are full copies of their layers");
   return limits;
+}
+
+core::Status CheckHostRequirements(const std::filesystem::path& runtime) {
+  const std::string name = runtime.filename().string();
+  if (geteuid() != 0) {
+    return core::Error{core::ErrorCode::kUnavailable,
+                       "the agent runs containers with " + name +
+                           ", which needs root here: run gantry as root (sudo -E gantry ..., -E "
+                           "keeps GANTRY_HOME)",
+                       {}};
+  }
+  auto program = core::ResolveProgram(runtime.string(), {});
+  if (!program || access(program->c_str(), X_OK) != 0) {
+    return core::Error{core::ErrorCode::kNotFound,
+                       runtime.string() + " is not installed, and the agent runs containers with "
+                                          "it: apt-get install " +
+                           name,
+                       {}};
+  }
+  return core::Ok{};
 }
 
 }  // namespace agents

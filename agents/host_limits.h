@@ -55,4 +55,9 @@ const char* CgroupsName(HostLimits::Cgroups cgroups);
 /// the answer depends on its file system.
 core::Status ProbeOverlay(const std::filesystem::path& folder);
 
+/// What an agent cannot run without, each missing part an error with its fix
+/// in one line: root (containers, overlay mounts, cgroups) and the OCI
+/// runtime `runtime` (a name looked up in PATH, or a path).
+core::Status CheckHostRequirements(const std::filesystem::path& runtime);
+
 }  // namespace agents

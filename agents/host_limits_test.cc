@@ -104,4 +104,19 @@ TEST_CASE("CgroupsName names every layout", "[host_limits]") {
 }
 
 }  // namespace
+TEST_CASE("CheckHostRequirements names a missing runtime and how to install it",
+          "[host_limits]") {
+  auto missing = CheckHostRequirements("/nonexistent/crun");
+  REQUIRE_FALSE(missing.ok());
+  if (geteuid() != 0) {
+    CHECK(missing.error().message.find("needs root here: run gantry as root") != std::string::npos);
+    return;
+  }
+  CHECK(missing.error().code == core::ErrorCode::kNotFound);
+  CHECK(missing.error().message ==
+        "/nonexistent/crun is not installed, and the agent runs containers with it: apt-get "
+        "install crun");
+  if (access("/usr/sbin/runc", X_OK) == 0) CHECK(CheckHostRequirements("runc").ok());
+}
+
 }  // namespace agents

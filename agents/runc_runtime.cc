@@ -86,6 +86,9 @@ core::SubprocessOptions RuncRuntime::Command(std::vector<std::string> arguments)
   options.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
   options.stdout_to = core::Output::Capture(kListLimit);
   options.stderr_to = core::Output::Capture(kStderrLimit);
+  // runc and its containers stop when the agent says, in order, and not
+  // when a terminal's Ctrl-C meant for `gantry up` or `gantry agent` reaches them.
+  options.own_process_group = true;
   return options;
 }
 

@@ -75,8 +75,8 @@ ProcessExit FromWaitStatus(int status) {
 
 // The child's side, between fork and exec: async-signal-safe calls only.
 [[noreturn]] void ExecChild(const char* program, char* const* argv, char* const* envp,
-                            const int stdio[3], bool private_mount_namespace, int error_fd,
-                            int max_fd) {
+                            const int stdio[3], bool private_mount_namespace,
+                            bool own_process_group, int error_fd, int max_fd) {
   struct sigaction default_action {};
   default_action.sa_handler = SIG_DFL;
   for (int signal = 1; signal < NSIG; ++signal) sigaction(signal, &default_action, nullptr);
@@ -85,6 +85,7 @@ ProcessExit FromWaitStatus(int status) {
   sigprocmask(SIG_SETMASK, &none, nullptr);
 
   int failure = 0;
+  if (own_process_group && setpgid(0, 0) != 0) failure = errno;
   for (int target = 0; target < 3 && failure == 0; ++target) {
     if (dup2(stdio[target], target) < 0) failure = errno;
   }
@@ -306,9 +307,13 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   if (pid < 0) return ErrnoError("cannot start " + state->program);
   if (pid == 0) {
     ExecChild(state->program.c_str(), argv.data(), envp.data(), stdio,
-              options.private_mount_namespace, exec_errors->write.get(), max_fd);
+              options.private_mount_namespace, options.own_process_group,
+              exec_errors->write.get(), max_fd);
   }
   state->pid = pid;
+  // Also from this side, so that the group exists whichever runs first (a
+  // child that has exec'd already refuses it, with its own call made).
+  if (options.own_process_group) (void)setpgid(pid, pid);
   for (UniqueFd& fd : child_stdio) fd.Reset();
   exec_errors->write.Reset();
   int exec_errno = 0;

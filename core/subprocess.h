@@ -52,6 +52,12 @@ struct SubprocessOptions {
   /// private, so that what it mounts goes when it ends. Where that cannot be
   /// made (no CAP_SYS_ADMIN) it runs anyway and a note says so on its stderr.
   bool private_mount_namespace = false;
+  /// The child leads a process group of its own, so that a terminal's
+  /// Ctrl-C (sent to the whole foreground group) reaches gantry, which stops
+  /// it in order, and not the child directly: what the agent runs (runc and
+  /// the containers under it) when `gantry up` or `gantry agent` runs in a
+  /// terminal.
+  bool own_process_group = false;
 };
 
 /// How a child ended.

@@ -46,6 +46,27 @@ TEST_CASE("Subprocess captures stdout and stderr and reports the exit code", "[s
   CHECK(result->stderr_text == "err\n");
 }
 
+TEST_CASE("Subprocess puts the child in a process group of its own only when told",
+          "[subprocess]") {
+  // The shell prints its pid and its process group (field 5 of /proc/PID/stat).
+  const std::string script = "echo $$; cut -d' ' -f5 /proc/$$/stat";
+  auto shared = RunSubprocess(Shell(script));
+  REQUIRE(shared.ok());
+  std::istringstream shared_lines(shared->stdout_text);
+  pid_t pid = 0, group = 0;
+  shared_lines >> pid >> group;
+  CHECK(group == getpgrp());  // a terminal's Ctrl-C would reach it
+
+  SubprocessOptions options = Shell(script);
+  options.own_process_group = true;
+  auto own = RunSubprocess(std::move(options));
+  REQUIRE(own.ok());
+  std::istringstream own_lines(own->stdout_text);
+  own_lines >> pid >> group;
+  CHECK(pid > 0);
+  CHECK(group == pid);
+}
+
 TEST_CASE("Subprocess gives the child exactly the environment it is told", "[subprocess]") {
   SubprocessOptions options;
   options.argv = {"env"};  // found in the PATH of `env`

@@ -6,6 +6,7 @@
 #include <httplib.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -60,6 +61,8 @@ class GantryUp {
     options.env = Environment(dir / "home", std::move(env));
     options.stdout_to = core::Output::File(output_);
     options.stderr_to = core::Output::File(output_);
+    // Its own process group, as a shell gives a command it runs in the foreground.
+    options.own_process_group = true;
     auto started = core::Subprocess::Start(options);
     REQUIRE(started.ok());
     process_.emplace(std::move(started).value());
@@ -93,8 +96,14 @@ class GantryUp {
   }
 
   // Sends `signal` and returns the exit code (-1 if it has not ended in 60 s).
+  // SIGINT goes to its whole process group, as a terminal's Ctrl-C does: what
+  // gantry runs must not take it for its own.
   int Stop(int signal = SIGINT) {
-    REQUIRE(process_->Signal(signal).ok());
+    if (signal == SIGINT) {
+      REQUIRE(kill(-process_->pid(), SIGINT) == 0);
+    } else {
+      REQUIRE(process_->Signal(signal).ok());
+    }
     auto ended = process_->Wait(60s);
     if (!ended.ok() || !*ended) return -1;
     return process_->exit().code;
@@ -205,6 +214,25 @@ TEST_CASE("gantry up with a bad spec fails in one line and leaves nothing runnin
   CHECK(RuncContainers(dir.path() / "local").empty());
 }
 
+TEST_CASE("gantry up and run as a user who is not root say how to fix it in one line",
+          "[examples]") {
+  tests::TempDir dir("examples-not-root");
+  for (const char* verb : {"up", "run"}) {
+    INFO(verb);
+    std::vector<std::string> argv = {
+        "setpriv", "--reuid=65534",          "--regid=65534", "--clear-groups", GANTRY_BINARY,
+        verb,      "examples/batch/app.yaml"};
+    if (std::string(verb) == "run") argv.push_back("square");
+    argv.insert(argv.end(), {"--data-dir", (dir.path() / "local").string()});
+    auto refused = tests::RunProcess(argv, GANTRY_SOURCE_DIR, Environment(dir.path() / "home"));
+    CHECK(refused.exit_code == 1);
+    CHECK(refused.err ==
+          "the agent runs containers with runc, which needs root here: run gantry as root "
+          "(sudo -E gantry ..., -E keeps GANTRY_HOME)\n");
+    CHECK_FALSE(fs::exists(dir.path() / "local"));
+  }
+}
+
 TEST_CASE("what a killed gantry up left does not run again", "[examples]") {
   tests::TempDir dir("examples-killed");
   {
@@ -235,11 +263,10 @@ TEST_CASE("gantry up refuses a second process on the same local agent", "[exampl
   REQUIRE(up.WaitFor("Serving hello", 300s));
   auto second = Gantry(dir.path(), {"up", "examples/hello/app.yaml", "--port", "0"});
   CHECK(second.exit_code == 1);
-  CHECK(second.err.find("the local agent in " + (dir.path() / "local").string() +
-                         " is in use (") != std::string::npos);
-  CHECK(second.err.find("locked by gantry up, run or map (pid ") != std::string::npos);
-  CHECK(second.err.find("stop that one, or give this one its own --data-dir") !=
+  CHECK(second.err.find("the local agent in " + (dir.path() / "local").string() + " is in use (") !=
         std::string::npos);
+  CHECK(second.err.find("locked by gantry up, run or map (pid ") != std::string::npos);
+  CHECK(second.err.find("stop that one, or give this one its own --data-dir") != std::string::npos);
   CHECK(up.Stop(SIGTERM) == 0);
 }
 
@@ -299,6 +326,59 @@ TEST_CASE("gantry map reports failed inputs after their retries and a bad input 
   CHECK_FALSE(fs::exists(other.path() / "local"));  // refused before an agent was started
 }
 
+TEST_CASE("gantry map stopped by Ctrl-C stops its calls and says which inputs never ran",
+          "[examples]") {
+  tests::TempDir dir("examples-map-stopped");
+  fs::path spec = dir.Write("app.yaml", R"(app: napper
+images:
+  shell: {from: {debootstrap: bookworm}}
+functions:
+  nap:
+    image: shell
+    command: ["/bin/sh", "-c", "sleep 60"]
+    max_containers: 2
+)");
+  fs::path inputs = dir.Write("inputs.jsonl", "1\n2\n3\n4\n5\n");
+  core::SubprocessOptions options;
+  options.argv = {GANTRY_BINARY, "map",           spec.string(), "nap",
+                  "--inputs",    inputs.string(), "--data-dir",  (dir.path() / "local").string(),
+                  "--store",     kStore.string(), "-q"};
+  options.env = Environment(dir.path() / "home");
+  options.stdout_to = core::Output::Capture();
+  options.stderr_to = core::Output::Capture();
+  options.own_process_group = true;  // as a shell runs it in the foreground
+  auto map = core::Subprocess::Start(options);
+  REQUIRE(map.ok());
+  // Two calls at once (max_containers), each in its container.
+  std::string running;
+  for (int i = 0; i < 1200 && std::count(running.begin(), running.end(), '\n') < 2; ++i) {
+    std::this_thread::sleep_for(100ms);
+    running = RuncContainers(dir.path() / "local");
+  }
+  REQUIRE(std::count(running.begin(), running.end(), '\n') == 2);
+  REQUIRE(kill(-map->pid(), SIGINT) == 0);  // a terminal's Ctrl-C: the whole group
+  REQUIRE(map->Wait(60s).ok());
+  INFO(map->stderr_text());
+  CHECK(map->exit().code == 128 + SIGINT);
+  CHECK(map->stderr_text().find("stopped by signal 2: no new calls; the 2 running are stopped") !=
+        std::string::npos);
+  std::istringstream lines(map->stdout_text());
+  std::vector<json> results;
+  for (std::string line; std::getline(lines, line);) results.push_back(json::parse(line));
+  REQUIRE(results.size() == 5);
+  int stopped = 0, not_run = 0;
+  for (const json& result : results) {
+    if (result["state"] == "stopped") {
+      ++stopped;
+      CHECK(result["id"].get<std::string>().starts_with("call-"));
+    }
+    if (result["state"] == "not_run") ++not_run;
+  }
+  CHECK(stopped == 2);
+  CHECK(not_run == 3);
+  CHECK(RuncContainers(dir.path() / "local").empty());
+}
+
 TEST_CASE("gantry run prints the call's output and exits with its exit code", "[examples]") {
   tests::TempDir dir("examples-run");
   auto run = Gantry(dir.path(), {"run", "examples/batch/app.yaml", "square", "--", "12"});
@@ -333,8 +413,9 @@ functions:
 )");
   fs::path out = dir.path() / "run.out";
   core::SubprocessOptions options;
-  options.argv = {GANTRY_BINARY,   "run",     spec.string(),    "talk", "--data-dir",
-                  (dir.path() / "local").string(), "--store", kStore.string(), "-q"};
+  options.argv = {GANTRY_BINARY, "run",           spec.string(),
+                  "talk",        "--data-dir",    (dir.path() / "local").string(),
+                  "--store",     kStore.string(), "-q"};
   options.env = Environment(dir.path() / "home");
   options.stdout_to = core::Output::File(out);
   options.stderr_to = core::Output::Capture();

@@ -70,6 +70,12 @@ std::filesystem::path StatePath(const std::string& option, const std::filesystem
   return option.empty() ? planner::DefaultStatePath(spec_file, app) : std::filesystem::path(option);
 }
 
+core::Result<planner::Fleet> RegisteredAgents(const std::vector<std::string>& names) {
+  auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
+  if (!fleet) return fleet.error();
+  return SelectAgents(std::move(*fleet), names);
+}
+
 core::Result<planner::Fleet> SelectAgents(planner::Fleet fleet,
                                           const std::vector<std::string>& names) {
   if (names.empty()) return fleet;
@@ -102,7 +108,8 @@ core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCo
                                                                     bool destroy,
                                                                     const char* lock_operation) {
   using Errors = std::vector<core::Error>;
-  auto app = spec::Load(command.file);
+  auto app = command.app ? core::Result<spec::App, spec::Diagnostics>(*command.app)
+                         : spec::Load(command.file);
   if (!app) return app.error();
   PreparedPlan prepared{std::move(*app), {}, {}, {}, {}, {}, {}, {}};
   const spec::App& spec_app = prepared.app;

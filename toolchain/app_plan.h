@@ -32,6 +32,10 @@ struct PlanCommand {
   /// The agents to plan for instead of the registered ones: the embedded
   /// local agent of `gantry up` and `gantry run`.
   std::optional<planner::Fleet> fleet;
+  /// The spec as the caller loaded it from `file` (`gantry up`, `run`,
+  /// `map`): planned as it is, the file not read again, so that what the
+  /// caller checked is what is applied even when the file changes meanwhile.
+  std::optional<spec::App> app;
 };
 
 /// Registers the shared options on `verb` (FILE is positional and required).
@@ -79,5 +83,7 @@ bool ColorOutput();
 /// unknown name is kNotFound.
 core::Result<planner::Fleet> SelectAgents(planner::Fleet fleet,
                                           const std::vector<std::string>& names);
+/// The registered agents ($GANTRY_HOME/agents.json), SelectAgents of them.
+core::Result<planner::Fleet> RegisteredAgents(const std::vector<std::string>& names);
 
 }  // namespace toolchain

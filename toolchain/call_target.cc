@@ -41,9 +41,7 @@ core::Result<CallTarget, std::vector<core::Error>> PrepareCallTarget(const CallC
   }
   CallTarget target{std::move(*app), nullptr, {}};
   if (!command.agent.empty()) {
-    auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
-    if (!fleet) return Errors{fleet.error()};
-    auto selected = SelectAgents(std::move(*fleet), {command.agent});
+    auto selected = RegisteredAgents({command.agent});
     if (!selected) return Errors{selected.error()};
     target.agent = selected->agents().front();
     return target;
@@ -56,7 +54,7 @@ core::Result<CallTarget, std::vector<core::Error>> PrepareCallTarget(const CallC
   if (!local) return Errors{local.error()};
   target.local = std::move(*local);
   target.agent = target.local->fleet().agents().front();
-  if (ApplyLocally(*target.local, command.file, command.local, stderr) != kExitOk)
+  if (ApplyLocally(*target.local, command.file, target.app, command.local, stderr) != kExitOk)
     return Errors{};  // reported
   return target;
 }

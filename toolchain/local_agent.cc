@@ -1,17 +1,15 @@
 #include "toolchain/local_agent.h"
 
 #include <httplib.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <utility>
 
 #include "agents/api_token.h"
+#include "agents/host_limits.h"
 #include "core/gantry_home.h"
-#include "core/subprocess.h"
 #include "planner/deploy_state.h"
-#include "spec/loader.h"
 #include "toolchain/app_apply.h"
 
 namespace toolchain {
@@ -21,27 +19,11 @@ namespace fs = std::filesystem;
 
 constexpr char kAgentName[] = "local";
 
-// What the embedded agent needs of the host, each missing part with its fix.
-core::Status CheckHost() {
-  if (geteuid() != 0) {
-    return core::Error{core::ErrorCode::kUnavailable,
-                       "the local agent runs containers with runc, which needs root here: run "
-                       "gantry as root (sudo -E gantry ..., -E keeps GANTRY_HOME)",
-                       {}};
-  }
-  if (!core::ResolveProgram("runc", {})) {
-    return core::Error{core::ErrorCode::kNotFound,
-                       "runc is not installed, and the local agent runs containers with it: "
-                       "apt-get install runc",
-                       {}};
-  }
-  return core::Ok{};
-}
-
 }  // namespace
 
 core::Result<std::unique_ptr<LocalAgent>> LocalAgent::Start(const Options& options) {
-  if (auto checked = CheckHost(); !checked.ok()) return checked.error();
+  // Before anything is made: as a user who is not root, that would fail first.
+  if (auto checked = agents::CheckHostRequirements("runc"); !checked.ok()) return checked.error();
   fs::path data_dir = options.data_dir.empty() ? core::GantryHome() / "local" : options.data_dir;
   std::error_code error;
   fs::create_directories(data_dir, error);
@@ -173,15 +155,14 @@ std::vector<CLI::Option*> AddLocalAgentFlags(CLI::App* verb, LocalAgentFlags* fl
   return local_only;
 }
 
-int ApplyLocally(const LocalAgent& local, const std::string& file, const LocalAgentFlags& flags,
-                 std::FILE* out) {
-  // The app's name names its state; a spec that does not load fails in the plan.
-  auto app = spec::Load(file);
+int ApplyLocally(const LocalAgent& local, const std::string& file, const spec::App& app,
+                 const LocalAgentFlags& flags, std::FILE* out) {
   ApplyCommand apply;
   apply.plan.file = file;
+  apply.plan.app = app;
   apply.plan.store = flags.store;
   apply.plan.quiet = flags.quiet;
-  if (app) apply.plan.state = local.StatePath(app->name).string();
+  apply.plan.state = local.StatePath(app.name).string();
   apply.plan.fleet = local.fleet();
   apply.yes = true;
   apply.out = out;

@@ -13,6 +13,7 @@
 #include "core/result.h"
 #include "planner/deploy_state.h"
 #include "planner/fleet.h"
+#include "spec/app.h"
 
 namespace toolchain {
 
@@ -86,10 +87,10 @@ struct LocalAgentFlags {
 /// options that only a local agent uses (for CLI11's `excludes`).
 std::vector<CLI::Option*> AddLocalAgentFlags(CLI::App* verb, LocalAgentFlags* flags);
 
-/// Plans and applies the spec `file` on `local` without asking, the plan
-/// and report written to `out`, images built into the store of `flags`;
-/// returns the exit code, its errors already reported.
-int ApplyLocally(const LocalAgent& local, const std::string& file, const LocalAgentFlags& flags,
-                 std::FILE* out);
+/// Plans and applies `app`, loaded from the spec `file`, on `local` without
+/// asking, the plan and report written to `out`, images built into the
+/// store of `flags`; returns the exit code, its errors already reported.
+int ApplyLocally(const LocalAgent& local, const std::string& file, const spec::App& app,
+                 const LocalAgentFlags& flags, std::FILE* out);
 
 }  // namespace toolchain

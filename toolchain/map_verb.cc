@@ -113,6 +113,25 @@ std::string ProgressLine(const Progress& progress, std::size_t total, Clock::tim
   return text;
 }
 
+// Waits for the call `queued` to end, asking after it ever less often (from
+// 20 ms to 500 ms apart): the call with its output once it has ended, or as
+// it stood when the map was stopped, when the agent goes on running it.
+core::Result<json> AwaitCall(planner::AgentClient& client, json queued,
+                             const std::atomic<bool>& stopping) {
+  const std::string id = queued.value("id", "");
+  json call = std::move(queued);
+  for (auto pause = std::chrono::milliseconds(20); !stopping;
+       pause = std::min(pause * 2, std::chrono::milliseconds(500))) {
+    const std::string state = call.value("state", "");
+    if (state != "queued" && state != "running") return call;
+    std::this_thread::sleep_for(pause);
+    auto found = client.FindCall(id);
+    if (!found) return found.error();
+    call = std::move(found).value();
+  }
+  return call;
+}
+
 // A worker: calls inputs in turn until none is left, each result in its slot.
 void CallInputs(const CallTarget& target, const std::string& function,
                 const std::vector<json>& inputs, std::vector<json>* results, Progress* progress) {
@@ -120,14 +139,24 @@ void CallInputs(const CallTarget& target, const std::string& function,
   for (std::size_t index; !progress->stopping && (index = progress->next++) < inputs.size();) {
     ++progress->running;
     json result = {{"index", index}, {"input", inputs[index]}};
-    auto call = client ? client->Call(target.app.name, function, RequestOf(inputs[index]), true)
+    auto call = client ? client->Call(target.app.name, function, RequestOf(inputs[index]), false)
                        : core::Result<json>(client.error());
+    std::string id = call ? call->value("id", "") : "";
+    if (call) call = AwaitCall(*client, std::move(call).value(), progress->stopping);
     if (call) {
       for (const char* field : {"id", "state", "exit_code", "error", "stdout", "stderr"})
         if (call->contains(field)) result[field] = (*call)[field];
     } else {
       result["state"] = "failed";
       result["error"] = call.error().message;
+    }
+    const std::string state = result.value("state", "");
+    if (progress->stopping && !id.empty() && (state == "queued" || state == "running" || !call)) {
+      // Stopped while it ran: the local agent stops it, a registered one goes on.
+      result["id"] = id;
+      result["state"] = "stopped";
+      result["error"] = target.local ? "stopped with the map"
+                                     : "the map was stopped; the call goes on on the agent";
     }
     bool succeeded = result.value("state", "") == "succeeded";
     (*results)[index] = std::move(result);
@@ -171,9 +200,10 @@ int RunMap(const MapCommand& command) {
   while (static_cast<std::size_t>(progress.done) < inputs->size()) {
     if ((signal = signals.WaitFor(std::chrono::milliseconds(200)))) {
       progress.stopping = true;
-      std::fprintf(stderr, "\ngantry map: stopped by signal %d: no new calls; the %d running %s\n",
-                   *signal, progress.running.load(),
-                   target->local ? "are stopped" : "end on the agent first");
+      std::fprintf(
+          stderr, "\ngantry map: stopped by signal %d: no new calls; the %d running %s\n", *signal,
+          progress.running.load(),
+          target->local ? "are stopped" : "go on on the agent (their ids are in the results)");
       if (target->local) target->local->Stop();
       break;
     }

@@ -29,10 +29,12 @@ struct UpCommand {
   bool watch = false;
 };
 
-// "site  http://127.0.0.1:7070/apps/hello/site/  (public)" per web function
-// and "nightly  next 2026-12-02T09:00:00+01:00" per schedule, as the agent
-// has them.
-void PrintServing(const spec::App& app, const std::string& url, const json& status) {
+// "site  http://127.0.0.1:7070/apps/hello/site/  (public)" per web function,
+// "nightly  next 2026-12-02T09:00:00+01:00" per schedule, as the agent has
+// them, and where its dashboard is.
+void PrintServing(const spec::App& app, LocalAgent& local) {
+  const std::string& url = local.url();
+  const json status = local.agent().Status();
   const json& functions = status["apps"][app.name]["functions"];
   bool endpoints = false;
   for (const auto& [name, function] : app.functions) {
@@ -56,6 +58,8 @@ void PrintServing(const spec::App& app, const std::string& url, const json& stat
     std::string next = schedule.is_object() ? schedule.value("next_fire", "never") : "not placed";
     std::printf("  %-12s next %s\n", name.c_str(), next.c_str());
   }
+  std::printf("\nDashboard: %s/ui  (sign in with the token in %s)\n", url.c_str(),
+              (local.agent().data_dir() / "token").c_str());
   std::fflush(stdout);
 }
 
@@ -110,24 +114,20 @@ void PrintScaling(const spec::App& app, const json& status, std::map<std::string
   std::fflush(stdout);
 }
 
-// Plans and applies the spec on the local agent; on success the app as
-// loaded.
-std::optional<spec::App> Deploy(const UpCommand& command, LocalAgent& local) {
-  auto app = spec::Load(command.file);
-  if (!app) {
-    ReportErrors(app.error());
-    return std::nullopt;
-  }
-  if (ApplyLocally(local, command.file, command.local, stdout) != kExitOk) return std::nullopt;
-  PrintServing(*app, local.url(), local.agent().Status());
-  return std::move(*app);
+// Plans and applies `app` (loaded from the spec) on the local agent; whether
+// it was applied.
+bool Deploy(const UpCommand& command, const spec::App& app, LocalAgent& local) {
+  if (ApplyLocally(local, command.file, app, command.local, stdout) != kExitOk) return false;
+  PrintServing(app, local);
+  return true;
 }
 
 int RunUp(const UpCommand& command) {
   StopSignals signals;  // before any thread starts
   // A spec that does not load stops here, before an agent is started.
-  if (auto loaded = spec::Load(command.file); !loaded) {
-    ReportErrors(loaded.error());
+  auto app = spec::Load(command.file);
+  if (!app) {
+    ReportErrors(app.error());
     return kExitUserError;
   }
   auto local = LocalAgent::Start(command.local.Options(command.port));
@@ -137,8 +137,7 @@ int RunUp(const UpCommand& command) {
   }
   std::printf("Local agent at %s (token in %s)\n", (*local)->url().c_str(),
               ((*local)->fleet().agents().front().token_file).c_str());
-  auto app = Deploy(command, **local);
-  if (!app) return kExitUserError;
+  if (!Deploy(command, *app, **local)) return kExitUserError;
   if (auto signal = signals.WaitFor(std::chrono::milliseconds(0))) return kExitSignalled + *signal;
 
   std::optional<SourceWatch> watch;
@@ -155,14 +154,16 @@ int RunUp(const UpCommand& command) {
     if (watch && tick % 4 == 0 && watch->Changed()) {
       std::printf("\n%s changed: planning again\n", command.file.c_str());
       // A spec that no longer loads or builds leaves the app as it runs.
-      auto renamed = spec::Load(command.file);
-      if (renamed && renamed->name != app->name) {
+      auto changed = spec::Load(command.file);
+      if (!changed) {
+        ReportErrors(changed.error());
+      } else if (changed->name != app->name) {
         ReportErrors({{core::ErrorCode::kInvalidArgument,
-                       "the app's name changed from " + app->name + " to " + renamed->name +
+                       "the app's name changed from " + app->name + " to " + changed->name +
                            ": gantry up keeps serving " + app->name +
                            "; stop it and start it again to serve the new name",
                        {}}});
-      } else if (auto changed = Deploy(command, **local)) {
+      } else if (Deploy(command, *changed, **local)) {
         app = std::move(changed);
       }
     }
