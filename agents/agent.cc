@@ -14,6 +14,7 @@
 #include "builder/registry_client.h"
 #include "core/atomic_file.h"
 #include "core/image_reference.h"
+#include "core/wall_clock.h"
 
 namespace agents {
 namespace {
@@ -54,11 +55,9 @@ fs::path RatesFile(const fs::path& data_dir) {
 /// of the agent can lose of it, at most (usage_ledger.h).
 constexpr std::chrono::seconds kUsageCheckpointInterval{5};
 
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+/// How often the budget guard reads each app's spend: what a budget's stop
+/// can let through is this much of the app's running containers.
+constexpr std::chrono::seconds kBudgetInterval{1};
 
 std::string FunctionKey(const std::string& app, const std::string& function) {
   return app + "/" + function;
@@ -112,6 +111,7 @@ std::string ReadCapped(const fs::path& path, std::uint64_t from, std::size_t lim
 }  // namespace
 
 core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
+  if (auto checked = CheckHostRequirements(options.runtime); !checked.ok()) return checked.error();
   std::error_code error;
   for (const fs::path& dir :
        {options.data_dir, LayersDir(options.data_dir), ContainersDir(options.data_dir),
@@ -155,6 +155,7 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
                 std::move(ledger).value(), std::move(store).value(), *version));
   if (auto recovered = agent->Recover(); !recovered.ok()) return recovered.error();
   agent->scheduler_->Start();
+  agent->budget_->Start();
   return agent;
 }
 
@@ -184,6 +185,7 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
                                     limits_,
                                     ContainersDir(options_.data_dir),
                                     CallsDir(options_.data_dir)};
+  container_parts_.metrics = &metrics_;
   calls_ = std::make_unique<CallRunner>(container_parts_);
   Scheduler::Hooks hooks;
   hooks.now = [] {
@@ -201,8 +203,24 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
     auto call = records_->FindCall(call_id);
     return call && *call && !IsFinished((*call)->state);
   };
-  hooks.cancel = [this](const std::string& call_id) { calls_->Cancel(call_id); };
+  hooks.cancel = [this](const std::string& call_id) {
+    calls_->Cancel(call_id, "replaced by a newer run of its schedule");
+  };
+  hooks.refusal = [this](const std::string& app) -> std::optional<std::string> {
+    auto refusal = budget_->Refusal(app);
+    if (!refusal) return std::nullopt;
+    return refusal->message;
+  };
   scheduler_ = std::make_unique<Scheduler>(records_.get(), std::move(hooks));
+  BudgetGuard::Hooks budget_hooks;
+  budget_hooks.stop = [this](const std::string& app, const core::Error& why) { StopApp(app, why); };
+  budget_hooks.resume = [this](const std::string&) {
+    std::lock_guard lock(mutex_);
+    SyncWebFunctions();
+  };
+  budget_ = std::make_unique<BudgetGuard>(ledger_.get(), std::move(budget_hooks), kBudgetInterval,
+                                          core::NowMs);
+  ledger_->OnStop([guard = budget_.get()] { guard->Wake(); });
 }
 
 Agent::~Agent() {
@@ -212,6 +230,7 @@ Agent::~Agent() {
 }
 
 void Agent::Shutdown() {
+  budget_->Stop();
   std::map<std::string, std::shared_ptr<WebFunction>> web;
   std::vector<std::shared_ptr<WebFunction>> retiring;
   {
@@ -301,9 +320,7 @@ core::Status Agent::Recover() {
     }
     call.state = CallState::kInterrupted;
     call.error = "the agent stopped while the call was running";
-    call.finished_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+    call.finished_ms = core::NowMs();
     if (auto saved = records_->SaveCall(call); !saved.ok()) return saved.error();
   }
   return core::Ok{};
@@ -501,6 +518,12 @@ core::Result<bool> Agent::ApplyLocked(const DesiredState& desired) {
 }
 
 void Agent::RefreshProblems() {
+  // First, so that the web functions below start or stay stopped as their
+  // app's budget says.
+  std::map<std::string, BudgetState> budgets;
+  for (const auto& [app_name, app] : desired_.apps)
+    if (app.budget) budgets.emplace(app_name, *app.budget);
+  budget_->Set(std::move(budgets));
   problems_.clear();
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
@@ -542,7 +565,7 @@ void Agent::SyncWebFunctions() {
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
       std::string key = FunctionKey(app_name, name);
-      if (!function.web || problems_.count(key)) continue;
+      if (!function.web || problems_.count(key) || budget_->Refusal(app_name)) continue;
       auto prepared = PrepareFunction(app_name, function);
       if (!prepared) continue;
       auto running = web_.find(key);
@@ -559,6 +582,8 @@ void Agent::SyncWebFunctions() {
   for (auto& [key, function] : web_) {
     spdlog::info("agent: retiring the previous serving of {}", key);
     function->Retire();
+    // A budget's stop does not wait for the requests in flight: containers cost.
+    if (budget_->Refusal(function->function().app)) function->Stop();
     retiring_.push_back(std::move(function));
   }
   web_ = std::move(kept);
@@ -573,6 +598,7 @@ core::Result<WebTarget> Agent::FindWebFunction(const std::string& app,
                        "no web function " + app + "/" + function + " on this host",
                        {}};
   }
+  if (auto refusal = budget_->Refusal(app)) return *refusal;
   std::string key = FunctionKey(app, function);
   if (auto problems = problems_.find(key); problems != problems_.end()) {
     return core::Error{
@@ -608,6 +634,15 @@ json Agent::Node() const {
 }
 
 json Agent::Status() const {
+  // The containers running now are the ledger's open records (read before
+  // mutex_ is taken): jobs' and web containers alike, with their GPUs.
+  std::map<std::string, std::vector<UsageRecord>> running_by_function;
+  if (auto running = ledger_->Running(); running) {
+    for (UsageRecord& record : *running)
+      running_by_function[FunctionKey(record.app, record.function)].push_back(std::move(record));
+  } else {
+    spdlog::warn("agent: status: {}", running.error().message);
+  }
   std::lock_guard lock(mutex_);
   json apps = json::object();
   for (const auto& [app_name, app] : desired_.apps) {
@@ -622,16 +657,75 @@ json Agent::Status() const {
           {"schedulable", problems == problems_.end()},
           {"errors", problems == problems_.end() ? json::array() : json(problems->second)}};
       if (function.schedule) status["schedule"] = scheduler_->Status(app_name, name);
+      std::map<std::string, std::string> web_states;
       if (auto serving = web_.find(FunctionKey(app_name, name)); serving != web_.end()) {
         json web = serving->second->Status();
         status["running_containers"] = web["containers"]["ready"];
         for (auto& [key, value] : web.items()) status[key] = value;
+        web_states = serving->second->ContainerStates();
       }
+      json list = json::array();
+      for (const UsageRecord& record : running_by_function[FunctionKey(app_name, name)]) {
+        // A web container the current serving does not hold is a replaced one, draining.
+        auto state = web_states.find(record.container);
+        json container = {{"id", record.container},
+                          {"state", state != web_states.end() ? state->second
+                                    : function.web            ? "draining"
+                                                              : "running"},
+                          {"started_ms", record.start_ms},
+                          {"gpu_type", record.gpu_type},
+                          {"gpu_count", record.gpu_count}};
+        if (!record.call.empty()) container["call"] = record.call;
+        list.push_back(std::move(container));
+      }
+      status["container_list"] = std::move(list);
       functions[name] = std::move(status);
     }
     apps[app_name] = {{"functions", functions}};
+    if (json budget = budget_->Status(app_name); !budget.is_null())
+      apps[app_name]["budget"] = std::move(budget);
   }
   return {{"generation", desired_.generation}, {"apps", apps}};
+}
+
+std::string Agent::Metrics() {
+  std::lock_guard scraping(metrics_.scrape_mutex);
+  std::map<MetricLabels, double> containers, queued, gpus, seconds, cost;
+  const json status = Status();
+  for (const auto& [app, app_status] : status.at("apps").items()) {
+    for (const auto& [name, function] : app_status.at("functions").items()) {
+      auto labels = [&](const char* key, const std::string& value) {
+        return MetricLabels{{"app", app}, {"function", name}, {key, value}};
+      };
+      if (function.contains("containers")) {  // a web function
+        for (const char* state : {"starting", "ready", "draining"})
+          containers[labels("state", state)] = function.at("containers").value(state, 0);
+        queued[labels("queue", "requests")] = function.value("queued_requests", 0);
+      } else {
+        containers[labels("state", "running")] = function.value("running_containers", 0);
+        queued[labels("queue", "calls")] = function.value("queued_calls", 0);
+      }
+    }
+  }
+  for (const auto& [type, counts] : gpu_pool_.HeldAndFree()) {
+    gpus[{{"type", type}, {"state", "allocated"}}] = counts.first;
+    gpus[{{"type", type}, {"state", "free"}}] = counts.second;
+  }
+  metrics_.containers.Replace(std::move(containers));
+  metrics_.queued.Replace(std::move(queued));
+  metrics_.gpus.Replace(std::move(gpus));
+  if (auto totals = ledger_->TotalsByFunction(); totals) {
+    for (const UsageLedger::FunctionTotal& total : *totals) {
+      MetricLabels labels = {{"app", total.app}, {"function", total.function}};
+      seconds[labels] = total.seconds;
+      cost[labels] = total.cost_usd;
+    }
+    metrics_.metered_seconds.Replace(std::move(seconds));
+    metrics_.metered_cost.Replace(std::move(cost));
+  } else {
+    spdlog::warn("agent: metrics: {}", totals.error().message);  // the last totals stay
+  }
+  return metrics_.registry.Render();
 }
 
 json Agent::Desired() const {
@@ -656,6 +750,7 @@ core::Result<CallRecord> Agent::Call(const std::string& app, const std::string& 
                              function + "/",
                          {}};
     }
+    if (auto refusal = budget_->Refusal(app)) return *refusal;
     auto problems = problems_.find(FunctionKey(app, function));
     if (problems != problems_.end()) {
       return core::Error{core::ErrorCode::kConflict,
@@ -670,6 +765,21 @@ core::Result<CallRecord> Agent::Call(const std::string& app, const std::string& 
   if (wait) return calls_->Run(std::move(call).value(), *job, request);
   calls_->RunInBackground(*call, std::move(job).value(), request);
   return call;
+}
+
+void Agent::StopApp(const std::string& app, const core::Error& why) {
+  if (!budget_->Refusal(app)) return;  // raised since the guard decided
+  {
+    std::lock_guard lock(mutex_);
+    SyncWebFunctions();
+  }
+  auto unfinished = records_->UnfinishedCalls();
+  if (!unfinished) {
+    spdlog::warn("agent: cannot stop the calls of {}: {}", app, unfinished.error().message);
+    return;
+  }
+  for (const CallRecord& call : *unfinished)
+    if (call.app == app) calls_->Cancel(call.id, why.message);
 }
 
 core::Status Agent::DeleteVolume(const std::string& app, const std::string& volume) {
@@ -702,6 +812,10 @@ core::Result<std::optional<CallRecord>> Agent::FindCall(const std::string& id) {
   return records_->FindCall(id);
 }
 
+core::Result<std::vector<CallRecord>> Agent::RecentCalls(const std::string& app, int limit) {
+  return records_->RecentCalls(app, limit);
+}
+
 CallOutput Agent::ReadCallOutput(const std::string& id, std::uint64_t stdout_from,
                                  std::uint64_t stderr_from, bool whole_characters) const {
   constexpr std::size_t kLimit = 4 << 20;  // what one API response carries of each stream
@@ -714,10 +828,10 @@ CallOutput Agent::ReadCallOutput(const std::string& id, std::uint64_t stdout_fro
 }
 
 core::Result<json> Agent::Usage(std::int64_t since_ms, std::int64_t until_ms,
-                                const std::string& app) {
+                                const std::string& app, std::int64_t step_ms) {
   auto records = ledger_->Query(since_ms, until_ms, app);
   if (!records) return records.error();
-  std::int64_t now_ms = NowMs();
+  std::int64_t now_ms = core::NowMs();
   json list = json::array();
   double seconds = 0, gpu_seconds = 0, cost = 0;
   for (const UsageRecord& record : *records) {
@@ -752,8 +866,20 @@ core::Result<json> Agent::Usage(std::int64_t since_ms, std::int64_t until_ms,
                  {"seconds", seconds},
                  {"gpu_seconds", gpu_seconds},
                  {"cost_usd", cost}};
-  return json{{"agent", host_.host_id}, {"since_ms", since_ms}, {"until_ms", until_ms},
-              {"now_ms", now_ms},       {"records", list},      {"totals", totals}};
+  json usage = {{"agent", host_.host_id}, {"since_ms", since_ms}, {"until_ms", until_ms},
+                {"now_ms", now_ms},       {"records", list},      {"totals", totals}};
+  if (step_ms > 0) {
+    json series = json::array();
+    std::int64_t start_ms = since_ms;
+    for (const UsageShare& step : ShareBySteps(*records, since_ms, until_ms, step_ms, now_ms)) {
+      series.push_back(
+          {{"start_ms", start_ms}, {"seconds", step.seconds}, {"cost_usd", step.cost_usd}});
+      start_ms += step_ms;
+    }
+    usage["step_ms"] = step_ms;
+    usage["series"] = std::move(series);
+  }
+  return usage;
 }
 
 }  // namespace agents

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "agents/agent_records.h"
+#include "agents/budget_guard.h"
 #include "agents/call_runner.h"
 #include "agents/desired_state.h"
 #include "agents/function_logs.h"
@@ -17,6 +18,7 @@
 #include "agents/host_info.h"
 #include "agents/host_limits.h"
 #include "agents/image_layers.h"
+#include "agents/metrics.h"
 #include "agents/runc_runtime.h"
 #include "agents/scheduler.h"
 #include "agents/secret_box.h"
@@ -98,6 +100,12 @@ class Agent {
   nlohmann::json Status() const;
   /// GET /v1/desired: the desired state with every secret redacted.
   nlohmann::json Desired() const;
+  /// GET /metrics: the agent's metrics in the Prometheus text format
+  /// (agents/README.md, "Metrics"), its gauges (containers, queues, GPUs)
+  /// and the usage ledger's totals read now.
+  std::string Metrics();
+  /// What the call runner, the web functions and the router count into.
+  AgentMetrics& metrics() { return metrics_; }
 
   /// The web function `app`/`function`, for the router: kNotFound when the
   /// desired state has no such function or it is a job, kUnavailable when
@@ -129,8 +137,12 @@ class Agent {
   /// GET /v1/usage: the usage records of `app` ("": every app) that ran in
   /// [since_ms, until_ms), each with its share of the window, and their
   /// totals (agents/README.md, "Usage").
+  /// With `step_ms`, also their usage over time (a `series` of windows of
+  /// that length), for the dashboard's chart.
   core::Result<nlohmann::json> Usage(std::int64_t since_ms, std::int64_t until_ms,
-                                     const std::string& app);
+                                     const std::string& app, std::int64_t step_ms = 0);
+  /// GET /v1/calls: the newest `limit` calls of `app` ("": every app).
+  core::Result<std::vector<CallRecord>> RecentCalls(const std::string& app, int limit);
 
   const std::filesystem::path& data_dir() const { return options_.data_dir; }
 
@@ -149,6 +161,10 @@ class Agent {
   /// gone. Needs mutex_ held.
   void RefreshProblems();
   void SyncWebFunctions();
+  /// The budget guard's stop of `app`: its web functions stop (SyncWebFunctions
+  /// leaves out what the guard refuses) and its queued and running calls end
+  /// with `why`.
+  void StopApp(const std::string& app, const core::Error& why);
   /// Gives the scheduler the scheduled job functions that can run here.
   void SyncSchedules();
   /// Pulls the images of desired functions that the store lacks, without
@@ -175,6 +191,7 @@ class Agent {
   SecretBox secrets_;
   std::unique_ptr<AgentRecords> records_;
   std::unique_ptr<UsageLedger> ledger_;  // outlives every container, which it meters
+  AgentMetrics metrics_;                 // outlives the parts that count into it
   RuncRuntime runtime_;
   std::string runtime_version_;
   ImageLayers layers_;
@@ -182,6 +199,7 @@ class Agent {
   ContainerParts container_parts_;
   std::unique_ptr<CallRunner> calls_;
   std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<BudgetGuard> budget_;  // stopped first: its hooks use the members above
 
   mutable std::mutex mutex_;  // guards desired_, problems_ and pull_failures_
   std::mutex fetch_mutex_;    // one FetchImages at a time

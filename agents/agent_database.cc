@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <array>
+#include <optional>
 
 namespace agents {
 namespace {
@@ -142,12 +143,25 @@ core::Status AgentDatabase::Execute(const std::string& sql) {
   return core::Ok{};
 }
 
-core::Status AgentDatabase::Transaction(const std::function<core::Status()>& body) {
+core::Status AgentDatabase::Transaction(const std::function<core::Status()>& body,
+                                        bool with_rider) {
   if (auto begun = Execute("BEGIN IMMEDIATE"); !begun.ok()) return begun;
   core::Status done = body();
+  // The rider's writes in a savepoint: their failure leaves the body's.
+  std::optional<bool> rode;
+  if (done.ok() && with_rider && rider_ && Execute("SAVEPOINT rider").ok()) {
+    rode = rider_->Ride().ok();
+    (void)Execute(*rode ? "RELEASE rider" : "ROLLBACK TO rider; RELEASE rider");
+  }
   if (done.ok()) done = Execute("COMMIT");
   if (!done.ok()) (void)Execute("ROLLBACK");
+  if (rode) rider_->Settle(*rode && done.ok());
   return done;
+}
+
+void AgentDatabase::SetRider(TransactionRider* rider) {
+  std::lock_guard lock(mutex_);
+  rider_ = rider;
 }
 
 SqlStatement::SqlStatement(sqlite3* db, const char* sql, std::initializer_list<Value> values)

@@ -17,6 +17,19 @@ struct sqlite3_stmt;
 
 namespace agents {
 
+/// Writes that ride along with the database's transactions, so that they
+/// cost no commit (no fsync) of their own: the usage ledger's queued
+/// records go out in the transaction that saves a call.
+class TransactionRider {
+ public:
+  virtual ~TransactionRider() = default;
+  /// Inside a transaction, after its body, the database's mutex held:
+  /// writes what it has. When it fails, only its own writes are undone.
+  virtual core::Status Ride() = 0;
+  /// Once that transaction has ended: whether what Ride() wrote is committed.
+  virtual void Settle(bool committed) = 0;
+};
+
 /// The agent's one SQLite database, DATA_DIR/agent.db, shared by its records
 /// (agent_records.h: desired state, calls, schedules) and its usage ledger
 /// (usage_ledger.h). It is in WAL mode with synchronous=FULL, so that a
@@ -45,8 +58,12 @@ class AgentDatabase {
   /// Runs SQL without results (several statements may be given); mutex() held.
   core::Status Execute(const std::string& sql);
   /// Runs `body` in one transaction (BEGIN IMMEDIATE, then COMMIT, or
-  /// ROLLBACK when it fails); mutex() held.
-  core::Status Transaction(const std::function<core::Status()>& body);
+  /// ROLLBACK when it fails); mutex() held. The rider, if any and unless
+  /// `with_rider` is false, writes after the body, in the same transaction.
+  core::Status Transaction(const std::function<core::Status()>& body, bool with_rider = true);
+  /// Lets `rider` (nullptr: none) ride along with every Transaction() from
+  /// now on; mutex() not held. One rider at a time.
+  void SetRider(TransactionRider* rider);
 
  private:
   explicit AgentDatabase(sqlite3* db) : db_(db) {}
@@ -54,6 +71,7 @@ class AgentDatabase {
 
   sqlite3* db_;
   std::mutex mutex_;
+  TransactionRider* rider_ = nullptr;  // guarded by mutex_
 };
 
 /// The error of the last failed SQLite call on `db`, after `what`.

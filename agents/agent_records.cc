@@ -89,7 +89,9 @@ core::Status AgentRecords::SaveCall(const CallRecord& call, const ScheduleFire* 
     if (saved.ok() && fire) saved = SaveFireLocked(*fire);
     return saved;
   };
-  return fire ? database_->Transaction(save) : save();
+  // A transaction even for one statement: the usage ledger's queued
+  // records ride along with it (agent_database.h), at no fsync of their own.
+  return database_->Transaction(save);
 }
 
 core::Status AgentRecords::SaveFireLocked(const ScheduleFire& fire) {
@@ -155,12 +157,23 @@ core::Result<std::optional<CallRecord>> AgentRecords::FindCall(const std::string
 }
 
 core::Result<std::vector<CallRecord>> AgentRecords::UnfinishedCalls() {
+  return ReadCalls("WHERE state IN ('queued', 'running') ORDER BY created_ms, id", {});
+}
+
+core::Result<std::vector<CallRecord>> AgentRecords::RecentCalls(const std::string& app, int limit) {
+  if (app.empty()) {
+    return ReadCalls("ORDER BY created_ms DESC, id DESC LIMIT ?", {std::int64_t{limit}});
+  }
+  return ReadCalls("WHERE app = ? ORDER BY created_ms DESC, id DESC LIMIT ?",
+                   {app, std::int64_t{limit}});
+}
+
+core::Result<std::vector<CallRecord>> AgentRecords::ReadCalls(
+    const std::string& clauses, std::initializer_list<SqlStatement::Value> values) {
   std::lock_guard lock(database_->mutex());
   SqlStatement row(database_->handle(),
-                   (std::string("SELECT ") + kCallColumns +
-                    " FROM calls WHERE state IN ('queued', 'running') ORDER BY created_ms, id")
-                       .c_str(),
-                   {});
+                   (std::string("SELECT ") + kCallColumns + " FROM calls " + clauses).c_str(),
+                   values);
   std::vector<CallRecord> calls;
   std::optional<core::Error> error;
   while (row.Next(&error, "cannot read calls")) calls.push_back(ReadCall(row));

@@ -77,12 +77,17 @@ class AgentRecords {
   core::Result<std::optional<CallRecord>> FindCall(const std::string& id);
   /// Calls not finished (queued or running), oldest first.
   core::Result<std::vector<CallRecord>> UnfinishedCalls();
+  /// The newest `limit` calls of `app` ("": every app), newest first.
+  core::Result<std::vector<CallRecord>> RecentCalls(const std::string& app, int limit);
 
   /// The database the records are kept in, for the other users of agent.db.
   const std::shared_ptr<AgentDatabase>& database() const { return database_; }
 
  private:
   core::Status SaveFireLocked(const ScheduleFire& fire);  // the database's mutex held
+  /// The calls `SELECT … FROM calls CLAUSES` finds, `values` bound to its parameters.
+  core::Result<std::vector<CallRecord>> ReadCalls(const std::string& clauses,
+                                                  std::initializer_list<SqlStatement::Value> values);
 
   std::shared_ptr<AgentDatabase> database_;
 };

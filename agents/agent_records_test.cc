@@ -61,6 +61,31 @@ TEST_CASE("calls are saved, updated and listed while unfinished", "[agent_record
   CHECK_FALSE(unfinished->front().exit_code.has_value());
 }
 
+TEST_CASE("recent calls come newest first, of one app or of all", "[agent_records]") {
+  tests::TempDir dir("gantry-records-test");
+  auto records = AgentRecords::Open(dir.path() / "agent.db");
+  REQUIRE(records.ok());
+  for (int i = 1; i <= 5; ++i) {
+    CallRecord call{"c" + std::to_string(i), i % 2 ? "odd" : "even", "f", CallState::kSucceeded,
+                    1, 0, "", 100 * i, 0, 0, "{}"};
+    REQUIRE((*records)->SaveCall(call).ok());
+  }
+  auto ids = [](const std::vector<CallRecord>& calls) {
+    std::vector<std::string> found;
+    for (const CallRecord& call : calls) found.push_back(call.id);
+    return found;
+  };
+  auto newest = (*records)->RecentCalls("", 3);
+  REQUIRE(newest.ok());
+  CHECK(ids(*newest) == std::vector<std::string>{"c5", "c4", "c3"});
+  auto odd = (*records)->RecentCalls("odd", 10);
+  REQUIRE(odd.ok());
+  CHECK(ids(*odd) == std::vector<std::string>{"c5", "c3", "c1"});
+  auto none = (*records)->RecentCalls("other", 10);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+}
+
 TEST_CASE("a database that cannot be opened is a clear error", "[agent_records]") {
   auto records = AgentRecords::Open("/nonexistent-folder/agent.db");
   REQUIRE_FALSE(records.ok());

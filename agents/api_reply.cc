@@ -29,6 +29,8 @@ int HttpStatusOf(core::ErrorCode code) {
       return 409;
     case core::ErrorCode::kUnavailable:
       return 503;
+    case core::ErrorCode::kBudgetExceeded:
+      return 402;
     default:
       return 500;
   }

@@ -19,8 +19,11 @@ namespace agents {
 void Reply(httplib::Response& response, int status, const nlohmann::json& body);
 void ReplyError(httplib::Response& response, int status, const std::string& code,
                 const std::string& message);
-/// 400 for bad input, 404 not found, 409 conflict, 503 unavailable, else 500.
+/// 400 for bad input, 404 not found, 409 conflict, 503 unavailable, 402
+/// when an app's budget is spent (budget_guard.h), else 500.
 int HttpStatusOf(core::ErrorCode code);
+/// The error as its body, {"error": {"code", "message"}}, the code as
+/// core::ErrorCodeName names it.
 void ReplyError(httplib::Response& response, const core::Error& error);
 
 }  // namespace agents

@@ -7,11 +7,15 @@
 #include <charconv>
 #include <chrono>
 #include <cstring>
+#include <limits>
 #include <regex>
 #include <thread>
 
 #include "agents/api_reply.h"
 #include "agents/api_token.h"
+#include "agents/dashboard.h"
+#include "agents/metrics.h"
+#include "core/wall_clock.h"
 
 namespace agents {
 namespace {
@@ -85,20 +89,34 @@ core::Result<std::int64_t> GenerationParam(const httplib::Request& request) {
   return generation;
 }
 
-/// A time parameter of GET /v1/usage (`since`, `until`): Unix epoch
-/// milliseconds, `fallback` when absent.
-core::Result<std::int64_t> MillisParam(const httplib::Request& request, const std::string& name,
-                                       std::int64_t fallback) {
+/// Whether `text` is an app or function name.
+bool IsName(const std::string& text) {
+  static const std::regex kName("[a-z0-9][a-z0-9_-]*");
+  return std::regex_match(text, kName);
+}
+
+/// An integer query parameter in [minimum, maximum], `fallback` when
+/// absent; `what` says what it must be.
+core::Result<std::int64_t> IntegerParam(const httplib::Request& request, const std::string& name,
+                                        std::int64_t fallback, std::int64_t minimum,
+                                        std::int64_t maximum, const std::string& what) {
   if (!request.has_param(name)) return fallback;
   const std::string text = request.get_param_value(name);
   std::int64_t value = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || error != std::errc() || end != text.data() + text.size() || value < 0) {
-    return core::Error{core::ErrorCode::kInvalidArgument,
-                       name + ": expected Unix epoch milliseconds (an integer >= 0)",
-                       {}};
+  if (text.empty() || error != std::errc() || end != text.data() + text.size() || value < minimum ||
+      value > maximum) {
+    return core::Error{core::ErrorCode::kInvalidArgument, name + ": expected " + what, {}};
   }
   return value;
+}
+
+/// A time parameter of GET /v1/usage (`since`, `until`): Unix epoch
+/// milliseconds, `fallback` when absent.
+core::Result<std::int64_t> MillisParam(const httplib::Request& request, const std::string& name,
+                                       std::int64_t fallback) {
+  return IntegerParam(request, name, fallback, 0, std::numeric_limits<std::int64_t>::max(),
+                      "Unix epoch milliseconds (an integer >= 0)");
 }
 
 json CallToJson(const CallRecord& call) {
@@ -214,9 +232,21 @@ void ApiServer::AddRoutes() {
   server.set_pre_routing_handler(
       [this](const httplib::Request& request, httplib::Response& response) {
         if (request.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
+        if (request.path == "/metrics" && !options_.metrics_need_token)
+          return httplib::Server::HandlerResponse::Unhandled;
         // Web functions: the router checks each one's own `web.auth`.
         if (request.path.starts_with("/apps/")) return httplib::Server::HandlerResponse::Unhandled;
+        // The dashboard's two pages check the token themselves: without it
+        // /ui shows nothing but the sign-in form, which posts it to /ui/login.
+        if (request.path == "/ui" || request.path == "/ui/login")
+          return httplib::Server::HandlerResponse::Unhandled;
         if (AuthorizationMatches(request.get_header_value("Authorization"), options_.token)) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        // A signed-in browser reads with its session cookie, only the
+        // dashboard's copies of the read routes (/ui/v1/…); it never writes.
+        if (request.method == "GET" && request.path.starts_with("/ui/v1/") &&
+            SessionCookieMatches(request.get_header_value("Cookie"), options_.token)) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
         response.set_header("WWW-Authenticate", "Bearer");
@@ -253,16 +283,25 @@ void ApiServer::AddRoutes() {
   server.Delete(web_path, route);
   server.Options(web_path, route);
 
+  // The routes that only read, also at /ui/v1/…: the dashboard's copies,
+  // where (and only where) its session cookie stands for the token.
+  auto read = [&server](const std::string& path, httplib::Server::Handler handler) {
+    server.Get("/ui" + path, handler);
+    server.Get(path, std::move(handler));
+  };
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
     Reply(response, 200, {{"ok", true}});
   });
-  server.Get("/v1/node", [this](const httplib::Request&, httplib::Response& response) {
+  server.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+    response.set_content(agent_.Metrics(), kMetricsContentType);
+  });
+  read("/v1/node", [this](const httplib::Request&, httplib::Response& response) {
     Reply(response, 200, agent_.Node());
   });
-  server.Get("/v1/status", [this](const httplib::Request&, httplib::Response& response) {
+  read("/v1/status", [this](const httplib::Request&, httplib::Response& response) {
     Reply(response, 200, agent_.Status());
   });
-  server.Get("/v1/desired", [this](const httplib::Request&, httplib::Response& response) {
+  read("/v1/desired", [this](const httplib::Request&, httplib::Response& response) {
     Reply(response, 200, agent_.Desired());
   });
   server.Put("/v1/desired", [this](const httplib::Request& request, httplib::Response& response) {
@@ -308,48 +347,56 @@ void ApiServer::AddRoutes() {
                   Reply(response, 200, {{"deleted", true}});
                 });
   server.Get("/v1/logs", [this](const httplib::Request& request, httplib::Response& response) {
-    static const std::regex kName("[a-z0-9][a-z0-9_-]*");
     std::string app = request.get_param_value("app");
     std::string function = request.get_param_value("function");
-    if (!std::regex_match(app, kName) ||
-        (!function.empty() && !std::regex_match(function, kName))) {
+    if (!IsName(app) || (!function.empty() && !IsName(function))) {
       return ReplyError(response, 400, "invalid-argument",
                         "logs need ?app=NAME and optionally &function=NAME");
     }
+    auto since = MillisParam(request, "since", 0);
+    if (!since) return ReplyError(response, since.error());
     std::string follow = request.get_param_value("follow");
     if (follow != "1" && follow != "true") {
       LogCursor cursor;
-      response.set_content(agent_.logs().ReadNew(app, function, &cursor), "application/x-ndjson");
+      response.set_content(agent_.logs().ReadNew(app, function, &cursor, *since),
+                           "application/x-ndjson");
       return;
     }
     // Followed logs stream until the client goes or the server stops.
     auto cursor = std::make_shared<LogCursor>();
     response.set_chunked_content_provider(
         "application/x-ndjson",
-        [this, app, function, cursor](std::size_t, httplib::DataSink& sink) {
-          std::string fresh = agent_.logs().ReadNew(app, function, cursor.get());
+        [this, app, function, cursor, since = *since](std::size_t, httplib::DataSink& sink) {
+          std::string fresh = agent_.logs().ReadNew(app, function, cursor.get(), since);
           if (!fresh.empty() && !sink.write(fresh.data(), fresh.size())) return false;
           if (fresh.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
           return !stopping_ && sink.is_writable();
         });
   });
-  server.Get("/v1/usage", [this](const httplib::Request& request, httplib::Response& response) {
-    static const std::regex kName("[a-z0-9][a-z0-9_-]*");
-    const std::int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    std::chrono::system_clock::now().time_since_epoch())
-                                    .count();
+  read("/v1/usage", [this](const httplib::Request& request, httplib::Response& response) {
+    const std::int64_t now_ms = core::NowMs();
     auto since = MillisParam(request, "since", 0);
     if (!since) return ReplyError(response, since.error());
     auto until = MillisParam(request, "until", now_ms + 1);
     if (!until) return ReplyError(response, until.error());
     std::string app = request.get_param_value("app");
-    if (!app.empty() && !std::regex_match(app, kName)) {
+    if (!app.empty() && !IsName(app)) {
       return ReplyError(response, 400, "invalid-argument", "app: not an app name");
     }
     if (*until < *since) {
       return ReplyError(response, 400, "invalid-argument", "until: before since");
     }
-    auto usage = agent_.Usage(*since, *until, app);
+    // A chart's steps: at most kMaxSteps of them.
+    constexpr std::int64_t kMaxSteps = 10'000;
+    auto step = IntegerParam(request, "step", 0, 1, std::numeric_limits<std::int64_t>::max(),
+                             "a step in milliseconds (an integer >= 1)");
+    if (!step) return ReplyError(response, step.error());
+    if (*step > 0 && (*until - *since) / *step >= kMaxSteps) {
+      return ReplyError(
+          response, 400, "invalid-argument",
+          "step: the window holds more than " + std::to_string(kMaxSteps) + " steps of it");
+    }
+    auto usage = agent_.Usage(*since, *until, app, *step);
     if (!usage) return ReplyError(response, usage.error());
     Reply(response, 200, *usage);
   });
@@ -367,6 +414,46 @@ void ApiServer::AddRoutes() {
     json value = IsFinished((*call)->state) ? CallWithOutput(agent_, **call) : CallToJson(**call);
     Reply(response, 200, value);
   });
+  read("/v1/calls", [this](const httplib::Request& request, httplib::Response& response) {
+    std::string app = request.get_param_value("app");
+    if (!app.empty() && !IsName(app)) {
+      return ReplyError(response, 400, "invalid-argument", "app: not an app name");
+    }
+    auto limit = IntegerParam(request, "limit", 50, 1, 500, "an integer from 1 to 500");
+    if (!limit) return ReplyError(response, limit.error());
+    auto calls = agent_.RecentCalls(app, static_cast<int>(*limit));
+    if (!calls) return ReplyError(response, calls.error());
+    json list = json::array();
+    for (const CallRecord& call : *calls) list.push_back(CallToJson(call));
+    Reply(response, 200, {{"calls", list}});
+  });
+
+  // The dashboard (agents/README.md, "Dashboard").
+  const bool tls = options_.tls_cert && options_.tls_key;
+  server.Get("/ui", [this](const httplib::Request& request, httplib::Response& response) {
+    response.set_header("Content-Security-Policy", kDashboardPolicy);
+    response.set_header("Cache-Control", "no-store");
+    if (AuthorizationMatches(request.get_header_value("Authorization"), options_.token) ||
+        SessionCookieMatches(request.get_header_value("Cookie"), options_.token)) {
+      response.set_content(std::string(DashboardPage()), "text/html; charset=utf-8");
+      return;
+    }
+    response.status = 401;
+    response.set_content(DashboardSignInPage(""), "text/html; charset=utf-8");
+  });
+  server.Post(
+      "/ui/login", [this, tls](const httplib::Request& request, httplib::Response& response) {
+        response.set_header("Content-Security-Policy", kDashboardPolicy);
+        response.set_header("Cache-Control", "no-store");
+        if (!AuthorizationMatches("Bearer " + request.get_param_value("token"), options_.token)) {
+          response.status = 401;
+          response.set_content(DashboardSignInPage("That is not this agent's token."),
+                               "text/html; charset=utf-8");
+          return;
+        }
+        response.set_header("Set-Cookie", SessionSetCookie(options_.token, tls));
+        response.set_redirect("/ui", 303);
+      });
 }
 
 }  // namespace agents

@@ -24,6 +24,9 @@ struct ApiOptions {
   std::optional<std::filesystem::path> tls_cert;  // both or neither
   std::optional<std::filesystem::path> tls_key;
   std::size_t max_body_bytes = 16 << 20;
+  /// GET /metrics needs the token, as every route but /healthz does;
+  /// false (`gantry agent --metrics-auth none`) opens it to any scraper.
+  bool metrics_need_token = true;
 };
 
 /// The agent's HTTP+JSON API (cpp-httplib), routes and documents as in

@@ -92,3 +92,24 @@ TEST_CASE("AuthorizationMatches never matches an empty token") {
   CHECK_FALSE(agents::AuthorizationMatches("Bearer", ""));
   CHECK_FALSE(agents::AuthorizationMatches("", ""));
 }
+
+TEST_CASE("the session cookie is a keyed hash of the token and matches only its own token") {
+  using agents::SessionCookieMatches;
+  using agents::SessionValue;
+  const std::string token = "0123456789abcdef";
+  const std::string session = SessionValue(token);
+  CHECK(session.size() == 64);
+  CHECK(session.find(token) == std::string::npos);
+  CHECK(session == SessionValue(token));
+  CHECK(session != SessionValue("another token"));
+
+  CHECK(SessionCookieMatches("gantry_session=" + session, token));
+  CHECK(SessionCookieMatches("theme=dark; gantry_session=" + session + "; lang=en", token));
+  CHECK_FALSE(SessionCookieMatches("gantry_session=" + session, "another token"));
+  CHECK_FALSE(SessionCookieMatches("gantry_session=" + token, token));  // the token is no session
+  CHECK_FALSE(SessionCookieMatches("gantry_session=" + session.substr(1), token));
+  CHECK_FALSE(SessionCookieMatches("other_session=" + session, token));
+  CHECK(SessionCookieMatches("gantry_session=planted; gantry_session=" + session, token));
+  CHECK_FALSE(SessionCookieMatches("", token));
+  CHECK_FALSE(SessionCookieMatches("gantry_session=" + SessionValue(""), ""));
+}

@@ -8,6 +8,7 @@
 
 #include "agents/container_root.h"
 #include "core/random.h"
+#include "core/wall_clock.h"
 
 namespace agents {
 namespace {
@@ -18,12 +19,6 @@ using nlohmann::json;
 /// How long a container has between SIGTERM and SIGKILL, at its timeout or
 /// when the agent stops.
 constexpr std::chrono::milliseconds kStopGrace = std::chrono::seconds(2);
-
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -110,7 +105,7 @@ core::Result<CallRecord> CallRunner::Submit(const std::string& app, const std::s
   call.app = app;
   call.function = function;
   call.state = CallState::kQueued;
-  call.created_ms = NowMs();
+  call.created_ms = core::NowMs();
   call.request = ToJson(request).dump(-1, ' ', false, json::error_handler_t::replace);
   std::error_code error;
   fs::create_directories(parts_.calls_dir / call.id, error);
@@ -127,6 +122,7 @@ core::Result<CallRecord> CallRunner::Submit(const std::string& app, const std::s
 CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
                            const CallRequest& request) {
   Slots& slots = SlotsOf(job.app, job.function.name);
+  bool cancelled = false;  // while it was queued
   {
     std::unique_lock lock(slots.mutex);
     std::uint64_t ticket = slots.next_ticket++;
@@ -135,17 +131,16 @@ CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
     });
     if (stopping_) return call;  // still queued: the next start runs it
     ++slots.serving;
-    if (Cancelled(call.id)) {
-      slots.changed.notify_all();
+    if (auto reason = Cancelled(call.id)) {
+      cancelled = true;
       call.state = CallState::kInterrupted;
-      call.error = "replaced by a newer run of its schedule";
-      call.finished_ms = NowMs();
-      Save(call);
-      return call;
+      call.error = *reason;
+    } else {
+      ++slots.running;
     }
-    ++slots.running;
   }
   slots.changed.notify_all();
+  if (cancelled) return Finish(std::move(call));
   // The slot is given back however this call ends.
   struct SlotRelease {
     Slots& slots;
@@ -159,7 +154,7 @@ CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
   } release{slots};
 
   call.state = CallState::kRunning;
-  call.started_ms = NowMs();
+  call.started_ms = core::NowMs();
   if (!job.function.gpu) {
     RunAttempts(&call, job, request, {});
   } else if (auto gpus = parts_.gpus->Acquire(*job.function.gpu); gpus) {
@@ -175,21 +170,34 @@ CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
     Save(call);  // stopped while waiting for GPUs: the next start runs it
     return call;
   }
-  call.finished_ms = NowMs();
+  return Finish(std::move(call));
+}
+
+CallRecord CallRunner::Finish(CallRecord call) {
+  call.finished_ms = core::NowMs();
   Save(call);
+  if (parts_.metrics) {
+    const MetricLabels function = {{"app", call.app}, {"function", call.function}};
+    parts_.metrics->call_seconds.Observe(function, (call.finished_ms - call.created_ms) / 1000.0);
+    MetricLabels outcome = function;
+    outcome.emplace_back("outcome", CallStateName(call.state));
+    parts_.metrics->calls.Add(outcome);
+  }
   std::lock_guard lock(mutex_);
   cancelled_.erase(call.id);
   return call;
 }
 
-bool CallRunner::Cancelled(const std::string& call_id) {
+std::optional<std::string> CallRunner::Cancelled(const std::string& call_id) {
   std::lock_guard lock(mutex_);
-  return cancelled_.count(call_id) > 0;
+  auto found = cancelled_.find(call_id);
+  if (found == cancelled_.end()) return std::nullopt;
+  return found->second;
 }
 
-void CallRunner::Cancel(const std::string& call_id) {
+void CallRunner::Cancel(const std::string& call_id, const std::string& reason) {
   std::lock_guard lock(mutex_);
-  cancelled_.insert(call_id);
+  cancelled_.emplace(call_id, reason);
   // A running attempt sees its flag within 20 ms: SIGTERM, grace, SIGKILL.
   if (auto flag = stop_flags_.find(call_id); flag != stop_flags_.end()) *flag->second = true;
 }
@@ -242,9 +250,9 @@ void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
       call->error = "the agent stopped while the call was running";
       return;
     }
-    if (Cancelled(call->id) && !(exit->exit_code == 0 && !exit->timed_out)) {
+    if (auto reason = Cancelled(call->id); reason && !(exit->exit_code == 0 && !exit->timed_out)) {
       call->state = CallState::kInterrupted;
-      call->error = "replaced by a newer run of its schedule";
+      call->error = *reason;
       return;
     }
     call->exit_code = exit->exit_code;
@@ -262,9 +270,9 @@ void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
     Save(*call);
     std::this_thread::sleep_for(backoff);
     backoff *= 2;
-    if (Cancelled(call->id)) {  // cancelled while waiting to retry
+    if (auto reason = Cancelled(call->id)) {  // cancelled while waiting to retry
       call->state = CallState::kInterrupted;
-      call->error = "replaced by a newer run of its schedule";
+      call->error = *reason;
       return;
     }
   }
@@ -272,7 +280,7 @@ void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
 
 void CallRunner::LogAttempt(const CallRecord& call, const std::string& outcome) {
   LogLine about;
-  about.time_ms = NowMs();
+  about.time_ms = core::NowMs();
   about.call = call.id;
   if (auto appended = parts_.logs->AppendOutput(call.app, call.function, about, StdoutPath(call.id),
                                                 StderrPath(call.id), outcome);
@@ -342,6 +350,10 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Pr
         result = core::Error{core::ErrorCode::kConflict, "the agent is stopping", {}};
       } else {
         UsageMeter meter = MeterContainer(parts_, job, container_id, call.id, gpus);
+        if (parts_.metrics) {
+          parts_.metrics->container_starts.Add(
+              {{"app", job.app}, {"function", job.function.name}, {"kind", "job"}});
+        }
         result = parts_.runtime->Run(dir, container_id, options);
       }
       std::lock_guard lock(mutex_);

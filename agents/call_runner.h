@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -68,10 +69,11 @@ class CallRunner {
   /// their calls end `interrupted`. Calls started afterwards stay queued.
   void Shutdown();
 
-  /// Stops a call (a schedule's `overlap: replace`): queued, it ends before
-  /// it starts; running, its container is stopped (SIGTERM, grace,
-  /// SIGKILL). Either way it ends `interrupted`, without retries.
-  void Cancel(const std::string& call_id);
+  /// Stops a call (a schedule's `overlap: replace`, a budget's stop):
+  /// queued, it ends before it starts; running, its container is stopped
+  /// (SIGTERM, grace, SIGKILL). Either way it ends `interrupted`, without
+  /// retries, with `reason` as its error.
+  void Cancel(const std::string& call_id, const std::string& reason);
 
   /// Calls of a function running now, and waiting for a slot.
   std::pair<int, int> Load(const std::string& app, const std::string& function);
@@ -88,7 +90,11 @@ class CallRunner {
   core::Result<ContainerExit> Attempt(const CallRecord& call, const PreparedFunction& job,
                                       const CallRequest& request, const std::vector<Gpu>& gpus);
   void Save(const CallRecord& call);
-  bool Cancelled(const std::string& call_id);
+  /// The end of a call however it ended: its finish time saved, its
+  /// metrics counted, its cancellation forgotten.
+  CallRecord Finish(CallRecord call);
+  /// Why the call was cancelled, if it was.
+  std::optional<std::string> Cancelled(const std::string& call_id);
   /// Appends an attempt's output, and how it ended, to its function's log.
   void LogAttempt(const CallRecord& call, const std::string& outcome);
 
@@ -106,8 +112,8 @@ class CallRunner {
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<Slots>> slots_;
   std::atomic<bool> stopping_ = false;
-  std::set<std::string> running_containers_;  // runc ids, guarded by mutex_
-  std::set<std::string> cancelled_;           // call ids, guarded by mutex_
+  std::set<std::string> running_containers_;      // runc ids, guarded by mutex_
+  std::map<std::string, std::string> cancelled_;  // call id -> why, guarded by mutex_
   /// The stop flag of each call's running attempt (RunOptions::stop), by call id.
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> stop_flags_;
   /// Background calls' threads by a serial number; those that have ended

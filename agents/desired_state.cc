@@ -257,10 +257,36 @@ std::optional<core::Error> ReadFunction(const json& value, const std::string& pa
   return std::nullopt;
 }
 
+std::optional<core::Error> ReadBudget(const json& value, const std::string& path,
+                                      BudgetState* budget) {
+  ObjectReader reader(value, path, {"daily_usd", "monthly_usd", "on_exceed"});
+  for (auto [key, cap] : {std::pair{"daily_usd", &budget->daily_usd},
+                          std::pair{"monthly_usd", &budget->monthly_usd}}) {
+    if (!reader.Has(key)) continue;
+    double usd = 0;
+    reader.Number(key, &usd, 0);
+    *cap = usd;
+  }
+  std::string on_exceed = BudgetActionName(budget->on_exceed);
+  reader.String("on_exceed", &on_exceed);
+  if (reader.error()) return reader.error();
+  if (on_exceed != "stop" && on_exceed != "alert")
+    return FieldError(reader.Path("on_exceed"), "expected stop or alert");
+  budget->on_exceed = on_exceed == "stop" ? BudgetAction::kStop : BudgetAction::kAlert;
+  if (!budget->daily_usd && !budget->monthly_usd)
+    return FieldError(path, "expected daily_usd, monthly_usd or both");
+  return std::nullopt;
+}
+
 std::optional<core::Error> ReadApp(const json& value, const std::string& path, AppState* app) {
-  ObjectReader reader(value, path, {"functions", "secrets", "volumes", "web_key_sha256"});
+  ObjectReader reader(value, path, {"functions", "secrets", "volumes", "web_key_sha256", "budget"});
   reader.StringList("volumes", &app->volumes);
   reader.String("web_key_sha256", &app->web_key_sha256);
+  if (const json* budget = reader.Get("budget", false)) {
+    BudgetState state;
+    if (auto error = ReadBudget(*budget, reader.Path("budget"), &state)) return error;
+    app->budget = state;
+  }
   const json* functions = reader.Get("functions", true);
   const json* secrets = reader.Get("secrets", false);
   if (reader.error()) return reader.error();
@@ -315,6 +341,10 @@ std::optional<core::Error> ReadApp(const json& value, const std::string& path, A
 }
 
 }  // namespace
+
+const char* BudgetActionName(BudgetAction action) {
+  return action == BudgetAction::kStop ? "stop" : "alert";
+}
 
 const FunctionState* DesiredState::FindFunction(std::string_view app,
                                                 std::string_view function) const {
@@ -403,6 +433,12 @@ json ToJson(const DesiredState& state, bool redact_secrets) {
     }
     apps[app_name] = {{"functions", functions}, {"secrets", secrets}, {"volumes", app.volumes}};
     if (!app.web_key_sha256.empty()) apps[app_name]["web_key_sha256"] = app.web_key_sha256;
+    if (app.budget) {
+      json budget = {{"on_exceed", BudgetActionName(app.budget->on_exceed)}};
+      if (app.budget->daily_usd) budget["daily_usd"] = *app.budget->daily_usd;
+      if (app.budget->monthly_usd) budget["monthly_usd"] = *app.budget->monthly_usd;
+      apps[app_name]["budget"] = std::move(budget);
+    }
   }
   return {{"generation", state.generation}, {"apps", apps}};
 }

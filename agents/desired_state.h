@@ -91,6 +91,21 @@ struct FunctionState {
   bool operator==(const FunctionState&) const = default;
 };
 
+/// What an app may spend on this host, in USD per UTC day and per UTC
+/// month (either or both), metered from the usage ledger and enforced by
+/// the agent (budget_guard.h). These are this host's caps: the planner
+/// gives each agent its share of the spec's budget (planner/README.md).
+enum class BudgetAction { kStop, kAlert };
+const char* BudgetActionName(BudgetAction action);
+
+struct BudgetState {
+  std::optional<double> daily_usd;
+  std::optional<double> monthly_usd;
+  BudgetAction on_exceed = BudgetAction::kStop;
+
+  bool operator==(const BudgetState&) const = default;
+};
+
 struct AppState {
   std::string name;
   std::map<std::string, FunctionState> functions;
@@ -101,6 +116,7 @@ struct AppState {
   /// Hex sha256 of the key that `web.auth: key` functions accept; the key
   /// itself never reaches the agent.
   std::string web_key_sha256;
+  std::optional<BudgetState> budget;  // none: no cap
 };
 
 /// What one agent must run: the planner's output for this host, pushed whole

@@ -161,6 +161,39 @@ TEST_CASE("bad desired-state documents name the field at fault", "[desired_state
     CHECK(ErrorOf(document) ==
           "apps.hello.functions.echo.min_containers: more than max_containers");
   }
+  SECTION("a budget without a cap") {
+    document["apps"]["hello"]["budget"] = {{"on_exceed", "stop"}};
+    CHECK(ErrorOf(document) == "apps.hello.budget: expected daily_usd, monthly_usd or both");
+  }
+  SECTION("a budget that does something else at its cap") {
+    document["apps"]["hello"]["budget"] = {{"monthly_usd", 20}, {"on_exceed", "throttle"}};
+    CHECK(ErrorOf(document) == "apps.hello.budget.on_exceed: expected stop or alert");
+  }
+  SECTION("a negative budget") {
+    document["apps"]["hello"]["budget"] = {{"daily_usd", -1}};
+    CHECK(ErrorOf(document).starts_with("apps.hello.budget.daily_usd: expected a number >= 0"));
+  }
+  SECTION("an unknown budget field") {
+    document["apps"]["hello"]["budget"] = {{"weekly_usd", 5}};
+    CHECK(ErrorOf(document) == "apps.hello.budget.weekly_usd: unknown field");
+  }
+}
+
+TEST_CASE("a budget is read, written back and compared", "[desired_state]") {
+  json document = GoodDocument();
+  document["apps"]["hello"]["budget"] = {{"daily_usd", 0.05}};
+  auto parsed = ParseDesiredState(document);
+  REQUIRE(parsed.ok());
+  const auto& budget = parsed->apps.at("hello").budget;
+  REQUIRE(budget);
+  CHECK(*budget->daily_usd == 0.05);
+  CHECK_FALSE(budget->monthly_usd);
+  CHECK(budget->on_exceed == BudgetAction::kStop);  // the default
+  json written = ToJson(*parsed, false);
+  CHECK(written["apps"]["hello"]["budget"] == json{{"daily_usd", 0.05}, {"on_exceed", "stop"}});
+  auto reread = ParseDesiredState(written);
+  REQUIRE(reread.ok());
+  CHECK(reread->apps.at("hello").budget == budget);
 }
 
 TEST_CASE("the reader agrees with the schema on the example documents", "[desired_state]") {

@@ -11,6 +11,7 @@
 #include "agents/gpu_pool.h"
 #include "agents/host_limits.h"
 #include "agents/image_layers.h"
+#include "agents/metrics.h"
 #include "agents/runc_runtime.h"
 #include "agents/runtime_spec.h"
 #include "agents/usage_ledger.h"
@@ -45,6 +46,7 @@ struct ContainerParts {
   HostLimits limits;
   std::filesystem::path containers_dir;  // DATA_DIR/containers
   std::filesystem::path calls_dir;       // DATA_DIR/calls
+  AgentMetrics* metrics = nullptr;       // null: nothing is counted
 };
 
 /// What one container adds to its function: the call's arguments, and

@@ -1,5 +1,6 @@
 #include "agents/function_logs.h"
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -47,7 +48,7 @@ core::Status FunctionLogs::Append(const std::string& app, const std::string& fun
 }
 
 std::string FunctionLogs::ReadNew(const std::string& app, const std::string& function,
-                                  LogCursor* cursor) const {
+                                  LogCursor* cursor, std::int64_t since_ms) const {
   std::lock_guard lock(mutex_);
   std::vector<fs::path> files;
   std::error_code error;
@@ -78,7 +79,16 @@ std::string FunctionLogs::ReadNew(const std::string& app, const std::string& fun
     offset += end + 1;
   }
   cursor->started = true;
-  return text;
+  if (since_ms <= 0) return text;
+  std::string kept;
+  for (std::size_t start = 0, end; start < text.size(); start = end + 1) {
+    end = std::min(text.find('\n', start), text.size());
+    std::string_view line(text.data() + start, end - start);
+    json parsed = json::parse(line, nullptr, false);
+    if (parsed.is_object() && parsed.value("time_ms", std::int64_t{0}) >= since_ms)
+      kept.append(line).append("\n");
+  }
+  return kept;
 }
 
 core::Status FunctionLogs::AppendOutput(const std::string& app, const std::string& function,

@@ -48,8 +48,10 @@ class FunctionLogs {
 
   /// The complete lines written since `cursor` for one function, or for every
   /// function of the app when `function` is empty; the first read of a cursor
-  /// starts with the rotated files. Advances the cursor.
-  std::string ReadNew(const std::string& app, const std::string& function, LogCursor* cursor) const;
+  /// starts with the rotated files. Advances the cursor. Lines of a time
+  /// before `since_ms` (Unix epoch milliseconds) are left out.
+  std::string ReadNew(const std::string& app, const std::string& function, LogCursor* cursor,
+                      std::int64_t since_ms = 0) const;
 
  private:
   std::filesystem::path FileOf(const std::string& app, const std::string& function) const;

@@ -55,6 +55,23 @@ TEST_CASE("function logs are JSON lines, read by function or by app, then follow
   CHECK(logs.ReadNew("demo", "nope", &echo_cursor).empty());
 }
 
+TEST_CASE("reading from a time on leaves the older lines out", "[function_logs]") {
+  tests::TempDir dir("gantry-logs-test");
+  FunctionLogs logs(dir.path());
+  REQUIRE(logs.Append("demo", "echo",
+                      {{100, "call-1", "stdout", "old", ""},
+                       {200, "call-2", "stdout", "new", ""},
+                       {300, "call-3", "stdout", "newer", ""}})
+              .ok());
+  LogCursor cursor;
+  auto lines = Parse(logs.ReadNew("demo", "echo", &cursor, /*since_ms=*/200));
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]["text"] == "new");
+  CHECK(lines[1]["text"] == "newer");
+  LogCursor late;
+  CHECK(logs.ReadNew("demo", "", &late, /*since_ms=*/301).empty());
+}
+
 TEST_CASE("a log past its size is rotated and one old file kept", "[function_logs]") {
   tests::TempDir dir("gantry-logs-test");
   FunctionLogs logs(dir.path(), /*max_bytes=*/200);

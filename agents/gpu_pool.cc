@@ -36,6 +36,16 @@ int GpuPool::CountOf(const std::string& type) const {
   return count;
 }
 
+std::map<std::string, std::pair<int, int>> GpuPool::HeldAndFree() {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, std::pair<int, int>> counts;
+  for (std::size_t i = 0; i < gpus_.size(); ++i) {
+    auto& [held, free] = counts[gpus_[i].type];
+    ++(busy_[i] ? held : free);
+  }
+  return counts;
+}
+
 core::Result<GpuLease> GpuPool::Acquire(const GpuClaim& claim) {
   if (CountOf(claim.type) < claim.count) {
     return core::Error{

@@ -2,6 +2,7 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -52,6 +53,9 @@ class GpuPool {
 
   /// GPUs of the type the host has, free or not.
   int CountOf(const std::string& type) const;
+  /// Per GPU type of the host: how many are held by containers now, and
+  /// how many are free (GET /metrics).
+  std::map<std::string, std::pair<int, int>> HeldAndFree();
 
  private:
   friend class GpuLease;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "agents/api_reply.h"
@@ -39,6 +40,29 @@ bool SendAll(int fd, std::string_view data) {
   return true;
 }
 
+/// One web request as GET /metrics counts it: its status class, and its
+/// time from arrival to the end of its response (a relayed body's last
+/// byte), recorded when the last holder (the handler, or the relay of the
+/// body) lets it go.
+struct RequestOutcome {
+  RequestOutcome(AgentMetrics& metrics, MetricLabels function)
+      : metrics(metrics), function(std::move(function)) {}
+  RequestOutcome(const RequestOutcome&) = delete;
+  RequestOutcome& operator=(const RequestOutcome&) = delete;
+  ~RequestOutcome() {
+    metrics.request_seconds.Observe(
+        function, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    MetricLabels labels = function;
+    labels.emplace_back("status_class", std::to_string(status / 100) + "xx");
+    metrics.requests.Add(labels);
+  }
+
+  AgentMetrics& metrics;
+  MetricLabels function;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+  int status = 0;
+};
+
 /// What a relay of one response body holds while httplib pulls it: the
 /// container's input (released when the relay ends), the connection, and
 /// bytes read past the head.
@@ -49,6 +73,7 @@ struct Relay {
   std::optional<ChunkedDecoder> chunked;
   std::optional<std::uint64_t> remaining;  // of a body with a length: no byte past it is relayed
   bool ended = false;
+  std::shared_ptr<RequestOutcome> outcome;  // counted once the body has been relayed
 
   /// The next piece of the body (decoded when chunked), "" at its end;
   /// false when the container's connection failed.
@@ -96,6 +121,15 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
   if (!target) {
     return ReplyError(response, target.error());
   }
+  // Counted once the handler returns with the response's status, or, when
+  // a body is relayed, once the relay ends.
+  auto outcome = std::make_shared<RequestOutcome>(
+      agent_.metrics(), MetricLabels{{"app", app}, {"function", function}});
+  struct StatusOnReturn {
+    RequestOutcome& outcome;
+    const httplib::Response& response;
+    ~StatusOnReturn() { outcome.status = response.status; }
+  } status_on_return{*outcome, response};
   const WebState& web = *target->function->function().function.web;
   const std::string authorization = request.get_header_value("Authorization");
   if ((web.auth == WebAuth::kToken && !AuthorizationMatches(authorization, token_)) ||
@@ -236,7 +270,7 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
 
   auto relay = std::make_shared<Relay>(
       Relay{std::move(lease).value(), std::move(connection).value(),
-            received.substr(upstream->head_bytes), std::nullopt, std::nullopt, false});
+            received.substr(upstream->head_bytes), std::nullopt, std::nullopt, false, outcome});
   if (upstream->chunked()) relay->chunked.emplace();
   auto length = upstream->content_length();
   if (length && !upstream->chunked()) relay->remaining = *length;

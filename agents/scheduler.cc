@@ -59,7 +59,7 @@ void Scheduler::Set(std::vector<ScheduledJob> jobs) {
     } else if (auto saved = records_->SaveScheduleFire(fire); !saved.ok()) {
       spdlog::warn("agent: {}", saved.error().message);
     }
-    entries.emplace(key, Entry{std::move(job), std::move(times).value(), std::move(fire), 0});
+    entries.emplace(key, Entry{std::move(job), std::move(times).value(), std::move(fire), 0, {}});
   }
   entries_ = std::move(entries);
   // A schedule removed, then added again later, starts afresh: no catch-up
@@ -93,10 +93,18 @@ void Scheduler::TickEntry(Entry& entry, core::FireTime now) {
   for (core::FireTime run : due.run) {
     const std::int64_t previous_fire = fire.last_fire_ms;
     fire.last_fire_ms = ToMs(run == due.run.back() ? *due.latest : run);
+    if (auto refused = hooks_.refusal ? hooks_.refusal(entry.job.app) : std::nullopt) {
+      ++entry.skipped;
+      entry.last_skip_reason = *refused;
+      spdlog::info("agent: {}: run due at {} skipped: {}", key,
+                   core::FormatTimestamp(run, entry.times.zone()), *refused);
+      continue;
+    }
     bool previous = !before_this_tick.empty() && fire.last_call == before_this_tick &&
                     hooks_.unfinished(fire.last_call);
     if (previous && entry.job.schedule.overlap == Overlap::kSkip) {
       ++entry.skipped;
+      entry.last_skip_reason = fire.last_call + " was still running";
       spdlog::info("agent: {}: run due at {} skipped: {} is still running", key,
                    core::FormatTimestamp(run, entry.times.zone()), fire.last_call);
       continue;
@@ -167,6 +175,7 @@ nlohmann::json Scheduler::Status(const std::string& app, const std::string& func
       {"last_fire", core::FormatTimestamp(FromMs(entry.fire.last_fire_ms), entry.times.zone())},
       {"last_call", entry.fire.last_call},
       {"skipped_runs", entry.skipped}};
+  if (!entry.last_skip_reason.empty()) status["last_skip_reason"] = entry.last_skip_reason;
   if (auto next = entry.times.Next(hooks_.now()))
     status["next_fire"] = core::FormatTimestamp(*next, entry.times.zone());
   return status;

@@ -6,6 +6,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -51,6 +52,9 @@ class Scheduler {
     std::function<bool(const std::string& call_id)> unfinished;
     /// Stops a call (overlap: replace).
     std::function<void(const std::string& call_id)> cancel;
+    /// Why runs of `app` must be skipped now (its budget stopped it), if
+    /// they must: such a run is dealt with, counted as skipped, not retried.
+    std::function<std::optional<std::string>(const std::string& app)> refusal;
   };
 
   Scheduler(AgentRecords* records, Hooks hooks);
@@ -65,7 +69,8 @@ class Scheduler {
   void Stop();
 
   /// For GET /v1/status: next and last fire time (ISO 8601 in the
-  /// schedule's zone), last call, runs skipped; null for a job not known.
+  /// schedule's zone), last call, runs skipped and why the last one was;
+  /// null for a job not known.
   nlohmann::json Status(const std::string& app, const std::string& function) const;
 
  private:
@@ -74,6 +79,7 @@ class Scheduler {
     core::ScheduleTimes times;
     ScheduleFire fire;
     int skipped = 0;  // since this agent started
+    std::string last_skip_reason;
   };
   void TickEntry(Entry& entry, core::FireTime now);
 

@@ -6,15 +6,14 @@
 #include <algorithm>
 
 #include "core/random.h"
+#include "core/wall_clock.h"
 
 namespace agents {
 namespace {
 
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
+/// How long queued writes wait for another transaction of agent.db to ride
+/// along with before the committer thread commits them itself.
+constexpr std::chrono::milliseconds kRideWindow{200};
 
 /// BillableSeconds in SQL, for a record ending at `end` (a column or a parameter).
 std::string BilledSql(const std::string& end) {
@@ -71,12 +70,29 @@ UsageShare ShareInWindow(const UsageRecord& record, std::int64_t since_ms, std::
   return {static_cast<double>(billable) * fraction, cost * fraction};
 }
 
+std::vector<UsageShare> ShareBySteps(const std::vector<UsageRecord>& records, std::int64_t since_ms,
+                                     std::int64_t until_ms, std::int64_t step_ms,
+                                     std::int64_t now_ms) {
+  std::vector<UsageShare> steps;
+  for (std::int64_t start = since_ms; start < until_ms; start += step_ms) {
+    UsageShare total;
+    for (const UsageRecord& record : records) {
+      UsageShare share = ShareInWindow(record, start, std::min(start + step_ms, until_ms), now_ms);
+      total.seconds += share.seconds;
+      total.cost_usd += share.cost_usd;
+    }
+    steps.push_back(total);
+  }
+  return steps;
+}
+
 core::Result<std::unique_ptr<UsageLedger>> UsageLedger::Open(
     std::shared_ptr<AgentDatabase> database, core::RateCard rates, std::string agent,
     std::chrono::milliseconds checkpoint_interval) {
   std::unique_ptr<UsageLedger> ledger(new UsageLedger(std::move(database), std::move(rates),
                                                       std::move(agent), checkpoint_interval));
   ledger->committer_ = std::thread([raw = ledger.get()] { raw->CommitLoop(); });
+  ledger->database_->SetRider(ledger.get());
   return ledger;
 }
 
@@ -88,6 +104,7 @@ UsageLedger::UsageLedger(std::shared_ptr<AgentDatabase> database, core::RateCard
       checkpoint_interval_(checkpoint_interval) {}
 
 UsageLedger::~UsageLedger() {
+  database_->SetRider(nullptr);  // no transaction is riding once it returns
   {
     std::lock_guard lock(queue_mutex_);
     stopping_ = true;
@@ -106,9 +123,14 @@ void UsageLedger::CommitLoop() {
   while (true) {
     queue_changed_.wait_until(lock, next_checkpoint, [&] { return stopping_ || !queue_.empty(); });
     if (stopping_) return;
+    // Writes queued meanwhile get the ride window to go out with another
+    // transaction (a call's save) before they cost a commit of their own.
+    queue_changed_.wait_until(lock, std::min(next_checkpoint, Clock::now() + kRideWindow),
+                              [&] { return stopping_ || queue_.empty(); });
+    if (stopping_) return;
     std::optional<std::int64_t> checkpoint_ms;
     if (Clock::now() >= next_checkpoint) {
-      checkpoint_ms = NowMs();
+      checkpoint_ms = core::NowMs();
       next_checkpoint = Clock::now() + checkpoint_interval_;
     }
     lock.unlock();
@@ -180,6 +202,7 @@ void UsageLedger::Stop(const std::string& id, std::int64_t end_ms) {
     queue_.push_back(std::move(pending));
   }
   queue_changed_.notify_one();
+  if (stop_listener_) stop_listener_();
 }
 
 core::Status UsageLedger::Apply(const Pending& pending) {
@@ -218,19 +241,21 @@ core::Status UsageLedger::Commit(std::optional<std::int64_t> checkpoint_ms) {
   core::Status done = core::Ok{};
   {
     std::lock_guard lock(database_->mutex());
-    done = database_->Transaction([&]() -> core::Status {
-      for (const Pending& pending : batch) {
-        if (auto applied = Apply(pending); !applied.ok()) return applied;
-      }
-      if (!checkpoint_ms) return core::Ok{};
-      SqlStatement statement(database_->handle(),
-                             ("UPDATE usage SET checkpoint_ms = ?1, billable_seconds = " +
-                              BilledSql("?1") + ", cost_usd = " + BilledSql("?1") +
-                              " * usd_per_second WHERE end_ms IS NULL AND checkpoint_ms < ?1")
-                                 .c_str(),
-                             {*checkpoint_ms});
-      return statement.Run("cannot checkpoint the running containers' usage");
-    });
+    done = database_->Transaction(
+        [&]() -> core::Status {
+          for (const Pending& pending : batch) {
+            if (auto applied = Apply(pending); !applied.ok()) return applied;
+          }
+          if (!checkpoint_ms) return core::Ok{};
+          SqlStatement statement(database_->handle(),
+                                 ("UPDATE usage SET checkpoint_ms = ?1, billable_seconds = " +
+                                  BilledSql("?1") + ", cost_usd = " + BilledSql("?1") +
+                                  " * usd_per_second WHERE end_ms IS NULL AND checkpoint_ms < ?1")
+                                     .c_str(),
+                                 {*checkpoint_ms});
+          return statement.Run("cannot checkpoint the running containers' usage");
+        },
+        /*with_rider=*/false);  // it is the rider, and holds commit_mutex_
   }
   std::lock_guard lock(queue_mutex_);
   if (!done.ok()) {
@@ -241,6 +266,36 @@ core::Status UsageLedger::Commit(std::optional<std::int64_t> checkpoint_ms) {
   ++commits_;
   committed_writes_ += batch.size();
   return done;
+}
+
+core::Status UsageLedger::Ride() {
+  std::unique_lock committing(commit_mutex_, std::try_to_lock);
+  if (!committing) return core::Ok{};  // a commit is under way: it takes the queue
+  riding_lock_ = std::move(committing);
+  {
+    std::lock_guard lock(queue_mutex_);
+    riding_.swap(queue_);
+  }
+  for (const Pending& pending : riding_) {
+    if (auto applied = Apply(pending); !applied.ok()) return applied;
+  }
+  return core::Ok{};
+}
+
+void UsageLedger::Settle(bool committed) {
+  if (!riding_lock_.owns_lock()) return;
+  {
+    std::lock_guard lock(queue_mutex_);
+    if (!committed) {
+      queue_.insert(queue_.begin(), std::make_move_iterator(riding_.begin()),
+                    std::make_move_iterator(riding_.end()));
+    } else if (!riding_.empty()) {
+      ++commits_;
+      committed_writes_ += riding_.size();
+    }
+  }
+  riding_.clear();
+  riding_lock_.unlock();
 }
 
 core::Result<std::vector<UsageRecord>> UsageLedger::Query(std::int64_t since_ms,
@@ -261,17 +316,47 @@ core::Result<std::vector<UsageRecord>> UsageLedger::Query(std::int64_t since_ms,
   return records;
 }
 
+core::Result<std::vector<UsageRecord>> UsageLedger::Running() {
+  if (auto committed = Commit(); !committed.ok()) return committed.error();
+  std::lock_guard lock(database_->mutex());
+  SqlStatement row(database_->handle(),
+                   (std::string("SELECT ") + kRecordColumns +
+                    " FROM usage WHERE end_ms IS NULL ORDER BY start_ms, id")
+                       .c_str(),
+                   {});
+  std::vector<UsageRecord> records;
+  std::optional<core::Error> error;
+  while (row.Next(&error, "cannot read the running containers")) records.push_back(ReadRecord(row));
+  if (error) return *error;
+  return records;
+}
+
+core::Result<std::vector<UsageLedger::FunctionTotal>> UsageLedger::TotalsByFunction() {
+  std::lock_guard lock(database_->mutex());
+  SqlStatement row(database_->handle(),
+                   "SELECT app, function, total(billable_seconds), total(cost_usd) FROM usage "
+                   "GROUP BY app, function ORDER BY app, function",
+                   {});
+  std::vector<FunctionTotal> totals;
+  std::optional<core::Error> error;
+  while (row.Next(&error, "cannot sum the usage records")) {
+    totals.push_back({row.Text(0), row.Text(1), row.Real(2), row.Real(3)});
+  }
+  if (error) return *error;
+  return totals;
+}
+
 std::pair<std::uint64_t, std::uint64_t> UsageLedger::CommitCounts() const {
   std::lock_guard lock(queue_mutex_);
   return {commits_, committed_writes_};
 }
 
 UsageMeter::UsageMeter(UsageLedger* ledger, const MeteredContainer& container) : ledger_(ledger) {
-  if (ledger_) id_ = ledger_->Start(container, NowMs());
+  if (ledger_) id_ = ledger_->Start(container, core::NowMs());
 }
 
 UsageMeter::~UsageMeter() {
-  if (ledger_) ledger_->Stop(id_, NowMs());
+  if (ledger_) ledger_->Stop(id_, core::NowMs());
 }
 
 }  // namespace agents

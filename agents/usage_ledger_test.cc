@@ -67,6 +67,36 @@ std::vector<UsageRecord> All(UsageLedger& ledger) {
   return *records;
 }
 
+TEST_CASE("queued records ride along with the next transaction of agent.db", "[usage_ledger]") {
+  tests::TempDir dir("gantry-usage-test");
+  auto database = OpenDatabase(dir.path() / "agent.db");
+  auto ledger = OpenLedger(database);
+  std::string id = ledger->Start(Container("rider"), kT0);
+  ledger->Stop(id, kT0 + 1500);
+  // Another writer's transaction (a call's save): the two writes go with it,
+  // before the committer's ride window has passed.
+  REQUIRE(database
+              ->Transaction([&] {
+                return database->Execute(
+                    "CREATE TABLE other_writes (x); INSERT INTO other_writes "
+                    "VALUES (1)");
+              })
+              .ok());
+  CHECK(FirstValue(*database, "SELECT count(*) FROM usage WHERE end_ms IS NOT NULL") == "1");
+  CHECK(FirstValue(*database, "SELECT billable_seconds FROM usage") == "2");
+  CHECK(ledger->CommitCounts() == std::pair<std::uint64_t, std::uint64_t>{1, 2});
+
+  // A transaction that fails takes nothing with it: the write stays queued.
+  std::string second = ledger->Start(Container("second"), kT0 + 2000);
+  CHECK_FALSE(
+      database
+          ->Transaction([&] { return database->Execute("INSERT INTO no_such_table VALUES (1)"); })
+          .ok());
+  CHECK(FirstValue(*database, "SELECT count(*) FROM usage") == "1");
+  REQUIRE(ledger->Commit().ok());
+  CHECK(FirstValue(*database, "SELECT count(*) FROM usage WHERE id = '" + second + "'") == "1");
+}
+
 TEST_CASE("billable seconds are rounded up, one at least", "[usage_ledger]") {
   CHECK(BillableSeconds(kT0, kT0) == 1);
   CHECK(BillableSeconds(kT0, kT0 + 1) == 1);
@@ -197,6 +227,15 @@ TEST_CASE("a query takes the records of a window and an app, shared by time", "[
   REQUIRE(open.ok());
   UsageShare so_far = ShareInWindow((*open)[0], 0, kT0 + 30'000, kT0 + 8500);
   CHECK(so_far.seconds == 4);
+
+  // By steps of 5 s from kT0: early's 10 s split over the first two, the
+  // last step cut at the window's end.
+  std::vector<UsageShare> steps = ShareBySteps({record}, kT0, kT0 + 12'000, 5000, kT0 + 40'000);
+  REQUIRE(steps.size() == 3);
+  CHECK(steps[0].seconds == Approx(5));
+  CHECK(steps[1].seconds == Approx(5));
+  CHECK(steps[2].seconds == Approx(0));
+  CHECK(steps[0].cost_usd + steps[1].cost_usd == Approx(record.cost_usd));
 }
 
 TEST_CASE("a copy of agent.db taken mid-burst opens with every committed record",

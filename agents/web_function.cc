@@ -89,6 +89,14 @@ core::Result<WebLease> WebFunction::Acquire() {
     return Unavailable("too many requests waiting (" + std::to_string(web.max_queued) + ")");
   }
   Account(now);
+  // No container of the function is ready at all: this request waits for a start.
+  bool cold = std::none_of(containers_.begin(), containers_.end(), [](const Entry& entry) {
+    return !entry.draining && entry.container->state() == WebContainerState::kReady;
+  });
+  if (cold && parts_.metrics) {
+    parts_.metrics->cold_starts.Add(
+        {{"app", function_.app}, {"function", function_.function.name}});
+  }
   std::uint64_t ticket = next_ticket_++;
   auto me = waiting_.insert(waiting_.end(), ticket);
   Wake();  // a request waits: the scaling loop looks now (a cold start)
@@ -230,6 +238,10 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
       auto suffix = core::RandomHex(4);
       std::string id = "web-" + function_.app + "-" + function.name + "-" +
                        std::to_string(next_container_++) + "-" + (suffix ? *suffix : "0");
+      if (parts_.metrics) {
+        parts_.metrics->container_starts.Add(
+            {{"app", function_.app}, {"function", function.name}, {"kind", "web"}});
+      }
       containers_.push_back({WebContainer::Start(id, function_, parts_,
                                                  [this] {
                                                    std::lock_guard lock(mutex_);
@@ -256,6 +268,17 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
     }
   }
   return gone;
+}
+
+std::map<std::string, std::string> WebFunction::ContainerStates() const {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, std::string> states;
+  for (const Entry& entry : containers_) {
+    WebContainerState state = entry.container->state();
+    if (state == WebContainerState::kStopped) continue;
+    states[entry.container->id()] = entry.draining ? "draining" : WebContainerStateName(state);
+  }
+  return states;
 }
 
 json WebFunction::Status() const {

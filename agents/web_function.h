@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -78,6 +79,8 @@ class WebFunction : public std::enable_shared_from_this<WebFunction> {
 
   /// Desired and actual containers, requests, and why (GET /v1/status).
   nlohmann::json Status() const;
+  /// Each container not yet stopped, by id: "starting", "ready" or "draining".
+  std::map<std::string, std::string> ContainerStates() const;
 
  private:
   using Clock = std::chrono::steady_clock;

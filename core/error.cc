@@ -23,6 +23,8 @@ const char* ErrorCodeName(ErrorCode code) {
       return "io";
     case ErrorCode::kLimit:
       return "limit";
+    case ErrorCode::kBudgetExceeded:
+      return "budget-exceeded";
     case ErrorCode::kInvalidArgument:
       return "invalid-argument";
     case ErrorCode::kConflict:

@@ -26,6 +26,7 @@ enum class ErrorCode {
   kInvalidArgument,
   kConflict,     // the request contradicts what is already there (an older generation)
   kUnavailable,  // nothing can serve it now (no container ready in time, a full queue): retry
+  kBudgetExceeded,  // the app's budget is spent: it runs again next period or once raised
   kInternal,
 };
 

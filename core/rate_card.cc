@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <cstdio>
 #include <utility>
 
 #include "core/atomic_file.h"
@@ -107,6 +108,26 @@ double RateCard::PerSecond(const std::string& gpu_type, int gpu_count, double cp
 
 bool RateCard::HasGpuPrice(const std::string& gpu_type) const {
   return gpu_per_second.contains(gpu_type);
+}
+
+std::string FormatUsd(double usd) {
+  long long cents = std::llround(usd * 100);
+  std::string digits = std::to_string(std::llabs(cents) / 100);
+  std::string grouped;
+  for (std::size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) grouped += ',';
+    grouped += digits[i];
+  }
+  std::string fraction = std::to_string(std::llabs(cents) % 100);
+  if (fraction.size() == 1) fraction.insert(0, "0");
+  return (cents < 0 ? "-$" : "$") + grouped + "." + fraction;
+}
+
+std::string FormatUsdFine(double usd) {
+  if (std::abs(usd) >= 1) return FormatUsd(usd);
+  char text[32];
+  std::snprintf(text, sizeof text, "$%.4f", usd);
+  return text;
 }
 
 }  // namespace core

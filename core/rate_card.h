@@ -39,4 +39,10 @@ struct RateCard {
   bool HasGpuPrice(const std::string& gpu_type) const;
 };
 
+/// Money as a plan shows it: "$1,895.62" (to the cent, thousands grouped).
+std::string FormatUsd(double usd);
+/// Money that may be a few cents, as a budget shows it: under a dollar to a
+/// hundredth of a cent ("$0.0512"), else as FormatUsd.
+std::string FormatUsdFine(double usd);
+
 }  // namespace core

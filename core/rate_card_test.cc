@@ -83,5 +83,21 @@ TEST_CASE("a container's price is its GPUs, cores and memory, each by the second
   CHECK(rates.PerSecond("H100", 0, 1, 0) == Approx(0.0000131));
 }
 
+TEST_CASE(
+    "FormatUsd writes dollars with thousands separators and cents, FormatUsdFine a few cents "
+    "finer") {
+  CHECK(FormatUsd(0) == "$0.00");
+  CHECK(FormatUsd(0.05) == "$0.05");
+  CHECK(FormatUsd(100) == "$100.00");
+  CHECK(FormatUsd(1234.5) == "$1,234.50");
+  CHECK(FormatUsd(999.999) == "$1,000.00");
+  CHECK(FormatUsd(1234567.891) == "$1,234,567.89");
+  CHECK(FormatUsd(-12.3) == "-$12.30");
+  CHECK(FormatUsdFine(0.0512) == "$0.0512");
+  CHECK(FormatUsdFine(0.025) == "$0.0250");
+  CHECK(FormatUsdFine(12.5) == "$12.50");
+  CHECK(FormatUsdFine(1234.5) == "$1,234.50");
+}
+
 }  // namespace
 }  // namespace core

@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/quantity.h"
 #include "core/suggestion.h"
 
 namespace core {
@@ -166,6 +167,12 @@ class TimestampReader {
 
 }  // namespace
 
+std::int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
 Result<const date::time_zone*> FindTimeZone(std::string_view name) {
   const std::string wanted(name);
   try {
@@ -207,6 +214,20 @@ std::string FormatTimestamp(Instant instant, const date::time_zone* zone) {
 
 Result<Instant> ParseTimestamp(std::string_view text, const date::time_zone* zone) {
   return TimestampReader(text).Read(zone);
+}
+
+Result<std::int64_t> ParseTimeOption(const std::string& option, std::string_view text,
+                                     std::int64_t now_ms) {
+  if (auto duration = ParseDuration(text); duration) return now_ms - duration->count();
+  auto timestamp = ParseTimestamp(text, nullptr);
+  if (!timestamp) {
+    return Error{ErrorCode::kInvalidArgument,
+                 option + ": \"" + std::string(text) +
+                     "\" is neither a duration back from now (24h, 30m) nor an ISO 8601 "
+                     "time (2026-05-01, 2026-05-01T12:00Z)",
+                 {}};
+  }
+  return timestamp->time_since_epoch().count();
 }
 
 }  // namespace core

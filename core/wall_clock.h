@@ -3,6 +3,7 @@
 #include <date/tz.h>
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,10 @@ namespace core {
 // 3) `gantry schedule next`, which reads --from and prints fire times.
 // The zones come from the operating system's tz database (Debian `tzdata`),
 // read through Howard Hinnant's date/tz.
+
+/// Now on the wall clock as Unix epoch milliseconds: the time the agent's
+/// records, its API and its usage ledger are written in.
+std::int64_t NowMs();
 
 /// The IANA zone called `name` ("Europe/Berlin", "UTC"). Fails with
 /// kInvalidArgument: `unknown timezone "Europe/Pariss" (an IANA name such as
@@ -42,5 +47,12 @@ std::string FormatTimestamp(std::chrono::sys_time<std::chrono::milliseconds> ins
 /// message that quotes the text and says what is wrong.
 Result<std::chrono::sys_time<std::chrono::milliseconds>> ParseTimestamp(
     std::string_view text, const date::time_zone* zone);
+
+/// A point in time as a command's option gives it (`gantry usage --since`,
+/// `gantry logs --since`): a duration back from `now_ms` ("24h", "30m") or
+/// an ISO 8601 timestamp as ParseTimestamp reads it (UTC unless it has an
+/// offset). Unix epoch milliseconds; kInvalidArgument naming `option`.
+Result<std::int64_t> ParseTimeOption(const std::string& option, std::string_view text,
+                                     std::int64_t now_ms);
 
 }  // namespace core

@@ -1,5 +1,6 @@
 #include "planner/agent_client.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -17,6 +18,8 @@ core::ErrorCode CodeOfStatus(long status) {
     case 400:
     case 401:
       return core::ErrorCode::kInvalidArgument;
+    case 402:
+      return core::ErrorCode::kBudgetExceeded;
     case 404:
       return core::ErrorCode::kNotFound;
     case 409:
@@ -102,9 +105,45 @@ core::Result<nlohmann::json> AgentClient::FollowCall(std::string_view id,
                  nullptr);
 }
 
+core::Result<std::vector<nlohmann::json>> AgentClient::Logs(std::string_view app,
+                                                            std::string_view function,
+                                                            std::int64_t since_ms) {
+  std::string path = "/v1/logs?app=" + core::UrlEncode(app) + "&since=" + std::to_string(since_ms);
+  if (!function.empty()) path += "&function=" + core::UrlEncode(function);
+  auto text = Exchange("GET", path, nullptr, kRequestTimeout);
+  if (!text) return text.error();
+  std::vector<json> lines;
+  for (std::size_t start = 0, end; start < text->size(); start = end + 1) {
+    end = std::min(text->find('\n', start), text->size());
+    if (end == start) continue;
+    json line = json::parse(std::string_view(*text).substr(start, end - start), nullptr, false);
+    if (!line.is_object()) {
+      return core::Error{core::ErrorCode::kIo,
+                         "agent " + agent_.name + ": a line of GET " + path + " is not JSON",
+                         {}};
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
 core::Result<nlohmann::json> AgentClient::Request(const std::string& method,
                                                   const std::string& path, const json* body,
                                                   std::chrono::seconds timeout) {
+  auto text = Exchange(method, path, body, timeout);
+  if (!text) return text.error();
+  json answer = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  if (answer.is_discarded()) {
+    return core::Error{
+        core::ErrorCode::kIo,
+        "agent " + agent_.name + ": the answer to " + method + " " + path + " is not JSON",
+        {}};
+  }
+  return answer;
+}
+
+core::Result<std::string> AgentClient::Exchange(const std::string& method, const std::string& path,
+                                                const json* body, std::chrono::seconds timeout) {
   core::HttpRequest request;
   request.method = method;
   request.url = agent_.url + path;
@@ -127,19 +166,17 @@ core::Result<nlohmann::json> AgentClient::Request(const std::string& method,
         "agent " + agent_.name + " (" + agent_.url + "): " + response.error().message,
         {}};
   }
-  const json answer = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
   if (response->status == 401) {
     return core::Error{
         core::ErrorCode::kInvalidArgument,
         "agent " + agent_.name + " refused the token (from " + agent_.token_file.string() + ")",
         {}};
   }
-  if (response->status >= 200 && response->status < 300 && !answer.is_discarded()) return answer;
+  if (response->status >= 200 && response->status < 300) return std::move(response->body);
+  const json answer = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
   std::string message = "HTTP " + std::to_string(response->status) + " to " + method + " " + path;
-  if (response->status < 300) {
-    message = "the answer to " + method + " " + path + " is not JSON";
-  } else if (answer.is_object() && answer.contains("error") && answer["error"].is_object() &&
-             answer["error"].value("message", json()).is_string()) {
+  if (answer.is_object() && answer.contains("error") && answer["error"].is_object() &&
+      answer["error"].value("message", json()).is_string()) {
     message = answer["error"]["message"].get<std::string>();
   }
   return core::Error{CodeOfStatus(response->status), "agent " + agent_.name + ": " + message, {}};

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/http_client.h"
 #include "core/result.h"
@@ -38,6 +39,14 @@ class AgentClient {
   core::Result<nlohmann::json> Usage(std::int64_t since_ms, std::int64_t until_ms,
                                      std::string_view app);
 
+  /// GET /v1/logs?app=&since=[&function=]: the log lines of `function`
+  /// (or, when "", of every function of `app`) of a time at or after
+  /// `since_ms` (Unix epoch milliseconds), each as the agent keeps it:
+  /// {"time_ms", "call" or "container", "stream", "text"}; in the order of
+  /// each function's log.
+  core::Result<std::vector<nlohmann::json>> Logs(std::string_view app, std::string_view function,
+                                                 std::int64_t since_ms);
+
   /// PUT /v1/desired/apps/APP: makes `app_document` (one member of the
   /// desired state's `apps`) the app's part of the agent's desired state,
   /// at `generation`. The agent's answer, {"generation", "changed"}.
@@ -69,6 +78,11 @@ class AgentClient {
   core::Result<nlohmann::json> Request(const std::string& method, const std::string& path,
                                        const nlohmann::json* body,
                                        std::chrono::seconds timeout = kRequestTimeout);
+
+  /// Request without reading the answer: the body of a 2xx answer, or
+  /// the error (as the class comment says).
+  core::Result<std::string> Exchange(const std::string& method, const std::string& path,
+                                     const nlohmann::json* body, std::chrono::seconds timeout);
 
   /// An agent answers its API at once or is down: a plan over a fleet should
   /// not hang on one host. Applying a desired state pulls no image in the

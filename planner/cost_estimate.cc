@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 #include <string>
 #include <utility>
+
+#include "spec/canonical.h"
 
 namespace planner {
 namespace {
@@ -41,10 +44,39 @@ nlohmann::json CostEstimate::ToJson() const {
                     {"max_monthly", cost.max_monthly},
                     {"warm_gpus", cost.warm_gpus}});
   }
+  json budget_split = json::array();
+  for (const AgentBudget& part : budget) {
+    json entry = spec::BudgetToJson(part.budget);
+    entry["agent"] = part.agent;
+    entry["share"] = part.share;
+    budget_split.push_back(std::move(entry));
+  }
   return {{"functions", list},
           {"always_on_monthly", always_on_monthly},
           {"max_monthly", max_monthly},
-          {"warnings", warnings}};
+          {"warnings", warnings},
+          {"budget", budget_split}};
+}
+
+std::vector<AgentBudget> SplitBudget(const spec::Budget& budget, const Placement& placement) {
+  std::map<std::string, int> replicas;  // agent -> the app's placements on it
+  int total = 0;
+  for (const auto& [function, placed] : placement.functions) {
+    for (const Replica& replica : placed) ++replicas[replica.agent];
+    total += static_cast<int>(placed.size());
+  }
+  std::vector<AgentBudget> split;
+  for (const auto& [agent, count] : replicas) {
+    AgentBudget part{agent, static_cast<double>(count) / total, budget};
+    // A whole share is the cap itself; a part is rounded down, never up.
+    auto scale = [&](std::optional<double>& cap) {
+      if (cap && count < total) cap = std::floor(*cap * count / total * 1e6) / 1e6;
+    };
+    scale(part.budget.daily_usd);
+    scale(part.budget.monthly_usd);
+    split.push_back(std::move(part));
+  }
+  return split;
 }
 
 CostEstimate EstimateCost(const spec::App& app, const Placement& placement, const RateCard& rates) {
@@ -66,34 +98,22 @@ CostEstimate EstimateCost(const spec::App& app, const Placement& placement, cons
       estimate.warnings.push_back(
           "function " + name + " keeps " + std::to_string(cost.warm_gpus) + " " + gpu_type +
           (cost.warm_gpus == 1 ? " GPU" : " GPUs") + " warm (min_containers " +
-          std::to_string(function.min_containers) + "): " + FormatUsd(cost.always_on_monthly) +
-          " a month even with no traffic");
+          std::to_string(function.min_containers) +
+          "): " + core::FormatUsd(cost.always_on_monthly) + " a month even with no traffic");
     }
     estimate.always_on_monthly += cost.always_on_monthly;
     estimate.max_monthly += cost.max_monthly;
     estimate.functions.push_back(std::move(cost));
   }
+  if (app.budget) estimate.budget = SplitBudget(*app.budget, placement);
   if (app.budget && app.budget->monthly_usd && estimate.max_monthly > *app.budget->monthly_usd) {
     estimate.warnings.push_back("app " + app.name + " may cost up to " +
-                                FormatUsd(estimate.max_monthly) +
+                                core::FormatUsd(estimate.max_monthly) +
                                 " a month with every function at max_containers, over its "
                                 "monthly budget of " +
-                                FormatUsd(*app.budget->monthly_usd));
+                                core::FormatUsd(*app.budget->monthly_usd));
   }
   return estimate;
-}
-
-std::string FormatUsd(double usd) {
-  long long cents = std::llround(usd * 100);
-  std::string digits = std::to_string(std::llabs(cents) / 100);
-  std::string grouped;
-  for (std::size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) grouped += ',';
-    grouped += digits[i];
-  }
-  std::string fraction = std::to_string(std::llabs(cents) % 100);
-  if (fraction.size() == 1) fraction.insert(0, "0");
-  return (cents < 0 ? "-$" : "$") + grouped + "." + fraction;
 }
 
 }  // namespace planner

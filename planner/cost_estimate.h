@@ -24,6 +24,20 @@ struct FunctionCost {
   int warm_gpus = 0;              // GPUs kept warm by min_containers
 };
 
+/// One agent's part of an app's budget. Each agent enforces its caps from
+/// its own usage ledger, so the planner gives each one a share of the
+/// spec's caps, in proportion to the app's placements (replicas, over all
+/// its functions) it holds, rounded down to a micro-dollar: the shares add
+/// up to the spec's caps at most, and the fleet never spends past them.
+struct AgentBudget {
+  std::string agent;
+  double share = 0;     // of the app's caps, in (0, 1]
+  spec::Budget budget;  // the caps this agent enforces
+};
+
+/// Each placed agent's part of `budget`, by agent name.
+std::vector<AgentBudget> SplitBudget(const spec::Budget& budget, const Placement& placement);
+
 struct CostEstimate {
   std::vector<FunctionCost> functions;  // by function name
   double always_on_monthly = 0;
@@ -31,6 +45,8 @@ struct CostEstimate {
   /// One line each, e.g. a warm GPU pool: "function chat keeps 2 H100 GPUs
   /// warm (min_containers 2): $1,895.62 a month even with no traffic".
   std::vector<std::string> warnings;
+  /// The app's budget as the agents enforce it (SplitBudget); empty without one.
+  std::vector<AgentBudget> budget;
 
   nlohmann::json ToJson() const;
 };
@@ -38,8 +54,5 @@ struct CostEstimate {
 /// The estimate for `app` placed as `placement` (the GPU type of each
 /// function is the one placement chose).
 CostEstimate EstimateCost(const spec::App& app, const Placement& placement, const RateCard& rates);
-
-/// "$1,234.56": dollars with thousands separators and cents.
-std::string FormatUsd(double usd);
 
 }  // namespace planner

@@ -99,14 +99,30 @@ TEST_CASE("without a placement the first request is priced, any as the dearest t
   CHECK(estimate.functions[1].container_per_hour == Approx(0.000222 * 3600));  // L4
 }
 
-TEST_CASE("FormatUsd writes dollars with thousands separators and cents") {
-  CHECK(FormatUsd(0) == "$0.00");
-  CHECK(FormatUsd(0.05) == "$0.05");
-  CHECK(FormatUsd(100) == "$100.00");
-  CHECK(FormatUsd(1234.5) == "$1,234.50");
-  CHECK(FormatUsd(999.999) == "$1,000.00");
-  CHECK(FormatUsd(1234567.891) == "$1,234,567.89");
-  CHECK(FormatUsd(-12.3) == "-$12.30");
+TEST_CASE("a budget is split by the placements each agent holds, never past the cap") {
+  spec::Budget budget;
+  budget.daily_usd = 0.05;
+  budget.on_exceed = spec::OnExceed::kAlert;
+  Placement placement;
+  placement.functions["chat"] = {{"a", "H100", 1, 1, 3, false}, {"b", "H100", 1, 1, 3, false}};
+  placement.functions["worker"] = {{"a", "", 0, 0, 4, false}};
+
+  std::vector<AgentBudget> split = SplitBudget(budget, placement);
+  REQUIRE(split.size() == 2);
+  CHECK(split[0].agent == "a");
+  CHECK(split[0].share == Approx(2.0 / 3));
+  CHECK(split[1].share == Approx(1.0 / 3));
+  CHECK_FALSE(split[0].budget.monthly_usd);
+  CHECK(split[0].budget.on_exceed == spec::OnExceed::kAlert);
+  // Rounded down to a micro-dollar: 0.033333 and 0.016666.
+  CHECK(*split[0].budget.daily_usd == Approx(0.033333));
+  CHECK(*split[1].budget.daily_usd == Approx(0.016666));
+  CHECK(*split[0].budget.daily_usd + *split[1].budget.daily_usd <= 0.05);
+
+  placement.functions.erase("chat");
+  split = SplitBudget(budget, placement);
+  REQUIRE(split.size() == 1);
+  CHECK(*split[0].budget.daily_usd == 0.05);  // one agent: the cap itself
 }
 
 }  // namespace

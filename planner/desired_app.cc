@@ -3,6 +3,8 @@
 #include <set>
 
 #include "core/function_modes.h"
+#include "planner/cost_estimate.h"
+#include "spec/canonical.h"
 
 namespace planner {
 namespace {
@@ -96,6 +98,12 @@ std::map<std::string, json> AppDocuments(const AppDocumentInputs& inputs) {
     if (part.needs_key && !inputs.web_key_sha256.empty())
       document["web_key_sha256"] = inputs.web_key_sha256;
     documents.emplace(agent, std::move(document));
+  }
+  // Each agent enforces its share of the budget, in place: no container restarts for it.
+  if (inputs.app->budget) {
+    for (const AgentBudget& part : SplitBudget(*inputs.app->budget, *inputs.placement))
+      if (auto document = documents.find(part.agent); document != documents.end())
+        document->second["budget"] = spec::BudgetToJson(part.budget);
   }
   return documents;
 }

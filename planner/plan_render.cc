@@ -1,5 +1,6 @@
 // RenderPlan: the plan as people read it, in Terraform's shape.
 
+#include <cmath>
 #include <sstream>
 
 #include "planner/plan.h"
@@ -104,6 +105,36 @@ void RenderPlacement(const Plan& plan, std::ostream& out) {
   out << "\n";
 }
 
+// "$10.00 a day, $200.00 a month"; an agent's share of a few cents to the
+// hundredth of a cent, as it enforces it.
+std::string Caps(const spec::Budget& budget) {
+  std::string caps;
+  if (budget.daily_usd) caps = core::FormatUsdFine(*budget.daily_usd) + " a day";
+  if (budget.monthly_usd)
+    caps += (caps.empty() ? "" : ", ") + core::FormatUsdFine(*budget.monthly_usd) + " a month";
+  return caps;
+}
+
+// The spec's budget beside the estimate, and each agent's share of it when
+// there are several (cost_estimate.h, SplitBudget).
+void RenderBudget(const Plan& plan, std::ostream& out) {
+  if (!plan.budget.is_object() || plan.cost.budget.empty()) return;
+  spec::Budget whole;
+  if (plan.budget.contains("daily_usd")) whole.daily_usd = plan.budget["daily_usd"].get<double>();
+  if (plan.budget.contains("monthly_usd"))
+    whole.monthly_usd = plan.budget["monthly_usd"].get<double>();
+  bool stop = plan.budget.value("on_exceed", "stop") == "stop";
+  out << "  budget: " << Caps(whole) << (stop ? ", stopped at a cap" : ", an alert at a cap")
+      << " (UTC days and months, enforced by the agents from their usage ledgers)\n";
+  if (plan.cost.budget.size() == 1) return;
+  std::size_t width = 0;
+  for (const AgentBudget& part : plan.cost.budget) width = std::max(width, part.agent.size());
+  for (const AgentBudget& part : plan.cost.budget) {
+    out << "    " << part.agent << std::string(width - part.agent.size(), ' ') << "  "
+        << std::llround(part.share * 100) << "%  " << Caps(part.budget) << "\n";
+  }
+}
+
 void RenderCost(const Plan& plan, const Style& style, std::ostream& out) {
   if (plan.cost.functions.empty()) return;
   out << "Cost estimate (USD, 30-day month):\n";
@@ -112,12 +143,13 @@ void RenderCost(const Plan& plan, const Style& style, std::ostream& out) {
     width = std::max(width, cost.function.size());
   for (const FunctionCost& cost : plan.cost.functions) {
     out << "  " << cost.function << std::string(width - cost.function.size(), ' ') << "  "
-        << FormatUsd(cost.container_per_hour) << "/hour a container, always on "
-        << FormatUsd(cost.always_on_monthly) << ", at max_containers "
-        << FormatUsd(cost.max_monthly) << "\n";
+        << core::FormatUsd(cost.container_per_hour) << "/hour a container, always on "
+        << core::FormatUsd(cost.always_on_monthly) << ", at max_containers "
+        << core::FormatUsd(cost.max_monthly) << "\n";
   }
-  out << "  total: always on " << FormatUsd(plan.cost.always_on_monthly) << " a month, at most "
-      << FormatUsd(plan.cost.max_monthly) << " a month\n";
+  out << "  total: always on " << core::FormatUsd(plan.cost.always_on_monthly)
+      << " a month, at most " << core::FormatUsd(plan.cost.max_monthly) << " a month\n";
+  RenderBudget(plan, out);
   for (const std::string& warning : plan.cost.warnings)
     out << style.Bold(style.Yellow("  Warning: " + warning)) << "\n";
   out << "\n";

@@ -277,3 +277,40 @@ TEST_CASE("a saved plan reads back as it was written", "[plan]") {
   CHECK(planner::Plan::FromJson(bad).error().message.find("resource_changes[0].action") !=
         std::string::npos);
 }
+
+TEST_CASE("a budget is split over the agents, shown by the cost, and changed in place", "[plan]") {
+  Fixture fixture;
+  fixture.app.budget = spec::Budget{};
+  fixture.app.budget->daily_usd = 0.05;
+  fixture.app.budget->monthly_usd = 20;
+  planner::Plan plan = fixture.Plan();
+  // web on one agent, job on the other: half of each cap on each.
+  REQUIRE(plan.agents.size() == 2);
+  double daily = 0, monthly = 0;
+  for (const planner::AgentChange& change : plan.agents) {
+    INFO(change.agent);
+    const json& budget = change.after["budget"];
+    CHECK(budget["on_exceed"] == "stop");
+    CHECK(budget["daily_usd"].get<double>() == Approx(0.025));
+    CHECK(budget["monthly_usd"].get<double>() == Approx(10));
+    daily += budget["daily_usd"].get<double>();
+    monthly += budget["monthly_usd"].get<double>();
+  }
+  CHECK(daily <= 0.05);
+  CHECK(monthly <= 20);
+  std::string text = planner::RenderPlan(plan, false);
+  INFO(text);
+  CHECK(text.find("  budget: $0.0500 a day, $20.00 a month, stopped at a cap") != std::string::npos);
+  CHECK(text.find("    cpu  50%  $0.0250 a day, $10.00 a month\n") != std::string::npos);
+  CHECK(plan.ToJson()["cost"]["budget"].size() == 2);
+
+  fixture.Apply(plan);
+  fixture.app.budget->monthly_usd = 40;
+  planner::Plan raised = fixture.Plan();
+  CHECK(Changed(raised) == std::vector<std::string>{"update budget"});
+  REQUIRE(raised.agents.size() == 2);
+  for (const planner::AgentChange& change : raised.agents) {
+    CHECK(change.push);
+    CHECK(change.after["budget"]["monthly_usd"].get<double>() == Approx(20));
+  }
+}

@@ -20,6 +20,7 @@
 #include "core/atomic_file.h"
 #include "core/sha256.h"
 #include "core/subprocess.h"
+#include "tests/agent_fixture.h"
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/docker_registry.h"
@@ -32,19 +33,8 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
-/// The busybox image (tests/busybox_image.h) in a store of the test's own:
-/// its manifest digest.
-std::string BuildBusyboxImage(const tests::TempDir& dir, const fs::path& store) {
-  auto digest = tests::BuildBusyboxImage(GANTRY_BINARY, dir.path(), store);
-  INFO((digest.ok() ? "" : digest.error().message));
-  REQUIRE(digest.ok());
-  return *digest;
-}
-
 json Body(const httplib::Result& result) {
-  REQUIRE(result);
-  INFO(result->body);
-  return json::parse(result->body);
+  return tests::Body(result, std::nullopt);  // any status: the test checks it
 }
 
 json Desired(int generation, const std::string& digest) {
@@ -115,13 +105,10 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
   }
   tests::TempDir dir("gantry-agent-test");
   fs::path store = dir.path() / "store";
-  std::string digest = BuildBusyboxImage(dir, store);
+  std::string digest = tests::RequireBusyboxImage(dir.path(), store);
   fs::path data_dir = dir.path() / "agent";
-  auto started_agent =
-      tests::AgentProcess::Start(GANTRY_BINARY, data_dir, store, dir.path() / "agent.log");
-  INFO((started_agent.ok() ? "" : started_agent.error().message));
-  REQUIRE(started_agent.ok());
-  tests::AgentProcess& agent = **started_agent;
+  auto started_agent = tests::RequireAgent(data_dir, store, dir.path() / "agent.log");
+  tests::AgentProcess& agent = *started_agent;
   auto client = agent.Client();
 
   SECTION("every route but /healthz needs the token") {
@@ -501,12 +488,10 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   INFO((made.ok() ? "" : made.error().message));
   REQUIRE(made.ok());
 
-  auto started_agent = tests::AgentProcess::Start(
-      GANTRY_BINARY, dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
-      {"--tls-cert", cert.string(), "--tls-key", key.string()});
-  INFO((started_agent.ok() ? "" : started_agent.error().message));
-  REQUIRE(started_agent.ok());
-  tests::AgentProcess& agent = **started_agent;
+  auto started_agent =
+      tests::RequireAgent(dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
+                          {"--tls-cert", cert.string(), "--tls-key", key.string()});
+  tests::AgentProcess& agent = *started_agent;
   auto client = agent.Client();
   client.set_ca_cert_path(cert.c_str());
   client.enable_server_certificate_verification(true);
@@ -538,7 +523,7 @@ TEST_CASE("the agent pulls a function's image from a registry, pinned to its dig
   tests::TempDir dir("gantry-agent-pull-test");
   // The image is built into a store the agent does not read, and pushed.
   const fs::path build_store = dir.path() / "build-store";
-  std::string digest = BuildBusyboxImage(dir, build_store);
+  std::string digest = tests::RequireBusyboxImage(dir.path(), build_store);
   auto registry = tests::DockerRegistry::Start(dir.path() / "registry");
   INFO((registry.ok() ? "" : registry.error().message));
   REQUIRE(registry.ok());
@@ -551,11 +536,9 @@ TEST_CASE("the agent pulls a function's image from a registry, pinned to its dig
   INFO((pushed.ok() ? "" : pushed.error().message));
   REQUIRE(pushed.ok());
 
-  auto started_agent = tests::AgentProcess::Start(
-      GANTRY_BINARY, dir.path() / "agent", dir.path() / "agent-store", dir.path() / "agent.log");
-  INFO((started_agent.ok() ? "" : started_agent.error().message));
-  REQUIRE(started_agent.ok());
-  tests::AgentProcess& agent = **started_agent;
+  auto started_agent = tests::RequireAgent(dir.path() / "agent", dir.path() / "agent-store",
+                                           dir.path() / "agent.log");
+  tests::AgentProcess& agent = *started_agent;
   auto api = agent.Client();
   const std::string reference = (*registry)->domain() + "/team/box:v1";
   json desired = {{"generation", 1},

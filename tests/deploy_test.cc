@@ -12,6 +12,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -170,12 +171,7 @@ std::vector<std::string> ResourceLines(const std::string& plan) {
 // Checks a plan document against schemas/plan.schema.json with Debian's
 // python3-jsonschema (what tests/schema_test.py uses too).
 void CheckPlanSchema(const fs::path& plan_file) {
-  auto checked = tests::RunProcess(
-      {"/usr/bin/python3", "-c",
-       "import json, sys, jsonschema\n"
-       "schema = json.load(open(sys.argv[1]))\n"
-       "jsonschema.Draft202012Validator(schema).validate(json.load(open(sys.argv[2])))",
-       GANTRY_SOURCE_DIR "/schemas/plan.schema.json", plan_file.string()});
+  auto checked = tests::CheckJsonSchema("plan.schema.json", plan_file);
   INFO(checked.err);
   CHECK(checked.exit_code == 0);
 }
@@ -305,6 +301,61 @@ TEST_CASE("plan, apply, change, plan and destroy an app over two agents", "[plan
   REQUIRE(after->has_value());
   CHECK((*after)->agents.empty());
   CHECK(fleet.Plan({"--destroy"}).out.find("No changes.") != std::string::npos);
+}
+
+namespace {
+
+// The running usage records of the app on an agent: which containers run now.
+std::set<std::string> RunningRecords(tests::AgentProcess& agent) {
+  auto usage = agent.Client().Get("/v1/usage?app=fleet");
+  REQUIRE(usage);
+  REQUIRE(usage->status == 200);
+  std::set<std::string> running;
+  const json records = json::parse(usage->body)["records"];
+  for (const json& record : records)
+    if (record["running"] == true) running.insert(record["id"].get<std::string>());
+  return running;
+}
+
+}  // namespace
+
+TEST_CASE("a budget is split over the agents and changed in place", "[planner][budget]") {
+  Fleet fleet;
+  fleet.WriteSpec(AppYaml("first", "budget: {daily_usd: 10, on_exceed: stop}\n"));
+  auto plan = fleet.Plan();
+  INFO(plan.out << plan.err);
+  REQUIRE(plan.exit_code == 0);
+  CHECK(plan.out.find("  budget: $10.00 a day, stopped at a cap") != std::string::npos);
+  CHECK(plan.out.find("    gpu-a100  ") != std::string::npos);
+  CHECK(plan.out.find("    gpu-h100  ") != std::string::npos);
+  auto applied = fleet.Apply();
+  INFO(applied.out << applied.err);
+  REQUIRE(applied.exit_code == 0);
+  double h100_cap = fleet.AppOn(fleet.h100())["budget"]["daily_usd"];
+  double a100_cap = fleet.AppOn(fleet.a100())["budget"]["daily_usd"];
+  CHECK(h100_cap > 0);
+  CHECK(a100_cap > 0);
+  CHECK(h100_cap + a100_cap <= 10);
+  CHECK(h100_cap + a100_cap > 9.99);
+  plan = fleet.Plan();
+  CHECK(plan.out.find("No changes.") != std::string::npos);
+
+  // A raised budget is an update in place: the warm web container goes on.
+  std::set<std::string> running = RunningRecords(fleet.h100());
+  for (const std::string& id : RunningRecords(fleet.a100())) running.insert(id);
+  REQUIRE_FALSE(running.empty());
+  fleet.WriteSpec(AppYaml("first", "budget: {daily_usd: 20, on_exceed: stop}\n"));
+  plan = fleet.Plan();
+  CHECK(ResourceLines(plan.out) == std::vector<std::string>{"  ~ budget"});
+  applied = fleet.Apply();
+  REQUIRE(applied.exit_code == 0);
+  CHECK(fleet.AppOn(fleet.h100())["budget"]["daily_usd"].get<double>() == Approx(2 * h100_cap));
+  CHECK(fleet.AppOn(fleet.a100())["budget"]["daily_usd"].get<double>() == Approx(2 * a100_cap));
+  std::set<std::string> after = RunningRecords(fleet.h100());
+  for (const std::string& id : RunningRecords(fleet.a100())) after.insert(id);
+  CHECK(after == running);
+  json status = json::parse(fleet.h100().Client().Get("/v1/status")->body);
+  CHECK(status["apps"]["fleet"]["budget"]["state"] == "ok");
 }
 
 TEST_CASE("drift is shown and repaired, and bad plans change nothing", "[planner]") {

@@ -62,4 +62,15 @@ CommandOutput RunGantry(const std::vector<std::string>& args,
   return RunProcess(argv, GANTRY_SOURCE_DIR, environment);
 }
 
+CommandOutput CheckJsonSchema(const std::string& schema_file, const std::filesystem::path& document,
+                              const std::string& definition) {
+  return RunProcess(
+      {"/usr/bin/python3", "-c",
+       "import json, sys, jsonschema\n"
+       "schema = json.load(open(sys.argv[1]))\n"
+       "if sys.argv[3]: schema['$ref'] = '#/$defs/' + sys.argv[3]\n"
+       "jsonschema.Draft202012Validator(schema).validate(json.load(open(sys.argv[2])))",
+       std::string(GANTRY_SOURCE_DIR) + "/schemas/" + schema_file, document.string(), definition});
+}
+
 }  // namespace tests

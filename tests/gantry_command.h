@@ -26,4 +26,11 @@ CommandOutput RunProcess(const std::vector<std::string>& argv,
 CommandOutput RunGantry(const std::vector<std::string>& args,
                         const std::vector<std::string>& environment = {});
 
+/// Checks the JSON document in the file `document` against
+/// schemas/SCHEMA_FILE (its `#/$defs/DEFINITION` when one is named) with
+/// Debian's python3-jsonschema, as tests/schema_test.py does: exit code 0
+/// when it is valid, else the validator's message in `err`.
+CommandOutput CheckJsonSchema(const std::string& schema_file, const std::filesystem::path& document,
+                              const std::string& definition = "");
+
 }  // namespace tests

@@ -8,6 +8,7 @@
 
 #include "planner/agent_client.h"
 #include "planner/fleet.h"
+#include "tests/agent_fixture.h"
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/gantry_command.h"
@@ -40,12 +41,9 @@ TEST_CASE("the planner's agent client speaks to a real agent", "[planner][agent]
     return;
   }
   tests::TempDir dir("gantry-planner-agent-test");
-  auto started =
-      tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent", dir.path() / "store",
-                                 dir.path() / "agent.log", {"--gpus", "fake:H100x2"});
-  INFO((started.ok() ? "" : started.error().message));
-  REQUIRE(started.ok());
-  tests::AgentProcess& agent = **started;
+  auto started = tests::RequireAgent(dir.path() / "agent", dir.path() / "store",
+                                     dir.path() / "agent.log", {"--gpus", "fake:H100x2"});
+  tests::AgentProcess& agent = *started;
   const fs::path token_file = dir.Write("token", agent.token() + "\n");
   const planner::AgentEntry entry{"gpu1", agent.address(), token_file, {}};
 
@@ -184,12 +182,10 @@ TEST_CASE("the agent client checks an agent's TLS certificate against its CA fil
   auto made = tests::MakeLoopbackCertificate(cert, key);
   INFO((made.ok() ? "" : made.error().message));
   REQUIRE(made.ok());
-  auto started = tests::AgentProcess::Start(
-      GANTRY_BINARY, dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
-      {"--tls-cert", cert.string(), "--tls-key", key.string()});
-  INFO((started.ok() ? "" : started.error().message));
-  REQUIRE(started.ok());
-  tests::AgentProcess& agent = **started;
+  auto started =
+      tests::RequireAgent(dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
+                          {"--tls-cert", cert.string(), "--tls-key", key.string()});
+  tests::AgentProcess& agent = *started;
   REQUIRE(agent.address().starts_with("https://"));
   const fs::path token_file = dir.Write("token", agent.token());
 

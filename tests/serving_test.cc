@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/sha256.h"
+#include "tests/agent_fixture.h"
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/temp_dir.h"
@@ -78,9 +79,7 @@ json WebFunction(const std::string& digest, json settings) {
 }
 
 json Body(const httplib::Result& result) {
-  REQUIRE(result);
-  INFO(result->body);
-  return json::parse(result->body);
+  return tests::Body(result, std::nullopt);  // any status: the test checks it
 }
 
 json FunctionStatus(httplib::Client& client, const std::string& function) {
@@ -113,15 +112,9 @@ TEST_CASE("web functions are served through the router in real runc containers",
   }
   tests::TempDir dir("gantry-serving-test");
   fs::path store = dir.path() / "store";
-  auto built = tests::BuildBusyboxImage(GANTRY_BINARY, dir.path(), store);
-  INFO((built.ok() ? "" : built.error().message));
-  REQUIRE(built.ok());
-  const std::string digest = *built;
-  auto started_agent = tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent", store,
-                                                  dir.path() / "agent.log");
-  INFO((started_agent.ok() ? "" : started_agent.error().message));
-  REQUIRE(started_agent.ok());
-  tests::AgentProcess& agent = **started_agent;
+  const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
+  auto started_agent = tests::RequireAgent(dir.path() / "agent", store, dir.path() / "agent.log");
+  tests::AgentProcess& agent = *started_agent;
   auto client = agent.Client();
   auto anonymous = agent.Client(/*with_token=*/false);
   const std::string key = "the-app-key-0042";
@@ -324,14 +317,9 @@ TEST_CASE("scheduled jobs fire on the agent, in real runc containers",
   }
   tests::TempDir dir("gantry-schedule-test");
   fs::path store = dir.path() / "store";
-  auto built = tests::BuildBusyboxImage(GANTRY_BINARY, dir.path(), store);
-  INFO((built.ok() ? "" : built.error().message));
-  REQUIRE(built.ok());
-  auto started_agent = tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent", store,
-                                                  dir.path() / "agent.log");
-  INFO((started_agent.ok() ? "" : started_agent.error().message));
-  REQUIRE(started_agent.ok());
-  tests::AgentProcess& agent = **started_agent;
+  const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
+  auto started_agent = tests::RequireAgent(dir.path() / "agent", store, dir.path() / "agent.log");
+  tests::AgentProcess& agent = *started_agent;
   auto client = agent.Client();
   json desired = {{"generation", 1},
                   {"apps",
@@ -339,7 +327,7 @@ TEST_CASE("scheduled jobs fire on the agent, in real runc containers",
                      {{"volumes", {"out"}},
                       {"functions",
                        {{"ticker",
-                         {{"image", {{"digest", *built}}},
+                         {{"image", {{"digest", digest}}},
                           {"command", {"/bin/sh", "-c", "date +%s >> /out/ticks"}},
                           {"volumes", {{"/out", "out"}}},
                           {"schedule", {{"every_ms", 1000}}}}}}}}}}}};

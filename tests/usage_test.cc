@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/agent_fixture.h"
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/gantry_command.h"
@@ -22,6 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+using tests::Body;
 using namespace std::chrono_literals;
 
 /// The agent's checkpoint interval (agents/agent.cc): what kill -9 may lose.
@@ -31,13 +33,6 @@ std::int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-json Body(const httplib::Result& result) {
-  REQUIRE(result);
-  INFO(result->body);
-  REQUIRE(result->status == 200);
-  return json::parse(result->body);
 }
 
 json Desired(const std::string& digest) {
@@ -77,16 +72,11 @@ TEST_CASE("containers are metered per second into the agent's ledger", "[usage][
   }
   tests::TempDir dir("gantry-usage-test");
   fs::path store = dir.path() / "store";
-  auto digest = tests::BuildBusyboxImage(GANTRY_BINARY, dir.path(), store);
-  INFO((digest.ok() ? "" : digest.error().message));
-  REQUIRE(digest.ok());
-  auto started = tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent", store,
-                                            dir.path() / "agent.log");
-  INFO((started.ok() ? "" : started.error().message));
-  REQUIRE(started.ok());
-  tests::AgentProcess& agent = **started;
+  const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
+  auto started = tests::RequireAgent(dir.path() / "agent", store, dir.path() / "agent.log");
+  tests::AgentProcess& agent = *started;
   auto client = agent.Client();
-  auto applied = client.Put("/v1/desired", Desired(*digest).dump(), "application/json");
+  auto applied = client.Put("/v1/desired", Desired(digest).dump(), "application/json");
   REQUIRE(applied);
   INFO(applied->body);
   REQUIRE(applied->status == 200);

@@ -1,4 +1,5 @@
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <optional>
 #include <string>
@@ -26,6 +27,9 @@ struct AgentCommand {
   std::string tls_key;
   std::string gpus = "auto";
   std::string runtime = "runc";
+  std::string metrics_auth = "token";
+  std::string log_format;  // "": gantry's own --log-format, else text on a terminal, JSON elsewhere
+  CLI::App* gantry = nullptr;  // the global options
 };
 
 int Fail(const core::Error& error) {
@@ -53,6 +57,16 @@ int RunAgent(const AgentCommand& command) {
     api.tls_key = command.tls_key;
   }
 
+  api.metrics_need_token = command.metrics_auth == "token";
+  // The agent's log: text for a person at a terminal, one JSON object per
+  // line for a log collector; --log-format (of the agent, or gantry's) decides.
+  std::string log_format = command.log_format;
+  if (log_format.empty() && command.gantry->get_option("--log-format")->count() > 0)
+    log_format = command.gantry->get_option("--log-format")->as<std::string>();
+  if (log_format.empty()) log_format = isatty(STDERR_FILENO) ? "text" : "json";
+  ConfigureLogging(spdlog::get_level() <= spdlog::level::debug,
+                   log_format == "json" ? LogFormat::kJson : LogFormat::kText);
+
   StopSignals stop_signals;
 
   agents::AgentOptions options;
@@ -79,8 +93,9 @@ int RunAgent(const AgentCommand& command) {
       !written.ok()) {
     return Fail(written.error());
   }
-  spdlog::info("agent listening on {} (token in {})", address,
-               token_file ? token_file->string() : (options.data_dir / "token").string());
+  spdlog::info("agent listening on {} (token in {}; dashboard at {}/ui)", address,
+               token_file ? token_file->string() : (options.data_dir / "token").string(),
+               address);
 
   std::thread stopper([&] {
     int signal = stop_signals.Wait();
@@ -115,6 +130,15 @@ void AddAgentVerb(CLI::App& gantry, int* exit_code) {
       ->capture_default_str();
   verb->add_option("--runtime", command->runtime, "The OCI runtime binary (runc or crun)")
       ->capture_default_str();
+  verb->add_option("--metrics-auth", command->metrics_auth,
+                   "Who may read GET /metrics: token (as the API) or none (any scraper)")
+      ->check(CLI::IsMember({"token", "none"}))
+      ->capture_default_str();
+  verb->add_option("--log-format", command->log_format,
+                   "The agent's log on stderr: text, or json (one object per line); default: "
+                   "text on a terminal, json elsewhere")
+      ->check(CLI::IsMember({"text", "json"}));
+  command->gantry = &gantry;
   verb->callback([command, exit_code] { *exit_code = RunAgent(*command); });
 }
 

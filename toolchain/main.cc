@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   toolchain::AddMapVerb(gantry, &exit_code);
   toolchain::AddDeployVerb(gantry, &exit_code);
   toolchain::AddUsageVerb(gantry, &exit_code);
+  toolchain::AddPsVerb(gantry, &exit_code);
+  toolchain::AddLogsVerb(gantry, &exit_code);
 
   // Logging must be set before any verb runs: parse_complete_callback runs
   // after the whole command line is parsed and before the subcommand callbacks.

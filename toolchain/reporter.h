@@ -10,7 +10,9 @@ namespace toolchain {
 enum class LogFormat { kText, kJson };
 
 /// Sets up spdlog on stderr for the whole command: level (debug with
-/// --verbose) and format (plain text, or one JSON object per line).
+/// --verbose) and format (plain text, or one JSON object per line: "time",
+/// "level", "message", and the fields "component", "pid", "thread"). Called
+/// again (`gantry agent --log-format`), it replaces the previous set-up.
 void ConfigureLogging(bool verbose, LogFormat format);
 
 /// Writes user-facing errors to stderr, one line each: "FILE:LINE:COLUMN:

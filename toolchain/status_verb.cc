@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "core/rate_card.h"
 #include "planner/agent_client.h"
 #include "planner/deploy_state.h"
 #include "planner/fleet.h"
@@ -93,6 +94,32 @@ std::vector<FunctionRow> AgentRows(const std::string& agent, const json& desired
   return rows;
 }
 
+// Each app's budget on one agent, as its agent enforces it: its share of
+// the caps, what it spent today and this month (UTC), its state.
+struct BudgetRow {
+  std::string app;
+  std::string agent;
+  json budget;  // the agent's GET /v1/status apps.APP.budget
+};
+
+std::vector<BudgetRow> AgentBudgets(const std::string& agent, const json& status,
+                                    const std::string& only_app) {
+  std::vector<BudgetRow> rows;
+  const json apps = status.value("apps", json::object());
+  for (const auto& [app, reported] : apps.items()) {
+    if ((!only_app.empty() && app != only_app) || !reported.contains("budget")) continue;
+    rows.push_back({app, agent, reported["budget"]});
+  }
+  return rows;
+}
+
+// "$0.0512 of $0.05 today": a few cents' budget shows fractions of a cent.
+std::string Spent(const json& budget, const char* spent, const char* cap, const char* period) {
+  std::string line = core::FormatUsdFine(budget.value(spent, 0.0));
+  if (budget.contains(cap)) line += " of " + core::FormatUsdFine(budget.value(cap, 0.0));
+  return line + " " + period;
+}
+
 int ShowStatus(std::string only_app, const std::string& state_option,
                const std::vector<std::string>& agents, bool as_json) {
   // A spec file names its app and its state: then what the last apply
@@ -112,17 +139,13 @@ int ShowStatus(std::string only_app, const std::string& state_option,
     state = std::move(*read);
     only_app = app->name;
   }
-  auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
-  if (!fleet) {
-    ReportErrors({fleet.error()});
-    return kExitUserError;
-  }
-  auto selected = SelectAgents(std::move(*fleet), agents);
+  auto selected = RegisteredAgents(agents);
   if (!selected) {
     ReportErrors({selected.error()});
     return kExitUserError;
   }
   std::vector<FunctionRow> rows;
+  std::vector<BudgetRow> budgets;
   std::vector<std::string> unreachable;
   for (const planner::AgentEntry& entry : selected->agents()) {
     auto client = planner::AgentClient::Open(entry);
@@ -135,10 +158,19 @@ int ShowStatus(std::string only_app, const std::string& state_option,
     for (FunctionRow& row :
          AgentRows(entry.name, *desired, *status, only_app, state ? &*state : nullptr))
       rows.push_back(std::move(row));
+    for (BudgetRow& row : AgentBudgets(entry.name, *status, only_app))
+      budgets.push_back(std::move(row));
   }
   if (as_json) {
     json written = {{"functions", json::array()}, {"unreachable", unreachable}};
     for (const FunctionRow& row : rows) written["functions"].push_back(row.ToJson());
+    written["budgets"] = json::array();
+    for (const BudgetRow& row : budgets) {
+      json entry = row.budget;
+      entry["app"] = row.app;
+      entry["agent"] = row.agent;
+      written["budgets"].push_back(std::move(entry));
+    }
     std::printf("%s\n", written.dump(2).c_str());
   } else {
     bool color = ColorOutput();
@@ -149,6 +181,15 @@ int ShowStatus(std::string only_app, const std::string& state_option,
       if (color && !row.problem.empty()) state = "\x1b[31m" + state + "\x1b[0m";
       std::printf("%-16s %-20s %-12s %7d %7d %6d  %s\n", row.app.c_str(), row.function.c_str(),
                   row.agent.c_str(), row.desired, row.running, row.queued, state.c_str());
+    }
+    for (const BudgetRow& row : budgets) {
+      std::string state = row.budget.value("state", "ok");
+      if (color && state != "ok") state = "\x1b[31m" + state + "\x1b[0m";
+      std::printf("budget of %s on %s: %s, %s, %s\n", row.app.c_str(), row.agent.c_str(),
+                  state.c_str(), Spent(row.budget, "spent_today_usd", "daily_usd", "today").c_str(),
+                  Spent(row.budget, "spent_month_usd", "monthly_usd", "this month").c_str());
+      if (row.budget.contains("reason"))
+        std::printf("  %s\n", row.budget.value("reason", "").c_str());
     }
     for (const std::string& line : unreachable) std::printf("unreachable: %s\n", line.c_str());
   }

@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "core/quantity.h"
 #include "core/wall_clock.h"
 #include "planner/agent_client.h"
 #include "planner/fleet.h"
@@ -26,28 +25,6 @@ namespace {
 using nlohmann::json;
 
 constexpr std::int64_t kDayMs = 24 * 60 * 60 * 1000;
-
-std::int64_t NowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-/// `--since`/`--until`: a duration back from now ("24h", "30m") or an ISO
-/// 8601 timestamp (UTC unless it has an offset).
-core::Result<std::int64_t> ReadTime(const std::string& option, const std::string& text,
-                                    std::int64_t now_ms) {
-  if (auto duration = core::ParseDuration(text); duration) return now_ms - duration->count();
-  auto timestamp = core::ParseTimestamp(text, nullptr);
-  if (!timestamp) {
-    return core::Error{core::ErrorCode::kInvalidArgument,
-                       option + ": \"" + text +
-                           "\" is neither a duration back from now (24h, 30m) nor an ISO 8601 "
-                           "time (2026-05-01, 2026-05-01T12:00Z)",
-                       {}};
-  }
-  return timestamp->time_since_epoch().count();
-}
 
 /// One line of the report: what the records grouped under `key` add up to.
 struct UsageRow {
@@ -118,22 +95,17 @@ struct UsageOptions {
 };
 
 int ShowUsage(const UsageOptions& options) {
-  std::int64_t now_ms = NowMs();
-  auto since = ReadTime("--since", options.since, now_ms);
+  std::int64_t now_ms = core::NowMs();
+  auto since = core::ParseTimeOption("--since", options.since, now_ms);
   auto until = options.until.empty() ? core::Result<std::int64_t>(now_ms + 1)
-                                     : ReadTime("--until", options.until, now_ms);
+                                     : core::ParseTimeOption("--until", options.until, now_ms);
   for (const auto* time : {&since, &until}) {
     if (!*time) {
       ReportErrors({time->error()});
       return kExitUserError;
     }
   }
-  auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
-  if (!fleet) {
-    ReportErrors({fleet.error()});
-    return kExitUserError;
-  }
-  auto selected = SelectAgents(std::move(*fleet), options.agents);
+  auto selected = RegisteredAgents(options.agents);
   if (!selected) {
     ReportErrors({selected.error()});
     return kExitUserError;

@@ -26,5 +26,7 @@ void AddUpVerb(CLI::App& gantry, int* exit_code);
 void AddRunVerb(CLI::App& gantry, int* exit_code);
 void AddMapVerb(CLI::App& gantry, int* exit_code);
 void AddUsageVerb(CLI::App& gantry, int* exit_code);
+void AddPsVerb(CLI::App& gantry, int* exit_code);
+void AddLogsVerb(CLI::App& gantry, int* exit_code);
 
 }  // namespace toolchain

@@ -1,0 +1,258 @@
+#include "agents/budget_guard.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+#include "core/rate_card.h"
+#include "core/wall_clock.h"
+
+namespace agents {
+namespace {
+
+using nlohmann::json;
+
+/// "2026-12-02T00:00:00+00:00".
+std::string UtcTimestamp(std::int64_t ms) {
+  return core::FormatTimestamp(
+      std::chrono::sys_time<std::chrono::milliseconds>(std::chrono::milliseconds(ms)), nullptr);
+}
+
+}  // namespace
+
+BudgetPeriod UtcDay(std::int64_t now_ms) {
+  using namespace std::chrono;
+  sys_days day = floor<days>(sys_time<milliseconds>(milliseconds(now_ms)));
+  auto start = duration_cast<milliseconds>(day.time_since_epoch()).count();
+  return {start, start + duration_cast<milliseconds>(days(1)).count()};
+}
+
+BudgetPeriod UtcMonth(std::int64_t now_ms) {
+  using namespace std::chrono;
+  year_month_day date(floor<days>(sys_time<milliseconds>(milliseconds(now_ms))));
+  year_month month = date.year() / date.month();
+  auto start_of = [](year_month first) {
+    return duration_cast<milliseconds>(sys_days(first / 1).time_since_epoch()).count();
+  };
+  return {start_of(month), start_of(month + months(1))};
+}
+
+BudgetSpend SpendOf(const std::vector<UsageRecord>& records, std::int64_t now_ms) {
+  BudgetPeriod day = UtcDay(now_ms);
+  BudgetPeriod month = UtcMonth(now_ms);
+  BudgetSpend spend;
+  for (const UsageRecord& record : records) {
+    spend.day_usd += ShareInWindow(record, day.start_ms, day.end_ms, now_ms).cost_usd;
+    spend.month_usd += ShareInWindow(record, month.start_ms, month.end_ms, now_ms).cost_usd;
+  }
+  return spend;
+}
+
+std::optional<BudgetBreach> FindBreach(const BudgetState& budget, const BudgetSpend& spend,
+                                       std::int64_t now_ms) {
+  if (budget.daily_usd && spend.day_usd >= *budget.daily_usd)
+    return BudgetBreach{"daily_usd", *budget.daily_usd, spend.day_usd, UtcDay(now_ms)};
+  if (budget.monthly_usd && spend.month_usd >= *budget.monthly_usd)
+    return BudgetBreach{"monthly_usd", *budget.monthly_usd, spend.month_usd, UtcMonth(now_ms)};
+  return std::nullopt;
+}
+
+core::Error BudgetExceeded(const std::string& app, const BudgetBreach& breach) {
+  const bool daily = breach.cap == "daily_usd";
+  return core::Error{core::ErrorCode::kBudgetExceeded,
+                     "app " + app + " has spent " + core::FormatUsdFine(breach.spent_usd) +
+                         " of its " + (daily ? "daily" : "monthly") + " budget of " +
+                         core::FormatUsdFine(breach.cap_usd) + " on this agent (budget." +
+                         breach.cap + ", the UTC " + (daily ? "day" : "month") + " from " +
+                         UtcTimestamp(breach.period.start_ms) + "): it is stopped until " +
+                         UtcTimestamp(breach.period.end_ms) + "; raise budget." + breach.cap +
+                         " in its spec and apply it to lift the stop sooner",
+                     {}};
+}
+
+const char* BudgetConditionName(BudgetCondition condition) {
+  switch (condition) {
+    case BudgetCondition::kOk:
+      return "ok";
+    case BudgetCondition::kAlerted:
+      return "alerted";
+    case BudgetCondition::kStopped:
+      return "stopped";
+  }
+  return "ok";
+}
+
+BudgetGuard::BudgetGuard(UsageLedger* ledger, Hooks hooks, std::chrono::milliseconds interval,
+                         std::function<std::int64_t()> now_ms)
+    : ledger_(ledger), hooks_(std::move(hooks)), interval_(interval), now_ms_(std::move(now_ms)) {}
+
+BudgetGuard::~BudgetGuard() {
+  Stop();
+}
+
+void BudgetGuard::Start() {
+  thread_ = std::thread([this] {
+    // At a fixed rate: an evaluation that takes long does not push the next one back.
+    auto next = std::chrono::steady_clock::now() + interval_;
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+      wake_.wait_until(lock, next, [&] { return stopping_ || woken_; });
+      if (stopping_) return;
+      woken_ = false;
+      if (std::chrono::steady_clock::now() >= next) next += interval_;
+      lock.unlock();
+      Evaluate();
+      lock.lock();
+      next = std::max(next, std::chrono::steady_clock::now());
+    }
+  });
+}
+
+void BudgetGuard::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void BudgetGuard::Wake() {
+  {
+    std::lock_guard lock(mutex_);
+    woken_ = true;
+  }
+  wake_.notify_all();
+}
+
+void BudgetGuard::Set(std::map<std::string, BudgetState> budgets) {
+  std::lock_guard evaluating(evaluate_mutex_);
+  std::vector<std::string> changed;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto entry = entries_.begin(); entry != entries_.end();) {
+      if (budgets.count(entry->first)) {
+        ++entry;
+        continue;
+      }
+      if (entry->second.notified_stopped) lifted_.push_back(entry->first);
+      entry = entries_.erase(entry);
+    }
+    for (auto& [app, budget] : budgets) {
+      Entry& entry = entries_[app];
+      if (entry.evaluated && entry.budget == budget) continue;
+      entry.budget = budget;
+      entry.evaluated = false;
+      changed.push_back(app);
+    }
+  }
+  for (const std::string& app : changed) Judge(app, budgets.at(app));
+  Wake();  // the thread calls the hooks
+}
+
+void BudgetGuard::Evaluate() {
+  {
+    std::lock_guard evaluating(evaluate_mutex_);
+    std::map<std::string, BudgetState> budgets;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [app, entry] : entries_) budgets.emplace(app, entry.budget);
+    }
+    for (const auto& [app, budget] : budgets) Judge(app, budget);
+  }
+  Notify();
+}
+
+void BudgetGuard::Judge(const std::string& app, const BudgetState& budget) {
+  const std::int64_t now_ms = now_ms_();
+  // The UTC day lies within the UTC month: one read covers both.
+  auto records = ledger_->Query(UtcMonth(now_ms).start_ms, now_ms + 1, app);
+  if (!records) {
+    // The state stands as it was; the next evaluation tries again.
+    spdlog::warn("agent: budget of {}: {}", app, records.error().message);
+    return;
+  }
+  BudgetSpend spend = SpendOf(*records, now_ms);
+  std::optional<BudgetBreach> breach = FindBreach(budget, spend, now_ms);
+  std::lock_guard lock(mutex_);
+  auto found = entries_.find(app);
+  if (found == entries_.end() || !(found->second.budget == budget)) return;  // set anew meanwhile
+  Entry& entry = found->second;
+  entry.evaluated = true;
+  entry.spend = spend;
+  entry.evaluated_ms = now_ms;
+  entry.refusal.reset();
+  entry.reason.clear();
+  entry.condition = BudgetCondition::kOk;
+  if (!breach) return;
+  core::Error exceeded = BudgetExceeded(app, *breach);
+  entry.reason = exceeded.message;
+  if (budget.on_exceed == BudgetAction::kStop) {
+    entry.condition = BudgetCondition::kStopped;
+    entry.refusal = std::move(exceeded);
+    return;
+  }
+  entry.condition = BudgetCondition::kAlerted;
+  auto& alerted = entry.alerted[breach->cap];
+  if (alerted == breach->period.start_ms) return;  // once per period
+  alerted = breach->period.start_ms;
+  spdlog::warn("agent: budget alert: app {} has spent {:.4f} USD of its {} of {:.4f} USD", app,
+               breach->spent_usd, breach->cap, breach->cap_usd);
+}
+
+void BudgetGuard::Notify() {
+  struct Change {
+    std::string app;
+    std::optional<core::Error> refusal;  // nullopt: lifted
+    bool news = true;                    // else stopped still: said before
+  };
+  std::vector<Change> changes;
+  {
+    std::lock_guard lock(mutex_);
+    for (std::string& app : lifted_) changes.push_back({std::move(app), std::nullopt});
+    lifted_.clear();
+    for (auto& [app, entry] : entries_) {
+      bool stopped = entry.condition == BudgetCondition::kStopped;
+      bool news = stopped != entry.notified_stopped;
+      entry.notified_stopped = stopped;
+      // While it is stopped, every evaluation stops the app again: a call
+      // that passed the check just before the stop, or one queued before a
+      // restart, ends within an evaluation.
+      if (news || stopped) changes.push_back({app, entry.refusal, news});
+    }
+  }
+  for (const auto& [app, refusal, news] : changes) {
+    if (refusal) {
+      if (news) spdlog::warn("agent: budget: {}", refusal->message);
+      if (hooks_.stop) hooks_.stop(app, *refusal);
+    } else {
+      spdlog::info("agent: budget: app {} may run again", app);
+      if (hooks_.resume) hooks_.resume(app);
+    }
+  }
+}
+
+std::optional<core::Error> BudgetGuard::Refusal(const std::string& app) const {
+  std::lock_guard lock(mutex_);
+  auto found = entries_.find(app);
+  if (found == entries_.end()) return std::nullopt;
+  return found->second.refusal;
+}
+
+json BudgetGuard::Status(const std::string& app) const {
+  std::lock_guard lock(mutex_);
+  auto found = entries_.find(app);
+  if (found == entries_.end()) return nullptr;
+  const Entry& entry = found->second;
+  json status = {{"on_exceed", BudgetActionName(entry.budget.on_exceed)},
+                 {"spent_today_usd", entry.spend.day_usd},
+                 {"spent_month_usd", entry.spend.month_usd},
+                 {"state", BudgetConditionName(entry.condition)},
+                 {"evaluated_ms", entry.evaluated_ms}};
+  if (entry.budget.daily_usd) status["daily_usd"] = *entry.budget.daily_usd;
+  if (entry.budget.monthly_usd) status["monthly_usd"] = *entry.budget.monthly_usd;
+  if (!entry.reason.empty()) status["reason"] = entry.reason;
+  return status;
+}
+
+}  // namespace agents

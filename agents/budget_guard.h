@@ -1,0 +1,153 @@
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agents/desired_state.h"
+#include "agents/usage_ledger.h"
+#include "core/error.h"
+
+namespace agents {
+
+/// A period a budget caps, [start_ms, end_ms) in Unix epoch milliseconds.
+struct BudgetPeriod {
+  std::int64_t start_ms = 0;
+  std::int64_t end_ms = 0;
+};
+/// The UTC day, and the UTC calendar month, that hold `now_ms`.
+BudgetPeriod UtcDay(std::int64_t now_ms);
+BudgetPeriod UtcMonth(std::int64_t now_ms);
+
+/// What an app has spent in the UTC day and the UTC month of a moment.
+struct BudgetSpend {
+  double day_usd = 0;
+  double month_usd = 0;
+};
+/// The spend of `records` in the UTC day and month of `now_ms`: each
+/// record's share of the period (ShareInWindow: a record straddling
+/// midnight counts in each day for its time there), running ones measured
+/// to `now_ms`.
+BudgetSpend SpendOf(const std::vector<UsageRecord>& records, std::int64_t now_ms);
+
+/// A cap that `spend` has reached.
+struct BudgetBreach {
+  std::string cap;  // "daily_usd" or "monthly_usd"
+  double cap_usd = 0;
+  double spent_usd = 0;
+  BudgetPeriod period;  // the day or month it caps
+};
+/// The first cap of `budget` (the daily one first) that `spend` has
+/// reached (spent >= cap) in the periods of `now_ms`, if any.
+std::optional<BudgetBreach> FindBreach(const BudgetState& budget, const BudgetSpend& spend,
+                                       std::int64_t now_ms);
+
+/// What a stopped app's calls and requests get: kLimit, which the API
+/// answers as HTTP 402 `budget-exceeded` (api_reply.h). The message names
+/// the app, the cap, the period, when it rolls over and how to lift it.
+core::Error BudgetExceeded(const std::string& app, const BudgetBreach& breach);
+
+/// Where an app stands against its budget.
+enum class BudgetCondition { kOk, kAlerted, kStopped };
+const char* BudgetConditionName(BudgetCondition condition);
+
+/// Keeps every app's budget on this agent, from the agent's own usage
+/// ledger. Each `interval` (a second in the agent), and at once after a
+/// container stops (Wake), it reads what each app with a budget spent in
+/// the current UTC day and UTC month (running containers measured to now)
+/// and compares it with the app's caps:
+///
+/// - `on_exceed: stop` at a cap: the app is stopped. Hooks::stop is called
+///   once (the agent scales its web functions to zero and stops its
+///   running calls), and Refusal() gives the error every new call, web
+///   request and scheduled run of the app gets. It stays stopped until the
+///   period rolls over or a new budget (Set) no longer holds it: then
+///   Hooks::resume is called once.
+/// - `on_exceed: alert` at a cap: the app is alerted: a warning is logged
+///   once per period and cap, and Status() says so.
+///
+/// What a stop lets through is bounded by one interval of the app's
+/// running containers (plus their stop and the rounding of each to whole
+/// seconds): agents/README.md, "Budgets".
+class BudgetGuard {
+ public:
+  struct Hooks {
+    /// `app` has just been stopped; `why` is its Refusal().
+    std::function<void(const std::string& app, const core::Error& why)> stop;
+    /// `app` was stopped and no longer is.
+    std::function<void(const std::string& app)> resume;
+  };
+
+  /// `now_ms` is the clock (Unix epoch ms), an argument so that tests set it.
+  BudgetGuard(UsageLedger* ledger, Hooks hooks, std::chrono::milliseconds interval,
+              std::function<std::int64_t()> now_ms);
+  /// Stops the thread, if started.
+  ~BudgetGuard();
+  BudgetGuard(const BudgetGuard&) = delete;
+  BudgetGuard& operator=(const BudgetGuard&) = delete;
+
+  /// Evaluates every `interval`, and when woken, on a thread of its own.
+  void Start();
+  void Stop();
+
+  /// The budgets of the desired state, by app (apps without one absent).
+  /// Apps whose budget is new or changed are evaluated before it returns,
+  /// so that a raised budget lifts a stop for the next call at once; the
+  /// hooks of what changed are called by the thread (or the next
+  /// Evaluate), never from here: the caller may hold its own locks.
+  void Set(std::map<std::string, BudgetState> budgets);
+  /// Evaluates every app with a budget now, then calls the hooks of the
+  /// apps stopped or resumed since the last call.
+  void Evaluate();
+  /// Makes the thread evaluate now (a container stopped).
+  void Wake();
+
+  /// The error a call, request or scheduled run of `app` gets while its
+  /// budget stops it; nullopt when it may run.
+  std::optional<core::Error> Refusal(const std::string& app) const;
+  /// For GET /v1/status: the app's caps, what it spent today and this
+  /// month, and its state (ok, alerted, stopped); null without a budget.
+  nlohmann::json Status(const std::string& app) const;
+
+ private:
+  struct Entry {
+    BudgetState budget;
+    bool evaluated = false;
+    BudgetSpend spend;
+    std::int64_t evaluated_ms = 0;
+    BudgetCondition condition = BudgetCondition::kOk;
+    std::optional<core::Error> refusal;           // while stopped
+    std::string reason;                           // why alerted or stopped
+    bool notified_stopped = false;                // what the hooks were last told
+    std::map<std::string, std::int64_t> alerted;  // cap -> start of the period last alerted
+  };
+
+  /// Reads the spend of `app` and updates its entry, if its budget is
+  /// still `budget`.
+  void Judge(const std::string& app, const BudgetState& budget);
+  void Notify();
+
+  UsageLedger* ledger_;
+  Hooks hooks_;
+  std::chrono::milliseconds interval_;
+  std::function<std::int64_t()> now_ms_;
+
+  std::mutex evaluate_mutex_;  // one evaluation at a time; taken before mutex_
+  mutable std::mutex mutex_;   // guards the members below
+  std::condition_variable wake_;
+  std::map<std::string, Entry> entries_;  // apps with a budget
+  std::vector<std::string> lifted_;       // stopped apps whose budget went: to resume
+  bool woken_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace agents
