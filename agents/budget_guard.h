@@ -50,8 +50,8 @@ struct BudgetBreach {
 std::optional<BudgetBreach> FindBreach(const BudgetState& budget, const BudgetSpend& spend,
                                        std::int64_t now_ms);
 
-/// What a stopped app's calls and requests get: kLimit, which the API
-/// answers as HTTP 402 `budget-exceeded` (api_reply.h). The message names
+/// What a stopped app's calls and requests get: kBudgetExceeded, which the
+/// API answers as HTTP 402 `budget-exceeded` (api_reply.h). The message names
 /// the app, the cap, the period, when it rolls over and how to lift it.
 core::Error BudgetExceeded(const std::string& app, const BudgetBreach& breach);
 
@@ -66,9 +66,10 @@ const char* BudgetConditionName(BudgetCondition condition);
 /// and compares it with the app's caps:
 ///
 /// - `on_exceed: stop` at a cap: the app is stopped. Hooks::stop is called
-///   once (the agent scales its web functions to zero and stops its
-///   running calls), and Refusal() gives the error every new call, web
-///   request and scheduled run of the app gets. It stays stopped until the
+///   at every evaluation while it lasts (the agent scales its web functions
+///   to zero and stops its running and queued calls, those that slipped
+///   past the check too), the warning logged once, and Refusal() gives the
+///   error every new call, web request and scheduled run of the app gets. It stays stopped until the
 ///   period rolls over or a new budget (Set) no longer holds it: then
 ///   Hooks::resume is called once.
 /// - `on_exceed: alert` at a cap: the app is alerted: a warning is logged
@@ -80,7 +81,8 @@ const char* BudgetConditionName(BudgetCondition condition);
 class BudgetGuard {
  public:
   struct Hooks {
-    /// `app` has just been stopped; `why` is its Refusal().
+    /// `app` is stopped (again at each evaluation while it lasts); `why` is
+    /// its Refusal().
     std::function<void(const std::string& app, const core::Error& why)> stop;
     /// `app` was stopped and no longer is.
     std::function<void(const std::string& app)> resume;
