@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <set>
 #include <sstream>
 
 #include "core/base64.h"
@@ -35,14 +36,38 @@ std::string Read(const fs::path& path) {
   return text.str();
 }
 
+struct ValidateOptions {
+  bool expect_invalid = false;
+  // The Knative features the cluster enables (config-features), comma-separated.
+  std::string knative_features;
+};
+
 // validate.mjs over `paths` (files or folders).
 CommandOutput Validate(const std::string& target, const std::vector<std::string>& paths,
-                       bool expect_invalid = false) {
+                       const ValidateOptions& options = {}) {
   std::vector<std::string> argv = {"node", std::string(EXPORT_VALIDATORS_DIR) + "/validate.mjs"};
-  if (expect_invalid) argv.push_back("--expect-invalid");
+  if (options.expect_invalid) argv.push_back("--expect-invalid");
+  if (!options.knative_features.empty())
+    argv.push_back("--knative-features=" + options.knative_features);
   argv.push_back(target);
   argv.insert(argv.end(), paths.begin(), paths.end());
   return RunProcess(argv);
+}
+
+// The Knative features that export's warnings in `text` ask the cluster to
+// enable, comma-separated: what validate.mjs takes as config-features.
+std::string KnativeFeatures(const std::string& text) {
+  static const std::regex kWarning(
+      "knative: these Services need the features ([^\\n]*) enabled in Knative's config-features");
+  std::set<std::string> features;
+  for (std::sregex_iterator match(text.begin(), text.end(), kWarning), end; match != end; ++match) {
+    std::istringstream list((*match)[1].str());
+    for (std::string feature; std::getline(list >> std::ws, feature, ',');)
+      features.insert(feature);
+  }
+  std::string joined;
+  for (const std::string& feature : features) joined += (joined.empty() ? "" : ",") + feature;
+  return joined;
 }
 
 std::vector<std::string> GoldenFiles(const std::string& suffix) {
@@ -74,9 +99,40 @@ TEST_CASE("the golden Kubernetes manifests pass the Kubernetes and Knative schem
   std::vector<std::string> hpa = GoldenFiles(".kubernetes-hpa.yaml");
   files.insert(files.end(), hpa.begin(), hpa.end());
   REQUIRE(files.size() >= 4);
-  CommandOutput validated = Validate("kubernetes", files);
+  std::string warnings;
+  for (const std::string& file : files) warnings += Read(file);
+  CommandOutput validated =
+      Validate("kubernetes", files, {.knative_features = KnativeFeatures(warnings)});
   INFO(validated.out << validated.err);
   CHECK(validated.exit_code == 0);
+}
+
+TEST_CASE("a Knative Service is valid only on a cluster with the features its warning names") {
+  const std::string everything = (kExportTests / "golden/everything.kubernetes.yaml").string();
+  const std::string features = KnativeFeatures(Read(everything));
+  REQUIRE(features ==
+          "kubernetes.podspec-affinity,kubernetes.podspec-persistent-volume-claim,"
+          "kubernetes.podspec-persistent-volume-write,kubernetes.podspec-tolerations");
+  CommandOutput enabled = Validate("kubernetes", {everything}, {.knative_features = features});
+  INFO(enabled.out << enabled.err);
+  CHECK(enabled.exit_code == 0);
+  // Knative's default: none of them, so its webhook refuses the Service.
+  CommandOutput plain = Validate("kubernetes", {everything});
+  INFO(plain.out);
+  CHECK(plain.exit_code == 1);
+  CHECK(plain.out.find("/spec/template/spec/affinity needs Knative's "
+                       "kubernetes.podspec-affinity, which is not enabled") != std::string::npos);
+  // Each named feature is needed: without the write one, mounting a claim
+  // read-write is refused.
+  CommandOutput read_only = Validate(
+      "kubernetes", {everything},
+      {.knative_features = "kubernetes.podspec-affinity,kubernetes.podspec-persistent-volume-claim,"
+                           "kubernetes.podspec-tolerations"});
+  INFO(read_only.out);
+  CHECK(read_only.exit_code == 1);
+  CHECK(read_only.out.find("needs Knative's kubernetes.podspec-persistent-volume-write") !=
+        std::string::npos);
+  CHECK(read_only.out.find("podspec-affinity, which") == std::string::npos);
 }
 
 TEST_CASE("the golden compose files pass the Compose schema and docker-compose config") {
@@ -95,13 +151,18 @@ TEST_CASE("the golden compose files pass the Compose schema and docker-compose c
 
 TEST_CASE("a deliberately broken manifest fails every validator") {
   CommandOutput kubernetes =
-      Validate("kubernetes", {(kExportTests / "broken/kubernetes.yaml").string()}, true);
+      Validate("kubernetes", {(kExportTests / "broken/kubernetes.yaml").string()},
+               {.expect_invalid = true, .knative_features = ""});
   INFO(kubernetes.out << kubernetes.err);
   CHECK(kubernetes.exit_code == 0);
-  CHECK(kubernetes.out.find("0 valid, 4 invalid") != std::string::npos);
+  CHECK(kubernetes.out.find("0 valid, 6 invalid") != std::string::npos);
   CHECK(kubernetes.out.find("replicas must be integer") != std::string::npos);
-  CommandOutput compose =
-      Validate("compose", {(kExportTests / "broken/compose.yaml").string()}, true);
+  CHECK(kubernetes.out.find("/spec/template/spec/containers/0/resource is not a field of apps/v1 "
+                            "Deployment") != std::string::npos);
+  CHECK(kubernetes.out.find("/spec/template/spec/containerConcurency is not a field of "
+                            "serving.knative.dev/v1 Service") != std::string::npos);
+  CommandOutput compose = Validate("compose", {(kExportTests / "broken/compose.yaml").string()},
+                                   {.expect_invalid = true, .knative_features = ""});
   INFO(compose.out << compose.err);
   CHECK(compose.exit_code == 0);
   CommandOutput config = RunProcess(
@@ -139,7 +200,8 @@ TEST_CASE("gantry export kubernetes pushes the images and writes one valid manif
     CHECK(exported.out.find((out.path() / file).string()) != std::string::npos);
   }
   CHECK_FALSE(fs::exists(out.path() / "secret-everything-hf.yaml"));
-  CommandOutput validated = Validate("kubernetes", {out.path().string()});
+  CommandOutput validated = Validate("kubernetes", {out.path().string()},
+                                     {.knative_features = KnativeFeatures(exported.err)});
   INFO(validated.out << validated.err);
   CHECK(validated.exit_code == 0);
 
@@ -200,7 +262,8 @@ TEST_CASE(
     CHECK(exported.err.find(value) == std::string::npos);
     CHECK(exported.out.find(value) == std::string::npos);
   }
-  CommandOutput validated = Validate("kubernetes", {out.path().string()});
+  CommandOutput validated = Validate("kubernetes", {out.path().string()},
+                                     {.knative_features = KnativeFeatures(exported.err)});
   INFO(validated.out << validated.err);
   CHECK(validated.exit_code == 0);
 
@@ -268,4 +331,33 @@ TEST_CASE("gantry export compose writes a compose.yaml that docker-compose confi
       RunProcess({"docker-compose", "-f", compose.string(), "config"}, out.path(), {"DB_USER=ana"});
   CHECK(missing.exit_code != 0);
   CHECK(missing.err.find("secret hf needs HF_TOKEN set") != std::string::npos);
+}
+
+// The README's path to a cluster. It needs a cluster, which no Debian package
+// provides, so it runs where kubectl reaches one (KUBECONFIG) and is skipped
+// elsewhere. Without Knative's CRDs in the cluster it checks the HPA export.
+TEST_CASE("where kubectl reaches a cluster, it accepts the export with apply --dry-run=server") {
+  CommandOutput version = RunProcess({"kubectl", "version", "--request-timeout=5s"});
+  if (version.exit_code != 0) {
+    WARN("kubectl does not reach a cluster (kubectl version exited " << version.exit_code
+                                                                     << "): skipped");
+    return;
+  }
+  CommandOutput knative =
+      RunProcess({"kubectl", "api-resources", "--api-group=serving.knative.dev", "-o", "name"});
+  const bool has_knative = knative.out.find("services.serving.knative.dev") != std::string::npos;
+  TempDir home, out;
+  std::vector<std::string> args = {"export",     "kubernetes",       kEverything, "--no-push",
+                                   "--registry", "127.0.0.1:1/team", "-q"};
+  if (!has_knative) args.insert(args.end(), {"--autoscaler", "hpa"});
+  CommandOutput exported = RunGantry(args, {"GANTRY_HOME=" + home.path().string()});
+  INFO(exported.err);
+  REQUIRE(exported.exit_code == 0);
+  std::ofstream(out.path() / "app.yaml") << exported.out;
+  CommandOutput applied = RunProcess(
+      {"kubectl", "apply", "--dry-run=server", "-f", (out.path() / "app.yaml").string()});
+  INFO(applied.out << applied.err);
+  CHECK(applied.exit_code == 0);
+  CHECK(applied.out.find("cronjob.batch/everything-nightly created (server dry run)") !=
+        std::string::npos);
 }
