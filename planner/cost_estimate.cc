@@ -58,19 +58,35 @@ nlohmann::json CostEstimate::ToJson() const {
           {"budget", budget_split}};
 }
 
-std::vector<AgentBudget> SplitBudget(const spec::Budget& budget, const Placement& placement) {
-  std::map<std::string, int> replicas;  // agent -> the app's placements on it
-  int total = 0;
-  for (const auto& [function, placed] : placement.functions) {
-    for (const Replica& replica : placed) ++replicas[replica.agent];
-    total += static_cast<int>(placed.size());
+std::vector<AgentBudget> SplitBudget(const spec::App& app, const Placement& placement,
+                                     const RateCard& rates) {
+  // Agent -> what the app's replicas on it cost a second at max_containers,
+  // and how many they are: the weight when nothing has a price.
+  std::map<std::string, std::pair<double, int>> weights;
+  double total_price = 0;
+  int total_replicas = 0;
+  for (const auto& [name, placed] : placement.functions) {
+    auto function = app.functions.find(name);
+    for (const Replica& replica : placed) {
+      double price = function == app.functions.end()
+                         ? 0
+                         : rates.PerSecond(replica.gpu_type, replica.gpu_count,
+                                           function->second.cpu, function->second.memory) *
+                               replica.max_containers;
+      weights[replica.agent].first += price;
+      weights[replica.agent].second += 1;
+      total_price += price;
+      total_replicas += 1;
+    }
   }
   std::vector<AgentBudget> split;
-  for (const auto& [agent, count] : replicas) {
-    AgentBudget part{agent, static_cast<double>(count) / total, budget};
+  for (const auto& [agent, weight] : weights) {
+    double share = total_price > 0 ? weight.first / total_price
+                                   : static_cast<double>(weight.second) / total_replicas;
+    AgentBudget part{agent, share, *app.budget};
     // A whole share is the cap itself; a part is rounded down, never up.
     auto scale = [&](std::optional<double>& cap) {
-      if (cap && count < total) cap = std::floor(*cap * count / total * 1e6) / 1e6;
+      if (cap && share < 1) cap = std::floor(*cap * share * 1e6) / 1e6;
     };
     scale(part.budget.daily_usd);
     scale(part.budget.monthly_usd);
@@ -105,7 +121,7 @@ CostEstimate EstimateCost(const spec::App& app, const Placement& placement, cons
     estimate.max_monthly += cost.max_monthly;
     estimate.functions.push_back(std::move(cost));
   }
-  if (app.budget) estimate.budget = SplitBudget(*app.budget, placement);
+  if (app.budget) estimate.budget = SplitBudget(app, placement, rates);
   if (app.budget && app.budget->monthly_usd && estimate.max_monthly > *app.budget->monthly_usd) {
     estimate.warnings.push_back("app " + app.name + " may cost up to " +
                                 core::FormatUsd(estimate.max_monthly) +

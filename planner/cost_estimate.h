@@ -26,17 +26,20 @@ struct FunctionCost {
 
 /// One agent's part of an app's budget. Each agent enforces its caps from
 /// its own usage ledger, so the planner gives each one a share of the
-/// spec's caps, in proportion to the app's placements (replicas, over all
-/// its functions) it holds, rounded down to a micro-dollar: the shares add
-/// up to the spec's caps at most, and the fleet never spends past them.
+/// spec's caps in proportion to what the app's replicas on it may cost: the
+/// rate card's price of their containers at max_containers (by replica count
+/// when nothing has a price). Shares are rounded down to a micro-dollar, so
+/// they add up to the spec's caps at most and the fleet never spends past
+/// them, and a GPU agent is not stopped at the share of a CPU one.
 struct AgentBudget {
   std::string agent;
   double share = 0;     // of the app's caps, in (0, 1]
   spec::Budget budget;  // the caps this agent enforces
 };
 
-/// Each placed agent's part of `budget`, by agent name.
-std::vector<AgentBudget> SplitBudget(const spec::Budget& budget, const Placement& placement);
+/// Each placed agent's part of `app`'s budget (which it must have), by agent name.
+std::vector<AgentBudget> SplitBudget(const spec::App& app, const Placement& placement,
+                                     const RateCard& rates);
 
 struct CostEstimate {
   std::vector<FunctionCost> functions;  // by function name

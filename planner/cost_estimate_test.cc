@@ -99,28 +99,48 @@ TEST_CASE("without a placement the first request is priced, any as the dearest t
   CHECK(estimate.functions[1].container_per_hour == Approx(0.000222 * 3600));  // L4
 }
 
-TEST_CASE("a budget is split by the placements each agent holds, never past the cap") {
-  spec::Budget budget;
-  budget.daily_usd = 0.05;
-  budget.on_exceed = spec::OnExceed::kAlert;
+TEST_CASE("a budget is split by what each agent's replicas may cost, never past the cap") {
+  RateCard rates;
+  rates.gpu_per_second["H100"] = 0.001;
+  rates.cpu_core_per_second = 0.0001;
+  rates.memory_gib_per_second = 0;
+  auto app = MakeApp(
+      {MakeFunction("train", {{"H100", 1}}, 1, 0, 0, 1), MakeFunction("web", {}, 1, 0, 0, 2)});
+  app.budget = spec::Budget{};
+  app.budget->daily_usd = 0.05;
+  app.budget->on_exceed = spec::OnExceed::kAlert;
   Placement placement;
-  placement.functions["chat"] = {{"a", "H100", 1, 1, 3, false}, {"b", "H100", 1, 1, 3, false}};
-  placement.functions["worker"] = {{"a", "", 0, 0, 4, false}};
+  placement.functions["train"] = {{"gpu", "H100", 1, 0, 1, false}};
+  placement.functions["web"] = {{"a", "", 0, 0, 1, false}, {"b", "", 0, 0, 1, false}};
 
-  std::vector<AgentBudget> split = SplitBudget(budget, placement);
-  REQUIRE(split.size() == 2);
+  // A second of train at max_containers costs $0.0011, one of each web
+  // replica $0.0001: the GPU agent gets 11/13 of the cap, not a third.
+  std::vector<AgentBudget> split = SplitBudget(app, placement, rates);
+  REQUIRE(split.size() == 3);
   CHECK(split[0].agent == "a");
-  CHECK(split[0].share == Approx(2.0 / 3));
-  CHECK(split[1].share == Approx(1.0 / 3));
-  CHECK_FALSE(split[0].budget.monthly_usd);
-  CHECK(split[0].budget.on_exceed == spec::OnExceed::kAlert);
-  // Rounded down to a micro-dollar: 0.033333 and 0.016666.
-  CHECK(*split[0].budget.daily_usd == Approx(0.033333));
-  CHECK(*split[1].budget.daily_usd == Approx(0.016666));
-  CHECK(*split[0].budget.daily_usd + *split[1].budget.daily_usd <= 0.05);
+  CHECK(split[1].agent == "b");
+  CHECK(split[2].agent == "gpu");
+  CHECK(split[0].share == Approx(1.0 / 13));
+  CHECK(split[2].share == Approx(11.0 / 13));
+  CHECK_FALSE(split[2].budget.monthly_usd);
+  CHECK(split[2].budget.on_exceed == spec::OnExceed::kAlert);
+  // Rounded down to a micro-dollar: 0.042307 and 0.003846 twice.
+  CHECK(*split[2].budget.daily_usd == Approx(0.042307));
+  CHECK(*split[0].budget.daily_usd == Approx(0.003846));
+  double total = 0;
+  for (const AgentBudget& part : split) total += *part.budget.daily_usd;
+  CHECK(total <= 0.05);
 
-  placement.functions.erase("chat");
-  split = SplitBudget(budget, placement);
+  // With nothing priced, by replica count.
+  RateCard unpriced;
+  split = SplitBudget(app, placement, unpriced);
+  REQUIRE(split.size() == 3);
+  CHECK(split[0].share == Approx(1.0 / 3));
+  CHECK(*split[2].budget.daily_usd == Approx(0.016666));
+
+  placement.functions.erase("train");
+  placement.functions["web"] = {{"a", "", 0, 0, 2, false}};
+  split = SplitBudget(app, placement, rates);
   REQUIRE(split.size() == 1);
   CHECK(*split[0].budget.daily_usd == 0.05);  // one agent: the cap itself
 }

@@ -100,11 +100,9 @@ std::map<std::string, json> AppDocuments(const AppDocumentInputs& inputs) {
     documents.emplace(agent, std::move(document));
   }
   // Each agent enforces its share of the budget, in place: no container restarts for it.
-  if (inputs.app->budget) {
-    for (const AgentBudget& part : SplitBudget(*inputs.app->budget, *inputs.placement))
-      if (auto document = documents.find(part.agent); document != documents.end())
-        document->second["budget"] = spec::BudgetToJson(part.budget);
-  }
+  for (const AgentBudget& part : inputs.budget)
+    if (auto document = documents.find(part.agent); document != documents.end())
+      document->second["budget"] = spec::BudgetToJson(part.budget);
   return documents;
 }
 

@@ -4,7 +4,9 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "planner/cost_estimate.h"
 #include "planner/placement.h"
 #include "planner/secret_values.h"
 #include "spec/app.h"
@@ -27,6 +29,8 @@ struct AppDocumentInputs {
   const Placement* placement = nullptr;
   const std::map<std::string, SecretPairs>* secrets = nullptr;  // values, or hashes
   std::string web_key_sha256;  // hex sha256 of the app key ("" when no function needs one)
+  /// Each agent's part of the app's budget (CostEstimate::budget); empty without one.
+  std::vector<AgentBudget> budget;
 };
 
 /// Agent name -> the app document for it.

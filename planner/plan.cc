@@ -391,6 +391,7 @@ core::Result<Plan> MakePlan(const PlanInputs& inputs) {
     document_inputs.placement = &plan.placement;
     document_inputs.secrets = &inputs.secrets;
     document_inputs.web_key_sha256 = inputs.web_key_sha256;
+    document_inputs.budget = plan.cost.budget;
     for (auto& [agent, document] : AppDocuments(document_inputs))
       wanted[agent] = HashSecretValues(std::move(document), views.at(agent)->token);
   }

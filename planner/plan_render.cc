@@ -1,6 +1,7 @@
 // RenderPlan: the plan as people read it, in Terraform's shape.
 
 #include <cmath>
+#include <cstdio>
 #include <sstream>
 
 #include "planner/plan.h"
@@ -115,6 +116,15 @@ std::string Caps(const spec::Budget& budget) {
   return caps;
 }
 
+// A share as a percentage: whole when it is one, else to a tenth ("99.8%"),
+// so that a share just short of the whole never reads as all of it.
+std::string Percent(double share) {
+  double tenths = std::floor(share * 1000) / 10;
+  char text[16];
+  std::snprintf(text, sizeof text, tenths == std::floor(tenths) ? "%.0f%%" : "%.1f%%", tenths);
+  return text;
+}
+
 // The spec's budget beside the estimate, and each agent's share of it when
 // there are several (cost_estimate.h, SplitBudget).
 void RenderBudget(const Plan& plan, std::ostream& out) {
@@ -131,7 +141,7 @@ void RenderBudget(const Plan& plan, std::ostream& out) {
   for (const AgentBudget& part : plan.cost.budget) width = std::max(width, part.agent.size());
   for (const AgentBudget& part : plan.cost.budget) {
     out << "    " << part.agent << std::string(width - part.agent.size(), ' ') << "  "
-        << std::llround(part.share * 100) << "%  " << Caps(part.budget) << "\n";
+        << Percent(part.share) << "  " << Caps(part.budget) << "\n";
   }
 }
 

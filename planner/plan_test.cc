@@ -284,15 +284,23 @@ TEST_CASE("a budget is split over the agents, shown by the cost, and changed in 
   fixture.app.budget->daily_usd = 0.05;
   fixture.app.budget->monthly_usd = 20;
   planner::Plan plan = fixture.Plan();
-  // web on one agent, job on the other: half of each cap on each.
+  // web on one agent, the H100 job on the other: each gets the part of the
+  // caps that its replicas' price at max_containers is of the whole.
+  const spec::Function& web = fixture.app.functions.at("web");
+  const spec::Function& job = fixture.app.functions.at("job");
+  const double web_price = fixture.inputs.rates.PerSecond("", 0, web.cpu, web.memory);
+  const double job_price = fixture.inputs.rates.PerSecond("H100", 1, job.cpu, job.memory);
+  const std::map<std::string, double> shares = {{"cpu", web_price / (web_price + job_price)},
+                                                {"gpu", job_price / (web_price + job_price)}};
+  CHECK(shares.at("gpu") > 0.99);
   REQUIRE(plan.agents.size() == 2);
   double daily = 0, monthly = 0;
   for (const planner::AgentChange& change : plan.agents) {
     INFO(change.agent);
     const json& budget = change.after["budget"];
     CHECK(budget["on_exceed"] == "stop");
-    CHECK(budget["daily_usd"].get<double>() == Approx(0.025));
-    CHECK(budget["monthly_usd"].get<double>() == Approx(10));
+    CHECK(budget["daily_usd"].get<double>() == Approx(0.05 * shares.at(change.agent)).margin(1e-6));
+    CHECK(budget["monthly_usd"].get<double>() == Approx(20 * shares.at(change.agent)).margin(1e-6));
     daily += budget["daily_usd"].get<double>();
     monthly += budget["monthly_usd"].get<double>();
   }
@@ -300,8 +308,9 @@ TEST_CASE("a budget is split over the agents, shown by the cost, and changed in 
   CHECK(monthly <= 20);
   std::string text = planner::RenderPlan(plan, false);
   INFO(text);
-  CHECK(text.find("  budget: $0.0500 a day, $20.00 a month, stopped at a cap") != std::string::npos);
-  CHECK(text.find("    cpu  50%  $0.0250 a day, $10.00 a month\n") != std::string::npos);
+  CHECK(text.find("  budget: $0.0500 a day, $20.00 a month, stopped at a cap") !=
+        std::string::npos);
+  CHECK(text.find("    gpu  99.8%  $0.0499 a day, $19.97 a month\n") != std::string::npos);
   CHECK(plan.ToJson()["cost"]["budget"].size() == 2);
 
   fixture.Apply(plan);
@@ -311,6 +320,7 @@ TEST_CASE("a budget is split over the agents, shown by the cost, and changed in 
   REQUIRE(raised.agents.size() == 2);
   for (const planner::AgentChange& change : raised.agents) {
     CHECK(change.push);
-    CHECK(change.after["budget"]["monthly_usd"].get<double>() == Approx(20));
+    CHECK(change.after["budget"]["monthly_usd"].get<double>() ==
+          Approx(40 * shares.at(change.agent)).margin(1e-6));
   }
 }
