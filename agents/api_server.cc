@@ -15,6 +15,7 @@
 #include "agents/api_token.h"
 #include "agents/dashboard.h"
 #include "agents/metrics.h"
+#include "core/random.h"
 #include "core/wall_clock.h"
 
 namespace agents {
@@ -168,97 +169,46 @@ std::optional<json> CallFollowed(const Agent& agent, const CallRecord& call,
   return value;
 }
 
-}  // namespace
-
-ApiServer::ApiServer(Agent& agent, ApiOptions options)
-    : agent_(agent),
-      options_(std::move(options)),
-      router_(agent, options_.token, options_.tls_cert && options_.tls_key) {
-  if (options_.tls_cert && options_.tls_key) {
-    auto tls =
-        std::make_unique<httplib::SSLServer>(options_.tls_cert->c_str(), options_.tls_key->c_str());
-    if (tls->is_valid()) SSL_CTX_set_min_proto_version(tls->ssl_context(), TLS1_2_VERSION);
-    server_ = std::move(tls);
-  } else {
-    server_ = std::make_unique<httplib::Server>();
-  }
-  AddRoutes();
+/// An HTTP server, or an HTTPS one with the options' certificate (TLS 1.2 at least).
+std::unique_ptr<httplib::Server> MakeServer(const ApiOptions& options) {
+  if (!options.tls_cert || !options.tls_key) return std::make_unique<httplib::Server>();
+  auto tls =
+      std::make_unique<httplib::SSLServer>(options.tls_cert->c_str(), options.tls_key->c_str());
+  if (tls->is_valid()) SSL_CTX_set_min_proto_version(tls->ssl_context(), TLS1_2_VERSION);
+  return tls;
 }
 
-ApiServer::~ApiServer() {
-  Stop();
-}
-
-core::Status ApiServer::Bind() {
-  if (!server_->is_valid()) {
+/// Binds `server` to `host`:`port` (0: any free one); the port bound.
+core::Result<int> BindServer(httplib::Server& server, const std::string& host, int port) {
+  if (!server.is_valid()) {
     return core::Error{
         core::ErrorCode::kInvalidArgument, "cannot load the TLS certificate or key", {}};
   }
-  if (options_.port == 0) {
-    port_ = server_->bind_to_any_port(options_.host);
-    if (port_ > 0) return core::Ok{};
-  } else if (server_->bind_to_port(options_.host, options_.port)) {
-    port_ = options_.port;
-    return core::Ok{};
+  if (port == 0) {
+    int bound = server.bind_to_any_port(host);
+    if (bound > 0) return bound;
+  } else if (server.bind_to_port(host, port)) {
+    return port;
   }
-  return core::Error{core::ErrorCode::kIo,
-                     "cannot listen on " + options_.host + ":" + std::to_string(options_.port) +
-                         ": " + std::strerror(errno),
-                     {}};
+  return core::Error{
+      core::ErrorCode::kIo,
+      "cannot listen on " + host + ":" + std::to_string(port) + ": " + std::strerror(errno),
+      {}};
 }
 
-core::Status ApiServer::Serve() {
-  if (!server_->listen_after_bind()) {
-    return core::Error{core::ErrorCode::kIo, "the API server stopped with an error", {}};
-  }
-  return core::Ok{};
-}
-
-void ApiServer::Stop() {
-  stopping_ = true;
-  if (server_) server_->stop();
-}
-
-void ApiServer::AddRoutes() {
-  httplib::Server& server = *server_;
-  server.set_payload_max_length(options_.max_body_bytes);
+/// What every listener of the agent shares: body limit, threads, no Nagle,
+/// JSON errors.
+void ConfigureServer(httplib::Server& server, std::size_t max_body_bytes) {
+  server.set_payload_max_length(max_body_bytes);
   server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
   // Responses go out in pieces (head, then each piece of a relayed body):
   // with Nagle's algorithm a piece would wait for the client's delayed ACK.
   server.set_tcp_nodelay(true);
-
-  // Authentication comes before routing and before the body is read: a
-  // request without the token learns nothing, not even which routes exist.
-  server.set_pre_routing_handler(
-      [this](const httplib::Request& request, httplib::Response& response) {
-        if (request.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
-        if (request.path == "/metrics" && !options_.metrics_need_token)
-          return httplib::Server::HandlerResponse::Unhandled;
-        // Web functions: the router checks each one's own `web.auth`.
-        if (request.path.starts_with("/apps/")) return httplib::Server::HandlerResponse::Unhandled;
-        // The dashboard's two pages check the token themselves: without it
-        // /ui shows nothing but the sign-in form, which posts it to /ui/login.
-        if (request.path == "/ui" || request.path == "/ui/login")
-          return httplib::Server::HandlerResponse::Unhandled;
-        if (AuthorizationMatches(request.get_header_value("Authorization"), options_.token)) {
-          return httplib::Server::HandlerResponse::Unhandled;
-        }
-        // A signed-in browser reads with its session cookie, only the
-        // dashboard's copies of the read routes (/ui/v1/…); it never writes.
-        if (request.method == "GET" && request.path.starts_with("/ui/v1/") &&
-            SessionCookieMatches(request.get_header_value("Cookie"), options_.token)) {
-          return httplib::Server::HandlerResponse::Unhandled;
-        }
-        response.set_header("WWW-Authenticate", "Bearer");
-        ReplyError(response, 401, "unauthorized", "missing or wrong bearer token");
-        return httplib::Server::HandlerResponse::Handled;
-      });
-  server.set_error_handler([this](const httplib::Request&, httplib::Response& response) {
+  server.set_error_handler([max_body_bytes](const httplib::Request&, httplib::Response& response) {
     if (!response.body.empty()) return;  // a handler's own JSON error
     if (response.status == 413) {
-      ReplyError(
-          response, 400, "invalid-argument",
-          "the request body is larger than " + std::to_string(options_.max_body_bytes) + " bytes");
+      ReplyError(response, 400, "invalid-argument",
+                 "the request body is larger than " + std::to_string(max_body_bytes) + " bytes");
     } else if (response.status == 404) {
       ReplyError(response, 404, "not-found", "no such route");
     } else {
@@ -269,6 +219,88 @@ void ApiServer::AddRoutes() {
   server.set_exception_handler(
       [](const httplib::Request&, httplib::Response& response, std::exception_ptr) {
         ReplyError(response, 500, "internal", "internal error");
+      });
+}
+
+}  // namespace
+
+ApiServer::ApiServer(Agent& agent, ApiOptions options)
+    : agent_(agent),
+      options_(std::move(options)),
+      router_(agent, options_.token, options_.tls_cert && options_.tls_key),
+      server_(MakeServer(options_)) {
+  if (options_.dashboard_port) {
+    dashboard_ = MakeServer(options_);
+    AddDashboardRoutes();
+  }
+  AddRoutes();
+}
+
+ApiServer::~ApiServer() {
+  Stop();
+}
+
+core::Status ApiServer::Bind() {
+  auto bound = BindServer(*server_, options_.host, options_.port);
+  if (!bound) return bound.error();
+  port_ = *bound;
+  if (!dashboard_) return core::Ok{};
+  auto key = core::RandomHex(32);
+  if (!key) return key.error();
+  sessions_.emplace(std::move(*key));
+  bound = BindServer(*dashboard_, options_.host, *options_.dashboard_port);
+  if (!bound) return bound.error();
+  dashboard_port_ = *bound;
+  return core::Ok{};
+}
+
+core::Status ApiServer::Serve() {
+  std::atomic<bool> dashboard_done = false;
+  std::thread dashboard;
+  if (dashboard_) {
+    dashboard = std::thread([&] {
+      (void)dashboard_->listen_after_bind();
+      dashboard_done = true;
+    });
+  }
+  bool served = server_->listen_after_bind();
+  // A stop before the dashboard's thread listened would be lost: repeat it.
+  while (dashboard.joinable() && !dashboard_done) {
+    dashboard_->stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (dashboard.joinable()) dashboard.join();
+  if (!served) {
+    return core::Error{core::ErrorCode::kIo, "the API server stopped with an error", {}};
+  }
+  return core::Ok{};
+}
+
+void ApiServer::Stop() {
+  stopping_ = true;
+  if (server_) server_->stop();
+  if (dashboard_) dashboard_->stop();
+}
+
+void ApiServer::AddRoutes() {
+  httplib::Server& server = *server_;
+  ConfigureServer(server, options_.max_body_bytes);
+
+  // Authentication comes before routing and before the body is read: a
+  // request without the token learns nothing, not even which routes exist.
+  server.set_pre_routing_handler(
+      [this](const httplib::Request& request, httplib::Response& response) {
+        if (request.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
+        if (request.path == "/metrics" && !options_.metrics_need_token)
+          return httplib::Server::HandlerResponse::Unhandled;
+        // Web functions: the router checks each one's own `web.auth`.
+        if (request.path.starts_with("/apps/")) return httplib::Server::HandlerResponse::Unhandled;
+        if (AuthorizationMatches(request.get_header_value("Authorization"), options_.token)) {
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
+        response.set_header("WWW-Authenticate", "Bearer");
+        ReplyError(response, 401, "unauthorized", "missing or wrong bearer token");
+        return httplib::Server::HandlerResponse::Handled;
       });
 
   const std::string web_path = R"(/apps/([a-z0-9][a-z0-9_-]*)/([a-z0-9][a-z0-9_-]*)(/.*)?)";
@@ -283,10 +315,10 @@ void ApiServer::AddRoutes() {
   server.Delete(web_path, route);
   server.Options(web_path, route);
 
-  // The routes that only read, also at /ui/v1/…: the dashboard's copies,
-  // where (and only where) its session cookie stands for the token.
-  auto read = [&server](const std::string& path, httplib::Server::Handler handler) {
-    server.Get("/ui" + path, handler);
+  // The routes that only read, also on the dashboard's listener at
+  // /ui/v1/…, where (and only where) its session cookie stands for the token.
+  auto read = [this, &server](const std::string& path, httplib::Server::Handler handler) {
+    if (dashboard_) dashboard_->Get("/ui" + path, handler);
     server.Get(path, std::move(handler));
   };
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
@@ -427,33 +459,57 @@ void ApiServer::AddRoutes() {
     for (const CallRecord& call : *calls) list.push_back(CallToJson(call));
     Reply(response, 200, {{"calls", list}});
   });
+}
 
-  // The dashboard (agents/README.md, "Dashboard").
+void ApiServer::AddDashboardRoutes() {
+  httplib::Server& server = *dashboard_;
+  ConfigureServer(server, options_.max_body_bytes);
   const bool tls = options_.tls_cert && options_.tls_key;
-  server.Get("/ui", [this](const httplib::Request& request, httplib::Response& response) {
+  auto signed_in = [this](const httplib::Request& request) {
+    return AuthorizationMatches(request.get_header_value("Authorization"), options_.token) ||
+           sessions_->Valid(request.get_header_value("Cookie"), core::NowMs() / 1000);
+  };
+  // The read routes need a session (or the token); the pages check it themselves.
+  server.set_pre_routing_handler(
+      [signed_in](const httplib::Request& request, httplib::Response& response) {
+        if (!request.path.starts_with("/ui/v1/") || (request.method == "GET" && signed_in(request)))
+          return httplib::Server::HandlerResponse::Unhandled;
+        ReplyError(response, 401, "unauthorized", "sign in at /ui first");
+        return httplib::Server::HandlerResponse::Handled;
+      });
+  auto page = [](httplib::Response& response, int status, const std::string& html) {
+    response.status = status;
     response.set_header("Content-Security-Policy", kDashboardPolicy);
     response.set_header("Cache-Control", "no-store");
-    if (AuthorizationMatches(request.get_header_value("Authorization"), options_.token) ||
-        SessionCookieMatches(request.get_header_value("Cookie"), options_.token)) {
-      response.set_content(std::string(DashboardPage()), "text/html; charset=utf-8");
-      return;
-    }
-    response.status = 401;
-    response.set_content(DashboardSignInPage(""), "text/html; charset=utf-8");
-  });
+    response.set_content(html, "text/html; charset=utf-8");
+  };
+  server.Get("/ui",
+             [signed_in, page](const httplib::Request& request, httplib::Response& response) {
+               if (signed_in(request)) return page(response, 200, std::string(DashboardPage()));
+               page(response, 401, DashboardSignInPage(""));
+             });
   server.Post(
-      "/ui/login", [this, tls](const httplib::Request& request, httplib::Response& response) {
-        response.set_header("Content-Security-Policy", kDashboardPolicy);
-        response.set_header("Cache-Control", "no-store");
-        if (!AuthorizationMatches("Bearer " + request.get_param_value("token"), options_.token)) {
-          response.status = 401;
-          response.set_content(DashboardSignInPage("That is not this agent's token."),
-                               "text/html; charset=utf-8");
-          return;
+      "/ui/login", [this, tls, page](const httplib::Request& request, httplib::Response& response) {
+        // The token comes in the form's body only: in a URL it would be kept
+        // in histories and logs.
+        if (request.target.find('?') != std::string::npos) {
+          return page(response, 400,
+                      DashboardSignInPage("Sign in with the form: the token never goes in a URL."));
         }
-        response.set_header("Set-Cookie", SessionSetCookie(options_.token, tls));
+        if (!AuthorizationMatches("Bearer " + request.get_param_value("token"), options_.token)) {
+          return page(response, 401, DashboardSignInPage("That is not this agent's token."));
+        }
+        auto session = sessions_->Issue(core::NowMs() / 1000);
+        if (!session) return ReplyError(response, session.error());
+        response.set_header("Set-Cookie", SessionSetCookie(*session, tls));
         response.set_redirect("/ui", 303);
       });
+  server.Post("/ui/logout",
+              [this, tls](const httplib::Request& request, httplib::Response& response) {
+                sessions_->Revoke(request.get_header_value("Cookie"), core::NowMs() / 1000);
+                response.set_header("Set-Cookie", SessionSetCookie("", tls));
+                response.set_redirect("/ui", 303);
+              });
 }
 
 }  // namespace agents

@@ -5,8 +5,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "agents/agent.h"
+#include "agents/dashboard_session.h"
 #include "agents/router.h"
 #include "core/result.h"
 
@@ -27,6 +29,9 @@ struct ApiOptions {
   /// GET /metrics needs the token, as every route but /healthz does;
   /// false (`gantry agent --metrics-auth none`) opens it to any scraper.
   bool metrics_need_token = true;
+  /// The dashboard's own port on `host` (0: any free port), its own origin,
+  /// so that no web function's page shares an origin with it; none without.
+  std::optional<int> dashboard_port;
 };
 
 /// The agent's HTTP+JSON API (cpp-httplib), routes and documents as in
@@ -37,26 +42,37 @@ struct ApiOptions {
 /// function's own `web.auth`). Errors are JSON: {"error": {"code",
 /// "message"}}, 400 for bad bodies (malformed, unknown fields, too large),
 /// 404 for unknown functions and calls, 409 for a stale generation.
+///
+/// With `dashboard_port`, a second listener serves the dashboard (/ui, its
+/// sign-in and sign-out, and /ui/v1/… copies of the read routes, where a
+/// session cookie stands for the token) and nothing else; the API's own
+/// listener never serves it nor takes a cookie.
 class ApiServer {
  public:
   ApiServer(Agent& agent, ApiOptions options);
   ~ApiServer();
 
-  /// Binds the address; after it, port() is the one bound.
+  /// Binds the address (and the dashboard's); after it, port() is the one
+  /// bound, and dashboard_port() the dashboard's (0 without one).
   core::Status Bind();
   int port() const { return port_; }
+  int dashboard_port() const { return dashboard_port_; }
   /// Serves until Stop() (from another thread or a signal handler's thread).
   core::Status Serve();
   void Stop();
 
  private:
   void AddRoutes();
+  void AddDashboardRoutes();
 
   Agent& agent_;
   ApiOptions options_;
   Router router_;
   std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<httplib::Server> dashboard_;  // null without a dashboard port
+  std::optional<DashboardSessions> sessions_;   // drawn at Bind
   int port_ = 0;
+  int dashboard_port_ = 0;
   std::atomic<bool> stopping_ = false;  // ends followed log streams
 };
 

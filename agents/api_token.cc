@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,7 +13,6 @@
 #include <system_error>
 
 #include "core/atomic_file.h"
-#include "core/hex.h"
 #include "core/random.h"
 #include "core/sha256.h"
 #include "core/text.h"
@@ -47,17 +44,6 @@ core::Result<std::string> TokenFromFile(const std::filesystem::path& path) {
   return std::string(token);
 }
 
-/// Whether `guess` is `secret`, in constant time: the same number of bytes
-/// are compared whether or not the lengths agree, and CRYPTO_memcmp reads
-/// them all, so the time taken tells nothing of where a guess first differs.
-bool SecretMatches(std::string_view guess, std::string_view secret) {
-  if (secret.empty()) return false;  // no secret is ever a match
-  bool same_length = guess.size() == secret.size();
-  const char* compared = same_length ? guess.data() : secret.data();
-  bool same_bytes = CRYPTO_memcmp(compared, secret.data(), secret.size()) == 0;
-  return same_length && same_bytes;
-}
-
 }  // namespace
 
 core::Result<std::string> LoadOrCreateToken(
@@ -82,6 +68,16 @@ core::Result<std::string> LoadOrCreateToken(
   return TokenFromFile(path);  // another process made it first: use theirs
 }
 
+bool SecretMatches(std::string_view guess, std::string_view secret) {
+  if (secret.empty()) return false;  // no secret is ever a match
+  // The same number of bytes are compared whether or not the lengths agree,
+  // and CRYPTO_memcmp reads them all.
+  bool same_length = guess.size() == secret.size();
+  const char* compared = same_length ? guess.data() : secret.data();
+  bool same_bytes = CRYPTO_memcmp(compared, secret.data(), secret.size()) == 0;
+  return same_length && same_bytes;
+}
+
 std::string_view BearerCredentials(std::string_view authorization) {
   constexpr std::string_view kScheme = "Bearer";
   authorization = core::TrimSpaces(authorization);
@@ -100,36 +96,11 @@ bool AuthorizationMatches(std::string_view authorization, std::string_view token
   return SecretMatches(BearerCredentials(authorization), token);
 }
 
-std::string SessionValue(std::string_view token) {
-  constexpr std::string_view kPurpose = "gantry dashboard session";
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  HMAC(EVP_sha256(), token.data(), static_cast<int>(token.size()),
-       reinterpret_cast<const unsigned char*>(kPurpose.data()), kPurpose.size(), mac, &size);
-  return core::HexEncode(mac, size);
-}
-
-bool SessionCookieMatches(std::string_view cookie_header, std::string_view token) {
-  if (token.empty()) return false;
-  // "name=value; name=value" (RFC 6265 section 4.2.1).
-  while (!cookie_header.empty()) {
-    std::size_t end = cookie_header.find(';');
-    std::string_view pair = core::TrimSpaces(cookie_header.substr(0, end));
-    cookie_header = end == std::string_view::npos ? "" : cookie_header.substr(end + 1);
-    std::size_t equals = pair.find('=');
-    if (equals == std::string_view::npos || pair.substr(0, equals) != kSessionCookie) continue;
-    // Every cookie of that name: a page of another path may have set one too.
-    if (SecretMatches(pair.substr(equals + 1), SessionValue(token))) return true;
-  }
-  return false;
-}
-
 bool AuthorizationKeyMatches(std::string_view authorization, std::string_view key_sha256) {
   std::string_view credentials = BearerCredentials(authorization);
   if (credentials.empty()) return false;
   // Hashes of the same length are compared, in constant time.
-  std::string hash = core::Sha256Digest(credentials).substr(7);
-  return AuthorizationMatches("Bearer " + hash, key_sha256);
+  return SecretMatches(core::Sha256Digest(credentials).substr(7), key_sha256);
 }
 
 }  // namespace agents

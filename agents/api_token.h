@@ -25,15 +25,9 @@ bool AuthorizationMatches(std::string_view authorization, std::string_view token
 /// or "" when it is not one.
 std::string_view BearerCredentials(std::string_view authorization);
 
-/// The dashboard's session (/ui, agents/README.md "Dashboard"): a browser
-/// that gave the token at /ui/login gets the cookie `gantry_session`, whose
-/// value is a keyed hash of the token (HMAC-SHA256, hex), never the token
-/// itself; the cookie then stands for the token on GET requests only.
-inline constexpr std::string_view kSessionCookie = "gantry_session";
-std::string SessionValue(std::string_view token);
-/// Whether a Cookie header value holds the session cookie of this token,
-/// compared in constant time.
-bool SessionCookieMatches(std::string_view cookie_header, std::string_view token);
+/// Whether `guess` is `secret`, in constant time: the time taken tells
+/// nothing of where a guess first differs. An empty secret matches nothing.
+bool SecretMatches(std::string_view guess, std::string_view secret);
 
 /// Whether an Authorization header value is "Bearer KEY" for a key whose
 /// hex sha256 is `key_sha256` (a web function's `web.auth: key`), compared

@@ -93,23 +93,10 @@ TEST_CASE("AuthorizationMatches never matches an empty token") {
   CHECK_FALSE(agents::AuthorizationMatches("", ""));
 }
 
-TEST_CASE("the session cookie is a keyed hash of the token and matches only its own token") {
-  using agents::SessionCookieMatches;
-  using agents::SessionValue;
-  const std::string token = "0123456789abcdef";
-  const std::string session = SessionValue(token);
-  CHECK(session.size() == 64);
-  CHECK(session.find(token) == std::string::npos);
-  CHECK(session == SessionValue(token));
-  CHECK(session != SessionValue("another token"));
-
-  CHECK(SessionCookieMatches("gantry_session=" + session, token));
-  CHECK(SessionCookieMatches("theme=dark; gantry_session=" + session + "; lang=en", token));
-  CHECK_FALSE(SessionCookieMatches("gantry_session=" + session, "another token"));
-  CHECK_FALSE(SessionCookieMatches("gantry_session=" + token, token));  // the token is no session
-  CHECK_FALSE(SessionCookieMatches("gantry_session=" + session.substr(1), token));
-  CHECK_FALSE(SessionCookieMatches("other_session=" + session, token));
-  CHECK(SessionCookieMatches("gantry_session=planted; gantry_session=" + session, token));
-  CHECK_FALSE(SessionCookieMatches("", token));
-  CHECK_FALSE(SessionCookieMatches("gantry_session=" + SessionValue(""), ""));
+TEST_CASE("SecretMatches compares whole secrets, and an empty secret matches nothing") {
+  CHECK(agents::SecretMatches("0123456789abcdef", "0123456789abcdef"));
+  CHECK_FALSE(agents::SecretMatches("0123456789abcde", "0123456789abcdef"));
+  CHECK_FALSE(agents::SecretMatches("0123456789abcdef0", "0123456789abcdef"));
+  CHECK_FALSE(agents::SecretMatches("0123456789abcdeF", "0123456789abcdef"));
+  CHECK_FALSE(agents::SecretMatches("", ""));
 }

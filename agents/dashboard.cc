@@ -1,6 +1,5 @@
 #include "agents/dashboard.h"
 
-#include "agents/api_token.h"
 #include "agents/dashboard_html.h"
 
 namespace agents {
@@ -68,13 +67,6 @@ std::string DashboardSignInPage(std::string_view error) {
 </html>
 )";
   return page;
-}
-
-std::string SessionSetCookie(std::string_view token, bool secure) {
-  std::string cookie = std::string(kSessionCookie) + "=" + SessionValue(token) +
-                       "; Path=/ui; HttpOnly; SameSite=Strict";
-  if (secure) cookie += "; Secure";
-  return cookie;
 }
 
 }  // namespace agents

@@ -16,12 +16,6 @@ std::string_view DashboardPage();
 /// not empty.
 std::string DashboardSignInPage(std::string_view error);
 
-/// The Set-Cookie value /ui/login answers with for `token`: the session
-/// cookie, for /ui paths only (never sent to a web function's /apps/…),
-/// HttpOnly and SameSite=Strict (so another site's page can neither read it
-/// nor make the browser send it), Secure when the API serves TLS.
-std::string SessionSetCookie(std::string_view token, bool secure);
-
 /// The Content-Security-Policy of both pages: nothing is loaded from
 /// anywhere, scripts and styles are the page's own, requests go to the agent.
 inline constexpr char kDashboardPolicy[] =

@@ -75,6 +75,8 @@ core::Status AgentProcess::Restart() {
   if (!address || !token) return AgentError("gantry agent wrote no address in 10 s: " + Log());
   address_ = FirstLine(*address);
   token_ = FirstLine(*token);
+  auto dashboard = core::ReadFile(data_dir_ / "dashboard_address");
+  dashboard_address_ = dashboard ? FirstLine(*dashboard) : "";
   return core::Ok{};
 }
 

@@ -38,6 +38,8 @@ class AgentProcess {
   /// unless `with_token` is false.
   httplib::Client Client(bool with_token = true) const;
   const std::string& address() const { return address_; }
+  /// Its dashboard's http://HOST:PORT with `--dashboard-port`, else "".
+  const std::string& dashboard_address() const { return dashboard_address_; }
   const std::string& token() const { return token_; }
   const std::filesystem::path& data_dir() const { return data_dir_; }
   std::string Log() const;
@@ -50,7 +52,7 @@ class AgentProcess {
   std::filesystem::path gantry_binary_, data_dir_, store_, log_;
   std::vector<std::string> extra_args_;
   std::optional<core::Subprocess> process_;
-  std::string address_, token_;
+  std::string address_, dashboard_address_, token_;
 };
 
 }  // namespace tests

@@ -60,8 +60,11 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   tests::TempDir dir("gantry-dashboard-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
-  auto started = tests::RequireAgent(dir.path() / "agent", store, dir.path() / "agent.log");
+  auto started = tests::RequireAgent(dir.path() / "agent", store, dir.path() / "agent.log",
+                                     {"--dashboard-port", "0"});
   tests::AgentProcess& agent = *started;
+  REQUIRE(agent.dashboard_address().starts_with("http://127.0.0.1:"));
+  REQUIRE(agent.dashboard_address() != agent.address());
   auto client = agent.Client();
   REQUIRE(Body(client.Put("/v1/desired", Desired(digest).dump(), "application/json"))["changed"] ==
           true);
@@ -104,24 +107,36 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   INFO(checked.err);
   CHECK(checked.exit_code == 0);
 
-  auto anonymous = agent.Client(/*with_token=*/false);
+  // The dashboard has a listener, and so an origin, of its own: the API's
+  // (where web functions are served) has no /ui and takes no cookie.
+  auto api_ui = agent.Client(/*with_token=*/false).Get("/ui");
+  REQUIRE(api_ui);
+  CHECK(api_ui->status == 401);
+  CHECK(client.Get("/ui")->status == 404);
+  httplib::Client anonymous(agent.dashboard_address());
+  const auto form = "application/x-www-form-urlencoded";
   auto page = anonymous.Get("/ui");
   REQUIRE(page);
   CHECK(page->status == 401);
   CHECK(page->body.find("action=\"/ui/login\"") != std::string::npos);
   CHECK(page->body.find("usage-chart") == std::string::npos);
   CHECK(page->get_header_value("Content-Security-Policy").find("default-src 'none'") == 0);
-  auto wrong = anonymous.Post("/ui/login", "token=guess", "application/x-www-form-urlencoded");
+  auto wrong = anonymous.Post("/ui/login", "token=guess", form);
   REQUIRE(wrong);
   CHECK(wrong->status == 401);
   CHECK_FALSE(wrong->has_header("Set-Cookie"));
-  auto login =
-      anonymous.Post("/ui/login", "token=" + agent.token(), "application/x-www-form-urlencoded");
+  // The token in a URL, where histories and logs keep it, is refused.
+  auto in_url = anonymous.Post("/ui/login?token=" + agent.token(), "", form);
+  REQUIRE(in_url);
+  CHECK(in_url->status == 400);
+  CHECK_FALSE(in_url->has_header("Set-Cookie"));
+  auto login = anonymous.Post("/ui/login", "token=" + agent.token(), form);
   REQUIRE(login);
   CHECK(login->status == 303);
   CHECK(login->get_header_value("Location") == "/ui");
   const std::string set_cookie = login->get_header_value("Set-Cookie");
-  CHECK(set_cookie.find("Path=/ui;") != std::string::npos);  // never sent to /apps/…
+  CHECK(set_cookie.find("Path=/ui;") != std::string::npos);       // never sent to /apps/…
+  CHECK(set_cookie.find("Max-Age=43200;") != std::string::npos);  // 12 hours
   CHECK(set_cookie.find("HttpOnly") != std::string::npos);
   CHECK(set_cookie.find("SameSite=Strict") != std::string::npos);
   CHECK(set_cookie.find(agent.token()) == std::string::npos);  // the cookie is not the token
@@ -134,27 +149,45 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   REQUIRE(read);
   CHECK(read->status == 200);
   CHECK(json::parse(read->body)["generation"] == 3);
-  // Only the dashboard's copies of the read routes take the cookie.
-  auto elsewhere = anonymous.Get("/v1/status", session);
+  // The API's own routes never take the cookie, on either listener.
+  auto elsewhere = agent.Client(/*with_token=*/false).Get("/v1/status", session);
   REQUIRE(elsewhere);
   CHECK(elsewhere->status == 401);
+  CHECK(anonymous.Get("/v1/status", session)->status == 404);
   // A session reads; it never writes: the desired state is what it was.
-  auto write = anonymous.Put("/v1/desired", session, "{\"generation\": 9, \"apps\": {}}",
-                             "application/json");
+  auto write =
+      agent.Client(/*with_token=*/false)
+          .Put("/v1/desired", session, "{\"generation\": 9, \"apps\": {}}", "application/json");
   REQUIRE(write);
   CHECK(write->status == 401);
+  auto write_here =
+      httplib::Client(agent.dashboard_address())
+          .Put("/ui/v1/desired", session, "{\"generation\": 9, \"apps\": {}}", "application/json");
+  REQUIRE(write_here);
+  CHECK(write_here->status == 401);
   CHECK(Body(client.Get("/v1/status"))["generation"] == 3);
-  // (On a connection of its own: the refused PUT's body was never read.)
-  auto forged = agent.Client(/*with_token=*/false)
+  auto forged = httplib::Client(agent.dashboard_address())
                     .Get("/ui/v1/status", {{"Cookie", "gantry_session=" + agent.token()}});
   REQUIRE(forged);
   CHECK(forged->status == 401);
+  // Signing out ends this session, and only it.
+  auto other_login = anonymous.Post("/ui/login", "token=" + agent.token(), form);
+  REQUIRE(other_login);
+  const httplib::Headers other = {
+      {"Cookie", SessionFrom(other_login->get_header_value("Set-Cookie"))}};
+  auto logout = anonymous.Post("/ui/logout", session, "", form);
+  REQUIRE(logout);
+  CHECK(logout->status == 303);
+  CHECK(logout->get_header_value("Set-Cookie").find("gantry_session=; Path=/ui; Max-Age=0;") == 0);
+  CHECK(anonymous.Get("/ui/v1/status", session)->status == 401);
+  CHECK(anonymous.Get("/ui", session)->status == 401);
+  CHECK(anonymous.Get("/ui/v1/status", other)->status == 200);
 
   // --- in a real browser ---
   fs::path token_file = agent.data_dir() / "token";
   auto browsed = tests::RunProcess(
       {"node", (fs::path(DASHBOARD_BROWSER_DIR) / "dashboard.mjs").string(), CHROMIUM_BINARY,
-       agent.address(), token_file.string(), DASHBOARD_SCREENSHOT},
+       agent.dashboard_address(), token_file.string(), DASHBOARD_SCREENSHOT},
       DASHBOARD_BROWSER_DIR);
   INFO(browsed.err);
   INFO(browsed.out);
@@ -169,7 +202,7 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   CHECK(seen["wrong_token"]["error"] == "That is not this agent's token.");
   CHECK(seen["wrong_token"]["dashboard"] == false);
   CHECK(seen["signed_in"]["status"] == 200);
-  CHECK(seen["signed_in"]["url"] == agent.address() + "/ui");
+  CHECK(seen["signed_in"]["url"] == agent.dashboard_address() + "/ui");
 
   const json shown = seen["dashboard"];
   CHECK(shown["banner"] == "");
@@ -202,6 +235,9 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   CHECK(shown["cost"].get<std::string>().starts_with("$0."));
   CHECK(seen["write_with_session"] == 401);
   CHECK(seen["day_bars"] == 24);
+  CHECK(seen["signed_out"]["status"] == 401);
+  CHECK(seen["signed_out"]["form"] == true);
+  CHECK(seen["signed_out"]["read"] == 401);
 
   std::ifstream png(DASHBOARD_SCREENSHOT, std::ios::binary);
   std::string signature(8, '\0');

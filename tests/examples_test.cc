@@ -157,6 +157,16 @@ TEST_CASE("examples hello answers over HTTP through gantry up and scales to zero
   INFO(up.Output());
   auto [base, path] = up.Endpoint("hello", "site");
   CHECK(up.Output().find("container running") == std::string::npos);  // none before a request
+  // The dashboard it prints is on a port of its own, not the endpoints' origin.
+  std::smatch dashboard;
+  const std::string output = up.Output();
+  REQUIRE(std::regex_search(output, dashboard,
+                            std::regex("Dashboard: (http://127\\.0\\.0\\.1:[0-9]+)/ui ")));
+  CHECK(dashboard[1].str() != base);
+  auto sign_in = httplib::Client(dashboard[1].str()).Get("/ui");
+  REQUIRE(sign_in);
+  CHECK(sign_in->status == 401);
+  CHECK(sign_in->body.find("action=\"/ui/login\"") != std::string::npos);
 
   httplib::Client client(base);
   client.set_read_timeout(60, 0);

@@ -28,6 +28,7 @@ struct AgentCommand {
   std::string gpus = "auto";
   std::string runtime = "runc";
   std::string metrics_auth = "token";
+  std::optional<int> dashboard_port;  // none: no dashboard
   std::string log_format;  // "": gantry's own --log-format, else text on a terminal, JSON elsewhere
   CLI::App* gantry = nullptr;  // the global options
 };
@@ -58,6 +59,7 @@ int RunAgent(const AgentCommand& command) {
   }
 
   api.metrics_need_token = command.metrics_auth == "token";
+  api.dashboard_port = command.dashboard_port;
   // The agent's log: text for a person at a terminal, one JSON object per
   // line for a log collector; --log-format (of the agent, or gantry's) decides.
   std::string log_format = command.log_format;
@@ -88,14 +90,30 @@ int RunAgent(const AgentCommand& command) {
   if (auto bound = server.Bind(); !bound.ok()) return Fail(bound.error());
   std::string address =
       (api.tls_cert ? "https://" : "http://") + api.host + ":" + std::to_string(server.port());
-  // Local tools (and tests) find the agent through this file.
+  // Local tools (and tests) find the agent through these files; the
+  // dashboard's first, as `address` says the agent is up.
+  const std::filesystem::path dashboard_file = options.data_dir / "dashboard_address";
+  std::string dashboard_address;
+  if (api.dashboard_port) {
+    dashboard_address = (api.tls_cert ? "https://" : "http://") + api.host + ":" +
+                        std::to_string(server.dashboard_port());
+    if (auto written = core::WriteFileAtomically(dashboard_file, dashboard_address + "\n");
+        !written.ok()) {
+      return Fail(written.error());
+    }
+  } else {
+    std::error_code ignored;
+    std::filesystem::remove(dashboard_file, ignored);
+  }
   if (auto written = core::WriteFileAtomically(options.data_dir / "address", address + "\n");
       !written.ok()) {
     return Fail(written.error());
   }
-  spdlog::info("agent listening on {} (token in {}; dashboard at {}/ui)", address,
-               token_file ? token_file->string() : (options.data_dir / "token").string(),
-               address);
+  const std::string token_path =
+      token_file ? token_file->string() : (options.data_dir / "token").string();
+  spdlog::info("agent listening on {} (token in {})", address, token_path);
+  if (!dashboard_address.empty())
+    spdlog::info("dashboard at {}/ui (sign in with the token)", dashboard_address);
 
   std::thread stopper([&] {
     int signal = stop_signals.Wait();
@@ -134,6 +152,10 @@ void AddAgentVerb(CLI::App& gantry, int* exit_code) {
                    "Who may read GET /metrics: token (as the API) or none (any scraper)")
       ->check(CLI::IsMember({"token", "none"}))
       ->capture_default_str();
+  verb->add_option("--dashboard-port", command->dashboard_port,
+                   "Serve the dashboard (/ui) on this port of the --listen host, its own origin "
+                   "(0: any free port; default: no dashboard)")
+      ->check(CLI::Range(0, 65535));
   verb->add_option("--log-format", command->log_format,
                    "The agent's log on stderr: text, or json (one object per line); default: "
                    "text on a terminal, json elsewhere")

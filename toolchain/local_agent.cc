@@ -65,6 +65,7 @@ core::Result<std::unique_ptr<LocalAgent>> LocalAgent::Start(const Options& optio
   api.host = "127.0.0.1";
   api.port = options.port;
   api.token = *token;
+  if (options.dashboard) api.dashboard_port = 0;
   local->server_ = std::make_unique<agents::ApiServer>(*local->agent_, api);
   if (auto bound = local->server_->Bind(); !bound.ok()) {
     if (errno == EADDRINUSE) {
@@ -77,6 +78,9 @@ core::Result<std::unique_ptr<LocalAgent>> LocalAgent::Start(const Options& optio
     return bound.error();
   }
   local->url_ = "http://127.0.0.1:" + std::to_string(local->server_->port());
+  if (options.dashboard)
+    local->dashboard_url_ =
+        "http://127.0.0.1:" + std::to_string(local->server_->dashboard_port()) + "/ui";
   if (auto added = local->fleet_.Add({kAgentName, local->url_, data_dir / "token", {}});
       !added.ok()) {
     return added.error();

@@ -34,7 +34,8 @@ class LocalAgent {
     std::filesystem::path data_dir;  // empty: GantryHome()/local
     std::filesystem::path store;     // the content store the images are built into
     std::string gpus = "auto";
-    int port = 7070;  // on 127.0.0.1; 0: any free port
+    int port = 7070;         // on 127.0.0.1; 0: any free port
+    bool dashboard = false;  // serve the dashboard on a free port of its own
   };
 
   /// Checks what the agent needs (root, the runtime), opens it and starts
@@ -52,6 +53,8 @@ class LocalAgent {
   agents::Agent& agent() { return *agent_; }
   /// http://127.0.0.1:PORT
   const std::string& url() const { return url_; }
+  /// http://127.0.0.1:PORT/ui, or "" without a dashboard.
+  const std::string& dashboard_url() const { return dashboard_url_; }
   /// The fleet of one agent, "local", for the planner.
   const planner::Fleet& fleet() const { return fleet_; }
   /// Where the planner keeps the state of `app` on this agent: DATA_DIR/state/APP.json.
@@ -68,6 +71,7 @@ class LocalAgent {
   std::unique_ptr<agents::ApiServer> server_;
   std::thread serving_;
   std::string url_;
+  std::string dashboard_url_;
   planner::Fleet fleet_;
   bool stopped_ = false;
 };

@@ -58,7 +58,7 @@ void PrintServing(const spec::App& app, LocalAgent& local) {
     std::string next = schedule.is_object() ? schedule.value("next_fire", "never") : "not placed";
     std::printf("  %-12s next %s\n", name.c_str(), next.c_str());
   }
-  std::printf("\nDashboard: %s/ui  (sign in with the token in %s)\n", url.c_str(),
+  std::printf("\nDashboard: %s  (sign in with the token in %s)\n", local.dashboard_url().c_str(),
               (local.agent().data_dir() / "token").c_str());
   std::fflush(stdout);
 }
@@ -130,7 +130,9 @@ int RunUp(const UpCommand& command) {
     ReportErrors(app.error());
     return kExitUserError;
   }
-  auto local = LocalAgent::Start(command.local.Options(command.port));
+  LocalAgent::Options local_options = command.local.Options(command.port);
+  local_options.dashboard = true;
+  auto local = LocalAgent::Start(local_options);
   if (!local) {
     ReportErrors({local.error()});
     return kExitUserError;

@@ -1,9 +1,10 @@
 // Drives a real headless browser (Debian's chromium, through puppeteer-core)
 // through an agent's dashboard the way a user would: open /ui, be asked for
 // the token, give a wrong one, then the right one, wait for the page to
-// show the agent's functions, calls and usage, and take a screenshot.
+// show the agent's functions, calls and usage, take a screenshot, and sign
+// out.
 //
-//   node dashboard.mjs CHROMIUM AGENT_URL TOKEN_FILE SCREENSHOT.png
+//   node dashboard.mjs CHROMIUM DASHBOARD_URL TOKEN_FILE SCREENSHOT.png
 //
 // Prints one JSON object: what the browser saw at each step (the test,
 // tests/dashboard_test.cc, asserts on it). Exits non-zero only when the
@@ -83,7 +84,7 @@ try {
 
   // 4. The session reads but never writes: a PUT from the page is refused.
   report.write_with_session = await page.evaluate(async () => {
-    const answer = await fetch("/v1/desired", { method: "PUT", body: "{}", headers: { "Content-Type": "application/json" } });
+    const answer = await fetch("/ui/v1/desired", { method: "PUT", body: "{}", headers: { "Content-Type": "application/json" } });
     return answer.status;
   });
 
@@ -98,6 +99,14 @@ try {
 
   await page.screenshot({ path: screenshot, fullPage: true });
   report.screenshot = screenshot;
+
+  // 6. Sign out: back to the form, and the page's reads are refused.
+  response = (await Promise.all([page.waitForNavigation(), page.click("#sign-out button")]))[0];
+  report.signed_out = {
+    status: response.status(),
+    form: (await page.$("form[action='/ui/login']")) !== null,
+    read: await page.evaluate(async () => (await fetch("/ui/v1/status")).status),
+  };
 } finally {
   await browser.close();
 }
