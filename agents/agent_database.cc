@@ -13,7 +13,7 @@ namespace {
 /// append the next. Version 1 is the schema of the agents that kept no
 /// version (their agent.db is at 0 with some of these tables, hence IF NOT
 /// EXISTS).
-constexpr std::array<const char*, 2> kMigrations = {
+constexpr std::array<const char*, 3> kMigrations = {
     // 1: the desired state, job calls, schedule fires.
     R"sql(
 CREATE TABLE IF NOT EXISTS desired (
@@ -66,6 +66,12 @@ CREATE TABLE usage (
 );
 CREATE INDEX usage_by_start ON usage (start_ms);
 CREATE INDEX usage_open ON usage (end_ms) WHERE end_ms IS NULL;
+)sql",
+    // 3: the usage records by end, open ones (NULL) first: what a window
+    // that ends now needs (UsageLedger::Query, the budget guard's reads).
+    R"sql(
+CREATE INDEX usage_by_end ON usage (end_ms);
+DROP INDEX usage_open;
 )sql",
 };
 

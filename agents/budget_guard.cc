@@ -48,6 +48,49 @@ BudgetSpend SpendOf(const std::vector<UsageRecord>& records, std::int64_t now_ms
   return spend;
 }
 
+namespace {
+
+/// A record that ended this long before a read is settled by it.
+constexpr std::int64_t kSettleLagMs = 60'000;
+/// The whole month is read again at least this often.
+constexpr std::int64_t kRereadMs = 10 * 60'000;
+
+BudgetSpend operator+(const BudgetSpend& a, const BudgetSpend& b) {
+  return {a.day_usd + b.day_usd, a.month_usd + b.month_usd};
+}
+
+}  // namespace
+
+core::Result<BudgetSpend> SpendCounter::Read(UsageLedger& ledger, const std::string& app,
+                                             std::int64_t now_ms) {
+  const std::int64_t day_start = UtcDay(now_ms).start_ms;
+  if (day_start != day_start_ms_ || now_ms < settled_before_ms_ ||
+      now_ms - read_whole_ms_ >= kRereadMs) {
+    // The day (and so maybe the month) is another, or it is time: settle
+    // nothing yet and read the month whole.
+    day_start_ms_ = -1;
+    settled_ = {};
+    settled_before_ms_ = UtcMonth(now_ms).start_ms;
+  }
+  auto records = ledger.Query(settled_before_ms_, now_ms + 1, app);
+  if (!records) return records.error();
+  if (day_start_ms_ == -1) {
+    day_start_ms_ = day_start;
+    read_whole_ms_ = now_ms;
+  }
+  records_read_ = records->size();
+  // Those that ended before the new mark are settled: their share of the
+  // day and month will not change. The rest are counted as of now.
+  const std::int64_t mark = std::max(settled_before_ms_, now_ms - kSettleLagMs);
+  std::vector<UsageRecord> settling, open;
+  for (UsageRecord& record : *records)
+    (record.end_ms > 0 && record.end_ms < mark ? settling : open).push_back(std::move(record));
+  settled_ = settled_ + SpendOf(settling, now_ms);
+  settled_before_ms_ = mark;
+  last_ = settled_ + SpendOf(open, now_ms);
+  return *last_;
+}
+
 std::optional<BudgetBreach> FindBreach(const BudgetState& budget, const BudgetSpend& spend,
                                        std::int64_t now_ms) {
   if (budget.daily_usd && spend.day_usd >= *budget.daily_usd)
@@ -92,18 +135,23 @@ BudgetGuard::~BudgetGuard() {
 
 void BudgetGuard::Start() {
   thread_ = std::thread([this] {
-    // At a fixed rate: an evaluation that takes long does not push the next one back.
-    auto next = std::chrono::steady_clock::now() + interval_;
+    using Clock = std::chrono::steady_clock;
+    // At a fixed rate: an evaluation that takes long does not push the next
+    // one back. A wake brings the next one to within kWakeDelay at most.
+    auto next = Clock::now() + interval_;
     std::unique_lock lock(mutex_);
     while (!stopping_) {
       wake_.wait_until(lock, next, [&] { return stopping_ || woken_; });
       if (stopping_) return;
-      woken_ = false;
-      if (std::chrono::steady_clock::now() >= next) next += interval_;
+      if (woken_) {
+        woken_ = false;
+        next = std::min(next, Clock::now() + kWakeDelay);
+        continue;
+      }
       lock.unlock();
       Evaluate();
       lock.lock();
-      next = std::max(next, std::chrono::steady_clock::now());
+      next = std::max(next + interval_, Clock::now());
     }
   });
 }
@@ -136,6 +184,7 @@ void BudgetGuard::Set(std::map<std::string, BudgetState> budgets) {
         continue;
       }
       if (entry->second.notified_stopped) lifted_.push_back(entry->first);
+      counters_.erase(entry->first);
       entry = entries_.erase(entry);
     }
     for (auto& [app, budget] : budgets) {
@@ -146,7 +195,7 @@ void BudgetGuard::Set(std::map<std::string, BudgetState> budgets) {
       changed.push_back(app);
     }
   }
-  for (const std::string& app : changed) Judge(app, budgets.at(app));
+  for (const std::string& app : changed) Judge(app, budgets.at(app), /*reread=*/false);
   Wake();  // the thread calls the hooks
 }
 
@@ -163,16 +212,21 @@ void BudgetGuard::Evaluate() {
   Notify();
 }
 
-void BudgetGuard::Judge(const std::string& app, const BudgetState& budget) {
+void BudgetGuard::Judge(const std::string& app, const BudgetState& budget, bool reread) {
   const std::int64_t now_ms = now_ms_();
-  // The UTC day lies within the UTC month: one read covers both.
-  auto records = ledger_->Query(UtcMonth(now_ms).start_ms, now_ms + 1, app);
-  if (!records) {
-    // The state stands as it was; the next evaluation tries again.
-    spdlog::warn("agent: budget of {}: {}", app, records.error().message);
-    return;
+  SpendCounter& counter = counters_[app];
+  BudgetSpend spend;
+  if (!reread && counter.last()) {
+    spend = *counter.last();
+  } else {
+    auto read = counter.Read(*ledger_, app, now_ms);
+    if (!read) {
+      // The state stands as it was; the next evaluation tries again.
+      spdlog::warn("agent: budget of {}: {}", app, read.error().message);
+      return;
+    }
+    spend = *read;
   }
-  BudgetSpend spend = SpendOf(*records, now_ms);
   std::optional<BudgetBreach> breach = FindBreach(budget, spend, now_ms);
   std::lock_guard lock(mutex_);
   auto found = entries_.find(app);

@@ -38,6 +38,32 @@ struct BudgetSpend {
 /// to `now_ms`.
 BudgetSpend SpendOf(const std::vector<UsageRecord>& records, std::int64_t now_ms);
 
+/// An app's spend in the UTC day and month of now, kept without reading
+/// the whole month each time. The records that ended more than a minute
+/// before the last read are settled: their spend is summed once and kept;
+/// each read takes from the ledger only the records since (those still
+/// running and those that ended in the last minute or so). It reads the
+/// whole month again when the UTC day rolls over, when the clock goes back,
+/// and every 10 minutes, so that a record written late (a commit that
+/// failed for a while) is counted then.
+class SpendCounter {
+ public:
+  /// The spend of `app` at `now_ms`; what `ledger` has queued is committed first.
+  core::Result<BudgetSpend> Read(UsageLedger& ledger, const std::string& app, std::int64_t now_ms);
+  /// The spend the last Read returned, if any.
+  const std::optional<BudgetSpend>& last() const { return last_; }
+  /// How many records the last Read took from the ledger.
+  std::size_t records_read() const { return records_read_; }
+
+ private:
+  std::int64_t day_start_ms_ = -1;      // the UTC day `settled_` is for
+  std::int64_t settled_before_ms_ = 0;  // what ended before it is in `settled_`
+  std::int64_t read_whole_ms_ = 0;      // when the month was last read whole
+  BudgetSpend settled_;
+  std::optional<BudgetSpend> last_;
+  std::size_t records_read_ = 0;
+};
+
 /// A cap that `spend` has reached.
 struct BudgetBreach {
   std::string cap;  // "daily_usd" or "monthly_usd"
@@ -60,18 +86,20 @@ enum class BudgetCondition { kOk, kAlerted, kStopped };
 const char* BudgetConditionName(BudgetCondition condition);
 
 /// Keeps every app's budget on this agent, from the agent's own usage
-/// ledger. Each `interval` (a second in the agent), and at once after a
-/// container stops (Wake), it reads what each app with a budget spent in
-/// the current UTC day and UTC month (running containers measured to now)
+/// ledger. Each `interval` (a second in the agent), and within a quarter of
+/// a second after a container stops (Wake; stops that close together are
+/// judged together, after their records have gone out with the ledger's
+/// next commit), it reads what each app with a budget spent in the current
+/// UTC day and UTC month (running containers measured to now; SpendCounter)
 /// and compares it with the app's caps:
 ///
 /// - `on_exceed: stop` at a cap: the app is stopped. Hooks::stop is called
 ///   at every evaluation while it lasts (the agent scales its web functions
 ///   to zero and stops its running and queued calls, those that slipped
 ///   past the check too), the warning logged once, and Refusal() gives the
-///   error every new call, web request and scheduled run of the app gets. It stays stopped until the
-///   period rolls over or a new budget (Set) no longer holds it: then
-///   Hooks::resume is called once.
+///   error every new call, web request and scheduled run of the app gets. It stays stopped until
+///   the period rolls over or a new budget (Set) no longer holds it: then Hooks::resume is called
+///   once.
 /// - `on_exceed: alert` at a cap: the app is alerted: a warning is logged
 ///   once per period and cap, and Status() says so.
 ///
@@ -101,16 +129,19 @@ class BudgetGuard {
   void Stop();
 
   /// The budgets of the desired state, by app (apps without one absent).
-  /// Apps whose budget is new or changed are evaluated before it returns,
-  /// so that a raised budget lifts a stop for the next call at once; the
-  /// hooks of what changed are called by the thread (or the next
-  /// Evaluate), never from here: the caller may hold its own locks.
+  /// Apps whose budget is changed are judged again before it returns, from
+  /// the spend last read (no I/O), so that a raised budget lifts a stop for
+  /// the next call at once; a new one's spend is read then. The hooks of
+  /// what changed are called by the thread (or the next Evaluate), never
+  /// from here: the caller may hold its own locks.
   void Set(std::map<std::string, BudgetState> budgets);
   /// Evaluates every app with a budget now, then calls the hooks of the
   /// apps stopped or resumed since the last call.
   void Evaluate();
-  /// Makes the thread evaluate now (a container stopped).
+  /// Makes the thread evaluate soon (a container stopped): within
+  /// kWakeDelay, however many wakes come meanwhile.
   void Wake();
+  static constexpr std::chrono::milliseconds kWakeDelay{250};
 
   /// The error a call, request or scheduled run of `app` gets while its
   /// budget stops it; nullopt when it may run.
@@ -132,9 +163,10 @@ class BudgetGuard {
     std::map<std::string, std::int64_t> alerted;  // cap -> start of the period last alerted
   };
 
-  /// Reads the spend of `app` and updates its entry, if its budget is
-  /// still `budget`.
-  void Judge(const std::string& app, const BudgetState& budget);
+  /// Reads the spend of `app` (or, with `reread` false, takes the one last
+  /// read when there is one) and updates its entry, if its budget is still
+  /// `budget`. Under evaluate_mutex_.
+  void Judge(const std::string& app, const BudgetState& budget, bool reread = true);
   void Notify();
 
   UsageLedger* ledger_;
@@ -142,8 +174,9 @@ class BudgetGuard {
   std::chrono::milliseconds interval_;
   std::function<std::int64_t()> now_ms_;
 
-  std::mutex evaluate_mutex_;  // one evaluation at a time; taken before mutex_
-  mutable std::mutex mutex_;   // guards the members below
+  std::mutex evaluate_mutex_;                     // one evaluation at a time; taken before mutex_
+  std::map<std::string, SpendCounter> counters_;  // by app; under evaluate_mutex_
+  mutable std::mutex mutex_;                      // guards the members below
   std::condition_variable wake_;
   std::map<std::string, Entry> entries_;  // apps with a budget
   std::vector<std::string> lifted_;       // stopped apps whose budget went: to resume

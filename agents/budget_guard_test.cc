@@ -207,5 +207,70 @@ TEST_CASE("the guard stops an app at its cap until the period rolls over or the 
   }
 }
 
+TEST_CASE(
+    "the spend counter reads only the records since its last read and agrees with a whole read",
+    "[budget_guard]") {
+  tests::TempDir dir("gantry-spend-counter-test");
+  auto database = AgentDatabase::Open(dir.path() / "agent.db");
+  REQUIRE(database.ok());
+  auto opened = UsageLedger::Open(*database, core::RateCard::Defaults(), "host-1", 1h);
+  REQUIRE(opened.ok());
+  UsageLedger& ledger = **opened;
+  MeteredContainer container{"demo", "train", "c1", "", {"H100"}, 1, 1ull << 30};
+  // What a whole read of the month says: the reference.
+  auto whole = [&](std::int64_t now) {
+    auto records = ledger.Query(UtcMonth(now).start_ms, now + 1, "demo");
+    REQUIRE(records.ok());
+    return SpendOf(*records, now);
+  };
+  SpendCounter counter;
+  auto read = [&](std::int64_t now) {
+    auto spend = counter.Read(ledger, "demo", now);
+    REQUIRE(spend.ok());
+    BudgetSpend expected = whole(now);
+    CHECK(spend->day_usd == Approx(expected.day_usd));
+    CHECK(spend->month_usd == Approx(expected.month_usd));
+    return *spend;
+  };
+
+  // 200 containers ran earlier this month, 30 s each; one runs now.
+  const std::int64_t t0 = UtcMs(2026, 12, 10, 12);
+  for (int i = 1; i <= 200; ++i)
+    ledger.Stop(ledger.Start(container, t0 - i * 3'600'000), t0 - i * 3'600'000 + 30'000);
+  const std::string running = ledger.Start(container, t0 - 5'000);
+  BudgetSpend first = read(t0);
+  CHECK(counter.records_read() == 201);  // the first read is whole
+  CHECK(first.month_usd > first.day_usd);
+  read(t0 + 1'000);
+  CHECK(counter.records_read() == 1);  // the running one: the rest are settled
+
+  // One stops, another runs a second: both are read until they settle.
+  ledger.Stop(running, t0 + 2'000);
+  ledger.Stop(ledger.Start(container, t0 + 3'000), t0 + 4'000);
+  read(t0 + 5'000);
+  CHECK(counter.records_read() == 2);
+  read(t0 + 120'000);
+  CHECK(counter.records_read() == 2);
+  BudgetSpend settled = read(t0 + 125'000);
+  CHECK(counter.records_read() == 0);
+  CHECK(counter.last()->month_usd == settled.month_usd);
+
+  // A record written late, that ended before the settled mark, is counted
+  // at the next whole read (10 minutes on at most), not before.
+  ledger.Stop(ledger.Start(container, t0 + 10'000), t0 + 20'000);
+  auto missed = counter.Read(ledger, "demo", t0 + 126'000);
+  REQUIRE(missed.ok());
+  CHECK(missed->month_usd == Approx(settled.month_usd));
+  CHECK(missed->month_usd < whole(t0 + 126'000).month_usd);
+  read(t0 + 126'000 + 10 * 60'000);
+  CHECK(counter.records_read() == 203);
+
+  // The next UTC day is read whole: nothing spent in it yet.
+  BudgetSpend next_day = read(UtcDay(t0).end_ms + 1'000);
+  CHECK(counter.records_read() == 203);
+  CHECK(next_day.day_usd == 0);
+  CHECK(next_day.month_usd == Approx(whole(t0 + 700'000).month_usd));
+}
+
 }  // namespace
 }  // namespace agents

@@ -305,7 +305,11 @@ core::Result<std::vector<UsageRecord>> UsageLedger::Query(std::int64_t since_ms,
   std::lock_guard lock(database_->mutex());
   SqlStatement row(database_->handle(),
                    (std::string("SELECT ") + kRecordColumns +
-                    " FROM usage WHERE start_ms < ?1 AND (end_ms IS NULL OR end_ms >= ?2) AND "
+                    // By end: the windows asked for end at or near now (the budget
+                    // guard's, the dashboard's), where the records still open or ended
+                    // since `since_ms` are few; by start it would walk all history.
+                    " FROM usage INDEXED BY usage_by_end WHERE start_ms < ?1 AND "
+                    "(end_ms IS NULL OR end_ms >= ?2) AND "
                     "(?3 = '' OR app = ?3) ORDER BY start_ms, id")
                        .c_str(),
                    {until_ms, since_ms, app});

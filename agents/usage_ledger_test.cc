@@ -351,6 +351,10 @@ TEST_CASE("an agent.db of an older agent is migrated, one of a newer refused", "
           std::to_string(AgentDatabase::SchemaVersion()));
     CHECK(FirstValue(*database, "SELECT generation FROM desired") == "7");
     CHECK(FirstValue(*database, "SELECT count(*) FROM usage") == "0");
+    CHECK(FirstValue(*database,
+                     "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
+                     "WHERE type = 'index' AND tbl_name = 'usage' AND name NOT LIKE "
+                     "'sqlite_%' ORDER BY name)") == "usage_by_end,usage_by_start");
     CHECK(FirstValue(*database, "PRAGMA journal_mode") == "wal");
     std::lock_guard lock(database->mutex());
     REQUIRE(database->Execute("PRAGMA user_version = 99").ok());

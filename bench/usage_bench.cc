@@ -19,6 +19,12 @@
 //     alternate between the two, GANTRY_BENCH_CALLS timed (default 100)
 //     after GANTRY_BENCH_WARMUP (default 5) of each. Needs root, runc and
 //     /bin/busybox; skipped without them.
+//  4. A budget's evaluation (what the budget guard does every second for
+//     each app with a budget): an app with GANTRY_BENCH_MONTH_RECORDS
+//     (default 100,000) records this month and 10 running, its spend read
+//     by the SpendCounter (the records since its last read) side by side
+//     with a whole read of the month (the guard's way before it), in the
+//     same run, over the same ledger.
 //
 // Run it with `ctest --test-dir build -L bench -R usage_bench -V`, or
 // build/bench/usage_bench. It fails only when something it runs fails,
@@ -27,6 +33,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -35,11 +42,13 @@
 #include <vector>
 
 #include "agents/agent_records.h"
+#include "agents/budget_guard.h"
 #include "agents/call_runner.h"
 #include "agents/usage_ledger.h"
 #include "bench/latency_sample.h"
 #include "bench/machine_load.h"
 #include "builder/content_store.h"
+#include "core/wall_clock.h"
 #include "tests/busybox_image.h"
 #include "tests/temp_dir.h"
 
@@ -226,11 +235,65 @@ core::Status CallLatency(const fs::path& scratch) {
   return core::Ok{};
 }
 
+core::Status BudgetEvaluation(const fs::path& scratch) {
+  const int records = static_cast<int>(bench::EnvNumber("GANTRY_BENCH_MONTH_RECORDS", 100'000));
+  fs::create_directories(scratch / "budget");
+  auto database = agents::AgentDatabase::Open(scratch / "budget" / "agent.db");
+  if (!database) return database.error();
+  auto opened = agents::UsageLedger::Open(*database, core::RateCard::Defaults(), "bench",
+                                          std::chrono::hours(1));
+  if (!opened) return opened.error();
+  agents::UsageLedger& ledger = **opened;
+  // The month so far: `records` containers of 20 s spread over 20 days,
+  // then 10 running.
+  const std::int64_t now = agents::UtcMonth(core::NowMs()).start_ms + 20ll * 86'400'000;
+  const std::int64_t spacing = 20ll * 86'400'000 / records;
+  for (int i = 0; i < records; ++i) {
+    std::int64_t start = now - 20ll * 86'400'000 + i * spacing;
+    ledger.Stop(ledger.Start(Container(0, i), start), start + 20'000);
+  }
+  for (int i = 0; i < 10; ++i) ledger.Start(Container(1, i), now - 30'000);
+  if (auto committed = ledger.Commit(); !committed.ok()) return committed.error();
+
+  const int rounds = 50;
+  bench::LatencySample counted, whole;
+  agents::SpendCounter counter;
+  if (auto first = counter.Read(ledger, "bench", now); !first) return first.error();
+  double counted_usd = 0, whole_usd = 0;
+  for (int i = 1; i <= rounds; ++i) {
+    const std::int64_t at = now + i * 1'000;  // a read a second, as the guard does
+    auto start = Clock::now();
+    auto spend = counter.Read(ledger, "bench", at);
+    if (!spend) return spend.error();
+    counted.ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+    counted_usd = spend->month_usd;
+    start = Clock::now();
+    auto month = ledger.Query(agents::UtcMonth(at).start_ms, at + 1, "bench");
+    if (!month) return month.error();
+    whole_usd = agents::SpendOf(*month, at).month_usd;
+    whole.ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - start).count());
+  }
+  std::printf(
+      "\nA budget's evaluation: an app with %d records this month and 10 running, %d reads "
+      "a second apart (month's spend $%.2f both ways: %s)\n",
+      records, rounds, counted_usd, std::abs(counted_usd - whole_usd) < 1e-6 ? "equal" : "DIFFER");
+  std::printf("  %-40s %8s %8s %8s %10s\n", "ms", "p50", "p90", "mean", "records");
+  std::printf("  %-40s %8.3f %8.3f %8.3f %10zu\n", "SpendCounter (records since last read)",
+              counted.Percentile(0.5), counted.Percentile(0.9), counted.Mean(),
+              counter.records_read());
+  std::printf("  %-40s %8.3f %8.3f %8.3f %10d\n", "whole month read (before)",
+              whole.Percentile(0.5), whole.Percentile(0.9), whole.Mean(), records + 10);
+  if (std::abs(counted_usd - whole_usd) >= 1e-6)
+    return BenchError("the spend counter and the whole read differ");
+  return core::Ok{};
+}
+
 core::Status Bench() {
   tests::TempDir scratch("gantry-usage-bench");
   std::printf("usage_bench: load average %s\n", bench::LoadAverage().c_str());
   if (auto done = LedgerThroughput(scratch.path()); !done.ok()) return done;
   if (auto done = MeterCost(scratch.path()); !done.ok()) return done;
+  if (auto done = BudgetEvaluation(scratch.path()); !done.ok()) return done;
   return CallLatency(scratch.path());
 }
 
