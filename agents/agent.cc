@@ -692,14 +692,22 @@ std::string Agent::Metrics() {
   std::lock_guard scraping(metrics_.scrape_mutex);
   std::map<MetricLabels, double> containers, queued, gpus, seconds, cost;
   const json status = Status();
+  std::set<std::string> web_functions;  // served or not
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [app, state] : desired_.apps)
+      for (const auto& [name, function] : state.functions)
+        if (function.web) web_functions.insert(FunctionKey(app, name));
+  }
   for (const auto& [app, app_status] : status.at("apps").items()) {
     for (const auto& [name, function] : app_status.at("functions").items()) {
       auto labels = [&](const char* key, const std::string& value) {
         return MetricLabels{{"app", app}, {"function", name}, {key, value}};
       };
-      if (function.contains("containers")) {  // a web function
+      if (web_functions.contains(FunctionKey(app, name))) {
+        const json counts = function.value("containers", json::object());
         for (const char* state : {"starting", "ready", "draining"})
-          containers[labels("state", state)] = function.at("containers").value(state, 0);
+          containers[labels("state", state)] = counts.value(state, 0);
         queued[labels("queue", "requests")] = function.value("queued_requests", 0);
       } else {
         containers[labels("state", "running")] = function.value("running_containers", 0);

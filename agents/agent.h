@@ -112,6 +112,11 @@ class Agent {
   /// it cannot run here (its image missing, GPUs this host lacks).
   core::Result<WebTarget> FindWebFunction(const std::string& app,
                                           const std::string& function) const;
+  /// The error `app`'s calls and web requests get while its budget stops it
+  /// (BudgetGuard::Refusal); nullopt when it may run.
+  std::optional<core::Error> BudgetRefusal(const std::string& app) const {
+    return budget_->Refusal(app);
+  }
 
   /// A job call. With `wait` it returns when the call has ended; otherwise
   /// as soon as it is queued. kNotFound for a function not in the desired

@@ -68,10 +68,30 @@ CREATE INDEX usage_by_start ON usage (start_ms);
 CREATE INDEX usage_open ON usage (end_ms) WHERE end_ms IS NULL;
 )sql",
     // 3: the usage records by end, open ones (NULL) first: what a window
-    // that ends now needs (UsageLedger::Query, the budget guard's reads).
+    // that ends now needs (UsageLedger::Query, the budget guard's reads);
+    // and the closed records' totals by function, kept by a trigger as each
+    // record closes (UsageLedger::TotalsByFunction, GET /metrics).
     R"sql(
 CREATE INDEX usage_by_end ON usage (end_ms);
 DROP INDEX usage_open;
+CREATE TABLE usage_closed_totals (
+  app TEXT NOT NULL,
+  function TEXT NOT NULL,
+  billable_seconds INTEGER NOT NULL,
+  cost_usd REAL NOT NULL,
+  PRIMARY KEY (app, function)
+);
+INSERT INTO usage_closed_totals
+  SELECT app, function, sum(billable_seconds), total(cost_usd) FROM usage
+  WHERE end_ms IS NOT NULL GROUP BY app, function;
+CREATE TRIGGER usage_closes AFTER UPDATE OF end_ms ON usage
+  WHEN OLD.end_ms IS NULL AND NEW.end_ms IS NOT NULL
+BEGIN
+  INSERT INTO usage_closed_totals VALUES (NEW.app, NEW.function, NEW.billable_seconds, NEW.cost_usd)
+    ON CONFLICT (app, function) DO UPDATE SET
+      billable_seconds = billable_seconds + excluded.billable_seconds,
+      cost_usd = cost_usd + excluded.cost_usd;
+END;
 )sql",
 };
 

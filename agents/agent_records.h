@@ -86,8 +86,8 @@ class AgentRecords {
  private:
   core::Status SaveFireLocked(const ScheduleFire& fire);  // the database's mutex held
   /// The calls `SELECT … FROM calls CLAUSES` finds, `values` bound to its parameters.
-  core::Result<std::vector<CallRecord>> ReadCalls(const std::string& clauses,
-                                                  std::initializer_list<SqlStatement::Value> values);
+  core::Result<std::vector<CallRecord>> ReadCalls(
+      const std::string& clauses, std::initializer_list<SqlStatement::Value> values);
 
   std::shared_ptr<AgentDatabase> database_;
 };

@@ -66,8 +66,17 @@ TEST_CASE("recent calls come newest first, of one app or of all", "[agent_record
   auto records = AgentRecords::Open(dir.path() / "agent.db");
   REQUIRE(records.ok());
   for (int i = 1; i <= 5; ++i) {
-    CallRecord call{"c" + std::to_string(i), i % 2 ? "odd" : "even", "f", CallState::kSucceeded,
-                    1, 0, "", 100 * i, 0, 0, "{}"};
+    CallRecord call{"c" + std::to_string(i),
+                    i % 2 ? "odd" : "even",
+                    "f",
+                    CallState::kSucceeded,
+                    1,
+                    0,
+                    "",
+                    100 * i,
+                    0,
+                    0,
+                    "{}"};
     REQUIRE((*records)->SaveCall(call).ok());
   }
   auto ids = [](const std::vector<CallRecord>& calls) {

@@ -36,9 +36,8 @@ TEST_CASE("a forged or altered dashboard session is refused") {
   const std::size_t last = session.rfind('.');
   const std::string id = session.substr(0, session.find('.'));
   // A later end with the old MAC: the MAC covers the expiry.
-  CHECK_FALSE(sessions.Valid(Cookie(id + "." + std::to_string(kNow + 10 * kSessionSeconds) +
-                                    session.substr(last)),
-                             kNow));
+  CHECK_FALSE(sessions.Valid(
+      Cookie(id + "." + std::to_string(kNow + 10 * kSessionSeconds) + session.substr(last)), kNow));
   CHECK_FALSE(sessions.Valid(Cookie(session.substr(0, session.size() - 1)), kNow));
   CHECK_FALSE(sessions.Valid(Cookie(session.substr(0, last)), kNow));
   CHECK_FALSE(sessions.Valid(Cookie(id), kNow));

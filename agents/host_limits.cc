@@ -197,8 +197,9 @@ core::Status CheckHostRequirements(const std::filesystem::path& runtime) {
   auto program = core::ResolveProgram(runtime.string(), {});
   if (!program || access(program->c_str(), X_OK) != 0) {
     return core::Error{core::ErrorCode::kNotFound,
-                       runtime.string() + " is not installed, and the agent runs containers with "
-                                          "it: apt-get install " +
+                       runtime.string() +
+                           " is not installed, and the agent runs containers with "
+                           "it: apt-get install " +
                            name,
                        {}};
   }

@@ -104,8 +104,7 @@ TEST_CASE("CgroupsName names every layout", "[host_limits]") {
 }
 
 }  // namespace
-TEST_CASE("CheckHostRequirements names a missing runtime and how to install it",
-          "[host_limits]") {
+TEST_CASE("CheckHostRequirements names a missing runtime and how to install it", "[host_limits]") {
   auto missing = CheckHostRequirements("/nonexistent/crun");
   REQUIRE_FALSE(missing.ok());
   if (geteuid() != 0) {

@@ -178,6 +178,10 @@ AgentMetrics::AgentMetrics()
           "Containers started, by function and kind (job: one per call attempt; web).")),
       cold_starts(registry.AddCounter(
           "gantry_cold_starts_total",
+          "Web containers started while requests waited and none of their function was "
+          "ready: scaling from zero, or past what is ready.")),
+      cold_waits(registry.AddCounter(
+          "gantry_cold_start_requests_total",
           "Web requests that found no ready container of their function and waited for one "
           "to start.")),
       containers(registry.AddGauge(

@@ -103,6 +103,7 @@ struct AgentMetrics {
   MetricFamily& request_seconds;   // gantry_request_duration_seconds{app,function}
   MetricFamily& container_starts;  // gantry_container_starts_total{app,function,kind}
   MetricFamily& cold_starts;       // gantry_cold_starts_total{app,function}
+  MetricFamily& cold_waits;        // gantry_cold_start_requests_total{app,function}
   // Set when scraped.
   MetricFamily& containers;       // gantry_containers{app,function,state}
   MetricFamily& queued;           // gantry_queue_depth{app,function,queue}

@@ -118,18 +118,30 @@ struct Relay {
 void Router::Handle(const httplib::Request& request, httplib::Response& response,
                     const std::string& app, const std::string& function) const {
   auto target = agent_.FindWebFunction(app, function);
-  if (!target) {
-    return ReplyError(response, target.error());
-  }
   // Counted once the handler returns with the response's status, or, when
-  // a body is relayed, once the relay ends.
-  auto outcome = std::make_shared<RequestOutcome>(
-      agent_.metrics(), MetricLabels{{"app", app}, {"function", function}});
+  // a body is relayed, once the relay ends: every request to a web function
+  // of this host, refusals (a budget's 402, 401, 503) too. One to no such
+  // function is not: its labels would be whatever a client sent.
+  std::shared_ptr<RequestOutcome> outcome;
+  if (target || target.error().code != core::ErrorCode::kNotFound) {
+    outcome = std::make_shared<RequestOutcome>(agent_.metrics(),
+                                               MetricLabels{{"app", app}, {"function", function}});
+  }
   struct StatusOnReturn {
-    RequestOutcome& outcome;
+    RequestOutcome* outcome;
     const httplib::Response& response;
-    ~StatusOnReturn() { outcome.status = response.status; }
-  } status_on_return{*outcome, response};
+    ~StatusOnReturn() {
+      if (outcome) outcome->status = response.status;
+    }
+  } status_on_return{outcome.get(), response};
+  if (!target) return ReplyError(response, target.error());
+  // A request that its function cannot answer because the app's budget
+  // stopped it meanwhile (its containers went while it waited or was being
+  // forwarded) gets the budget's 402, not what the stop did to it.
+  auto fail = [&](int status, const std::string& code, const std::string& message) {
+    if (auto refusal = agent_.BudgetRefusal(app)) return ReplyError(response, *refusal);
+    ReplyError(response, status, code, message);
+  };
   const WebState& web = *target->function->function().function.web;
   const std::string authorization = request.get_header_value("Authorization");
   if ((web.auth == WebAuth::kToken && !AuthorizationMatches(authorization, token_)) ||
@@ -162,12 +174,11 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
   auto lease = target->function->Acquire();
   --queued_;
   if (!lease) {
+    if (auto refusal = agent_.BudgetRefusal(app)) return ReplyError(response, *refusal);
     return ReplyError(response, lease.error());
   }
   auto connection = lease->container().Connect();
-  if (!connection) {
-    return ReplyError(response, 502, "bad-gateway", connection.error().message);
-  }
+  if (!connection) return fail(502, "bad-gateway", connection.error().message);
 
   std::string head = request.method + " " + forwarded + " HTTP/1.0\r\n";
   std::string forwarded_for;
@@ -223,9 +234,8 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
       std::max<std::int64_t>(1, target->function->function().function.timeout.count() / 1000));
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   if (!SendAll(fd, head) || !SendAll(fd, request.body)) {
-    return ReplyError(
-        response, 502, "bad-gateway",
-        std::string("cannot send the request to the container: ") + std::strerror(errno));
+    return fail(502, "bad-gateway",
+                std::string("cannot send the request to the container: ") + std::strerror(errno));
   }
 
   std::string received;
@@ -235,10 +245,10 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
     ssize_t count = recv(fd, buffer, sizeof buffer, 0);
     if (count < 0 && errno == EINTR) continue;
     if (count <= 0) {
-      return ReplyError(
-          response, 502, "bad-gateway",
-          count == 0 ? "the container closed the connection without a response"
-                     : std::string("no response from the container: ") + std::strerror(errno));
+      return fail(502, "bad-gateway",
+                  count == 0
+                      ? "the container closed the connection without a response"
+                      : std::string("no response from the container: ") + std::strerror(errno));
     }
     received.append(buffer, static_cast<std::size_t>(count));
     while (true) {

@@ -138,8 +138,9 @@ TEST_CASE("a restart neither repeats nor loses a run, and catches up one missed 
   CHECK(harness.runs.size() == 3);
 }
 
-TEST_CASE("catch-up runs of one tick do not overlap each other, and a run that cannot start is retried",
-          "[scheduler]") {
+TEST_CASE(
+    "catch-up runs of one tick do not overlap each other, and a run that cannot start is retried",
+    "[scheduler]") {
   tests::TempDir dir("gantry-scheduler-test");
   Harness harness(dir.path() / "agent.db");
   harness.now = At("2026-03-01T00:00:30Z");

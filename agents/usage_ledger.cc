@@ -338,8 +338,12 @@ core::Result<std::vector<UsageRecord>> UsageLedger::Running() {
 core::Result<std::vector<UsageLedger::FunctionTotal>> UsageLedger::TotalsByFunction() {
   std::lock_guard lock(database_->mutex());
   SqlStatement row(database_->handle(),
-                   "SELECT app, function, total(billable_seconds), total(cost_usd) FROM usage "
-                   "GROUP BY app, function ORDER BY app, function",
+                   // The closed records' totals are kept as they close (a trigger of
+                   // agent.db); only the open ones are summed here.
+                   "SELECT app, function, total(billable_seconds), total(cost_usd) FROM ("
+                   "SELECT app, function, billable_seconds, cost_usd FROM usage_closed_totals "
+                   "UNION ALL SELECT app, function, billable_seconds, cost_usd FROM usage "
+                   "WHERE end_ms IS NULL) GROUP BY app, function ORDER BY app, function",
                    {});
   std::vector<FunctionTotal> totals;
   std::optional<core::Error> error;

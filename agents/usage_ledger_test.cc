@@ -331,6 +331,64 @@ TEST_CASE("a WAL torn mid-frame recovers to the last committed transaction", "[u
   for (std::size_t i = 0; i + 1 < ids.size(); ++i) CHECK(records[i].id == ids[i]);
 }
 
+TEST_CASE("the totals by function are the sum of every record, kept as records close",
+          "[usage_ledger]") {
+  tests::TempDir dir("gantry-usage-test");
+  fs::path file = dir.path() / "agent.db";
+  auto database = OpenDatabase(file);
+  // What a whole sum of the table says: the reference.
+  auto summed = [&](const std::string& function, const char* column) {
+    return std::stod(FirstValue(*database, std::string("SELECT total(") + column +
+                                               ") FROM usage WHERE function = '" + function + "'"));
+  };
+  auto check = [&](UsageLedger& ledger) {
+    auto totals = ledger.TotalsByFunction();
+    REQUIRE(totals.ok());
+    REQUIRE(totals->size() == 2);
+    for (const UsageLedger::FunctionTotal& total : *totals) {
+      INFO(total.function);
+      CHECK(total.app == "demo");
+      CHECK(total.seconds == Approx(summed(total.function, "billable_seconds")));
+      CHECK(total.cost_usd == Approx(summed(total.function, "cost_usd")));
+    }
+  };
+  {
+    auto ledger = OpenLedger(database);
+    MeteredContainer serve = Container("serve-1");
+    serve.function = "serve";
+    for (int i = 0; i < 5; ++i) {
+      std::string id = ledger->Start(Container("train-" + std::to_string(i), {"H100"}), kT0);
+      ledger->Stop(id, kT0 + 1'000 * (i + 1));
+      ledger->Stop(id, kT0 + 99'000);  // a replayed stop changes nothing
+    }
+    ledger->Start(serve, kT0);  // still running
+    REQUIRE(ledger->Commit(kT0 + 4'000).ok());
+    check(*ledger);
+    CHECK(summed("train", "billable_seconds") == 15);
+  }
+  // The running one closed by recovery, at its checkpoint.
+  auto ledger = OpenLedger(database);
+  REQUIRE(*ledger->CloseLeftOpen() == 1);
+  check(*ledger);
+  CHECK(summed("serve", "billable_seconds") == 4);
+
+  // An agent.db of schema version 2 (before the totals) gets them from its
+  // records when it is migrated.
+  ledger.reset();
+  {
+    std::lock_guard lock(database->mutex());
+    REQUIRE(database
+                ->Execute("DROP TRIGGER usage_closes; DROP TABLE usage_closed_totals; "
+                          "DROP INDEX usage_by_end; CREATE INDEX usage_open ON usage (end_ms) "
+                          "WHERE end_ms IS NULL; PRAGMA user_version = 2")
+                .ok());
+  }
+  database.reset();
+  database = OpenDatabase(file);
+  ledger = OpenLedger(database);
+  check(*ledger);
+}
+
 TEST_CASE("an agent.db of an older agent is migrated, one of a newer refused", "[usage_ledger]") {
   tests::TempDir dir("gantry-usage-test");
   fs::path file = dir.path() / "agent.db";

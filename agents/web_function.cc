@@ -94,8 +94,7 @@ core::Result<WebLease> WebFunction::Acquire() {
     return !entry.draining && entry.container->state() == WebContainerState::kReady;
   });
   if (cold && parts_.metrics) {
-    parts_.metrics->cold_starts.Add(
-        {{"app", function_.app}, {"function", function_.function.name}});
+    parts_.metrics->cold_waits.Add({{"app", function_.app}, {"function", function_.function.name}});
   }
   std::uint64_t ticket = next_ticket_++;
   auto me = waiting_.insert(waiting_.end(), ticket);
@@ -234,6 +233,8 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
 
   int have = sample.ready + sample.starting;
   if (desired > have && now >= next_start_) {
+    // Started for requests that wait with nothing ready to take them.
+    const bool cold = !waiting_.empty() && sample.ready == 0;
     for (int i = have; i < desired; ++i) {
       auto suffix = core::RandomHex(4);
       std::string id = "web-" + function_.app + "-" + function.name + "-" +
@@ -241,6 +242,8 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
       if (parts_.metrics) {
         parts_.metrics->container_starts.Add(
             {{"app", function_.app}, {"function", function.name}, {"kind", "web"}});
+        if (cold)
+          parts_.metrics->cold_starts.Add({{"app", function_.app}, {"function", function.name}});
       }
       containers_.push_back({WebContainer::Start(id, function_, parts_,
                                                  [this] {

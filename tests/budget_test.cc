@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,10 +39,14 @@ constexpr int kBurst = 4;  // calls of `burn` at once (its max_containers)
 
 json Desired(const std::string& digest, int generation, double daily_usd) {
   json image = {{"digest", digest}};
-  json site = {
-      {"image", image},
-      {"command", {"/bin/sh", "-c", "echo hi > /tmp/index.html; exec httpd -f -p $PORT -h /tmp"}},
-      {"web", json::object()}};
+  // httpd, with a CGI script that answers after 30 s: a request in flight.
+  json site = {{"image", image},
+               {"command",
+                {"/bin/sh", "-c",
+                 "mkdir /tmp/cgi-bin; printf '#!/bin/sh\\nsleep 30\\necho\\necho late\\n' > "
+                 "/tmp/cgi-bin/slow; chmod +x /tmp/cgi-bin/slow; echo hi > /tmp/index.html; "
+                 "exec httpd -f -p $PORT -h /tmp"}},
+               {"web", json::object()}};
   // SIGTERM ends it at once, as a job that saves its work would.
   json burn = {{"image", image},
                {"command", {"/bin/sh", "-c", "trap 'exit 143' TERM; sleep 60 & wait"}},
@@ -107,6 +113,19 @@ TEST_CASE("a budget of a few cents stops an app mid-burst and new calls get the 
         "apps.capped.budget: expected daily_usd, monthly_usd or both");
   Body(client.Put("/v1/desired", Desired(digest, 1, kDailyCap).dump(), "application/json"));
 
+  // A web request in flight when the stop comes: its container is stopped
+  // under it, and it gets the budget's 402, not a broken connection.
+  std::optional<httplib::Result> in_flight;
+  std::thread slow([&] {
+    auto slow_client = agent.Client();
+    in_flight.emplace(slow_client.Get("/apps/capped/site/cgi-bin/slow"));
+  });
+  REQUIRE(WaitFor(30s, [&] {
+    return Body(client.Get(
+               "/v1/status"))["apps"]["capped"]["functions"]["site"]["running_containers"] == 1;
+  }));
+  std::this_thread::sleep_for(500ms);  // the request reaches the CGI script
+
   std::vector<std::string> calls;
   for (int i = 0; i < kBurst; ++i) {
     json call =
@@ -116,6 +135,10 @@ TEST_CASE("a budget of a few cents stops an app mid-burst and new calls get the 
   auto budget = [&] { return Body(client.Get("/v1/status"))["apps"]["capped"]["budget"]; };
   REQUIRE(WaitFor(60s, [&] { return budget()["state"] == "stopped"; }));
   INFO(agent.Log());
+
+  slow.join();
+  REQUIRE(in_flight);
+  CheckBudgetExceeded(*in_flight);
 
   // The burst was stopped: its calls end with the budget's error.
   for (const std::string& id : calls) {
@@ -159,6 +182,15 @@ TEST_CASE("a budget of a few cents stops an app mid-burst and new calls get the 
   CheckBudgetExceeded(
       client.Post("/v1/apps/capped/functions/burn/calls", "{}", "application/json"));
   CheckBudgetExceeded(client.Get("/apps/capped/site/"));
+  // /metrics counts the refusals with the requests answered.
+  auto scraped = client.Get("/metrics");
+  REQUIRE(scraped);
+  std::smatch refused_count;
+  REQUIRE(std::regex_search(
+      scraped->body, refused_count,
+      std::regex(
+          R"(gantry_requests_total\{app="capped",function="site",status_class="4xx"\} ([0-9]+))")));
+  CHECK(std::stoi(refused_count[1]) >= 2);  // the one in flight and this one
   json tick;
   REQUIRE(WaitFor(10s, [&] {
     tick = Body(client.Get("/v1/status"))["apps"]["capped"]["functions"]["tick"]["schedule"];

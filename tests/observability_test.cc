@@ -315,8 +315,14 @@ TEST_CASE("GET /metrics counts what a real agent did, in the Prometheus text for
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
   auto agent = StartAgent(dir.path(), "agent", store, {"--log-format", "json"});
-  Apply(*agent, digest);
   auto client = agent->Client();
+  // And a web function this host cannot serve (no A100): still a web function to /metrics.
+  json desired = Desired(digest);
+  desired["apps"]["obs"]["functions"]["big"] = {{"image", {{"digest", digest}}},
+                                                {"command", {"/bin/true"}},
+                                                {"gpu", {{"type", "A100"}, {"count", 1}}},
+                                                {"web", json::object()}};
+  Body(client.Put("/v1/desired", desired.dump(), "application/json"));
 
   // The token guards /metrics as it does the API.
   auto anonymous = agent->Client(/*with_token=*/false).Get("/metrics");
@@ -332,6 +338,11 @@ TEST_CASE("GET /metrics counts what a real agent did, in the Prometheus text for
     REQUIRE(answer);
     CHECK(answer->status == (std::string(path).ends_with("nothing") ? 404 : 200));
   }
+
+  // A request the router refuses is counted too (503: it cannot run here).
+  auto refused = client.Get("/apps/obs/big/");
+  REQUIRE(refused);
+  CHECK(refused->status == 503);
 
   // The ledger's figures, read first: the scrape's must be at least these.
   double hello_seconds = 0, hello_cost = 0;
@@ -364,12 +375,20 @@ TEST_CASE("GET /metrics counts what a real agent did, in the Prometheus text for
   CHECK(metrics.Value("gantry_requests_total", with(site, "status_class", "2xx")) == 2);
   CHECK(metrics.Value("gantry_requests_total", with(site, "status_class", "4xx")) == 1);
   CHECK(metrics.Value("gantry_request_duration_seconds_count", site) == 3);
+  // One request found nothing ready and waited; one container started for it.
+  CHECK(metrics.Value("gantry_cold_start_requests_total", site) == 1);
   CHECK(metrics.Value("gantry_cold_starts_total", site) == 1);
   CHECK(metrics.Value("gantry_container_starts_total", with(site, "kind", "web")) == 1);
   CHECK(metrics.Value("gantry_containers", with(site, "state", "ready")) == 1);
   CHECK(metrics.Value("gantry_containers", with(hello, "state", "running")) == 0);
   CHECK(metrics.Value("gantry_queue_depth", with(hello, "queue", "calls")) == 0);
   CHECK(metrics.Value("gantry_queue_depth", with(site, "queue", "requests")) == 0);
+  const Labels big = {{"app", "obs"}, {"function", "big"}};
+  CHECK(metrics.Value("gantry_requests_total", with(big, "status_class", "5xx")) == 1);
+  CHECK(metrics.Value("gantry_containers", with(big, "state", "ready")) == 0);
+  CHECK_FALSE(metrics.Value("gantry_containers", with(big, "state", "running")));
+  CHECK(metrics.Value("gantry_queue_depth", with(big, "queue", "requests")) == 0);
+  CHECK_FALSE(metrics.Value("gantry_queue_depth", with(big, "queue", "calls")));
   CHECK(metrics.Value("gantry_gpus", {{"type", "H100"}, {"state", "free"}}) == 1);
   CHECK(metrics.Value("gantry_gpus", {{"type", "H100"}, {"state", "allocated"}}) == 0);
   REQUIRE(hello_seconds >= 3);  // three containers, a second at least each
