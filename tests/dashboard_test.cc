@@ -41,7 +41,8 @@ json Desired(const std::string& digest) {
                   {"command",
                    {"/bin/sh", "-c", "echo hi > /tmp/index.html; exec httpd -f -p $PORT -h /tmp"}},
                   {"web", json::object()},
-                  {"min_containers", 1}}}}}}}}}};
+                  {"min_containers", 1}}}}},
+              {"budget", {{"daily_usd", 50}, {"on_exceed", "alert"}}}}}}}};
 }
 
 /// The value of the session cookie a Set-Cookie header sets.
@@ -225,6 +226,16 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   CHECK(shown["containers"][0]["id"] == listed[0]["id"]);
   CHECK(shown["containers"][0]["cells"][1] == "shop/site");
   CHECK(shown["containers"][0]["cells"][2] == "ready");
+  // The app's budget, with what it spent today as GET /v1/status says.
+  const json budget = Body(client.Get("/v1/status"))["apps"]["shop"]["budget"];
+  REQUIRE(shown["budgets"].size() == 1);
+  CHECK(shown["budgets"][0]["app"] == "shop");
+  const json budget_cells = shown["budgets"][0]["cells"];
+  CHECK(budget_cells[1].get<std::string>().starts_with("$0.0"));
+  CHECK(budget_cells[2] == "$50.0000");
+  CHECK(budget_cells[4] == "–");  // no monthly cap
+  CHECK(budget_cells[5] == "alert");
+  CHECK(budget_cells[6] == budget["state"]);
   const json calls = shown["calls"];
   REQUIRE(calls.size() == 2);
   CHECK(calls[0]["id"] == second["id"]);

@@ -65,6 +65,10 @@ try {
       function: row.dataset.function,
       cells: [...row.cells].map((cell) => cell.textContent),
     })),
+    budgets: [...document.querySelectorAll("#budgets tbody tr[data-app]")].map((row) => ({
+      app: row.dataset.app,
+      cells: [...row.cells].map((cell) => cell.textContent),
+    })),
     containers: [...document.querySelectorAll("#containers tbody tr[data-container]")].map((row) => ({
       id: row.dataset.container,
       cells: [...row.cells].map((cell) => cell.textContent),
