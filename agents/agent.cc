@@ -598,17 +598,16 @@ core::Result<WebTarget> Agent::FindWebFunction(const std::string& app,
                        "no web function " + app + "/" + function + " on this host",
                        {}};
   }
-  if (auto refusal = budget_->Refusal(app)) return *refusal;
   std::string key = FunctionKey(app, function);
+  WebTarget target{*found->web, desired_.apps.at(app).web_key_sha256, nullptr, ""};
   if (auto problems = problems_.find(key); problems != problems_.end()) {
-    return core::Error{
-        core::ErrorCode::kUnavailable, key + " cannot run here: " + problems->second.front(), {}};
+    target.unavailable = key + " cannot run here: " + problems->second.front();
+  } else if (auto serving = web_.find(key); serving != web_.end()) {
+    target.function = serving->second;
+  } else {
+    target.unavailable = key + " is not being served";
   }
-  auto serving = web_.find(key);
-  if (serving == web_.end()) {
-    return core::Error{core::ErrorCode::kUnavailable, key + " is not being served", {}};
-  }
-  return WebTarget{serving->second, desired_.apps.at(app).web_key_sha256};
+  return target;
 }
 
 json Agent::Node() const {

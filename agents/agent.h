@@ -52,8 +52,11 @@ struct CallOutput {
 /// A web function the router can send a request to, and what its callers
 /// must show when its `web.auth` is `key`.
 struct WebTarget {
+  WebState web;            // its `web` settings: how requests authenticate
+  std::string key_sha256;  // the app key's hash, for `web.auth: key`
+  /// What serves it; null when it cannot be served here, for `unavailable`.
   std::shared_ptr<WebFunction> function;
-  std::string key_sha256;
+  std::string unavailable;
 };
 
 /// One host's agent, as a library: it owns the data dir, accepts desired
@@ -108,8 +111,9 @@ class Agent {
   AgentMetrics& metrics() { return metrics_; }
 
   /// The web function `app`/`function`, for the router: kNotFound when the
-  /// desired state has no such function or it is a job, kUnavailable when
-  /// it cannot run here (its image missing, GPUs this host lacks).
+  /// desired state has no such function or it is a job; without a serving
+  /// function and with why when it cannot run here (its image missing, GPUs
+  /// this host lacks, its app stopped by its budget).
   core::Result<WebTarget> FindWebFunction(const std::string& app,
                                           const std::string& function) const;
   /// The error `app`'s calls and web requests get while its budget stops it

@@ -245,12 +245,12 @@ core::Status ApiServer::Bind() {
   if (!bound) return bound.error();
   port_ = *bound;
   if (!dashboard_) return core::Ok{};
-  auto key = core::RandomHex(32);
-  if (!key) return key.error();
-  sessions_.emplace(std::move(*key));
   bound = BindServer(*dashboard_, options_.host, *options_.dashboard_port);
   if (!bound) return bound.error();
   dashboard_port_ = *bound;
+  auto key = core::RandomHex(32);
+  if (!key) return key.error();
+  sessions_.emplace(std::move(*key), "gantry_session_" + std::to_string(dashboard_port_));
   return core::Ok{};
 }
 
@@ -259,14 +259,19 @@ core::Status ApiServer::Serve() {
   std::thread dashboard;
   if (dashboard_) {
     dashboard = std::thread([&] {
-      (void)dashboard_->listen_after_bind();
+      if (!dashboard_->listen_after_bind())
+        spdlog::error("agent: the dashboard's listener stopped with an error");
       dashboard_done = true;
     });
   }
   bool served = server_->listen_after_bind();
-  // A stop before the dashboard's thread listened would be lost: repeat it.
-  while (dashboard.joinable() && !dashboard_done) {
-    dashboard_->stop();
+  // A stop before the dashboard's thread listens would be lost: it is
+  // stopped once it listens.
+  for (bool stopped = false; dashboard.joinable() && !dashboard_done;) {
+    if (!stopped && dashboard_->is_running()) {
+      dashboard_->stop();
+      stopped = true;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   if (dashboard.joinable()) dashboard.join();
@@ -488,28 +493,40 @@ void ApiServer::AddDashboardRoutes() {
                if (signed_in(request)) return page(response, 200, std::string(DashboardPage()));
                page(response, 401, DashboardSignInPage(""));
              });
-  server.Post(
-      "/ui/login", [this, tls, page](const httplib::Request& request, httplib::Response& response) {
-        // The token comes in the form's body only: in a URL it would be kept
-        // in histories and logs.
-        if (request.target.find('?') != std::string::npos) {
-          return page(response, 400,
-                      DashboardSignInPage("Sign in with the form: the token never goes in a URL."));
-        }
-        if (!AuthorizationMatches("Bearer " + request.get_param_value("token"), options_.token)) {
-          return page(response, 401, DashboardSignInPage("That is not this agent's token."));
-        }
-        auto session = sessions_->Issue(core::NowMs() / 1000);
-        if (!session) return ReplyError(response, session.error());
-        response.set_header("Set-Cookie", SessionSetCookie(*session, tls));
-        response.set_redirect("/ui", 303);
-      });
-  server.Post("/ui/logout",
-              [this, tls](const httplib::Request& request, httplib::Response& response) {
-                sessions_->Revoke(request.get_header_value("Cookie"), core::NowMs() / 1000);
-                response.set_header("Set-Cookie", SessionSetCookie("", tls));
-                response.set_redirect("/ui", 303);
-              });
+  // A browser sends Origin with every POST. A web function's page is
+  // another origin (the API's port) yet the same site, whose forms would
+  // carry the cookie: only the dashboard's own page may sign in or out.
+  auto foreign = [tls](const httplib::Request& request) {
+    std::string origin = request.get_header_value("Origin");
+    return !origin.empty() &&
+           origin != std::string(tls ? "https://" : "http://") + request.get_header_value("Host");
+  };
+  server.Post("/ui/login", [this, tls, page, foreign](const httplib::Request& request,
+                                                      httplib::Response& response) {
+    if (foreign(request))
+      return page(response, 403, DashboardSignInPage("Sign in from the dashboard's own page."));
+    // The token comes in the form's body only: in a URL it would be kept
+    // in histories and logs.
+    if (request.target.find('?') != std::string::npos) {
+      return page(response, 400,
+                  DashboardSignInPage("Sign in with the form: the token never goes in a URL."));
+    }
+    if (!AuthorizationMatches("Bearer " + request.get_param_value("token"), options_.token)) {
+      return page(response, 401, DashboardSignInPage("That is not this agent's token."));
+    }
+    auto session = sessions_->Issue(core::NowMs() / 1000);
+    if (!session) return ReplyError(response, session.error());
+    response.set_header("Set-Cookie", sessions_->SetCookie(*session, tls));
+    response.set_redirect("/ui", 303);
+  });
+  server.Post("/ui/logout", [this, tls, foreign](const httplib::Request& request,
+                                                 httplib::Response& response) {
+    if (foreign(request))
+      return ReplyError(response, 403, "forbidden", "sign out from the dashboard's own page");
+    sessions_->Revoke(request.get_header_value("Cookie"), core::NowMs() / 1000);
+    response.set_header("Set-Cookie", sessions_->SetCookie("", tls));
+    response.set_redirect("/ui", 303);
+  });
 }
 
 }  // namespace agents

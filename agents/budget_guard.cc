@@ -93,9 +93,10 @@ core::Result<BudgetSpend> SpendCounter::Read(UsageLedger& ledger, const std::str
 
 std::optional<BudgetBreach> FindBreach(const BudgetState& budget, const BudgetSpend& spend,
                                        std::int64_t now_ms) {
-  if (budget.daily_usd && spend.day_usd >= *budget.daily_usd)
+  // Reached by spending: a cap of 0 (a share of nothing) is not reached at 0.
+  if (budget.daily_usd && spend.day_usd >= *budget.daily_usd && spend.day_usd > 0)
     return BudgetBreach{"daily_usd", *budget.daily_usd, spend.day_usd, UtcDay(now_ms)};
-  if (budget.monthly_usd && spend.month_usd >= *budget.monthly_usd)
+  if (budget.monthly_usd && spend.month_usd >= *budget.monthly_usd && spend.month_usd > 0)
     return BudgetBreach{"monthly_usd", *budget.monthly_usd, spend.month_usd, UtcMonth(now_ms)};
   return std::nullopt;
 }
@@ -174,8 +175,6 @@ void BudgetGuard::Wake() {
 }
 
 void BudgetGuard::Set(std::map<std::string, BudgetState> budgets) {
-  std::lock_guard evaluating(evaluate_mutex_);
-  std::vector<std::string> changed;
   {
     std::lock_guard lock(mutex_);
     for (auto entry = entries_.begin(); entry != entries_.end();) {
@@ -184,19 +183,18 @@ void BudgetGuard::Set(std::map<std::string, BudgetState> budgets) {
         continue;
       }
       if (entry->second.notified_stopped) lifted_.push_back(entry->first);
-      counters_.erase(entry->first);
       entry = entries_.erase(entry);
     }
+    const std::int64_t now_ms = now_ms_();
     for (auto& [app, budget] : budgets) {
       Entry& entry = entries_[app];
-      if (entry.evaluated && entry.budget == budget) continue;
+      if (entry.budget == budget) continue;
       entry.budget = budget;
-      entry.evaluated = false;
-      changed.push_back(app);
+      // With its spend known, judged again now; a new one by the thread.
+      if (entry.evaluated) Decide(app, entry, entry.spend, now_ms);
     }
   }
-  for (const std::string& app : changed) Judge(app, budgets.at(app), /*reread=*/false);
-  Wake();  // the thread calls the hooks
+  Wake();  // the thread reads what is new and calls the hooks
 }
 
 void BudgetGuard::Evaluate() {
@@ -207,31 +205,30 @@ void BudgetGuard::Evaluate() {
       std::lock_guard lock(mutex_);
       for (const auto& [app, entry] : entries_) budgets.emplace(app, entry.budget);
     }
+    // The counters of apps whose budget went go too.
+    std::erase_if(counters_, [&](const auto& counter) { return !budgets.count(counter.first); });
     for (const auto& [app, budget] : budgets) Judge(app, budget);
   }
   Notify();
 }
 
-void BudgetGuard::Judge(const std::string& app, const BudgetState& budget, bool reread) {
+void BudgetGuard::Judge(const std::string& app, const BudgetState& budget) {
   const std::int64_t now_ms = now_ms_();
-  SpendCounter& counter = counters_[app];
-  BudgetSpend spend;
-  if (!reread && counter.last()) {
-    spend = *counter.last();
-  } else {
-    auto read = counter.Read(*ledger_, app, now_ms);
-    if (!read) {
-      // The state stands as it was; the next evaluation tries again.
-      spdlog::warn("agent: budget of {}: {}", app, read.error().message);
-      return;
-    }
-    spend = *read;
+  auto spend = counters_[app].Read(*ledger_, app, now_ms);
+  if (!spend) {
+    // The state stands as it was; the next evaluation tries again.
+    spdlog::warn("agent: budget of {}: {}", app, spend.error().message);
+    return;
   }
-  std::optional<BudgetBreach> breach = FindBreach(budget, spend, now_ms);
   std::lock_guard lock(mutex_);
   auto found = entries_.find(app);
   if (found == entries_.end() || !(found->second.budget == budget)) return;  // set anew meanwhile
-  Entry& entry = found->second;
+  Decide(app, found->second, *spend, now_ms);
+}
+
+void BudgetGuard::Decide(const std::string& app, Entry& entry, const BudgetSpend& spend,
+                         std::int64_t now_ms) {
+  std::optional<BudgetBreach> breach = FindBreach(entry.budget, spend, now_ms);
   entry.evaluated = true;
   entry.spend = spend;
   entry.evaluated_ms = now_ms;
@@ -241,7 +238,7 @@ void BudgetGuard::Judge(const std::string& app, const BudgetState& budget, bool 
   if (!breach) return;
   core::Error exceeded = BudgetExceeded(app, *breach);
   entry.reason = exceeded.message;
-  if (budget.on_exceed == BudgetAction::kStop) {
+  if (entry.budget.on_exceed == BudgetAction::kStop) {
     entry.condition = BudgetCondition::kStopped;
     entry.refusal = std::move(exceeded);
     return;

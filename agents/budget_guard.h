@@ -72,7 +72,9 @@ struct BudgetBreach {
   BudgetPeriod period;  // the day or month it caps
 };
 /// The first cap of `budget` (the daily one first) that `spend` has
-/// reached (spent >= cap) in the periods of `now_ms`, if any.
+/// reached (spent >= cap, and spent more than nothing: a cap of 0 is a
+/// share of nothing, reached by the first spending) in the periods of
+/// `now_ms`, if any.
 std::optional<BudgetBreach> FindBreach(const BudgetState& budget, const BudgetSpend& spend,
                                        std::int64_t now_ms);
 
@@ -129,11 +131,11 @@ class BudgetGuard {
   void Stop();
 
   /// The budgets of the desired state, by app (apps without one absent).
-  /// Apps whose budget is changed are judged again before it returns, from
-  /// the spend last read (no I/O), so that a raised budget lifts a stop for
-  /// the next call at once; a new one's spend is read then. The hooks of
-  /// what changed are called by the thread (or the next Evaluate), never
-  /// from here: the caller may hold its own locks.
+  /// It reads nothing and waits for no evaluation (the agent calls it under
+  /// its own lock): an app whose budget changed is judged again at once from
+  /// the spend last read, so that a raised budget lifts a stop for the next
+  /// call at once; a new one is judged by the thread within kWakeDelay. The
+  /// hooks of what changed are called by the thread (or the next Evaluate).
   void Set(std::map<std::string, BudgetState> budgets);
   /// Evaluates every app with a budget now, then calls the hooks of the
   /// apps stopped or resumed since the last call.
@@ -163,10 +165,11 @@ class BudgetGuard {
     std::map<std::string, std::int64_t> alerted;  // cap -> start of the period last alerted
   };
 
-  /// Reads the spend of `app` (or, with `reread` false, takes the one last
-  /// read when there is one) and updates its entry, if its budget is still
+  /// Reads the spend of `app` and judges its entry, if its budget is still
   /// `budget`. Under evaluate_mutex_.
-  void Judge(const std::string& app, const BudgetState& budget, bool reread = true);
+  void Judge(const std::string& app, const BudgetState& budget);
+  /// Sets `entry`'s condition from `spend` against its budget. Under mutex_.
+  void Decide(const std::string& app, Entry& entry, const BudgetSpend& spend, std::int64_t now_ms);
   void Notify();
 
   UsageLedger* ledger_;

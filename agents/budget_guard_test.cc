@@ -102,6 +102,12 @@ TEST_CASE("a cap is reached when the spend is at it", "[budget_guard]") {
   REQUIRE(monthly);
   CHECK(monthly->cap == "monthly_usd");
   CHECK(monthly->period.end_ms == UtcMs(2027, 1, 1));
+  // A cap of nothing (an agent's share of a budget whose replicas there
+  // cost nothing) is reached by spending, not before.
+  BudgetState nothing;
+  nothing.daily_usd = 0;
+  CHECK_FALSE(FindBreach(nothing, {0, 0}, now));
+  CHECK(FindBreach(nothing, {0.000001, 0.000001}, now));
 
   core::Error error = BudgetExceeded("demo", *daily);
   CHECK(error.code == core::ErrorCode::kBudgetExceeded);
@@ -146,13 +152,14 @@ TEST_CASE("the guard stops an app at its cap until the period rolls over or the 
   BudgetState budget;
   budget.daily_usd = cost / 2;
   guard.Set({{"demo", budget}});
-  // Set judges at once; the hooks come with the next evaluation.
+  // Set reads nothing (the agent holds its lock): a new budget is judged by
+  // the next evaluation, which calls the hooks.
+  CHECK_FALSE(guard.Refusal("demo"));
+  guard.Evaluate();
   auto refusal = guard.Refusal("demo");
   REQUIRE(refusal);
   CHECK(refusal->message.find("daily budget") != std::string::npos);
   CHECK_FALSE(guard.Refusal("other"));
-  CHECK(stopped.empty());
-  guard.Evaluate();
   CHECK(stopped == std::vector<std::string>{"demo"});
   nlohmann::json status = guard.Status("demo");
   CHECK(status["state"] == "stopped");

@@ -17,25 +17,25 @@ namespace {
 
 constexpr std::size_t kSessionIdBytes = 16;
 
-/// The values of every cookie named kSessionCookie in a Cookie header value
-/// ("name=value; name=value", RFC 6265 section 4.2.1): a page of another
-/// path may have set one of that name too.
-std::vector<std::string_view> SessionCookies(std::string_view cookie_header) {
+}  // namespace
+
+DashboardSessions::DashboardSessions(std::string key, std::string cookie)
+    : key_(std::move(key)), cookie_(std::move(cookie)) {}
+
+std::vector<std::string_view> DashboardSessions::Values(std::string_view cookie_header) const {
+  // "name=value; name=value" (RFC 6265 section 4.2.1); every cookie of our
+  // name: a page of another path may have set one of that name too.
   std::vector<std::string_view> values;
   while (!cookie_header.empty()) {
     std::size_t end = cookie_header.find(';');
     std::string_view pair = core::TrimSpaces(cookie_header.substr(0, end));
     cookie_header = end == std::string_view::npos ? "" : cookie_header.substr(end + 1);
     std::size_t equals = pair.find('=');
-    if (equals != std::string_view::npos && pair.substr(0, equals) == kSessionCookie)
+    if (equals != std::string_view::npos && pair.substr(0, equals) == cookie_)
       values.push_back(pair.substr(equals + 1));
   }
   return values;
 }
-
-}  // namespace
-
-DashboardSessions::DashboardSessions(std::string key) : key_(std::move(key)) {}
 
 std::string DashboardSessions::Mac(std::string_view id_and_expiry) const {
   unsigned char mac[EVP_MAX_MD_SIZE];
@@ -69,7 +69,7 @@ std::optional<DashboardSessions::Session> DashboardSessions::Verified(
 }
 
 bool DashboardSessions::Valid(std::string_view cookie_header, std::int64_t now_seconds) const {
-  for (std::string_view value : SessionCookies(cookie_header)) {
+  for (std::string_view value : Values(cookie_header)) {
     auto session = Verified(value);
     if (!session || session->expiry <= now_seconds) continue;
     std::lock_guard lock(mutex_);
@@ -81,17 +81,16 @@ bool DashboardSessions::Valid(std::string_view cookie_header, std::int64_t now_s
 void DashboardSessions::Revoke(std::string_view cookie_header, std::int64_t now_seconds) {
   std::lock_guard lock(mutex_);
   std::erase_if(revoked_, [&](const auto& entry) { return entry.second <= now_seconds; });
-  for (std::string_view value : SessionCookies(cookie_header)) {
+  for (std::string_view value : Values(cookie_header)) {
     auto session = Verified(value);
     if (session && session->expiry > now_seconds) revoked_[session->id] = session->expiry;
   }
 }
 
-std::string SessionSetCookie(std::string_view session, bool secure) {
-  std::string cookie =
-      std::string(kSessionCookie) + "=" + std::string(session) +
-      "; Path=/ui; Max-Age=" + std::to_string(session.empty() ? 0 : kSessionSeconds) +
-      "; HttpOnly; SameSite=Strict";
+std::string DashboardSessions::SetCookie(std::string_view session, bool secure) const {
+  std::string cookie = cookie_ + "=" + std::string(session) + "; Path=/ui; Max-Age=" +
+                       std::to_string(session.empty() ? 0 : kSessionSeconds) +
+                       "; HttpOnly; SameSite=Strict";
   if (secure) cookie += "; Secure";
   return cookie;
 }

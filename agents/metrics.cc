@@ -179,7 +179,7 @@ AgentMetrics::AgentMetrics()
       cold_starts(registry.AddCounter(
           "gantry_cold_starts_total",
           "Web containers started while requests waited and none of their function was "
-          "ready: scaling from zero, or past what is ready.")),
+          "ready (from zero, or with all of them starting).")),
       cold_waits(registry.AddCounter(
           "gantry_cold_start_requests_total",
           "Web requests that found no ready container of their function and waited for one "

@@ -142,7 +142,7 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
     if (auto refusal = agent_.BudgetRefusal(app)) return ReplyError(response, *refusal);
     ReplyError(response, status, code, message);
   };
-  const WebState& web = *target->function->function().function.web;
+  const WebState& web = target->web;
   const std::string authorization = request.get_header_value("Authorization");
   if ((web.auth == WebAuth::kToken && !AuthorizationMatches(authorization, token_)) ||
       (web.auth == WebAuth::kKey && !AuthorizationKeyMatches(authorization, target->key_sha256))) {
@@ -151,6 +151,9 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
                       std::string("this endpoint needs ") +
                           (web.auth == WebAuth::kToken ? "the agent's token" : "the app's key"));
   }
+  // After the credentials: what an app spends is not for anyone who asks.
+  if (auto refusal = agent_.BudgetRefusal(app)) return ReplyError(response, *refusal);
+  if (!target->function) return ReplyError(response, 503, "unavailable", target->unavailable);
 
   // The target as the client sent it, less the prefix.
   const std::string prefix = "/apps/" + app + "/" + function;

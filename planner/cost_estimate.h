@@ -33,7 +33,7 @@ struct FunctionCost {
 /// them, and a GPU agent is not stopped at the share of a CPU one.
 struct AgentBudget {
   std::string agent;
-  double share = 0;     // of the app's caps, in (0, 1]
+  double share = 0;     // of the app's caps, in [0, 1]: 0 where its replicas cost nothing
   spec::Budget budget;  // the caps this agent enforces
 };
 

@@ -20,6 +20,14 @@
 
 namespace tests {
 
+/// Whether this machine can run the agent's containers (CanRunContainers);
+/// where it cannot, the test says it is skipped and why.
+inline bool ContainersOrSkip() {
+  if (CanRunContainers()) return true;
+  WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
+  return false;
+}
+
 /// BuildBusyboxImage with the real `gantry build` into `store` (work files
 /// under `work_dir`): the image's manifest digest.
 inline std::string RequireBusyboxImage(const std::filesystem::path& work_dir,

@@ -99,10 +99,7 @@ json Call(httplib::Client& client, const std::string& function, const json& body
 }
 
 TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-agent-test");
   fs::path store = dir.path() / "store";
   std::string digest = tests::RequireBusyboxImage(dir.path(), store);
@@ -477,10 +474,7 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
 }
 
 TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-agent-tls-test");
   fs::path cert = dir.path() / "cert.pem";
   fs::path key = dir.path() / "key.pem";

@@ -90,10 +90,7 @@ void CheckBudgetExceeded(const httplib::Result& result) {
 
 TEST_CASE("a budget of a few cents stops an app mid-burst and new calls get the clear error",
           "[budget][runc]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-budget-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);

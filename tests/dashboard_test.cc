@@ -45,19 +45,21 @@ json Desired(const std::string& digest) {
               {"budget", {{"daily_usd", 50}, {"on_exceed", "alert"}}}}}}}};
 }
 
-/// The value of the session cookie a Set-Cookie header sets.
-std::string SessionFrom(const std::string& set_cookie) {
+/// The cookie of the dashboard at `address` (http://HOST:PORT): named after its port.
+std::string CookieName(const std::string& address) {
+  return "gantry_session_" + address.substr(address.rfind(':') + 1);
+}
+
+/// The NAME=VALUE of the session cookie a Set-Cookie header sets.
+std::string SessionFrom(const std::string& set_cookie, const std::string& name) {
   std::string value = set_cookie.substr(0, set_cookie.find(';'));
-  REQUIRE(value.starts_with("gantry_session="));
+  REQUIRE(value.starts_with(name + "="));
   return value;
 }
 
 TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real browser",
           "[dashboard][runc]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-dashboard-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
@@ -115,6 +117,7 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   CHECK(api_ui->status == 401);
   CHECK(client.Get("/ui")->status == 404);
   httplib::Client anonymous(agent.dashboard_address());
+  const std::string cookie = CookieName(agent.dashboard_address());
   const auto form = "application/x-www-form-urlencoded";
   auto page = anonymous.Get("/ui");
   REQUIRE(page);
@@ -141,7 +144,7 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   CHECK(set_cookie.find("HttpOnly") != std::string::npos);
   CHECK(set_cookie.find("SameSite=Strict") != std::string::npos);
   CHECK(set_cookie.find(agent.token()) == std::string::npos);  // the cookie is not the token
-  const httplib::Headers session = {{"Cookie", SessionFrom(set_cookie)}};
+  const httplib::Headers session = {{"Cookie", SessionFrom(set_cookie, cookie)}};
   auto dashboard = anonymous.Get("/ui", session);
   REQUIRE(dashboard);
   CHECK(dashboard->status == 200);
@@ -168,18 +171,33 @@ TEST_CASE("the dashboard shows the agent's functions, calls and usage in a real 
   CHECK(write_here->status == 401);
   CHECK(Body(client.Get("/v1/status"))["generation"] == 3);
   auto forged = httplib::Client(agent.dashboard_address())
-                    .Get("/ui/v1/status", {{"Cookie", "gantry_session=" + agent.token()}});
+                    .Get("/ui/v1/status", {{"Cookie", cookie + "=" + agent.token()}});
   REQUIRE(forged);
   CHECK(forged->status == 401);
+  // A page of another origin of this host (a web function's, on the API's
+  // port: the same site) can neither sign a browser in nor out.
+  const httplib::Headers from_web_function = {{"Cookie", SessionFrom(set_cookie, cookie)},
+                                              {"Origin", agent.address()}};
+  auto foreign_logout = anonymous.Post("/ui/logout", from_web_function, "", form);
+  REQUIRE(foreign_logout);
+  CHECK(foreign_logout->status == 403);
+  CHECK(anonymous.Get("/ui/v1/status", session)->status == 200);
+  auto foreign_login =
+      anonymous.Post("/ui/login", {{"Origin", agent.address()}}, "token=" + agent.token(), form);
+  REQUIRE(foreign_login);
+  CHECK(foreign_login->status == 403);
+  CHECK_FALSE(foreign_login->has_header("Set-Cookie"));
   // Signing out ends this session, and only it.
   auto other_login = anonymous.Post("/ui/login", "token=" + agent.token(), form);
   REQUIRE(other_login);
   const httplib::Headers other = {
-      {"Cookie", SessionFrom(other_login->get_header_value("Set-Cookie"))}};
-  auto logout = anonymous.Post("/ui/logout", session, "", form);
+      {"Cookie", SessionFrom(other_login->get_header_value("Set-Cookie"), cookie)}};
+  httplib::Headers own_page = session;
+  own_page.emplace("Origin", agent.dashboard_address());
+  auto logout = anonymous.Post("/ui/logout", own_page, "", form);
   REQUIRE(logout);
   CHECK(logout->status == 303);
-  CHECK(logout->get_header_value("Set-Cookie").find("gantry_session=; Path=/ui; Max-Age=0;") == 0);
+  CHECK(logout->get_header_value("Set-Cookie").find(cookie + "=; Path=/ui; Max-Age=0;") == 0);
   CHECK(anonymous.Get("/ui/v1/status", session)->status == 401);
   CHECK(anonymous.Get("/ui", session)->status == 401);
   CHECK(anonymous.Get("/ui/v1/status", other)->status == 200);

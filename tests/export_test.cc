@@ -122,8 +122,8 @@ TEST_CASE("a Knative Service is valid only on a cluster with the features its wa
   CHECK(plain.exit_code == 1);
   CHECK(plain.out.find("/spec/template/spec/affinity needs Knative's "
                        "kubernetes.podspec-affinity, which is not enabled") != std::string::npos);
-  // Each named feature is needed: without the write one, mounting a claim
-  // read-write is refused.
+  // Each named feature is needed: without the write one, a claim that is
+  // not read-only is refused.
   CommandOutput read_only = Validate(
       "kubernetes", {everything},
       {.knative_features = "kubernetes.podspec-affinity,kubernetes.podspec-persistent-volume-claim,"

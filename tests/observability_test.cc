@@ -307,10 +307,7 @@ std::string Lines(const std::string& text) {
 
 TEST_CASE("GET /metrics counts what a real agent did, in the Prometheus text format",
           "[metrics][runc]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-metrics-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
@@ -456,10 +453,7 @@ TEST_CASE("GET /metrics counts what a real agent did, in the Prometheus text for
 }
 
 TEST_CASE("gantry ps and gantry logs show what two registered agents run", "[ps][logs][runc]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-ps-logs-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);

@@ -36,10 +36,7 @@ json AppDocument(const std::string& command) {
 }
 
 TEST_CASE("the planner's agent client speaks to a real agent", "[planner][agent]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-planner-agent-test");
   auto started = tests::RequireAgent(dir.path() / "agent", dir.path() / "store",
                                      dir.path() / "agent.log", {"--gpus", "fake:H100x2"});
@@ -172,10 +169,7 @@ TEST_CASE("the planner's agent client speaks to a real agent", "[planner][agent]
 
 TEST_CASE("the agent client checks an agent's TLS certificate against its CA file",
           "[planner][agent][tls]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-planner-agent-tls-test");
   const fs::path cert = dir.path() / "cert.pem";
   const fs::path key = dir.path() / "key.pem";

@@ -106,10 +106,7 @@ int Containers(const json& status) {
 
 TEST_CASE("web functions are served through the router in real runc containers",
           "[serving][runc]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-serving-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
@@ -311,10 +308,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
 
 TEST_CASE("scheduled jobs fire on the agent, in real runc containers",
           "[serving][schedule][runc]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-schedule-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);

@@ -66,10 +66,7 @@ json RecordsOf(httplib::Client& client, const std::string& function) {
 }
 
 TEST_CASE("containers are metered per second into the agent's ledger", "[usage][runc]") {
-  if (!tests::CanRunContainers()) {
-    WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
-    return;
-  }
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-usage-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);

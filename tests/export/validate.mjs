@@ -125,20 +125,18 @@ function knativeGatedErrors(service) {
     gate(feature, `/spec/template/spec/${field}`, Model, values);
     delete podSpec[field];
   }
-  const claims = new Set();
   (podSpec.volumes ?? []).forEach((volume, index) => {
     if (volume.persistentVolumeClaim === undefined) return;
     gate("kubernetes.podspec-persistent-volume-claim",
          `/spec/template/spec/volumes/${index}/persistentVolumeClaim`,
          core.PersistentVolumeClaimVolumeSource, [volume.persistentVolumeClaim]);
-    if (!volume.persistentVolumeClaim.readOnly) claims.add(volume.name);
+    // A claim not marked read-only needs the write feature, however it is mounted.
+    if (!volume.persistentVolumeClaim.readOnly) {
+      gate("kubernetes.podspec-persistent-volume-write",
+           `/spec/template/spec/volumes/${index}/persistentVolumeClaim/readOnly`, null, []);
+    }
     delete volume.persistentVolumeClaim;
   });
-  for (const container of podSpec.containers ?? [])
-    for (const mount of container.volumeMounts ?? [])
-      if (claims.has(mount.name) && !mount.readOnly)
-        gate("kubernetes.podspec-persistent-volume-write",
-             `/spec/template/spec/containers/volumeMounts/${mount.name}`, null, []);
   return errors;
 }
 
