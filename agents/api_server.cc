@@ -394,9 +394,19 @@ void ApiServer::AddRoutes() {
     if (!since) return ReplyError(response, since.error());
     std::string follow = request.get_param_value("follow");
     if (follow != "1" && follow != "true") {
+      // From where an earlier read ended (its Gantry-Log-Cursor), or the start.
       LogCursor cursor;
+      if (request.has_param("cursor")) {
+        auto decoded = LogCursor::Decode(request.get_param_value("cursor"));
+        if (!decoded) {
+          return ReplyError(response, 400, "invalid-argument",
+                            "cursor: not one that GET /v1/logs gave");
+        }
+        cursor = std::move(*decoded);
+      }
       response.set_content(agent_.logs().ReadNew(app, function, &cursor, *since),
                            "application/x-ndjson");
+      response.set_header("Gantry-Log-Cursor", cursor.Encode());
       return;
     }
     // Followed logs stream until the client goes or the server stops.

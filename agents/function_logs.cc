@@ -1,6 +1,7 @@
 #include "agents/function_logs.h"
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <fstream>
 #include <sstream>
@@ -47,6 +48,41 @@ core::Status FunctionLogs::Append(const std::string& app, const std::string& fun
   return core::Ok{};
 }
 
+std::string LogCursor::Encode() const {
+  std::string text;
+  for (const auto& [function, offset] : offsets)
+    text += (text.empty() ? "" : ",") + function + ":" + std::to_string(offset);
+  return text.empty() ? "-" : text;
+}
+
+std::optional<LogCursor> LogCursor::Decode(std::string_view text) {
+  LogCursor cursor;
+  cursor.started = true;
+  if (text == "-") return cursor;
+  for (bool more = !text.empty(); more;) {
+    std::size_t end = std::min(text.find(','), text.size());
+    std::string_view pair = text.substr(0, end);
+    more = end < text.size();
+    text = more ? text.substr(end + 1) : std::string_view();
+    std::size_t colon = pair.find(':');
+    if (colon == std::string_view::npos || colon == 0) return std::nullopt;
+    // A function's name: what its log file is named after.
+    if (!std::all_of(pair.begin(), pair.begin() + colon, [](char c) {
+          return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+        })) {
+      return std::nullopt;
+    }
+    std::string_view digits = pair.substr(colon + 1);
+    std::uint64_t offset = 0;
+    auto [last, error] = std::from_chars(digits.data(), digits.data() + digits.size(), offset);
+    if (error != std::errc() || last != digits.data() + digits.size() || digits.empty())
+      return std::nullopt;
+    cursor.offsets[std::string(pair.substr(0, colon))] = offset;
+  }
+  if (cursor.offsets.empty()) return std::nullopt;
+  return cursor;
+}
+
 std::string FunctionLogs::ReadNew(const std::string& app, const std::string& function,
                                   LogCursor* cursor, std::int64_t since_ms) const {
   std::lock_guard lock(mutex_);
@@ -67,7 +103,7 @@ std::string FunctionLogs::ReadNew(const std::string& app, const std::string& fun
       text.append(std::istreambuf_iterator<char>(rotated), {});
     }
     std::uint64_t size = fs::exists(file, error) ? fs::file_size(file, error) : 0;
-    std::uint64_t& offset = cursor->offsets[file];
+    std::uint64_t& offset = cursor->offsets[file.stem().string()];
     if (size < offset) offset = 0;  // rotated since the last read
     std::ifstream in(file, std::ios::binary);
     in.seekg(static_cast<std::streamoff>(offset));

@@ -5,7 +5,9 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -23,10 +25,18 @@ struct LogLine {
   nlohmann::json ToJson() const;
 };
 
-/// Where a reader of the logs has got to: a byte offset per log file.
+/// Where a reader of the logs has got to: a byte offset into each
+/// function's log file, by function name.
 struct LogCursor {
-  std::map<std::filesystem::path, std::uint64_t> offsets;
+  std::map<std::string, std::uint64_t> offsets;
   bool started = false;
+
+  /// As GET /v1/logs gives it to a client to ask from next time
+  /// (`?cursor=`): "FUNCTION:OFFSET,…" ("-" when it has none yet).
+  std::string Encode() const;
+  /// The cursor `text` (Encode's) stands for, started; nullopt when it is
+  /// not one.
+  static std::optional<LogCursor> Decode(std::string_view text);
 };
 
 /// Each function's log, what `GET /v1/logs` serves: DATA_DIR/logs/APP/FUNCTION.log,

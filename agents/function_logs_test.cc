@@ -90,5 +90,35 @@ TEST_CASE("a log past its size is rotated and one old file kept", "[function_log
     CHECK(lines[i]["time_ms"] == lines[i - 1]["time_ms"].get<int>() + 1);
 }
 
+TEST_CASE("a log cursor goes to a client and back, and reads on from where it was",
+          "[function_logs]") {
+  tests::TempDir dir("gantry-logs-test");
+  FunctionLogs logs(dir.path());
+  REQUIRE(logs.Append("demo", "echo", {{1, "call-1", "stdout", "one", ""}}).ok());
+  REQUIRE(logs.Append("demo", "other", {{2, "call-2", "stdout", "two", ""}}).ok());
+  LogCursor first;
+  CHECK(first.Encode() == "-");
+  CHECK(Parse(logs.ReadNew("demo", "", &first)).size() == 2);
+  const std::string handed = first.Encode();
+  CHECK(handed.find("echo:") == 0);
+  CHECK(handed.find(",other:") != std::string::npos);
+
+  REQUIRE(logs.Append("demo", "echo", {{3, "call-3", "stdout", "three", ""}}).ok());
+  auto back = LogCursor::Decode(handed);
+  REQUIRE(back);
+  auto fresh = Parse(logs.ReadNew("demo", "", &*back));
+  REQUIRE(fresh.size() == 1);
+  CHECK(fresh[0]["text"] == "three");
+  CHECK(logs.ReadNew("demo", "", &*back).empty());
+  // "-" is a cursor that has read nothing, yet started: the rotated files are behind it.
+  auto none = LogCursor::Decode("-");
+  REQUIRE(none);
+  CHECK(none->started);
+  for (const char* bad : {"", "echo", "echo:", "echo:x", "Echo:1", "echo:1,", ":1", "e/c:1"}) {
+    INFO(bad);
+    CHECK_FALSE(LogCursor::Decode(bad));
+  }
+}
+
 }  // namespace
 }  // namespace agents

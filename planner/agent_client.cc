@@ -96,8 +96,7 @@ core::Result<nlohmann::json> AgentClient::FindCall(std::string_view id) {
   return Request("GET", "/v1/calls/" + core::UrlEncode(id), nullptr);
 }
 
-core::Result<nlohmann::json> AgentClient::FollowCall(std::string_view id,
-                                                     std::uint64_t stdout_from,
+core::Result<nlohmann::json> AgentClient::FollowCall(std::string_view id, std::uint64_t stdout_from,
                                                      std::uint64_t stderr_from) {
   return Request("GET",
                  "/v1/calls/" + core::UrlEncode(id) + "?stdout_from=" +
@@ -107,11 +106,23 @@ core::Result<nlohmann::json> AgentClient::FollowCall(std::string_view id,
 
 core::Result<std::vector<nlohmann::json>> AgentClient::Logs(std::string_view app,
                                                             std::string_view function,
-                                                            std::int64_t since_ms) {
+                                                            std::int64_t since_ms,
+                                                            std::string* cursor) {
   std::string path = "/v1/logs?app=" + core::UrlEncode(app) + "&since=" + std::to_string(since_ms);
   if (!function.empty()) path += "&function=" + core::UrlEncode(function);
-  auto text = Exchange("GET", path, nullptr, kRequestTimeout);
-  if (!text) return text.error();
+  if (cursor && !cursor->empty()) path += "&cursor=" + core::UrlEncode(*cursor);
+  auto response = Exchange("GET", path, nullptr, kRequestTimeout);
+  if (!response) return response.error();
+  if (cursor) {
+    auto next = response->headers.Get("Gantry-Log-Cursor");
+    if (!next) {
+      return core::Error{core::ErrorCode::kIo,
+                         "agent " + agent_.name + ": GET /v1/logs gave no Gantry-Log-Cursor",
+                         {}};
+    }
+    *cursor = *next;
+  }
+  const std::string* text = &response->body;
   std::vector<json> lines;
   for (std::size_t start = 0, end; start < text->size(); start = end + 1) {
     end = std::min(text->find('\n', start), text->size());
@@ -130,9 +141,9 @@ core::Result<std::vector<nlohmann::json>> AgentClient::Logs(std::string_view app
 core::Result<nlohmann::json> AgentClient::Request(const std::string& method,
                                                   const std::string& path, const json* body,
                                                   std::chrono::seconds timeout) {
-  auto text = Exchange(method, path, body, timeout);
-  if (!text) return text.error();
-  json answer = json::parse(*text, nullptr, /*allow_exceptions=*/false);
+  auto response = Exchange(method, path, body, timeout);
+  if (!response) return response.error();
+  json answer = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
   if (answer.is_discarded()) {
     return core::Error{
         core::ErrorCode::kIo,
@@ -142,8 +153,9 @@ core::Result<nlohmann::json> AgentClient::Request(const std::string& method,
   return answer;
 }
 
-core::Result<std::string> AgentClient::Exchange(const std::string& method, const std::string& path,
-                                                const json* body, std::chrono::seconds timeout) {
+core::Result<core::HttpResponse> AgentClient::Exchange(const std::string& method,
+                                                       const std::string& path, const json* body,
+                                                       std::chrono::seconds timeout) {
   core::HttpRequest request;
   request.method = method;
   request.url = agent_.url + path;
@@ -172,7 +184,7 @@ core::Result<std::string> AgentClient::Exchange(const std::string& method, const
         "agent " + agent_.name + " refused the token (from " + agent_.token_file.string() + ")",
         {}};
   }
-  if (response->status >= 200 && response->status < 300) return std::move(response->body);
+  if (response->status >= 200 && response->status < 300) return std::move(*response);
   const json answer = json::parse(response->body, nullptr, /*allow_exceptions=*/false);
   std::string message = "HTTP " + std::to_string(response->status) + " to " + method + " " + path;
   if (answer.is_object() && answer.contains("error") && answer["error"].is_object() &&

@@ -39,13 +39,16 @@ class AgentClient {
   core::Result<nlohmann::json> Usage(std::int64_t since_ms, std::int64_t until_ms,
                                      std::string_view app);
 
-  /// GET /v1/logs?app=&since=[&function=]: the log lines of `function`
-  /// (or, when "", of every function of `app`) of a time at or after
-  /// `since_ms` (Unix epoch milliseconds), each as the agent keeps it:
+  /// GET /v1/logs?app=&since=[&function=][&cursor=]: the log lines of
+  /// `function` (or, when "", of every function of `app`) of a time at or
+  /// after `since_ms` (Unix epoch milliseconds), each as the agent keeps it:
   /// {"time_ms", "call" or "container", "stream", "text"}; in the order of
-  /// each function's log.
+  /// each function's log. With a `cursor` (what the last call left there;
+  /// "" the first time), only the lines written since that call, and the
+  /// cursor is moved on: a followed log is read, not read again.
   core::Result<std::vector<nlohmann::json>> Logs(std::string_view app, std::string_view function,
-                                                 std::int64_t since_ms);
+                                                 std::int64_t since_ms,
+                                                 std::string* cursor = nullptr);
 
   /// PUT /v1/desired/apps/APP: makes `app_document` (one member of the
   /// desired state's `apps`) the app's part of the agent's desired state,
@@ -81,8 +84,9 @@ class AgentClient {
 
   /// Request without reading the answer: the body of a 2xx answer, or
   /// the error (as the class comment says).
-  core::Result<std::string> Exchange(const std::string& method, const std::string& path,
-                                     const nlohmann::json* body, std::chrono::seconds timeout);
+  core::Result<core::HttpResponse> Exchange(const std::string& method, const std::string& path,
+                                            const nlohmann::json* body,
+                                            std::chrono::seconds timeout);
 
   /// An agent answers its API at once or is down: a plan over a fleet should
   /// not hang on one host. Applying a desired state pulls no image in the

@@ -514,6 +514,19 @@ TEST_CASE("gantry ps and gantry logs show what two registered agents run", "[ps]
   CHECK(no_function.exit_code == 1);
   CHECK(Lines(no_function.err).find("no function obs/nosuch") == 0);
 
+  // The log cursor the agent hands out reads on from where it was; one it
+  // did not hand out is refused.
+  auto read = a->Client().Get("/v1/logs?app=obs&function=hello");
+  REQUIRE(read);
+  const std::string cursor = read->get_header_value("Gantry-Log-Cursor");
+  CHECK(cursor.starts_with("hello:"));
+  auto again = a->Client().Get("/v1/logs?app=obs&function=hello&cursor=" + cursor);
+  REQUIRE(again);
+  CHECK(again->status == 200);
+  CHECK(again->body.empty());
+  CHECK(Body(a->Client().Get("/v1/logs?app=obs&cursor=hello:x"), 400)["error"]["code"] ==
+        "invalid-argument");
+
   // --follow prints each line once, new ones as they come, until Ctrl-C.
   core::SubprocessOptions follow;
   follow.argv = {GANTRY_BINARY, "logs", "obs", "hello", "--follow"};

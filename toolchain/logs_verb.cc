@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -26,10 +25,6 @@ namespace {
 
 using nlohmann::json;
 
-/// How far back each poll of a followed log reads again: a line appended
-/// late with an earlier time (a web container's output, logged when it
-/// stops) is still found, and the lines already printed are recognised.
-constexpr std::int64_t kOverlapMs = 10'000;
 constexpr std::chrono::milliseconds kPollInterval{1000};
 
 struct LogsOptions {
@@ -40,14 +35,13 @@ struct LogsOptions {
   bool follow = false;
 };
 
-/// One agent's log as it is read, poll after poll: from `since_ms` on, and
-/// of the lines at or after it, those printed already (by their JSON text,
-/// counted: a line may repeat).
+/// One agent's log as it is read, poll after poll: from `since_ms` on,
+/// each poll from where the last one ended (the agent's log cursor).
 struct AgentLog {
   planner::AgentEntry entry;
   std::optional<planner::AgentClient> client;
   std::int64_t since_ms = 0;
-  std::map<std::string, int> printed;
+  std::string cursor;        // "" before the first read
   bool known = false;        // its status names the app (and function)
   bool unreachable = false;  // reported once
 };
@@ -68,28 +62,12 @@ std::string Format(const std::string& agent, const json& line) {
          line.value("text", "");
 }
 
-/// Reads what `log` has new: lines not printed yet go to `out`; the read
-/// position moves on, less the overlap.
+/// Reads what `log` has new (the lines written since its last read) into `out`.
 core::Status ReadNew(const LogsOptions& options, AgentLog* log, std::vector<MergedLine>* out) {
-  auto lines = log->client->Logs(options.app, options.function, log->since_ms);
+  auto lines = log->client->Logs(options.app, options.function, log->since_ms, &log->cursor);
   if (!lines) return lines.error();
-  std::map<std::string, int> already = log->printed;
-  std::int64_t newest = log->since_ms;
-  for (const json& line : *lines) {
-    const std::int64_t time_ms = line.value("time_ms", std::int64_t{0});
-    newest = std::max(newest, time_ms);
-    std::string key = line.dump();
-    if (auto seen = already.find(key); seen != already.end() && seen->second > 0) {
-      --seen->second;
-      continue;
-    }
-    out->push_back({time_ms, Format(log->entry.name, line)});
-  }
-  log->since_ms = std::max(log->since_ms, newest - kOverlapMs);
-  log->printed.clear();
-  for (const json& line : *lines) {
-    if (line.value("time_ms", std::int64_t{0}) >= log->since_ms) ++log->printed[line.dump()];
-  }
+  for (const json& line : *lines)
+    out->push_back({line.value("time_ms", std::int64_t{0}), Format(log->entry.name, line)});
   return core::Ok{};
 }
 
@@ -128,7 +106,7 @@ int ShowLogs(const LogsOptions& options) {
   }
   std::vector<AgentLog> logs;
   for (const planner::AgentEntry& entry : selected->agents()) {
-    AgentLog log{entry, std::nullopt, since_ms, {}, false, false};
+    AgentLog log{entry, std::nullopt, since_ms, "", false, false};
     auto client = planner::AgentClient::Open(entry);
     if (!client) {
       ReportErrors({client.error()});
