@@ -118,14 +118,20 @@ TEST_CASE("a cap is reached when the spend is at it", "[budget_guard]") {
         "budget.daily_usd in its spec and apply it to lift the stop sooner");
 }
 
+/// A usage ledger over a fresh agent.db in `dir`, with the default rates.
+std::unique_ptr<UsageLedger> OpenLedger(const std::filesystem::path& dir) {
+  auto database = AgentDatabase::Open(dir / "agent.db");
+  REQUIRE(database.ok());
+  auto ledger = UsageLedger::Open(*database, core::RateCard::Defaults(), "host-1", 1h);
+  REQUIRE(ledger.ok());
+  return std::move(ledger).value();
+}
+
 TEST_CASE("the guard stops an app at its cap until the period rolls over or the budget is raised",
           "[budget_guard]") {
   tests::TempDir dir("gantry-budget-test");
-  auto database = AgentDatabase::Open(dir.path() / "agent.db");
-  REQUIRE(database.ok());
-  auto opened = UsageLedger::Open(*database, core::RateCard::Defaults(), "host-1", 1h);
-  REQUIRE(opened.ok());
-  UsageLedger& ledger = **opened;
+  auto opened = OpenLedger(dir.path());
+  UsageLedger& ledger = *opened;
 
   const std::int64_t t0 = UtcMs(2026, 12, 1, 12);
   std::int64_t now = t0 + 20'000;
@@ -218,11 +224,8 @@ TEST_CASE(
     "the spend counter reads only the records since its last read and agrees with a whole read",
     "[budget_guard]") {
   tests::TempDir dir("gantry-spend-counter-test");
-  auto database = AgentDatabase::Open(dir.path() / "agent.db");
-  REQUIRE(database.ok());
-  auto opened = UsageLedger::Open(*database, core::RateCard::Defaults(), "host-1", 1h);
-  REQUIRE(opened.ok());
-  UsageLedger& ledger = **opened;
+  auto opened = OpenLedger(dir.path());
+  UsageLedger& ledger = *opened;
   MeteredContainer container{"demo", "train", "c1", "", {"H100"}, 1, 1ull << 30};
   // What a whole read of the month says: the reference.
   auto whole = [&](std::int64_t now) {

@@ -71,6 +71,16 @@ agents::MeteredContainer Container(int writer, int record) {
           4ull << 30};
 }
 
+/// A usage ledger over a fresh agent.db in `dir` (made), with the default rates.
+core::Result<std::unique_ptr<agents::UsageLedger>> OpenLedger(
+    const fs::path& dir, std::chrono::milliseconds checkpoint_interval) {
+  fs::create_directories(dir);
+  auto database = agents::AgentDatabase::Open(dir / "agent.db");
+  if (!database) return database.error();
+  return agents::UsageLedger::Open(*database, core::RateCard::Defaults(), "bench",
+                                   checkpoint_interval);
+}
+
 struct Throughput {
   double records_per_second = 0;
   double records_per_commit = 0;
@@ -80,11 +90,7 @@ struct Throughput {
 /// ledger; with `wait`, each Commit()s every record before the next.
 core::Result<Throughput> WriteRecords(const fs::path& dir, int writers, int records, bool wait) {
   fs::remove_all(dir);
-  fs::create_directories(dir);
-  auto database = agents::AgentDatabase::Open(dir / "agent.db");
-  if (!database) return database.error();
-  auto ledger = agents::UsageLedger::Open(*database, core::RateCard::Defaults(), "bench",
-                                          std::chrono::seconds(5));
+  auto ledger = OpenLedger(dir, std::chrono::seconds(5));
   if (!ledger) return ledger.error();
   auto start = Clock::now();
   std::vector<std::thread> threads;
@@ -132,11 +138,7 @@ core::Status LedgerThroughput(const fs::path& scratch) {
 }
 
 core::Status MeterCost(const fs::path& scratch) {
-  fs::create_directories(scratch / "meter");
-  auto database = agents::AgentDatabase::Open(scratch / "meter" / "agent.db");
-  if (!database) return database.error();
-  auto ledger = agents::UsageLedger::Open(*database, core::RateCard::Defaults(), "bench",
-                                          std::chrono::seconds(5));
+  auto ledger = OpenLedger(scratch / "meter", std::chrono::seconds(5));
   if (!ledger) return ledger.error();
   const int rounds = 20'000;
   bench::LatencySample sample;
@@ -237,11 +239,7 @@ core::Status CallLatency(const fs::path& scratch) {
 
 core::Status BudgetEvaluation(const fs::path& scratch) {
   const int records = static_cast<int>(bench::EnvNumber("GANTRY_BENCH_MONTH_RECORDS", 100'000));
-  fs::create_directories(scratch / "budget");
-  auto database = agents::AgentDatabase::Open(scratch / "budget" / "agent.db");
-  if (!database) return database.error();
-  auto opened = agents::UsageLedger::Open(*database, core::RateCard::Defaults(), "bench",
-                                          std::chrono::hours(1));
+  auto opened = OpenLedger(scratch / "budget", std::chrono::hours(1));
   if (!opened) return opened.error();
   agents::UsageLedger& ledger = **opened;
   // The month so far: `records` containers of 20 s spread over 20 days,
