@@ -16,6 +16,7 @@
 
 #include "agents/container_root.h"
 #include "agents/runtime_spec.h"
+#include "core/wall_clock.h"
 
 namespace agents {
 namespace {
@@ -205,6 +206,7 @@ void WebContainer::Run() {
   auto finish = [&](const std::string& outcome) {
     LogLine about;
     about.container = id_;
+    about.time_ms = core::NowMs();
     fs::path dir = parts_.containers_dir / id_;
     if (auto appended = parts_.logs->AppendOutput(function_.app, function.name, about,
                                                   dir / "stdout", dir / "stderr", outcome);

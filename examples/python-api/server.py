@@ -5,7 +5,9 @@ The agent gives the port in $PORT and the secret `greeting` as $GREETING.
 
 import json
 import os
+import signal
 import statistics
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
@@ -49,4 +51,7 @@ class Handler(BaseHTTPRequestHandler):
 if __name__ == "__main__":
     server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
     print(f"listening on :{os.environ['PORT']}", flush=True)
+    # As PID 1 a process has no default signal actions: without a handler,
+    # SIGTERM would be ignored and the container killed after the grace.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(0))
     server.serve_forever()
