@@ -1,11 +1,26 @@
 #include "toolchain/source_watch.h"
 
+#include <algorithm>
+
 namespace toolchain {
 
 namespace fs = std::filesystem;
 
-SourceWatch::SourceWatch(fs::path folder) : folder_(std::move(folder)) {
+namespace {
+
+// `path` absolute and without `.`, `..` or a trailing separator.
+fs::path Normal(const fs::path& path) {
+  std::error_code error;
+  fs::path absolute = fs::absolute(path, error).lexically_normal();
+  return absolute.has_filename() ? absolute : absolute.parent_path();
+}
+
+}  // namespace
+
+SourceWatch::SourceWatch(fs::path folder, const std::vector<fs::path>& ignored)
+    : folder_(std::move(folder)) {
   if (folder_.empty()) folder_ = ".";
+  for (const fs::path& path : ignored) ignored_.push_back(Normal(path));
   last_ = Take();
 }
 
@@ -21,11 +36,13 @@ SourceWatch::Snapshot SourceWatch::Take() const {
   std::error_code error;
   for (auto it = fs::recursive_directory_iterator(folder_, error);
        !error && it != fs::recursive_directory_iterator(); it.increment(error)) {
-    if (it->path().filename() == ".gantry" || it->path().filename() == ".git") {
+    std::error_code stat_error;
+    if (it->path().filename() == ".gantry" || it->path().filename() == ".git" ||
+        (it->is_directory(stat_error) &&
+         std::find(ignored_.begin(), ignored_.end(), Normal(it->path())) != ignored_.end())) {
       it.disable_recursion_pending();
       continue;
     }
-    std::error_code stat_error;
     if (!it->is_regular_file(stat_error)) continue;
     auto size = it->file_size(stat_error);
     auto modified = it->last_write_time(stat_error).time_since_epoch().count();
