@@ -19,6 +19,7 @@
 
 #include "core/atomic_file.h"
 #include "core/subprocess.h"
+#include "tests/agent_process.h"
 #include "tests/gantry_command.h"
 #include "tests/temp_dir.h"
 
@@ -39,24 +40,23 @@ std::vector<std::string> Environment(const fs::path& home, std::vector<std::stri
   return more;
 }
 
-// `gantry up SPEC` in the background on a data dir of its own, its output in
-// a file.
+// Whether a GantryUp runs on its own local agent or on the agents registered
+// in its GANTRY_HOME.
+enum class UpOn { kLocalAgent, kRegisteredAgents };
+
+// `gantry up SPEC` in the background on a data dir of its own (or on the
+// registered agents), its output in a file.
 class GantryUp {
  public:
   GantryUp(const std::string& spec, const fs::path& dir, std::vector<std::string> args = {},
-           std::vector<std::string> env = {})
+           std::vector<std::string> env = {}, UpOn on = UpOn::kLocalAgent)
       : dir_(dir), output_(dir / "up.out") {
     core::SubprocessOptions options;
-    options.argv = {GANTRY_BINARY,
-                    "up",
-                    (fs::path(GANTRY_SOURCE_DIR) / spec).string(),
-                    "--port",
-                    "0",
-                    "--data-dir",
-                    (dir / "local").string(),
-                    "--store",
-                    kStore.string(),
-                    "-q"};
+    options.argv = {GANTRY_BINARY,   "up", (fs::path(GANTRY_SOURCE_DIR) / spec).string(), "--store",
+                    kStore.string(), "-q"};
+    if (on == UpOn::kLocalAgent)
+      options.argv.insert(options.argv.end(),
+                          {"--port", "0", "--data-dir", (dir / "local").string()});
     options.argv.insert(options.argv.end(), args.begin(), args.end());
     options.env = Environment(dir / "home", std::move(env));
     options.stdout_to = core::Output::File(output_);
@@ -177,6 +177,9 @@ TEST_CASE("examples hello answers over HTTP through gantry up and scales to zero
   REQUIRE(up.WaitFor("site: 1 container running", 30s));
   // scaledown_window is 10s: then no container runs, and a request starts one again.
   REQUIRE(up.WaitFor("site: 0 containers running (scaled to zero)", 60s));
+  // httpd's shell ended on the SIGTERM of the scale-down, not at the grace's SIGKILL.
+  CHECK(up.WaitFor(" stopped (exit code 0)", 10s));
+  CHECK(up.Output().find("exit code 137") == std::string::npos);
   auto again = client.Get(path.c_str());
   REQUIRE(again);
   CHECK(again->status == 200);
@@ -278,6 +281,101 @@ TEST_CASE("gantry up refuses a second process on the same local agent", "[exampl
   CHECK(second.err.find("locked by gantry up, run or map (pid ") != std::string::npos);
   CHECK(second.err.find("stop that one, or give this one its own --data-dir") != std::string::npos);
   CHECK(up.Stop(SIGTERM) == 0);
+}
+
+TEST_CASE("gantry run and map call the app a running gantry up serves", "[examples]") {
+  tests::TempDir dir("examples-shared-up");
+  GantryUp up("examples/batch/app.yaml", dir.path());
+  REQUIRE(up.WaitFor("Serving batch", 300s));
+  auto run = Gantry(dir.path(), {"run", "examples/batch/app.yaml", "square", "--", "7"});
+  INFO(run.err);
+  CHECK(run.exit_code == 0);
+  CHECK(run.out == "49\n");
+  CHECK(run.err.find("calling square on the local agent of the gantry up serving batch") !=
+        std::string::npos);
+  fs::path inputs = dir.path() / "inputs.jsonl";
+  REQUIRE(core::WriteFileAtomically(inputs, "2\n3\n").ok());
+  auto mapped =
+      Gantry(dir.path(), {"map", "examples/batch/app.yaml", "square", "--inputs", inputs.string()});
+  INFO(mapped.err);
+  CHECK(mapped.exit_code == 0);
+  CHECK(mapped.out.find("\"stdout\":\"4\\n\"") != std::string::npos);
+  CHECK(mapped.out.find("\"stdout\":\"9\\n\"") != std::string::npos);
+  // The calls ran on up's agent: their output is in the logs it follows.
+  CHECK(up.WaitFor("stdout: 49", 10s));
+  // An app it does not serve is still refused, with the reason.
+  auto other = Gantry(dir.path(), {"run", "examples/cron/app.yaml", "tick"});
+  CHECK(other.exit_code == 1);
+  CHECK(other.err.find("is in use (") != std::string::npos);
+  CHECK(up.Stop() == 0);
+  CHECK(RuncContainers(up.local()).empty());
+}
+
+TEST_CASE("gantry up on a registered agent serves there and takes the app off at Ctrl-C",
+          "[examples]") {
+  tests::TempDir dir("examples-up-registered");
+  auto agent = tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent", kStore,
+                                          dir.path() / "agent.log");
+  REQUIRE(agent.ok());
+  httplib::Client agent_client = (*agent)->Client();
+  auto gantry = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), GANTRY_BINARY);
+    return tests::RunProcess(args, GANTRY_SOURCE_DIR, Environment(dir.path() / "home"));
+  };
+  REQUIRE(gantry({"agents", "add", "box", (*agent)->address(), "--token-file",
+                  ((*agent)->data_dir() / "token").string()})
+              .exit_code == 0);
+  // A copy: the state goes beside the spec.
+  fs::path app = dir.path() / "hello";
+  fs::create_directories(app);
+  fs::copy(fs::path(GANTRY_SOURCE_DIR) / "examples/hello", app, fs::copy_options::recursive);
+  const std::string spec = (app / "app.yaml").string();
+  auto app_on_agent = [&] {
+    auto desired = agent_client.Get("/v1/desired");
+    REQUIRE(desired);
+    return json::parse(desired->body)["apps"].contains("hello");
+  };
+
+  {
+    GantryUp up(spec, dir.path(), {}, {}, UpOn::kRegisteredAgents);
+    REQUIRE(up.WaitFor("Serving hello", 300s));
+    INFO(up.Output());
+    CHECK(up.Output().find("Local agent at") == std::string::npos);
+    auto [base, path] = up.Endpoint("hello", "site");
+    CHECK(base == (*agent)->address());
+    httplib::Client client(base);
+    client.set_read_timeout(60, 0);
+    auto response = client.Get(path.c_str());
+    REQUIRE(response);
+    CHECK(response->body.find("hello from gantry") != std::string::npos);
+    REQUIRE(up.WaitFor("site: 1 container running", 30s));
+    CHECK(fs::exists(app / ".gantry" / "state" / "hello.json.up"));
+    CHECK(up.Stop() == 0);
+    CHECK(up.Output().find("Destroy complete!") != std::string::npos);
+    CHECK(up.Output().find("Stopped.") != std::string::npos);
+  }
+  CHECK_FALSE(app_on_agent());
+  CHECK_FALSE(fs::exists(app / ".gantry" / "state" / "hello.json.up"));
+
+  // A local agent's options make no sense there: refused, nothing started.
+  auto local_option = gantry({"up", spec, "--data-dir", (dir.path() / "local").string()});
+  CHECK(local_option.exit_code == 1);
+  CHECK(local_option.err ==
+        "--data-dir is an option of the embedded local agent, and agents are registered: add "
+        "--local to run there\n");
+  CHECK_FALSE(fs::exists(dir.path() / "local"));
+
+  // An app deployed there is not up's to replace, nor to remove at its end.
+  auto deployed = gantry({"deploy", spec, "--store", kStore.string(), "-q"});
+  INFO(deployed.err);
+  REQUIRE(deployed.exit_code == 0);
+  auto refused = gantry({"up", spec, "--store", kStore.string(), "-q"});
+  CHECK(refused.exit_code == 1);
+  CHECK(refused.err.find("app hello is deployed on box (state ") != std::string::npos);
+  CHECK(refused.err.find("gantry destroy " + spec + " removes it") != std::string::npos);
+  CHECK(app_on_agent());
+  CHECK(gantry({"destroy", spec, "--yes", "--store", kStore.string(), "-q"}).exit_code == 0);
+  CHECK_FALSE(app_on_agent());
 }
 
 TEST_CASE("examples batch maps 1000 inputs and writes the results in input order", "[examples]") {

@@ -2,12 +2,37 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
+#include <optional>
+
 #include "core/gantry_home.h"
 #include "spec/loader.h"
 #include "toolchain/app_plan.h"
 #include "toolchain/exit_code.h"
 
 namespace toolchain {
+namespace {
+
+// The local agent a running `gantry up` holds, when it runs `app` with the
+// function called: run and map then call it there rather than refuse.
+std::optional<planner::AgentEntry> SharedAgent(const CallCommand& command, const spec::App& app) {
+  auto running = LocalAgent::Running(command.local.Options(0));
+  if (!running) return std::nullopt;
+  auto client = planner::AgentClient::Open(*running);
+  auto status = client ? client->Status() : core::Result<nlohmann::json>(client.error());
+  if (!status) return std::nullopt;
+  const nlohmann::json functions = status->value("apps", nlohmann::json::object())
+                                       .value(app.name, nlohmann::json::object())
+                                       .value("functions", nlohmann::json::object());
+  if (!functions.contains(command.function)) return std::nullopt;
+  std::fprintf(stderr,
+               "gantry: calling %s on the local agent of the gantry up serving %s (%s), as it "
+               "was last applied there\n",
+               command.function.c_str(), app.name.c_str(), running->url.c_str());
+  return running;
+}
+
+}  // namespace
 
 void AddCallOptions(CLI::App* verb, CallCommand* command) {
   verb->add_option("FILE", command->file, "Spec file (.yaml, .yml or .lua)")->required();
@@ -51,6 +76,13 @@ core::Result<CallTarget, std::vector<core::Error>> PrepareCallTarget(const CallC
   // started) would bury the call's output; --verbose shows it.
   if (spdlog::get_level() == spdlog::level::info) spdlog::set_level(spdlog::level::warn);
   auto local = LocalAgent::Start(command.local.Options(0));
+  if (!local && local.error().code == core::ErrorCode::kConflict) {
+    // A `gantry up` holds it: call the app it serves there, as it runs it.
+    if (auto shared = SharedAgent(command, target.app)) {
+      target.agent = std::move(*shared);
+      return target;
+    }
+  }
   if (!local) return Errors{local.error()};
   target.local = std::move(*local);
   target.agent = target.local->fleet().agents().front();

@@ -8,7 +8,10 @@
 
 #include "agents/api_token.h"
 #include "agents/host_limits.h"
+#include "core/atomic_file.h"
 #include "core/gantry_home.h"
+#include "core/text.h"
+#include "planner/agent_client.h"
 #include "planner/deploy_state.h"
 #include "toolchain/app_apply.h"
 
@@ -18,13 +21,32 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr char kAgentName[] = "local";
+constexpr char kAddressFile[] = "address";
+
+fs::path DataDir(const LocalAgent::Options& options) {
+  return options.data_dir.empty() ? core::GantryHome() / "local" : options.data_dir;
+}
 
 }  // namespace
+
+std::optional<planner::AgentEntry> LocalAgent::Running(const Options& options) {
+  const fs::path data_dir = DataDir(options);
+  // A lock nobody holds: whatever address is written there is stale.
+  if (planner::StateLock::Acquire(data_dir / "agent", "probe", std::chrono::milliseconds(0)))
+    return std::nullopt;
+  auto url = core::ReadFile(data_dir / kAddressFile);
+  if (!url) return std::nullopt;
+  planner::AgentEntry entry{
+      kAgentName, std::string(core::TrimSpaces(*url)), data_dir / "token", {}};
+  auto client = planner::AgentClient::Open(entry);
+  if (!client || !client->Status()) return std::nullopt;
+  return entry;
+}
 
 core::Result<std::unique_ptr<LocalAgent>> LocalAgent::Start(const Options& options) {
   // Before anything is made: as a user who is not root, that would fail first.
   if (auto checked = agents::CheckHostRequirements("runc"); !checked.ok()) return checked.error();
-  fs::path data_dir = options.data_dir.empty() ? core::GantryHome() / "local" : options.data_dir;
+  fs::path data_dir = DataDir(options);
   std::error_code error;
   fs::create_directories(data_dir, error);
   if (error) {
@@ -85,6 +107,10 @@ core::Result<std::unique_ptr<LocalAgent>> LocalAgent::Start(const Options& optio
       !added.ok()) {
     return added.error();
   }
+  if (auto written = core::WriteFileAtomically(data_dir / kAddressFile, local->url_ + "\n");
+      !written.ok()) {
+    return written.error();
+  }
   // Nothing fails from here on: Stop() may stop the server only once it serves.
   local->serving_ = std::thread([server = local->server_.get()] { (void)server->Serve(); });
   httplib::Client probe(local->url_);
@@ -135,6 +161,8 @@ void LocalAgent::Stop() {
   }
   if (server_) server_->Stop();
   if (serving_.joinable()) serving_.join();
+  std::error_code error;
+  fs::remove(data_dir_ / kAddressFile, error);
 }
 
 LocalAgent::Options LocalAgentFlags::Options(int port) const {

@@ -39,8 +39,13 @@ class LocalAgent {
   };
 
   /// Checks what the agent needs (root, the runtime), opens it and starts
-  /// serving its API. Errors end with the fix, in one line.
+  /// serving its API. Errors end with the fix, in one line. Its URL is kept
+  /// in DATA_DIR/address while it serves.
   static core::Result<std::unique_ptr<LocalAgent>> Start(const Options& options);
+  /// The local agent another process (a `gantry up`) serves on the data dir
+  /// of `options`, as the fleet entry "local": nullopt when none does (no
+  /// lock held, no DATA_DIR/address, or it does not answer).
+  static std::optional<planner::AgentEntry> Running(const Options& options);
   /// Stop().
   ~LocalAgent();
   LocalAgent(const LocalAgent&) = delete;
