@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -553,4 +554,117 @@ TEST_CASE("agents without the images pull them from where the plan pushed them",
   auto plan = fleet.Plan({"--push-to", to});
   INFO(plan.out << plan.err);
   CHECK(plan.out.find("No changes.") != std::string::npos);
+}
+
+namespace {
+
+// An HTTP proxy in front of one agent that, while `fail_pushes` is set,
+// answers every push of a desired state with 503, as an agent whose disk or
+// network failed mid-apply would: the fault a real agent cannot be told to
+// have. Everything else reaches the agent untouched.
+class FailingProxy {
+ public:
+  explicit FailingProxy(std::string agent_address) : agent_(std::move(agent_address)) {
+    auto forward = [this](const httplib::Request& request, httplib::Response& response) {
+      const bool push = request.method == "PUT" || request.method == "DELETE";
+      if (push && fail_pushes) {
+        response.status = 503;
+        response.set_content(R"({"error":{"code":"unavailable","message":"disk failed"}})",
+                             "application/json");
+        return;
+      }
+      httplib::Client client(agent_);
+      httplib::Headers headers;
+      for (const char* name : {"Authorization", "Content-Type"})
+        if (request.has_header(name)) headers.emplace(name, request.get_header_value(name));
+      const std::string target = httplib::append_query_params(request.path, request.params);
+      httplib::Result result = request.method == "GET" ? client.Get(target, headers)
+                               : request.method == "PUT"
+                                   ? client.Put(target, headers, request.body, "application/json")
+                               : request.method == "POST"
+                                   ? client.Post(target, headers, request.body, "application/json")
+                                   : client.Delete(target, headers);
+      if (!result) {
+        response.status = 502;
+        return;
+      }
+      response.status = result->status;
+      response.set_content(result->body, result->get_header_value("Content-Type"));
+    };
+    server_.Get(".*", forward);
+    server_.Put(".*", forward);
+    server_.Post(".*", forward);
+    server_.Delete(".*", forward);
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    REQUIRE(port_ > 0);
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~FailingProxy() {
+    server_.stop();
+    thread_.join();
+  }
+
+  std::string address() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::atomic<bool> fail_pushes{true};
+
+ private:
+  std::string agent_;
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE(
+    "an agent failing in the middle of an apply leaves the others recorded and a rerun "
+    "converges",
+    "[planner]") {
+  Fleet fleet;
+  FailingProxy proxy(fleet.a100().address());
+  REQUIRE(fleet.Gantry({"agents", "rm", "gpu-a100"}).exit_code == 0);
+  REQUIRE(fleet
+              .Gantry({"agents", "add", "gpu-a100", proxy.address(), "--token-file",
+                       (fleet.a100().data_dir() / "token").string()})
+              .exit_code == 0);
+
+  auto failed = fleet.Apply();
+  INFO(failed.out << failed.err);
+  CHECK(failed.exit_code == 1);
+  CHECK(failed.err.find("apply failed on 1 of 2 agents") != std::string::npos);
+  CHECK(failed.out.find("function.infer: create failed: gpu-a100: agent gpu-a100: disk failed") !=
+        std::string::npos);
+  // What reached gpu-h100 runs there and is recorded; nothing is recorded for gpu-a100.
+  const json h100_app = fleet.AppOn(fleet.h100());
+  CHECK(h100_app.is_object());
+  CHECK(fleet.AppOn(fleet.a100()).is_null());
+  auto state = planner::ReadState(fleet.state_path());
+  REQUIRE(state.ok());
+  REQUIRE(state->has_value());
+  CHECK((*state)->agents.count("gpu-h100") == 1);
+  CHECK((*state)->agents.count("gpu-a100") == 0);
+  const std::int64_t h100_generation = (*state)->agents.at("gpu-h100").generation;
+
+  // With the fault gone, the plan holds only gpu-a100's part, and applying it converges.
+  proxy.fail_pushes = false;
+  auto plan = fleet.Plan();
+  INFO(plan.out << plan.err);
+  REQUIRE(plan.exit_code == 0);
+  CHECK(plan.out.find("function \"infer\"") != std::string::npos);  // placed on gpu-a100
+  CHECK(plan.out.find("function \"train\"") == std::string::npos);  // on gpu-h100, done
+  auto rerun = fleet.Apply();
+  INFO(rerun.out << rerun.err);
+  REQUIRE(rerun.exit_code == 0);
+  CHECK(fleet.AppOn(fleet.a100()).is_object());
+  CHECK(fleet.AppOn(fleet.h100()) == h100_app);
+  state = planner::ReadState(fleet.state_path());
+  REQUIRE(state.ok());
+  REQUIRE(state->has_value());
+  CHECK((*state)->agents.at("gpu-h100").generation == h100_generation);
+  CHECK((*state)->agents.count("gpu-a100") == 1);
+  CHECK(fleet.Plan().out.find("No changes.") != std::string::npos);
+  CHECK(fleet
+            .Gantry({"destroy", fleet.spec().string(), "--store", fleet.store().string(), "-q",
+                     "--yes"})
+            .exit_code == 0);
 }
