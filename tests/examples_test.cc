@@ -230,6 +230,9 @@ TEST_CASE("gantry up with a bad spec fails in one line and leaves nothing runnin
 TEST_CASE("gantry up and run as a user who is not root say how to fix it in one line",
           "[examples]") {
   tests::TempDir dir("examples-not-root");
+  // As a user's own home would be: they can look in (for registered agents: none).
+  fs::permissions(dir.path(),
+                  fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   for (const char* verb : {"up", "run"}) {
     INFO(verb);
     std::vector<std::string> argv = {
