@@ -132,6 +132,35 @@ TEST_CASE(
   CHECK(registry->CompletedUploads() == uploads);
 }
 
+TEST_CASE("gantry build --push builds then pushes as gantry push does") {
+  if (!CanTest()) return;
+  TempDir work, registry_dir;
+  auto registry = StartRegistry(registry_dir.path());
+  fs::path store = work.path() / "store";
+  std::string built = BuildBox(work, store);
+  fs::path spec = work.path() / "context" / "app.yaml";
+
+  CommandOutput pushed = RunGantry({"build", spec.string(), "--output", store.string(), "--push",
+                                    registry->domain() + "/team", "--tag", "v2"});
+  INFO(pushed.err << registry->Log());
+  REQUIRE(pushed.exit_code == 0);
+  CHECK(pushed.out == registry->domain() + "/team/box@" + built + "\n");
+  CHECK(pushed.err.find("box: pushed " + registry->domain() + "/team/box:v2: 3 blobs uploaded") !=
+        std::string::npos);
+  // skopeo reads the tag back: the manifest the registry serves is the one built.
+  CommandOutput inspected = RunProcess({"skopeo", "inspect", "--tls-verify=false",
+                                        "docker://" + registry->domain() + "/team/box:v2"});
+  INFO(inspected.err);
+  REQUIRE(inspected.exit_code == 0);
+  CHECK(json::parse(inspected.out, nullptr, false).value("Digest", "") == built);
+
+  // --tag and --insecure only go with --push.
+  CommandOutput stray =
+      RunGantry({"build", spec.string(), "--output", store.string(), "--tag", "v3"});
+  CHECK(stray.exit_code == 2);
+  CHECK(stray.err.find("--push") != std::string::npos);
+}
+
 TEST_CASE("gantry push mounts blobs another image of the push already put in the registry") {
   if (!CanTest()) return;
   TempDir work, registry_dir;
