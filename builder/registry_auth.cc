@@ -1,11 +1,15 @@
 #include "builder/registry_auth.h"
 
+#include <unistd.h>
+
 #include <cctype>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/base64.h"
+#include "core/subprocess.h"
+#include "core/text.h"
 
 namespace builder {
 namespace {
@@ -153,6 +157,79 @@ core::Result<std::optional<RegistryCredentials>> DockerConfigCredentials(
   return std::optional<RegistryCredentials>();
 }
 
+core::Result<std::optional<std::string>> DockerConfigHelper(std::string_view config_text,
+                                                            const std::string& registry,
+                                                            const std::string& source) {
+  nlohmann::json config = nlohmann::json::parse(config_text, nullptr, /*allow_exceptions=*/false);
+  if (!config.is_object()) return ConfigError(source, "not a JSON object");
+  if (config.contains("credHelpers")) {
+    if (!config["credHelpers"].is_object())
+      return ConfigError(source, "`credHelpers` is not an object");
+    for (const auto& [key, helper] : config["credHelpers"].items()) {
+      if (!SameRegistry(HostOfKey(key), registry)) continue;
+      if (!helper.is_string() || helper.get<std::string>().empty())
+        return ConfigError(source, "the `credHelpers` entry of " + key + " is not a helper's name");
+      return std::optional<std::string>(helper.get<std::string>());
+    }
+  }
+  if (config.contains("credsStore")) {
+    if (!config["credsStore"].is_string())
+      return ConfigError(source, "`credsStore` is not a helper's name");
+    if (!config["credsStore"].get<std::string>().empty())
+      return std::optional<std::string>(config["credsStore"].get<std::string>());
+  }
+  return std::optional<std::string>();
+}
+
+core::Result<std::optional<RegistryCredentials>> RunCredentialHelper(const std::string& helper,
+                                                                     const std::string& registry,
+                                                                     const std::string& source) {
+  std::string program = "docker-credential-" + helper;
+  auto fail = [&](const std::string& message) {
+    return core::Error{
+        core::ErrorCode::kIo,
+        registry + ": the credential helper " + program + " (named in " + source + ") " + message,
+        {}};
+  };
+  std::vector<std::string> environment;
+  for (char** variable = environ; *variable != nullptr; ++variable)
+    environment.emplace_back(*variable);
+  auto resolved = core::ResolveProgram(program, environment);
+  if (!resolved) return fail("is not installed: no " + program + " on PATH");
+  // Docker's server URL: Docker Hub's is its v1 index, any other the registry's host[:port].
+  std::string server =
+      SameRegistry("docker.io", registry) ? "https://index.docker.io/v1/" : registry;
+  core::SubprocessOptions options;
+  options.argv = {*resolved, "get"};
+  options.env = std::move(environment);
+  options.stdin_data = server + "\n";
+  options.stdout_to = core::Output::Capture(1 << 16);
+  options.stderr_to = core::Output::Capture(1 << 16);
+  auto ran = core::RunSubprocess(std::move(options));
+  if (!ran) return fail("could not run: " + ran.error().message);
+  if (ran->exit.code != 0) {
+    // What it says on failure is a message, never the secret it did not give.
+    std::string said = std::string(core::TrimSpaces(ran->stdout_text + " " + ran->stderr_text));
+    if (said.find("credentials not found") != std::string::npos)
+      return std::optional<RegistryCredentials>();
+    said = said.substr(0, said.find('\n')).substr(0, 200);
+    return fail("failed (exit " + std::to_string(ran->exit.code) + ")" +
+                (said.empty() ? "" : ": " + said));
+  }
+  nlohmann::json answer =
+      nlohmann::json::parse(ran->stdout_text, nullptr, /*allow_exceptions=*/false);
+  if (!answer.is_object() || !answer.contains("Username") || !answer["Username"].is_string() ||
+      !answer.contains("Secret") || !answer["Secret"].is_string()) {
+    return fail("did not answer a JSON object with a Username and a Secret");
+  }
+  RegistryCredentials credentials;
+  credentials.username = answer["Username"].get<std::string>();
+  credentials.password = answer["Secret"].get<std::string>();
+  credentials.source = program;
+  credentials.identity_token = credentials.username == "<token>";
+  return std::optional<RegistryCredentials>(std::move(credentials));
+}
+
 core::Result<std::optional<RegistryCredentials>> FindRegistryCredentials(
     const std::string& registry) {
   const char* user = std::getenv("GANTRY_REGISTRY_USER");
@@ -173,6 +250,12 @@ core::Result<std::optional<RegistryCredentials>> FindRegistryCredentials(
   if (!std::filesystem::is_regular_file(config, error)) return std::optional<RegistryCredentials>();
   auto text = core::ReadFile(config);
   if (!text) return text.error();
+  auto helper = DockerConfigHelper(*text, registry, config.string());
+  if (!helper) return helper.error();
+  if (*helper) {
+    auto helped = RunCredentialHelper(**helper, registry, config.string());
+    if (!helped || *helped) return helped;
+  }
   return DockerConfigCredentials(*text, registry, config.string());
 }
 

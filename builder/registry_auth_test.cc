@@ -83,3 +83,25 @@ TEST_CASE("DockerConfigCredentials refuses a malformed config without printing s
   CHECK(bad_auth.error().message.find("not base64 of \"user:password\"") != std::string::npos);
   CHECK(bad_auth.error().message.find("bm9jb2xvbg") == std::string::npos);
 }
+
+TEST_CASE("DockerConfigHelper names a registry's credHelpers entry, else the credsStore") {
+  const char* config = R"({
+    "credHelpers": {"gcr.io": "gcloud", "https://127.0.0.1:5000": "local"},
+    "credsStore": "desktop"
+  })";
+  auto named = [&](const std::string& registry) {
+    auto helper = builder::DockerConfigHelper(config, registry, "c");
+    REQUIRE(helper.ok());
+    return helper->value_or("(none)");
+  };
+  CHECK(named("gcr.io") == "gcloud");
+  CHECK(named("127.0.0.1:5000") == "local");
+  CHECK(named("ghcr.io") == "desktop");
+  auto none = builder::DockerConfigHelper(R"({"auths": {}})", "ghcr.io", "c");
+  REQUIRE(none.ok());
+  CHECK_FALSE(none->has_value());
+  auto bad = builder::DockerConfigHelper(R"({"credHelpers": {"gcr.io": 7}})", "gcr.io", "/c.json");
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.error().ToString() ==
+        "/c.json: the `credHelpers` entry of gcr.io is not a helper's name");
+}

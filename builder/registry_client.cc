@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 
 #include "builder/image_manifest.h"
 #include "core/base64.h"
+#include "core/gantry_home.h"
 #include "core/sha256.h"
 #include "core/unique_fd.h"
 
@@ -131,11 +133,27 @@ bool IsInsecureRegistry(const std::string& domain) {
   return false;
 }
 
+std::vector<std::string> RegistryCaFiles(const std::string& domain) {
+  std::vector<std::string> files;
+  for (const std::filesystem::path& root :
+       {core::GantryHome() / "certs.d", std::filesystem::path("/etc/docker/certs.d")}) {
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(root / domain, error)) {
+      if (entry.path().extension() == ".crt") files.push_back(entry.path().string());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
 struct RegistryClient::State {
   std::string domain;
-  std::string base_url;  // "https://host[:port]"
+  std::string base_url;  // "https://host[:port]", or "http://…" once a registry proved plain
   RegistryOptions options;
   core::HttpClient http;
+  std::vector<std::string> ca_files;  // RegistryCaFiles
+  // Whether the scheme may still change: with `insecure`, until the first answer.
+  bool may_fall_back_to_http = false;
 
   bool credentials_looked_up = false;
   enum class Auth { kAnonymous, kBasic, kBearer } auth = Auth::kAnonymous;
@@ -171,6 +189,15 @@ struct RegistryClient::State {
 
   core::Error Fail(core::ErrorCode code, const std::string& message) const {
     return core::Error{code, domain + ": " + message, {}};
+  }
+
+  core::Error Untrusted(const core::Error& error) const {
+    return Fail(core::ErrorCode::kIo,
+                "the registry's TLS certificate is not trusted (" + error.message +
+                    "): put the CA that signed it in " +
+                    (core::GantryHome() / "certs.d" / domain / "ca.crt").string() +
+                    " or /etc/docker/certs.d/" + domain +
+                    "/ca.crt, or among the system's CAs (--insecure only allows plain HTTP)");
   }
 
   void Backoff(int attempt) const {
@@ -214,10 +241,26 @@ struct RegistryClient::State {
     for (const std::string& scope : scopes) url = WithQuery(url, "scope=" + core::UrlEncode(scope));
     core::HttpRequest request;
     request.url = url;
-    if (options.credentials) request.headers.Add("Authorization", BasicAuthorization());
+    request.extra_ca_files = ca_files;
+    if (options.credentials && options.credentials->identity_token) {
+      // OAuth2 with the identity token as the refresh token, as Docker does.
+      std::string scope_list;
+      for (const std::string& scope : scopes) scope_list += (scope_list.empty() ? "" : " ") + scope;
+      request.method = "POST";
+      request.url = realm;
+      request.headers.Add("Content-Type", "application/x-www-form-urlencoded");
+      request.body =
+          "grant_type=refresh_token&client_id=gantry&service=" + core::UrlEncode(service) +
+          "&scope=" + core::UrlEncode(scope_list) +
+          "&refresh_token=" + core::UrlEncode(options.credentials->password);
+    } else if (options.credentials) {
+      request.headers.Add("Authorization", BasicAuthorization());
+    }
     core::Result<core::HttpResponse> response = core::Error{};
     for (int attempt = 0;; ++attempt) {
       response = http.Send(request);
+      if (!response && http.last_failure() == core::TransportFailure::kUntrustedTls)
+        return Untrusted(response.error());
       bool retry = !response || response->status >= 500 || response->status == 429;
       if (!retry || attempt + 1 >= options.attempts) break;
       Backoff(attempt);
@@ -270,6 +313,12 @@ struct RegistryClient::State {
     for (const AuthChallenge& challenge : challenges) {
       if (challenge.scheme != "basic") continue;
       if (!options.credentials) return Unauthorized(response);
+      if (options.credentials->identity_token) {
+        return Fail(core::ErrorCode::kInvalidArgument,
+                    options.credentials->source +
+                        " gave an identity token, which only a registry's token service takes, "
+                        "and the registry asks for a user and password");
+      }
       auth = Auth::kBasic;
       return core::Ok{};
     }
@@ -306,16 +355,26 @@ struct RegistryClient::State {
     last_retryable = false;
     for (int attempt = 0;;) {
       core::HttpRequest request = make();
+      request.extra_ca_files = ca_files;
       auto authorised = Authorize(scopes, request);
       if (!authorised) return authorised.error();
       auto response = http.Send(request);
       if (!response) {
         if (local_error != nullptr && local_error->has_value()) return **local_error;
+        core::TransportFailure failure = http.last_failure();
+        if (failure == core::TransportFailure::kUntrustedTls) return Untrusted(response.error());
+        if (failure == core::TransportFailure::kNotTls && may_fall_back_to_http) {
+          // A registry allowed plain HTTP that does not speak TLS: speak HTTP to it.
+          may_fall_back_to_http = false;
+          base_url = "http://" + ApiHost(domain);
+          continue;
+        }
         last_retryable = true;
         if (++attempt >= tries) return Fail(response.error().code, response.error().message);
         Backoff(attempt - 1);
         continue;
       }
+      may_fall_back_to_http = false;
       if (response->status == 401) {
         if (reauthenticated) return Unauthorized(*response);
         auto authenticated = Authenticate(*response, scopes);
@@ -639,7 +698,9 @@ struct RegistryClient::State {
 
 RegistryClient::RegistryClient(std::string domain, RegistryOptions options)
     : state_(std::make_unique<State>()) {
-  state_->base_url = (options.insecure ? "http://" : "https://") + ApiHost(domain);
+  state_->base_url = "https://" + ApiHost(domain);
+  state_->may_fall_back_to_http = options.insecure;
+  state_->ca_files = RegistryCaFiles(domain);
   state_->domain = std::move(domain);
   state_->options = std::move(options);
 }

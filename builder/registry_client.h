@@ -27,7 +27,10 @@ struct TransferProgress {
 };
 
 struct RegistryOptions {
-  /// Plain HTTP instead of HTTPS (`--insecure`; see IsInsecureRegistry).
+  /// Plain HTTP allowed (`--insecure`; see IsInsecureRegistry): HTTPS is
+  /// tried first, and plain HTTP spoken when the registry does not speak TLS.
+  /// It never turns certificate checks off: a TLS registry needs its CA
+  /// trusted (RegistryCaFiles), not this.
   bool insecure = false;
   /// The credentials to use; nullopt: FindRegistryCredentials on the first
   /// 401, anonymous when it finds none.
@@ -108,5 +111,11 @@ class RegistryClient {
 /// loopback ones (localhost, 127.0.0.0/8, [::1]) and those listed in
 /// GANTRY_INSECURE_REGISTRIES (comma-separated "host[:port]").
 bool IsInsecureRegistry(const std::string& domain);
+
+/// The CAs a registry's TLS certificate is checked against on top of the
+/// system's, in Docker's per-registry layout: every `*.crt` in
+/// `$GANTRY_HOME/certs.d/DOMAIN/` and `/etc/docker/certs.d/DOMAIN/` (DOMAIN
+/// as in references, "registry.lan:5000"), sorted.
+std::vector<std::string> RegistryCaFiles(const std::string& domain);
 
 }  // namespace builder

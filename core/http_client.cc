@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "core/atomic_file.h"
 #include "core/text.h"
 
 namespace core {
@@ -130,6 +131,25 @@ bool IsRedirect(long status) {
   return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
 }
 
+// A PEM file's text; "" when it cannot be read (the peer then fails to verify).
+std::string ReadPem(const std::string& path) {
+  auto text = ReadFile(path);
+  return text ? *text + "\n" : "";
+}
+
+TransportFailure FailureOf(CURLcode code) {
+  switch (code) {
+    case CURLE_OK:
+      return TransportFailure::kNone;
+    case CURLE_PEER_FAILED_VERIFICATION:
+      return TransportFailure::kUntrustedTls;
+    case CURLE_SSL_CONNECT_ERROR:
+      return TransportFailure::kNotTls;
+    default:
+      return TransportFailure::kOther;
+  }
+}
+
 }  // namespace
 
 void HttpHeaders::Add(std::string name, std::string value) {
@@ -169,6 +189,11 @@ std::string RedactedUrl(std::string_view url) {
 
 struct HttpClient::Handle {
   CURL* curl = nullptr;
+  TransportFailure last_failure = TransportFailure::kNone;
+  // The system's CA bundle and the extra CAs as one PEM blob, kept for the
+  // extra_ca_files it was made of (a push sends hundreds of requests).
+  std::vector<std::string> ca_blob_files;
+  std::string ca_blob;
   ~Handle() {
     if (curl != nullptr) curl_easy_cleanup(curl);
   }
@@ -192,7 +217,19 @@ struct HttpClient::Handle {
     curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!request.ca_file.empty()) curl_easy_setopt(curl, CURLOPT_CAINFO, request.ca_file.c_str());
+    if (!request.ca_file.empty()) {
+      curl_easy_setopt(curl, CURLOPT_CAINFO, request.ca_file.c_str());
+    } else if (!request.extra_ca_files.empty()) {
+      if (ca_blob_files != request.extra_ca_files) {
+        char* system_bundle = nullptr;
+        curl_easy_getinfo(curl, CURLINFO_CAINFO, &system_bundle);
+        ca_blob = system_bundle != nullptr ? ReadPem(system_bundle) : "";
+        for (const std::string& file : request.extra_ca_files) ca_blob += ReadPem(file);
+        ca_blob_files = request.extra_ca_files;
+      }
+      curl_blob blob{ca_blob.data(), ca_blob.size(), CURL_BLOB_COPY};
+      curl_easy_setopt(curl, CURLOPT_CAINFO_BLOB, &blob);
+    }
     curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT,
                      static_cast<long>(request.connect_timeout.count()));
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -233,6 +270,7 @@ struct HttpClient::Handle {
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers.get());
 
     CURLcode code = curl_easy_perform(curl);
+    last_failure = FailureOf(code);
     curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, nullptr);
     std::string where = request.method + " " + RedactedUrl(request.url);
     if (transfer.reader_error) return *transfer.reader_error;
@@ -256,6 +294,10 @@ HttpClient::HttpClient() : handle_(std::make_unique<Handle>()) {}
 HttpClient::~HttpClient() = default;
 HttpClient::HttpClient(HttpClient&&) noexcept = default;
 HttpClient& HttpClient::operator=(HttpClient&&) noexcept = default;
+
+TransportFailure HttpClient::last_failure() const {
+  return handle_->last_failure;
+}
 
 Result<HttpResponse> HttpClient::Send(const HttpRequest& request) {
   HttpRequest current = request;

@@ -57,6 +57,19 @@ struct HttpRequest {
   /// PEM file of the CAs a TLS peer is verified against (an agent's own
   /// self-signed certificate); empty: the system's CAs.
   std::string ca_file;
+  /// PEM files of CAs trusted on top of the system's (a registry's
+  /// certs.d folder), when `ca_file` is empty.
+  std::vector<std::string> extra_ca_files;
+};
+
+/// Why the last Send of an HttpClient got no answer, for a caller that acts
+/// on it: a registry client falls back to plain HTTP when a peer does not
+/// speak TLS, and says where a CA goes when a certificate is not trusted.
+enum class TransportFailure {
+  kNone,          // it got an answer
+  kNotTls,        // the TLS handshake failed: the peer speaks something else (plain HTTP)
+  kUntrustedTls,  // the peer's certificate (or its name) did not verify
+  kOther,         // no connection, a timeout, a cut transfer, ...
 };
 
 struct HttpResponse {
@@ -91,6 +104,8 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   Result<HttpResponse> Send(const HttpRequest& request);
+  /// Why the last Send failed; kNone when it got an answer.
+  TransportFailure last_failure() const;
 
  private:
   struct Handle;

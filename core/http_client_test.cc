@@ -217,3 +217,26 @@ TEST_CASE("HttpClient reports a refused connection as an I/O error without the q
   CHECK(response.error().message.find("GET http://127.0.0.1:") == 0);
   CHECK(response.error().message.find("secret") == std::string::npos);
 }
+
+TEST_CASE("HttpClient says why a request got no answer: a peer that speaks no TLS, or no peer") {
+  TestServer test;
+  test.server().Get("/v2/", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content("{}", "application/json");
+  });
+  core::HttpClient client;
+  core::HttpRequest request;
+  request.url = "https://127.0.0.1:" + std::to_string(test.port()) + "/v2/";
+  request.connect_timeout = std::chrono::seconds(5);
+  auto over_tls = client.Send(request);
+  REQUIRE_FALSE(over_tls.ok());
+  CHECK(client.last_failure() == core::TransportFailure::kNotTls);
+
+  request.url = test.Url("127.0.0.1", "/v2/");
+  auto plain = client.Send(request);
+  REQUIRE(plain.ok());
+  CHECK(client.last_failure() == core::TransportFailure::kNone);
+
+  request.url = "http://127.0.0.1:1/v2/";  // nothing listens on port 1
+  CHECK_FALSE(client.Send(request).ok());
+  CHECK(client.last_failure() == core::TransportFailure::kOther);
+}

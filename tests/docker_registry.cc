@@ -46,7 +46,8 @@ bool HasDockerRegistry() {
 }
 
 core::Result<std::unique_ptr<DockerRegistry>> DockerRegistry::Start(const fs::path& dir,
-                                                                    std::optional<Login> login) {
+                                                                    std::optional<Login> login,
+                                                                    std::optional<Tls> tls) {
   std::error_code error;
   fs::create_directories(dir / "data", error);
   if (error) return StartError("cannot create " + dir.string() + ": " + error.message());
@@ -60,6 +61,10 @@ core::Result<std::unique_ptr<DockerRegistry>> DockerRegistry::Start(const fs::pa
          << "  delete:\n    enabled: true\n"
          << "  maintenance:\n    uploadpurging:\n      enabled: false\n"
          << "http:\n  addr: " << domain << "\n  secret: gantry-test-secret\n";
+  if (tls) {
+    config << "  tls:\n    certificate: " << tls->certificate.string()
+           << "\n    key: " << tls->key.string() << "\n";
+  }
   if (login) {
     core::SubprocessOptions htpasswd;
     htpasswd.argv = {"/usr/bin/htpasswd", "-Bbn", login->user, login->password};
@@ -88,7 +93,8 @@ core::Result<std::unique_ptr<DockerRegistry>> DockerRegistry::Start(const fs::pa
   // Ready when /v2/ answers (200 open, 401 behind auth).
   core::HttpClient client;
   core::HttpRequest ping;
-  ping.url = "http://" + domain + "/v2/";
+  ping.url = (tls ? "https://" : "http://") + domain + "/v2/";
+  if (tls) ping.ca_file = tls->certificate.string();
   ping.connect_timeout = std::chrono::seconds(1);
   for (int attempt = 0; attempt < 200; ++attempt) {
     auto answered = client.Send(ping);
@@ -113,8 +119,8 @@ std::string DockerRegistry::Log() const {
 
 int DockerRegistry::CompletedUploads() const {
   // Access log lines: ... "PUT /v2/team/box/blobs/uploads/UUID?_state=...&digest=... HTTP/1.1" 201
-  // ...
-  static const std::regex kUpload(R"re("PUT /v2/[^ ]+/blobs/uploads/[^ ]* HTTP/1\.1" 201 )re");
+  // ... (HTTP/2.0 over TLS).
+  static const std::regex kUpload(R"re("PUT /v2/[^ ]+/blobs/uploads/[^ ]* HTTP/[0-9.]+" 201 )re");
   std::istringstream lines(Log());
   std::string line;
   int count = 0;

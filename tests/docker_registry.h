@@ -20,14 +20,20 @@ bool HasDockerRegistry();
 /// filesystem storage and its log under a folder of the caller's; stopped
 /// (SIGTERM, then SIGKILL) when the object goes. With `user`, it wants HTTP
 /// basic auth against a bcrypt htpasswd file made with `htpasswd -Bbn`.
+/// With `tls`, it speaks HTTPS only, with that certificate and key.
 class DockerRegistry {
  public:
   struct Login {
     std::string user;
     std::string password;
   };
+  struct Tls {
+    std::filesystem::path certificate;  // PEM, for 127.0.0.1 (tests/tls_certificate.h)
+    std::filesystem::path key;
+  };
   static core::Result<std::unique_ptr<DockerRegistry>> Start(const std::filesystem::path& dir,
-                                                             std::optional<Login> login = {});
+                                                             std::optional<Login> login = {},
+                                                             std::optional<Tls> tls = {});
   ~DockerRegistry();
   DockerRegistry(const DockerRegistry&) = delete;
   DockerRegistry& operator=(const DockerRegistry&) = delete;

@@ -20,6 +20,7 @@
 #include "tests/docker_registry.h"
 #include "tests/gantry_command.h"
 #include "tests/temp_dir.h"
+#include "tests/tls_certificate.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -57,8 +58,9 @@ CommandOutput CheckLayout(const fs::path& layout) {
 }
 
 std::unique_ptr<DockerRegistry> StartRegistry(const fs::path& dir,
-                                              std::optional<DockerRegistry::Login> login = {}) {
-  auto registry = DockerRegistry::Start(dir, std::move(login));
+                                              std::optional<DockerRegistry::Login> login = {},
+                                              std::optional<DockerRegistry::Tls> tls = {}) {
+  auto registry = DockerRegistry::Start(dir, std::move(login), std::move(tls));
   INFO((registry.ok() ? "" : registry.error().message));
   REQUIRE(registry.ok());
   return std::move(registry).value();
@@ -316,6 +318,150 @@ TEST_CASE(
   INFO(pull.err);
   REQUIRE(pull.exit_code == 0);
   CHECK(pull.out == registry->domain() + "/team/box:latest " + built + "\n");
+}
+
+namespace {
+
+// Writes an executable docker-credential-NAME into `dir` running `script` (sh).
+void WriteHelper(const fs::path& dir, const std::string& name, const std::string& script) {
+  fs::path helper = dir / ("docker-credential-" + name);
+  std::ofstream(helper) << "#!/bin/sh\n" << script;
+  fs::permissions(helper, fs::perms::owner_all);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "behind htpasswd auth: a credential helper of the docker config answers, one that fails is "
+    "one clear error, and the secret is never printed") {
+  if (!CanTest()) return;
+  TempDir work, registry_dir, home, helpers;
+  auto registry = StartRegistry(registry_dir.path(), DockerRegistry::Login{"alice", "s3cret-pw"});
+  fs::path store = work.path() / "store";
+  std::string built = BuildBox(work, store);
+  fs::path spec = work.path() / "context" / "app.yaml";
+  std::vector<std::string> push = {
+      "push",    spec.string(),  "--to",      registry->domain() + "/team",
+      "--store", store.string(), "--no-build"};
+  const char* path = std::getenv("PATH");
+  std::vector<std::string> environment = {
+      "HOME=" + home.path().string(),
+      "PATH=" + helpers.path().string() + ":" + (path != nullptr ? path : "/usr/bin:/bin")};
+  // The helper checks it is asked for this registry (its server URL on stdin) with `get`.
+  WriteHelper(helpers.path(), "vault",
+              "read server\n[ \"$1\" = get ] && [ \"$server\" = \"" + registry->domain() +
+                  "\" ] || { echo \"asked $1 $server\" >&2; exit 1; }\n"
+                  "printf '{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"s3cret-pw\"}' "
+                  "\"$server\"\n");
+  WriteHelper(helpers.path(), "broken", "echo 'no keyring here' >&2\nexit 3\n");
+  WriteHelper(helpers.path(), "wrong",
+              "printf '{\"Username\":\"alice\",\"Secret\":\"helper-wrong-pw\"}'\n");
+  WriteHelper(helpers.path(), "empty", "echo 'credentials not found in native keychain'\nexit 1\n");
+  fs::create_directories(home.path() / ".docker");
+  auto configure = [&](const std::string& config) {
+    std::ofstream(home.path() / ".docker" / "config.json") << config;
+  };
+
+  // credHelpers for this registry wins over credsStore.
+  configure(R"({"credsStore": "broken", "credHelpers": {")" + registry->domain() +
+            R"(": "vault"}})");
+  CommandOutput helped = RunGantry(push, environment);
+  INFO(helped.err);
+  REQUIRE(helped.exit_code == 0);
+  CHECK(helped.out == registry->domain() + "/team/box@" + built + "\n");
+  CHECK(helped.err.find("s3cret-pw") == std::string::npos);
+
+  configure(R"({"credsStore": "broken"})");
+  CommandOutput broken = RunGantry(push, environment);
+  CHECK(broken.exit_code == 1);
+  CHECK(broken.err == registry->domain() +
+                          ": the credential helper docker-credential-broken (named in " +
+                          (home.path() / ".docker" / "config.json").string() +
+                          ") failed (exit 3): no keyring here\n");
+
+  configure(R"({"credsStore": "wrong"})");
+  CommandOutput wrong = RunGantry(push, environment);
+  CHECK(wrong.exit_code == 1);
+  CHECK(wrong.err.find("refused the credentials of user alice (from docker-credential-wrong)") !=
+        std::string::npos);
+  CHECK(wrong.err.find("helper-wrong-pw") == std::string::npos);
+
+  configure(R"({"credsStore": "missing-helper"})");
+  CommandOutput missing = RunGantry(push, environment);
+  CHECK(missing.exit_code == 1);
+  CHECK(missing.err.find("no docker-credential-missing-helper on PATH") != std::string::npos);
+
+  // A helper with nothing for the registry: anonymous, which this registry refuses.
+  configure(R"({"credsStore": "empty"})");
+  CommandOutput anonymous = RunGantry(push, environment);
+  CHECK(anonymous.exit_code == 1);
+  CHECK(anonymous.err.find("the registry requires authentication") != std::string::npos);
+  CHECK(registry->CompletedUploads() == 3);  // only the push with the right secret uploaded
+}
+
+TEST_CASE(
+    "over TLS: push and pull trust the CA in GANTRY_HOME/certs.d, and without it the error says "
+    "where a CA goes and nothing is kept") {
+  if (!CanTest()) return;
+  TempDir work, registry_dir, home, pulled;
+  fs::path certificate = work.path() / "registry.crt";
+  auto made = tests::MakeLoopbackCertificate(certificate, work.path() / "registry.key");
+  INFO((made.ok() ? "" : made.error().message));
+  REQUIRE(made.ok());
+  auto registry = StartRegistry(registry_dir.path(), std::nullopt,
+                                DockerRegistry::Tls{certificate, work.path() / "registry.key"});
+  fs::path store = work.path() / "store";
+  std::string built = BuildBox(work, store);
+  fs::path spec = work.path() / "context" / "app.yaml";
+  std::vector<std::string> push = {
+      "push",    spec.string(),  "--to",      registry->domain() + "/team",
+      "--store", store.string(), "--no-build"};
+  std::vector<std::string> environment = {"GANTRY_HOME=" + home.path().string()};
+  fs::path ca_folder = home.path() / "certs.d" / registry->domain();
+  const std::string reference = registry->domain() + "/team/box:latest";
+  fs::path pulled_store = pulled.path() / "store";
+
+  // No CA: one line naming the registry and where its CA goes; --insecure does not skip the check.
+  for (bool insecure : {false, true}) {
+    std::vector<std::string> args = push;
+    if (insecure) args.push_back("--insecure");
+    CommandOutput refused = RunGantry(args, environment);
+    INFO(refused.err);
+    CHECK(refused.exit_code == 1);
+    CHECK(refused.err.starts_with(registry->domain() +
+                                  ": the registry's TLS certificate is not trusted ("));
+    CHECK(refused.err.find("put the CA that signed it in " + (ca_folder / "ca.crt").string() +
+                           " or /etc/docker/certs.d/" + registry->domain() + "/ca.crt") !=
+          std::string::npos);
+    CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') == 1);
+  }
+  CHECK(registry->CompletedUploads() == 0);
+  CommandOutput unpulled =
+      RunGantry({"pull", reference, "--store", pulled_store.string()}, environment);
+  CHECK(unpulled.exit_code == 1);
+  CHECK(unpulled.err.find("TLS certificate is not trusted") != std::string::npos);
+  CHECK_FALSE(fs::exists(pulled_store / "blobs" / "sha256" / built.substr(7)));
+  CHECK(LayoutDigest(pulled_store, reference).empty());
+
+  // The CA where Docker keeps it, under GANTRY_HOME: push and pull over HTTPS.
+  fs::create_directories(ca_folder);
+  fs::copy_file(certificate, ca_folder / "ca.crt");
+  CommandOutput pushed = RunGantry(push, environment);
+  INFO(pushed.err << registry->Log());
+  REQUIRE(pushed.exit_code == 0);
+  CHECK(pushed.out == registry->domain() + "/team/box@" + built + "\n");
+  CHECK(registry->CompletedUploads() == 3);
+  CommandOutput inspected =
+      RunProcess({"skopeo", "inspect", "--cert-dir", ca_folder.string(), "docker://" + reference});
+  INFO(inspected.err);
+  REQUIRE(inspected.exit_code == 0);
+  CHECK(json::parse(inspected.out, nullptr, false).value("Digest", "") == built);
+  CommandOutput pull =
+      RunGantry({"pull", reference, "--store", pulled_store.string()}, environment);
+  INFO(pull.err);
+  REQUIRE(pull.exit_code == 0);
+  CHECK(pull.out == reference + " " + built + "\n");
+  CHECK(pull.err.find("3 blobs downloaded") != std::string::npos);
 }
 
 TEST_CASE("gantry pull rejects a corrupted blob and keeps nothing of it") {
