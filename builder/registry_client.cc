@@ -399,24 +399,28 @@ struct RegistryClient::State {
 
   // --- push ---
 
+  // `method` to an upload session `url` with `length` bytes of `blob` from
+  // `offset`, read from the store's file as they go out, progress reported.
+  core::HttpRequest BlobUpload(const std::string& method, const std::string& url,
+                               const ContentStore& store, const Descriptor& blob,
+                               std::uint64_t offset, std::uint64_t length) const {
+    core::HttpRequest request;
+    request.method = method;
+    request.url = url;
+    request.headers.Add("Content-Type", "application/octet-stream");
+    request.body_size = length;
+    request.body_reader =
+        FileBody(store.BlobPath(blob.digest), offset, length,
+                 [this, &blob](std::uint64_t done) { Progress(blob.digest, done, blob.size); });
+    return request;
+  }
+
   // One PUT of the whole blob to an upload session.
   core::Status UploadMonolithic(const std::vector<std::string>& scopes, const std::string& location,
                                 const ContentStore& store, const Descriptor& blob) {
     std::string url = WithQuery(location, "digest=" + core::UrlEncode(blob.digest));
     auto response = Exchange(
-        scopes,
-        [&] {
-          core::HttpRequest request;
-          request.method = "PUT";
-          request.url = url;
-          request.headers.Add("Content-Type", "application/octet-stream");
-          request.body_size = blob.size;
-          request.body_reader =
-              FileBody(store.BlobPath(blob.digest), 0, blob.size,
-                       [&](std::uint64_t done) { Progress(blob.digest, done, blob.size); });
-          return request;
-        },
-        nullptr, 1);
+        scopes, [&] { return BlobUpload("PUT", url, store, blob, 0, blob.size); }, nullptr, 1);
     if (!response) return response.error();
     if (response->status != 201) {
       last_retryable = last_retryable || response->status >= 500;
@@ -439,16 +443,9 @@ struct RegistryClient::State {
       auto response = Exchange(
           scopes,
           [&] {
-            core::HttpRequest request;
-            request.method = "PATCH";
-            request.url = location;
-            request.headers.Add("Content-Type", "application/octet-stream");
+            core::HttpRequest request = BlobUpload("PATCH", location, store, blob, offset, length);
             request.headers.Add("Content-Range",
                                 std::to_string(offset) + "-" + std::to_string(offset + length - 1));
-            request.body_size = length;
-            request.body_reader =
-                FileBody(store.BlobPath(blob.digest), offset, length,
-                         [&](std::uint64_t done) { Progress(blob.digest, done, blob.size); });
             return request;
           },
           nullptr, 1);

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "builder/image_manifest.h"
@@ -265,4 +266,114 @@ TEST_CASE("IsInsecureRegistry: loopback and GANTRY_INSECURE_REGISTRIES") {
   CHECK(builder::IsInsecureRegistry("other.lan:443"));
   CHECK_FALSE(builder::IsInsecureRegistry("registry.lan:5001"));
   unsetenv("GANTRY_INSECURE_REGISTRIES");
+}
+
+TEST_CASE(
+    "RegistryClient resumes a chunked upload from the Range the registry kept when a PATCH fails "
+    "mid-way") {
+  tests::TempDir dir;
+  auto store = builder::ContentStore::Open(dir.path() / "store").value();
+  std::string layer(300 * 1024, '\0');
+  for (std::size_t i = 0; i < layer.size(); ++i) layer[i] = static_cast<char>(i * 7 % 251);
+  auto layer_blob = store.PutBlob(layer, builder::kOciLayerGzipMediaType).value();
+  std::string config =
+      json{{"architecture", "amd64"},
+           {"os", "linux"},
+           {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + std::string(64, '1')}}}}}
+          .dump();
+  auto config_blob = store.PutBlob(config, builder::kOciConfigMediaType).value();
+  std::string manifest = json{{"schemaVersion", 2},
+                              {"mediaType", builder::kOciManifestMediaType},
+                              {"config", config_blob.ToJson()},
+                              {"layers", {layer_blob.ToJson()}}}
+                             .dump();
+  auto manifest_blob = store.PutBlob(manifest, builder::kOciManifestMediaType).value();
+
+  // An upload endpoint that, on the second PATCH, keeps only half of the
+  // chunk and fails: the client must ask where the upload is and go on from there.
+  TestServer server;
+  std::mutex mutex;
+  std::map<std::string, std::string> uploads;  // session -> bytes so far
+  std::map<std::string, std::string> blobs;    // digest -> content
+  std::vector<std::string> patch_ranges;
+  int sessions = 0;
+  const std::string base = "/v2/up/box/blobs/uploads/";
+  auto range_of = [](const std::string& bytes) {
+    return "0-" + std::to_string(bytes.empty() ? 0 : bytes.size() - 1);
+  };
+  server.server().Get("/v2/", [](const httplib::Request&, httplib::Response& response) {
+    response.set_content("{}", "application/json");
+  });
+  server.server().Get(R"(/v2/up/box/blobs/(sha256:[0-9a-f]+))",
+                      [&](const httplib::Request& request, httplib::Response& response) {
+                        std::lock_guard lock(mutex);
+                        response.status = blobs.count(request.matches[1]) ? 200 : 404;
+                      });
+  server.server().Post(base, [&](const httplib::Request&, httplib::Response& response) {
+    std::lock_guard lock(mutex);
+    std::string session = "s" + std::to_string(++sessions);
+    uploads[session] = "";
+    response.status = 202;
+    response.set_header("Location", base + session);
+  });
+  server.server().Patch(base + "(s[0-9]+)",
+                        [&](const httplib::Request& request, httplib::Response& response) {
+                          std::lock_guard lock(mutex);
+                          std::string& bytes = uploads[request.matches[1]];
+                          std::string range = request.get_header_value("Content-Range");
+                          patch_ranges.push_back(range);
+                          if (range.substr(0, range.find('-')) != std::to_string(bytes.size())) {
+                            response.status = 416;
+                            return;
+                          }
+                          if (patch_ranges.size() == 2) {
+                            bytes += request.body.substr(0, request.body.size() / 2);
+                            response.status = 500;
+                            return;
+                          }
+                          bytes += request.body;
+                          response.status = 202;
+                          response.set_header("Location", base + std::string(request.matches[1]));
+                          response.set_header("Range", range_of(bytes));
+                        });
+  server.server().Get(base + "(s[0-9]+)",
+                      [&](const httplib::Request& request, httplib::Response& response) {
+                        std::lock_guard lock(mutex);
+                        response.status = 204;
+                        response.set_header("Location", base + std::string(request.matches[1]));
+                        response.set_header("Range", range_of(uploads[request.matches[1]]));
+                      });
+  server.server().Put(base + "(s[0-9]+)",
+                      [&](const httplib::Request& request, httplib::Response& response) {
+                        std::lock_guard lock(mutex);
+                        std::string bytes = uploads[request.matches[1]] + request.body;
+                        if (core::Sha256Digest(bytes) != request.get_param_value("digest")) {
+                          response.status = 400;
+                          return;
+                        }
+                        blobs[request.get_param_value("digest")] = bytes;
+                        response.status = 201;
+                      });
+  server.server().Put(
+      "/v2/up/box/manifests/v1", [&](const httplib::Request& request, httplib::Response& response) {
+        response.status = 201;
+        response.set_header("Docker-Content-Digest", core::Sha256Digest(request.body));
+      });
+
+  builder::RegistryOptions options;
+  options.insecure = true;
+  options.first_backoff = std::chrono::milliseconds(1);
+  options.monolithic_limit = 4096;  // the layer goes in 64 KiB chunks, the config in one PUT
+  options.chunk_bytes = 64 * 1024;
+  builder::RegistryClient client(server.Domain(), options);
+  auto pushed = client.Push(store, manifest_blob.digest, "up/box", "v1");
+  INFO((pushed.ok() ? "" : pushed.error().message));
+  REQUIRE(pushed.ok());
+  CHECK(pushed->blobs_uploaded == 2);
+  CHECK(blobs.at(layer_blob.digest) == layer);
+  // The second chunk failed with its first 32 KiB kept: the next PATCH starts there.
+  REQUIRE(patch_ranges.size() >= 3);
+  CHECK(patch_ranges[1] == "65536-131071");
+  CHECK(patch_ranges[2] == "98304-163839");
+  CHECK(sessions == 2);  // one per blob: the failed chunk did not start the upload again
 }
