@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -397,6 +398,80 @@ struct RegistryClient::State {
     if (on_progress) on_progress(TransferProgress{digest, done, size});
   }
 
+  // A State for one more thread: this one's registry, options, scheme,
+  // auth, tokens and known blob repositories, with a connection of its own.
+  std::unique_ptr<State> Worker() const {
+    auto worker = std::make_unique<State>();
+    worker->domain = domain;
+    worker->base_url = base_url;
+    worker->options = options;
+    worker->ca_files = ca_files;
+    worker->may_fall_back_to_http = may_fall_back_to_http;
+    worker->credentials_looked_up = credentials_looked_up;
+    worker->auth = auth;
+    worker->realm = realm;
+    worker->service = service;
+    worker->tokens = tokens;
+    worker->blob_repositories = blob_repositories;
+    return worker;
+  }
+
+  // `transfer` of each of `blobs`: the first on this State, which learns the
+  // scheme and the auth, then the others on up to `parallel_blobs` Worker
+  // States at once, progress reported one call at a time. After a failure no
+  // blob starts; the first failure in the order of `blobs` is returned once
+  // all threads are done. The blob repositories the workers learnt come back here.
+  core::Status ForEachBlob(const std::vector<Descriptor>& blobs,
+                           const std::function<core::Status(State&, const Descriptor&)>& transfer) {
+    if (blobs.empty()) return core::Ok{};
+    auto first = transfer(*this, blobs[0]);
+    if (!first) return first;
+    std::size_t threads = std::min<std::size_t>(
+        static_cast<std::size_t>(std::max(options.parallel_blobs, 1)), blobs.size() - 1);
+    std::mutex mutex;  // the next blob, the failures, progress calls
+    std::size_t next = 1;
+    bool failed = false;
+    std::vector<std::optional<core::Error>> errors(blobs.size());
+    std::vector<std::unique_ptr<State>> workers;
+    for (std::size_t i = 0; i < threads; ++i) {
+      workers.push_back(Worker());
+      if (on_progress) {
+        workers.back()->on_progress = [&](const TransferProgress& progress) {
+          std::lock_guard lock(mutex);
+          on_progress(progress);
+        };
+      }
+    }
+    std::vector<std::thread> pool;
+    for (auto& worker : workers) {
+      pool.emplace_back([&, state = worker.get()] {
+        while (true) {
+          std::size_t index = 0;
+          {
+            std::lock_guard lock(mutex);
+            if (failed || next >= blobs.size()) return;
+            index = next++;
+          }
+          auto done = transfer(*state, blobs[index]);
+          if (!done) {
+            std::lock_guard lock(mutex);
+            errors[index] = done.error();
+            failed = true;
+          }
+        }
+      });
+    }
+    for (std::thread& thread : pool) thread.join();
+    for (auto& worker : workers) {
+      for (auto& [digest, repository] : worker->blob_repositories)
+        blob_repositories.insert_or_assign(digest, repository);
+    }
+    for (auto& error : errors) {
+      if (error) return *error;
+    }
+    return core::Ok{};
+  }
+
   // --- push ---
 
   // `method` to an upload session `url` with `length` bytes of `blob` from
@@ -724,10 +799,19 @@ core::Result<PushResult> RegistryClient::Push(const ContentStore& store,
   if (!image) return image.error();
   PushResult result;
   result.manifest_digest = manifest_digest;
-  for (const Descriptor& layer : image->layers) {
-    auto pushed = state_->PushBlob(store, repository, layer, result);
-    if (!pushed) return pushed.error();
-  }
+  std::mutex result_mutex;
+  auto layers_pushed = state_->ForEachBlob(
+      image->layers, [&](State& state, const Descriptor& layer) -> core::Status {
+        PushResult one;
+        auto pushed = state.PushBlob(store, repository, layer, one);
+        std::lock_guard lock(result_mutex);
+        result.blobs_uploaded += one.blobs_uploaded;
+        result.blobs_mounted += one.blobs_mounted;
+        result.blobs_present += one.blobs_present;
+        result.bytes_uploaded += one.bytes_uploaded;
+        return pushed;
+      });
+  if (!layers_pushed) return layers_pushed.error();
   auto pushed = state_->PushBlob(store, repository, image->config, result);
   if (!pushed) return pushed.error();
 
@@ -799,14 +883,27 @@ core::Result<PullResult> RegistryClient::Pull(const core::ImageReference& refere
     blobs.push_back(*layer);
   }
   PullResult result;
+  std::vector<Descriptor> missing;
   for (const Descriptor& blob : blobs) {
+    bool listed = std::any_of(missing.begin(), missing.end(),
+                              [&](const Descriptor& other) { return other.digest == blob.digest; });
     if (store.HasBlob(blob.digest)) {
       ++result.blobs_present;
-      continue;
+    } else if (!listed) {
+      missing.push_back(blob);
     }
-    auto pulled = state_->FetchBlob(repository, blob, store, result);
-    if (!pulled) return pulled.error();
   }
+  std::mutex result_mutex;
+  auto pulled =
+      state_->ForEachBlob(missing, [&](State& state, const Descriptor& blob) -> core::Status {
+        PullResult one;
+        auto fetched = state.FetchBlob(repository, blob, store, one);
+        std::lock_guard lock(result_mutex);
+        result.blobs_downloaded += one.blobs_downloaded;
+        result.bytes_downloaded += one.bytes_downloaded;
+        return fetched;
+      });
+  if (!pulled) return pulled.error();
   auto stored = store.PutBlob(manifest_text, media_type);
   if (!stored) return stored.error();
   auto image = ReadStoredImage(store, stored->digest);

@@ -43,6 +43,10 @@ struct RegistryOptions {
   /// `chunk_bytes` (or the registry's OCI-Chunk-Min-Length, if larger).
   std::uint64_t monolithic_limit = std::uint64_t{64} << 20;
   std::uint64_t chunk_bytes = std::uint64_t{64} << 20;
+  /// Blobs moved at once, each on a connection of its own (the layers of a
+  /// push; the blobs of a pull). The first goes alone: it settles the scheme
+  /// and the auth that the others start from.
+  int parallel_blobs = 4;
 };
 
 /// What a push did.
@@ -76,7 +80,8 @@ struct PullResult {
 /// credential is one clear error naming the user and where it came from.
 class RegistryClient {
  public:
-  /// Called as each blob's bytes move (on the calling thread).
+  /// Called as each blob's bytes move: from several threads, one call at a
+  /// time, when blobs move at once (RegistryOptions::parallel_blobs).
   using ProgressCallback = std::function<void(const TransferProgress&)>;
 
   /// `domain` as in a reference ("127.0.0.1:5000", "ghcr.io"); docker.io is
@@ -87,9 +92,9 @@ class RegistryClient {
   RegistryClient& operator=(RegistryClient&&) noexcept;
 
   /// Pushes the image `manifest_digest` of `store` as `repository:tag`:
-  /// each layer and the config (skipped when the registry has it, mounted
-  /// when another repository of this push has it, else uploaded), then the
-  /// manifest with its exact bytes and media type.
+  /// the layers (several at once), then the config (each skipped when the
+  /// registry has it, mounted when another repository of this push has it,
+  /// else uploaded), then the manifest with its exact bytes and media type.
   core::Result<PushResult> Push(const ContentStore& store, const std::string& manifest_digest,
                                 const std::string& repository, const std::string& tag,
                                 ProgressCallback on_progress = {});

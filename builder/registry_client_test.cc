@@ -7,6 +7,7 @@
 
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <map>
@@ -268,112 +269,211 @@ TEST_CASE("IsInsecureRegistry: loopback and GANTRY_INSECURE_REGISTRIES") {
   unsetenv("GANTRY_INSECURE_REGISTRIES");
 }
 
-TEST_CASE(
-    "RegistryClient resumes a chunked upload from the Range the registry kept when a PATCH fails "
-    "mid-way") {
-  tests::TempDir dir;
-  auto store = builder::ContentStore::Open(dir.path() / "store").value();
-  std::string layer(300 * 1024, '\0');
-  for (std::size_t i = 0; i < layer.size(); ++i) layer[i] = static_cast<char>(i * 7 % 251);
-  auto layer_blob = store.PutBlob(layer, builder::kOciLayerGzipMediaType).value();
-  std::string config =
-      json{{"architecture", "amd64"},
-           {"os", "linux"},
-           {"rootfs", {{"type", "layers"}, {"diff_ids", {"sha256:" + std::string(64, '1')}}}}}
-          .dump();
-  auto config_blob = store.PutBlob(config, builder::kOciConfigMediaType).value();
-  std::string manifest = json{{"schemaVersion", 2},
-                              {"mediaType", builder::kOciManifestMediaType},
-                              {"config", config_blob.ToJson()},
-                              {"layers", {layer_blob.ToJson()}}}
-                             .dump();
-  auto manifest_blob = store.PutBlob(manifest, builder::kOciManifestMediaType).value();
+namespace {
 
-  // An upload endpoint that, on the second PATCH, keeps only half of the
-  // chunk and fails: the client must ask where the upload is and go on from there.
+// An image of `layer_count` layers of `layer_size` bytes each (distinct
+// bytes) in `store`: its manifest descriptor and its layers.
+std::pair<builder::Descriptor, std::vector<builder::Descriptor>> StoreImage(
+    builder::ContentStore& store, int layer_count, std::size_t layer_size) {
+  std::vector<builder::Descriptor> layers;
+  json diff_ids = json::array();
+  for (int n = 0; n < layer_count; ++n) {
+    std::string layer(layer_size, '\0');
+    for (std::size_t i = 0; i < layer.size(); ++i)
+      layer[i] = static_cast<char>((i * 7 + static_cast<std::size_t>(n)) % 251);
+    layers.push_back(store.PutBlob(layer, builder::kOciLayerGzipMediaType).value());
+    diff_ids.push_back("sha256:" + std::string(64, static_cast<char>('1' + n)));
+  }
+  std::string config = json{{"architecture", "amd64"},
+                            {"os", "linux"},
+                            {"rootfs", {{"type", "layers"}, {"diff_ids", diff_ids}}}}
+                           .dump();
+  json layer_list = json::array();
+  for (const builder::Descriptor& layer : layers) layer_list.push_back(layer.ToJson());
+  std::string manifest = json{
+      {"schemaVersion", 2},
+      {"mediaType", builder::kOciManifestMediaType},
+      {"config", store.PutBlob(config, builder::kOciConfigMediaType).value().ToJson()},
+      {"layers", layer_list}}.dump();
+  return {store.PutBlob(manifest, builder::kOciManifestMediaType).value(), layers};
+}
+
+// The push side of a registry for repository up/box: upload sessions that
+// take PATCH chunks and a closing PUT (checked against its digest), and
+// manifests. It records the PATCH ranges, how many uploads were in flight
+// at most, and the order in which blobs and the manifest were completed.
+// `fail_patch` (1-based): that PATCH keeps half its chunk and answers 500.
+struct UploadRegistry {
   TestServer server;
   std::mutex mutex;
   std::map<std::string, std::string> uploads;  // session -> bytes so far
   std::map<std::string, std::string> blobs;    // digest -> content
   std::vector<std::string> patch_ranges;
+  std::vector<std::string> completed;  // blob digests, then "manifest"
   int sessions = 0;
-  const std::string base = "/v2/up/box/blobs/uploads/";
-  auto range_of = [](const std::string& bytes) {
-    return "0-" + std::to_string(bytes.empty() ? 0 : bytes.size() - 1);
-  };
-  server.server().Get("/v2/", [](const httplib::Request&, httplib::Response& response) {
-    response.set_content("{}", "application/json");
-  });
-  server.server().Get(R"(/v2/up/box/blobs/(sha256:[0-9a-f]+))",
-                      [&](const httplib::Request& request, httplib::Response& response) {
-                        std::lock_guard lock(mutex);
-                        response.status = blobs.count(request.matches[1]) ? 200 : 404;
-                      });
-  server.server().Post(base, [&](const httplib::Request&, httplib::Response& response) {
-    std::lock_guard lock(mutex);
-    std::string session = "s" + std::to_string(++sessions);
-    uploads[session] = "";
-    response.status = 202;
-    response.set_header("Location", base + session);
-  });
-  server.server().Patch(base + "(s[0-9]+)",
-                        [&](const httplib::Request& request, httplib::Response& response) {
-                          std::lock_guard lock(mutex);
-                          std::string& bytes = uploads[request.matches[1]];
-                          std::string range = request.get_header_value("Content-Range");
-                          patch_ranges.push_back(range);
-                          if (range.substr(0, range.find('-')) != std::to_string(bytes.size())) {
-                            response.status = 416;
-                            return;
-                          }
-                          if (patch_ranges.size() == 2) {
-                            bytes += request.body.substr(0, request.body.size() / 2);
-                            response.status = 500;
-                            return;
-                          }
-                          bytes += request.body;
-                          response.status = 202;
-                          response.set_header("Location", base + std::string(request.matches[1]));
-                          response.set_header("Range", range_of(bytes));
-                        });
-  server.server().Get(base + "(s[0-9]+)",
-                      [&](const httplib::Request& request, httplib::Response& response) {
-                        std::lock_guard lock(mutex);
-                        response.status = 204;
-                        response.set_header("Location", base + std::string(request.matches[1]));
-                        response.set_header("Range", range_of(uploads[request.matches[1]]));
-                      });
-  server.server().Put(base + "(s[0-9]+)",
-                      [&](const httplib::Request& request, httplib::Response& response) {
-                        std::lock_guard lock(mutex);
-                        std::string bytes = uploads[request.matches[1]] + request.body;
-                        if (core::Sha256Digest(bytes) != request.get_param_value("digest")) {
-                          response.status = 400;
-                          return;
-                        }
-                        blobs[request.get_param_value("digest")] = bytes;
-                        response.status = 201;
-                      });
-  server.server().Put(
-      "/v2/up/box/manifests/v1", [&](const httplib::Request& request, httplib::Response& response) {
-        response.status = 201;
-        response.set_header("Docker-Content-Digest", core::Sha256Digest(request.body));
-      });
+  int in_flight = 0;
+  int most_in_flight = 0;
+  std::size_t fail_patch = 0;
+  std::chrono::milliseconds upload_time{0};  // each PATCH and PUT takes at least this
 
+  // Counts a request in flight while it lives.
+  struct InFlight {
+    UploadRegistry& registry;
+    explicit InFlight(UploadRegistry& r) : registry(r) {
+      std::lock_guard lock(registry.mutex);
+      registry.most_in_flight = std::max(registry.most_in_flight, ++registry.in_flight);
+    }
+    ~InFlight() {
+      std::lock_guard lock(registry.mutex);
+      --registry.in_flight;
+    }
+  };
+
+  UploadRegistry() {
+    const std::string base = "/v2/up/box/blobs/uploads/";
+    auto range_of = [](const std::string& bytes) {
+      return "0-" + std::to_string(bytes.empty() ? 0 : bytes.size() - 1);
+    };
+    server.server().new_task_queue = [] { return new httplib::ThreadPool(16); };
+    server.server().Get("/v2/", [](const httplib::Request&, httplib::Response& response) {
+      response.set_content("{}", "application/json");
+    });
+    server.server().Get(R"(/v2/up/box/blobs/(sha256:[0-9a-f]+))",
+                        [this](const httplib::Request& request, httplib::Response& response) {
+                          std::lock_guard lock(mutex);
+                          response.status = blobs.count(request.matches[1]) ? 200 : 404;
+                        });
+    server.server().Post(base, [this, base](const httplib::Request&, httplib::Response& response) {
+      std::lock_guard lock(mutex);
+      std::string session = "s" + std::to_string(++sessions);
+      uploads[session] = "";
+      response.status = 202;
+      response.set_header("Location", base + session);
+    });
+    server.server().Patch(
+        base + "(s[0-9]+)",
+        [this, base, range_of](const httplib::Request& request, httplib::Response& response) {
+          InFlight counted(*this);
+          std::this_thread::sleep_for(upload_time);
+          std::lock_guard lock(mutex);
+          std::string& bytes = uploads[request.matches[1]];
+          std::string range = request.get_header_value("Content-Range");
+          patch_ranges.push_back(range);
+          if (range.substr(0, range.find('-')) != std::to_string(bytes.size())) {
+            response.status = 416;
+            return;
+          }
+          if (patch_ranges.size() == fail_patch) {
+            bytes += request.body.substr(0, request.body.size() / 2);
+            response.status = 500;
+            return;
+          }
+          bytes += request.body;
+          response.status = 202;
+          response.set_header("Location", base + std::string(request.matches[1]));
+          response.set_header("Range", range_of(bytes));
+        });
+    server.server().Get(base + "(s[0-9]+)", [this, base, range_of](const httplib::Request& request,
+                                                                   httplib::Response& response) {
+      std::lock_guard lock(mutex);
+      response.status = 204;
+      response.set_header("Location", base + std::string(request.matches[1]));
+      response.set_header("Range", range_of(uploads[request.matches[1]]));
+    });
+    server.server().Put(base + "(s[0-9]+)",
+                        [this](const httplib::Request& request, httplib::Response& response) {
+                          InFlight counted(*this);
+                          std::this_thread::sleep_for(upload_time);
+                          std::lock_guard lock(mutex);
+                          std::string bytes = uploads[request.matches[1]] + request.body;
+                          std::string digest = request.get_param_value("digest");
+                          if (core::Sha256Digest(bytes) != digest) {
+                            response.status = 400;
+                            return;
+                          }
+                          blobs[digest] = bytes;
+                          completed.push_back(digest);
+                          response.status = 201;
+                        });
+    server.server().Put("/v2/up/box/manifests/v1", [this](const httplib::Request& request,
+                                                          httplib::Response& response) {
+      std::lock_guard lock(mutex);
+      completed.push_back("manifest");
+      response.status = 201;
+      response.set_header("Docker-Content-Digest", core::Sha256Digest(request.body));
+    });
+  }
+};
+
+builder::RegistryOptions UploadOptions() {
   builder::RegistryOptions options;
   options.insecure = true;
   options.first_backoff = std::chrono::milliseconds(1);
-  options.monolithic_limit = 4096;  // the layer goes in 64 KiB chunks, the config in one PUT
+  options.monolithic_limit = 4096;  // layers go in 64 KiB chunks, the config in one PUT
   options.chunk_bytes = 64 * 1024;
-  builder::RegistryClient client(server.Domain(), options);
-  auto pushed = client.Push(store, manifest_blob.digest, "up/box", "v1");
+  return options;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "RegistryClient resumes a chunked upload from the Range the registry kept when a PATCH fails "
+    "mid-way") {
+  tests::TempDir dir;
+  auto store = builder::ContentStore::Open(dir.path() / "store").value();
+  auto [manifest, layers] = StoreImage(store, 1, 300 * 1024);
+  UploadRegistry registry;
+  registry.fail_patch = 2;
+  builder::RegistryClient client(registry.server.Domain(), UploadOptions());
+  auto pushed = client.Push(store, manifest.digest, "up/box", "v1");
   INFO((pushed.ok() ? "" : pushed.error().message));
   REQUIRE(pushed.ok());
   CHECK(pushed->blobs_uploaded == 2);
-  CHECK(blobs.at(layer_blob.digest) == layer);
+  CHECK(registry.blobs.at(layers[0].digest) == store.ReadBlob(layers[0].digest).value());
   // The second chunk failed with its first 32 KiB kept: the next PATCH starts there.
-  REQUIRE(patch_ranges.size() >= 3);
-  CHECK(patch_ranges[1] == "65536-131071");
-  CHECK(patch_ranges[2] == "98304-163839");
-  CHECK(sessions == 2);  // one per blob: the failed chunk did not start the upload again
+  REQUIRE(registry.patch_ranges.size() >= 3);
+  CHECK(registry.patch_ranges[1] == "65536-131071");
+  CHECK(registry.patch_ranges[2] == "98304-163839");
+  CHECK(registry.sessions == 2);  // one per blob: the failed chunk did not start the upload again
+}
+
+TEST_CASE(
+    "RegistryClient pushes layers several at once, then the config, then the manifest, and reports "
+    "progress one call at a time") {
+  tests::TempDir dir;
+  auto store = builder::ContentStore::Open(dir.path() / "store").value();
+  auto [manifest, layers] = StoreImage(store, 6, 128 * 1024);
+  UploadRegistry registry;
+  registry.upload_time = std::chrono::milliseconds(20);
+  builder::RegistryOptions options = UploadOptions();
+  options.parallel_blobs = 3;
+  builder::RegistryClient client(registry.server.Domain(), options);
+  std::atomic<int> in_callback{0};
+  std::atomic<bool> overlapped{false};
+  std::map<std::string, std::uint64_t> last_done;
+  auto pushed = client.Push(store, manifest.digest, "up/box", "v1",
+                            [&](const builder::TransferProgress& progress) {
+                              if (++in_callback > 1) overlapped = true;
+                              last_done[progress.digest] = progress.done;
+                              --in_callback;
+                            });
+  INFO((pushed.ok() ? "" : pushed.error().message));
+  REQUIRE(pushed.ok());
+  CHECK(pushed->blobs_uploaded == 7);
+  CHECK(pushed->bytes_uploaded > 6 * 128 * 1024);
+  CHECK(registry.most_in_flight > 1);
+  CHECK(registry.most_in_flight <= 3);
+  CHECK_FALSE(overlapped);
+  for (const builder::Descriptor& layer : layers) CHECK(last_done[layer.digest] == layer.size);
+  // Every layer, then the config, then the manifest.
+  REQUIRE(registry.completed.size() == 8);
+  for (std::size_t i = 0; i < 6; ++i) {
+    CHECK(std::any_of(layers.begin(), layers.end(), [&](const builder::Descriptor& layer) {
+      return layer.digest == registry.completed[i];
+    }));
+  }
+  CHECK(std::none_of(layers.begin(), layers.end(), [&](const builder::Descriptor& layer) {
+    return layer.digest == registry.completed[6];
+  }));  // the config
+  CHECK(registry.completed[7] == "manifest");
 }

@@ -16,22 +16,26 @@ TransferProgress::~TransferProgress() {
 void TransferProgress::Report(const builder::TransferProgress& progress) {
   if (!terminal_) return;
   auto now = std::chrono::steady_clock::now();
-  if (progress.digest != digest_) {
-    digest_ = progress.digest;
-    blob_started_ = now;
-  } else if (now - last_drawn_ < std::chrono::milliseconds(200) && progress.done < progress.size) {
-    return;
-  }
+  if (blobs_.empty()) started_ = now;
+  Blob& blob = blobs_[progress.digest];
+  bool finished = blob.done < blob.size && progress.done >= progress.size;
+  blob = Blob{progress.done, progress.size};
+  if (now - last_drawn_ < std::chrono::milliseconds(200) && !finished) return;
   last_drawn_ = now;
-  double seconds = std::chrono::duration<double>(now - blob_started_).count();
+  std::uint64_t done = 0, size = 0;
+  std::size_t complete = 0;
+  for (const auto& [digest, each] : blobs_) {
+    done += each.done;
+    size += each.size;
+    complete += each.done >= each.size ? 1 : 0;
+  }
+  double seconds = std::chrono::duration<double>(now - started_).count();
   std::string rate =
-      seconds > 0.05
-          ? core::FormatSizeForPeople(static_cast<std::uint64_t>(progress.done / seconds)) + "/s"
-          : "";
-  std::fprintf(stderr, "\r\033[K%s  %s  %s / %s  %s", image_.c_str(),
-               progress.digest.substr(7, 12).c_str(),
-               core::FormatSizeForPeople(progress.done).c_str(),
-               core::FormatSizeForPeople(progress.size).c_str(), rate.c_str());
+      seconds > 0.05 ? core::FormatSizeForPeople(static_cast<std::uint64_t>(done / seconds)) + "/s"
+                     : "";
+  std::fprintf(stderr, "\r\033[K%s  %zu/%zu blobs  %s / %s  %s", image_.c_str(), complete,
+               blobs_.size(), core::FormatSizeForPeople(done).c_str(),
+               core::FormatSizeForPeople(size).c_str(), rate.c_str());
   std::fflush(stderr);
   drawn_ = true;
 }

@@ -1,6 +1,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <string>
 
 #include "builder/registry_client.h"
@@ -8,9 +10,10 @@
 namespace toolchain {
 
 /// Shows a push's or pull's progress on stderr: on a terminal, one line
-/// redrawn at most five times a second with the blob, its bytes done and
-/// the rate (`box  sha256:3f2a9c0e1b2d  41.0 MiB / 120.0 MiB  88.1 MiB/s`);
-/// elsewhere nothing (the verbs print one summary line per image).
+/// redrawn at most five times a second with the blobs done of those
+/// started, their bytes done and the rate since the first
+/// (`box  2/4 blobs  41.0 MiB / 120.0 MiB  88.1 MiB/s`), several blobs
+/// moving at once; elsewhere nothing (the verbs print one summary line per image).
 class TransferProgress {
  public:
   TransferProgress(bool terminal, std::string image);
@@ -24,8 +27,12 @@ class TransferProgress {
   bool terminal_;
   std::string image_;
   bool drawn_ = false;
-  std::string digest_;
-  std::chrono::steady_clock::time_point blob_started_;
+  struct Blob {
+    std::uint64_t done = 0;
+    std::uint64_t size = 0;
+  };
+  std::map<std::string, Blob> blobs_;  // by digest
+  std::chrono::steady_clock::time_point started_;
   std::chrono::steady_clock::time_point last_drawn_;
 };
 
