@@ -115,6 +115,21 @@ struct FakeRegistry {
                   .dump(),
               "application/json");
         });
+    // An identity token (a credential helper's `<token>` user) is an OAuth2 refresh token.
+    api.server().Post("/token", [this](const httplib::Request& request,
+                                       httplib::Response& response) {
+      if (request.get_param_value("grant_type") != "refresh_token" ||
+          request.get_param_value("refresh_token") != "identity-token" ||
+          request.get_param_value("scope").find("repository:") != 0) {
+        response.status = 401;
+        return;
+      }
+      ++tokens_given;
+      response.set_content(json{{"access_token", "token-" + std::to_string(tokens_given.load())},
+                                {"expires_in", 300}}
+                               .dump(),
+                           "application/json");
+    });
     auto authorised = [this, realm](const httplib::Request& request, httplib::Response& response,
                                     const std::string& repository) {
       if (request.get_header_value("Authorization").rfind("Bearer token-", 0) == 0) return true;
@@ -206,6 +221,22 @@ TEST_CASE("RegistryClient pulls through the Bearer token flow, caching the token
   CHECK(again->blobs_downloaded == 0);
   CHECK(again->blobs_present == 2);
   CHECK(registry.blob_gets == gets);
+}
+
+TEST_CASE("RegistryClient trades an identity token for a Bearer token with an OAuth2 POST") {
+  FakeRegistry registry;
+  tests::TempDir dir;
+  auto store = builder::ContentStore::Open(dir.path() / "store").value();
+  builder::RegistryOptions options = Options();
+  options.credentials =
+      builder::RegistryCredentials{"<token>", "identity-token", "docker-credential-test", true};
+  builder::RegistryClient client(registry.api.Domain(), options);
+  auto reference = core::ParseImageReference(registry.api.Domain() + "/team/app:v1").value();
+  auto pulled = client.Pull(reference, builder::HostPlatform(), store, "app");
+  INFO((pulled.ok() ? "" : pulled.error().message));
+  REQUIRE(pulled.ok());
+  CHECK(registry.tokens_given == 1);
+  CHECK(pulled->blobs_downloaded == 2);
 }
 
 TEST_CASE("RegistryClient picks the platform's manifest from an index") {
