@@ -142,6 +142,8 @@ struct Subprocess::State {
   std::size_t stderr_limit = 0;
   UniqueFd stdout_copy;  // Output::CaptureToFile's file, or invalid
   UniqueFd stderr_copy;
+  std::function<void(std::string_view)> stdout_sink;  // Output::on_data, or empty
+  std::function<void(std::string_view)> stderr_sink;
   std::string stdout_text;
   std::string stderr_text;
   Pipe wake;  // a byte written here tells the pump to drain what is left and stop
@@ -150,13 +152,15 @@ struct Subprocess::State {
   void Pump();
   void StopPump();
   // Reads all `fd` has now (it is non-blocking), keeping up to `limit`
-  // bytes in `text` (and writing them to `copy` when it is open); closes it
-  // at its end.
-  static void ReadInto(UniqueFd& fd, std::string& text, std::size_t limit, const UniqueFd& copy);
+  // bytes in `text` (and writing them to `copy` when it is open, handing
+  // them to `sink` when it is set); closes it at its end.
+  static void ReadInto(UniqueFd& fd, std::string& text, std::size_t limit, const UniqueFd& copy,
+                       const std::function<void(std::string_view)>& sink);
 };
 
 void Subprocess::State::ReadInto(UniqueFd& fd, std::string& text, std::size_t limit,
-                                 const UniqueFd& copy) {
+                                 const UniqueFd& copy,
+                                 const std::function<void(std::string_view)>& sink) {
   char buffer[kPumpChunk];
   while (fd.valid()) {
     ssize_t count = read(fd.get(), buffer, sizeof buffer);
@@ -175,6 +179,7 @@ void Subprocess::State::ReadInto(UniqueFd& fd, std::string& text, std::size_t li
       if (wrote <= 0) break;  // the copy is best effort; `text` has it all
       written += static_cast<std::size_t>(wrote);
     }
+    if (sink && keep > 0) sink(std::string_view(buffer, keep));
   }
 }
 
@@ -207,16 +212,16 @@ void Subprocess::State::Pump() {
         bool failed = count < 0 && errno != EINTR && errno != EAGAIN;
         if (failed || stdin_written == stdin_data.size()) stdin_write.Reset();
       } else if (item.fd == stdout_read.get()) {
-        ReadInto(stdout_read, stdout_text, stdout_limit, stdout_copy);
+        ReadInto(stdout_read, stdout_text, stdout_limit, stdout_copy, stdout_sink);
       } else if (item.fd == stderr_read.get()) {
-        ReadInto(stderr_read, stderr_text, stderr_limit, stderr_copy);
+        ReadInto(stderr_read, stderr_text, stderr_limit, stderr_copy, stderr_sink);
       }
     }
   }
   // The child is gone: what it wrote before is in the pipes; take it.
   stdin_write.Reset();
-  ReadInto(stdout_read, stdout_text, stdout_limit, stdout_copy);
-  ReadInto(stderr_read, stderr_text, stderr_limit, stderr_copy);
+  ReadInto(stdout_read, stdout_text, stdout_limit, stdout_copy, stdout_sink);
+  ReadInto(stderr_read, stderr_text, stderr_limit, stderr_copy, stderr_sink);
   stdout_read.Reset();
   stderr_read.Reset();
 }
@@ -262,6 +267,7 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   UniqueFd* reads[2] = {&state->stdout_read, &state->stderr_read};
   std::size_t* limits[2] = {&state->stdout_limit, &state->stderr_limit};
   UniqueFd* copies[2] = {&state->stdout_copy, &state->stderr_copy};
+  std::function<void(std::string_view)>* sinks[2] = {&state->stdout_sink, &state->stderr_sink};
   for (int index = 0; index < 2; ++index) {
     const Output& output = *outputs[index];
     const char* what = index == 0 ? "stdout" : "stderr";
@@ -272,6 +278,7 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
       fd = std::move(pipe->write);
       *reads[index] = std::move(pipe->read);
       *limits[index] = output.capture_limit;
+      *sinks[index] = output.on_data;
       SetNonBlocking(reads[index]->get());
       if (!output.file.empty()) {
         auto copy = OpenFile(output.file, O_WRONLY | O_CREAT | O_TRUNC, what);
@@ -307,8 +314,8 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   if (pid < 0) return ErrnoError("cannot start " + state->program);
   if (pid == 0) {
     ExecChild(state->program.c_str(), argv.data(), envp.data(), stdio,
-              options.private_mount_namespace, options.own_process_group,
-              exec_errors->write.get(), max_fd);
+              options.private_mount_namespace, options.own_process_group, exec_errors->write.get(),
+              max_fd);
   }
   state->pid = pid;
   // Also from this side, so that the group exists whichever runs first (a

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -20,20 +22,28 @@ struct Output {
   Kind kind = Kind::kNull;
   std::filesystem::path file;           // kFile: created (truncated), mode 0644; kCapture: the copy
   std::size_t capture_limit = 1 << 20;  // kCapture: bytes kept; the rest is read and dropped
+  /// kCapture: also handed each piece of the bytes kept as it comes, on the
+  /// pump's thread (a container's output logged line by line as it is
+  /// written); it must not block for long, nor call back into the Subprocess.
+  std::function<void(std::string_view)> on_data;
 
   /// /dev/null.
-  static Output Null() { return {}; }
+  static Output Null() { return {Kind::kNull, {}, 0, nullptr}; }
   /// A file, created or truncated. stdout and stderr naming the same path
   /// share one open file, so that their lines interleave as written.
-  static Output File(std::filesystem::path path) { return {Kind::kFile, std::move(path), 0}; }
+  static Output File(std::filesystem::path path) {
+    return {Kind::kFile, std::move(path), 0, nullptr};
+  }
   /// A string in the parent: the first `limit` bytes are kept, and the child
   /// is never blocked by a full pipe however much it writes.
-  static Output Capture(std::size_t limit = 1 << 20) { return {Kind::kCapture, {}, limit}; }
+  static Output Capture(std::size_t limit = 1 << 20) {
+    return {Kind::kCapture, {}, limit, nullptr};
+  }
   /// Capture(limit), the bytes kept also written to `path` (created,
   /// truncated, mode 0644) as they come: a bounded file that can be read
   /// while the child runs (a running job's output, followed).
   static Output CaptureToFile(std::filesystem::path path, std::size_t limit) {
-    return {Kind::kCapture, std::move(path), limit};
+    return {Kind::kCapture, std::move(path), limit, nullptr};
   }
 };
 

@@ -17,6 +17,7 @@ namespace core {
 namespace {
 
 using namespace std::chrono_literals;
+using namespace std::string_literals;
 
 const std::vector<std::string> kPath = {"PATH=/usr/bin:/bin"};
 
@@ -119,6 +120,23 @@ TEST_CASE("Subprocess keeps only the capture limit and never blocks the child", 
   CHECK(result->exit.code == 0);
   CHECK(result->stdout_text.size() == 1000);
   CHECK(result->stderr_text == "done\n");
+}
+
+TEST_CASE("Subprocess hands on_data the bytes it captures, and no more", "[subprocess]") {
+  SubprocessOptions options =
+      Shell("echo one; sleep 0.2; echo two; echo err >&2; head -c 100 /dev/zero");
+  options.stdout_to = Output::Capture(12);
+  std::string pieces;
+  options.stdout_to.on_data = [&](std::string_view data) { pieces.append(data); };
+  std::string errors;
+  options.stderr_to.on_data = [&](std::string_view data) { errors.append(data); };
+  auto child = Subprocess::Start(std::move(options));
+  REQUIRE(child.ok());
+  REQUIRE(child->Wait().value());
+  // Exactly the bytes kept: the first 12 of stdout, all of stderr.
+  CHECK(pieces == "one\ntwo\n\0\0\0\0"s);
+  CHECK(pieces == child->stdout_text());
+  CHECK(errors == "err\n");
 }
 
 TEST_CASE("Subprocess writes stdout and stderr to files, one file shared in order",
