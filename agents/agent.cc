@@ -215,8 +215,11 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
   BudgetGuard::Hooks budget_hooks;
   budget_hooks.stop = [this](const std::string& app, const core::Error& why) { StopApp(app, why); };
   budget_hooks.resume = [this](const std::string&) {
-    std::lock_guard lock(mutex_);
-    SyncWebFunctions();
+    {
+      std::lock_guard lock(mutex_);
+      SyncWebFunctions();
+    }
+    DropRetired();
   };
   budget_ = std::make_unique<BudgetGuard>(ledger_.get(), std::move(budget_hooks), kBudgetInterval,
                                           core::NowMs);
@@ -238,6 +241,9 @@ void Agent::Shutdown() {
     stopping_ = true;
     web.swap(web_);
     retiring.swap(retiring_);
+    retiring.insert(retiring.end(), std::make_move_iterator(retired_.begin()),
+                    std::make_move_iterator(retired_.end()));
+    retired_.clear();
   }
   scheduler_->Stop();
   // All are told first, so that their containers stop together.
@@ -273,7 +279,7 @@ core::Status Agent::Recover() {
     RefreshProblems();
     spdlog::info("agent: reloaded desired state generation {}", desired_.generation);
   }
-  // Images a function lacks are pulled before queued calls run again below.
+  // Images a function lacks are pulled (and unpacked) before queued calls run again below.
   FetchImages();
 
   // Containers a killed agent left behind: their callers are gone, so they
@@ -351,6 +357,12 @@ std::vector<std::string> Agent::CheckFunction(const std::string& app,
     } else {
       problems.push_back(why + "; it is being pulled from " + function.image.reference);
     }
+  } else if (!unpacked_.count(function.image.digest)) {
+    auto failure = unpack_failures_.find(function.image.digest);
+    problems.push_back(failure != unpack_failures_.end()
+                           ? "image " + function.image.digest +
+                                 " cannot be unpacked: " + failure->second
+                           : "image " + function.image.digest + " is being unpacked");
   }
   (void)app;
   return problems;
@@ -410,6 +422,7 @@ core::Result<bool> Agent::Apply(const DesiredState& desired) {
     applied = ApplyLocked(desired);
   }
   if (applied) FetchImages();
+  DropRetired();
   return applied;
 }
 
@@ -423,6 +436,7 @@ core::Result<bool> Agent::ApplyApp(std::int64_t generation, const AppState& app)
     applied = ApplyLocked(desired);
   }
   if (applied) FetchImages();
+  DropRetired();
   return applied;
 }
 
@@ -439,6 +453,7 @@ core::Result<bool> Agent::RemoveApp(std::int64_t generation, const std::string& 
     applied = ApplyLocked(desired);
   }
   if (applied) FetchImages();
+  DropRetired();
   return applied;
 }
 
@@ -454,22 +469,64 @@ void Agent::FetchImages() {
           missing.emplace(function.image.digest, function.image);
       }
     }
+    if (missing.empty()) pull_failures_.clear();  // what failed before is no longer wanted
   }
-  if (missing.empty()) {
+  if (!missing.empty()) {
+    // Pulls take as long as the registry needs: the API, the router and the
+    // calls go on meanwhile, and the functions waiting show why in the status.
+    std::map<std::string, std::string> failures;
+    for (const auto& [digest, image] : missing) {
+      if (auto pulled = PullImage(image); !pulled.ok()) failures[digest] = pulled.error().message;
+    }
     std::lock_guard lock(mutex_);
-    pull_failures_.clear();  // what failed before is no longer wanted
-    return;
+    if (stopping_) return;
+    pull_failures_ = std::move(failures);
+    RefreshProblems();
   }
-  // Pulls take as long as the registry needs: the API, the router and the
+  UnpackImages();
+}
+
+void Agent::UnpackImages() {
+  std::set<std::string> wanted;  // image digests in the store, not yet unpacked
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return;
+    for (const auto& [app_name, app] : desired_.apps) {
+      for (const auto& [name, function] : app.functions) {
+        if (!unpacked_.count(function.image.digest) &&
+            layers_.store().HasBlob(function.image.digest))
+          wanted.insert(function.image.digest);
+      }
+    }
+  }
+  if (wanted.empty()) return;
+  // Unpacking a large image takes a while: the API, the router and the
   // calls go on meanwhile, and the functions waiting show why in the status.
+  std::set<std::string> unpacked;
   std::map<std::string, std::string> failures;
-  for (const auto& [digest, image] : missing) {
-    if (auto pulled = PullImage(image); !pulled.ok()) failures[digest] = pulled.error().message;
+  for (const std::string& digest : wanted) {
+    if (auto prepared = layers_.Prepare(digest); prepared) {
+      unpacked.insert(digest);
+    } else {
+      failures[digest] = prepared.error().message;
+    }
   }
   std::lock_guard lock(mutex_);
   if (stopping_) return;
-  pull_failures_ = std::move(failures);
+  unpacked_.merge(unpacked);
+  unpack_failures_ = std::move(failures);
   RefreshProblems();
+}
+
+void Agent::DropRetired() {
+  std::vector<std::shared_ptr<WebFunction>> retired;
+  {
+    std::lock_guard lock(mutex_);
+    retired.swap(retired_);
+  }
+  // Destroyed here, without the lock: each joins its scaling thread and
+  // waits for its containers.
+  retired.clear();
 }
 
 core::Result<bool> Agent::ApplyLocked(const DesiredState& desired) {
@@ -528,12 +585,6 @@ void Agent::RefreshProblems() {
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
       auto problems = CheckFunction(app_name, function);
-      if (problems.empty()) {
-        // Layers are unpacked now, so that the first call does not wait for them.
-        if (auto prepared = layers_.Prepare(function.image.digest); !prepared) {
-          problems.push_back(prepared.error().message);
-        }
-      }
       if (!problems.empty()) {
         for (const std::string& problem : problems)
           spdlog::warn("agent: {}/{}: {}", app_name, name, problem);
@@ -560,7 +611,15 @@ void Agent::SyncSchedules() {
 
 void Agent::SyncWebFunctions() {
   if (stopping_) return;
-  std::erase_if(retiring_, [](const auto& function) { return function->Retired(); });
+  // Those that have drained are destroyed by DropRetired, after the lock.
+  for (auto function = retiring_.begin(); function != retiring_.end();) {
+    if (!(*function)->Retired()) {
+      ++function;
+      continue;
+    }
+    retired_.push_back(std::move(*function));
+    function = retiring_.erase(function);
+  }
   std::map<std::string, std::shared_ptr<WebFunction>> kept;
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
@@ -780,6 +839,7 @@ void Agent::StopApp(const std::string& app, const core::Error& why) {
     std::lock_guard lock(mutex_);
     SyncWebFunctions();
   }
+  DropRetired();
   auto unfinished = records_->UnfinishedCalls();
   if (!unfinished) {
     spdlog::warn("agent: cannot stop the calls of {}: {}", app, unfinished.error().message);
@@ -805,6 +865,21 @@ core::Status Agent::DeleteVolume(const std::string& app, const std::string& volu
   std::error_code error;
   if (!fs::is_directory(fs::symlink_status(dir, error))) {
     return core::Error{core::ErrorCode::kNotFound, "no volume " + app + "/" + volume, {}};
+  }
+  // A call or web container of an older generation may still mount it.
+  auto in_use = [&](const std::string& user) {
+    return core::Error{core::ErrorCode::kConflict,
+                       "volume " + app + "/" + volume + " is mounted by " + user +
+                           ", of an earlier generation: delete it once that has ended",
+                       {}};
+  };
+  if (auto call = calls_->CallUsing(dir)) return in_use("call " + *call);
+  for (const auto& function : retiring_) {
+    for (const auto& [mount, volume_dir] : function->function().volume_dirs) {
+      if (volume_dir == dir && !function->Retired())
+        return in_use("the draining containers of web function " + function->function().app + "/" +
+                      function->function().function.name);
+    }
   }
   fs::remove_all(dir, error);
   if (error)

@@ -5,6 +5,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -180,6 +181,15 @@ class Agent {
   /// holding mutex_ (one fetch at a time), then refreshes the problems.
   /// Called after every apply and on start.
   void FetchImages();
+  /// Unpacks the layers of desired images the store has and that are not
+  /// unpacked yet, without holding mutex_ (called by FetchImages, so one
+  /// at a time: two applies never unpack the same image twice), then
+  /// refreshes the problems: until then the functions show the image as
+  /// being unpacked.
+  void UnpackImages();
+  /// Destroys the retired web functions SyncWebFunctions set aside, without
+  /// mutex_ (each joins its scaling thread). Call it after releasing mutex_.
+  void DropRetired();
   /// Pulls a function's image, pinned to its digest, from the registry its
   /// reference names into the content store (over plain HTTP only for
   /// loopback registries and GANTRY_INSECURE_REGISTRIES).
@@ -210,13 +220,16 @@ class Agent {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<BudgetGuard> budget_;  // stopped first: its hooks use the members above
 
-  mutable std::mutex mutex_;  // guards desired_, problems_ and pull_failures_
+  mutable std::mutex mutex_;  // guards desired_, problems_, the web functions, pulls and unpacks
   std::mutex fetch_mutex_;    // one FetchImages at a time
   std::map<std::string, std::string> pull_failures_;  // image digest -> why the last pull failed
   DesiredState desired_;
   std::map<std::string, std::vector<std::string>> problems_;  // "app/function" -> why it cannot run
   std::map<std::string, std::shared_ptr<WebFunction>> web_;   // "app/function" -> its serving
   std::vector<std::shared_ptr<WebFunction>> retiring_;        // replaced ones, draining
+  std::vector<std::shared_ptr<WebFunction>> retired_;         // drained, for DropRetired to destroy
+  std::set<std::string> unpacked_;                      // image digests whose layers are unpacked
+  std::map<std::string, std::string> unpack_failures_;  // image digest -> why unpacking failed
   bool stopping_ = false;
 };
 

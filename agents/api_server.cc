@@ -10,6 +10,7 @@
 #include <limits>
 #include <regex>
 #include <thread>
+#include <tuple>
 
 #include "agents/api_reply.h"
 #include "agents/api_token.h"
@@ -167,6 +168,71 @@ std::optional<json> CallFollowed(const Agent& agent, const CallRecord& call,
   value["stdout_next"] = output.stdout_next;
   value["stderr_next"] = output.stderr_next;
   return value;
+}
+
+/// Where a streamed call (?wait=true with `Accept: application/x-ndjson`)
+/// has got to: the attempt whose output is being sent, and the byte
+/// offsets sent of it.
+struct CallStream {
+  CallRecord submitted;  // as it was queued: the stream's first event
+  bool began = false;
+  int attempt = 0;
+  std::uint64_t stdout_next = 0;
+  std::uint64_t stderr_next = 0;
+};
+
+/// One line of a streamed call (schemas/call_event.schema.json).
+std::string EventLine(const json& event) {
+  return event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+/// The next events of a streamed call, as NDJSON lines: a new attempt, the
+/// output written since the last read (whole UTF-8 characters while the
+/// call runs), and, once it has ended and all its output is sent, the
+/// final call document. `ended` is set with the last.
+std::string NextCallEvents(Agent& agent, CallStream* stream, bool* ended) {
+  std::string lines;
+  if (!stream->began) {
+    stream->began = true;
+    lines += EventLine({{"event", "call"}, {"call", CallToJson(stream->submitted)}});
+  }
+  auto record = agent.FindCall(stream->submitted.id);
+  if (!record || !*record) {
+    *ended = true;
+    return lines +
+           EventLine({{"event", "error"},
+                      {"error",
+                       {{"code", "not-found"},
+                        {"message", record ? "the call's record is gone"
+                                           : "cannot read the call: " + record.error().message}}}});
+  }
+  const CallRecord& call = **record;
+  const bool finished = IsFinished(call.state);
+  if (call.attempts != stream->attempt) {
+    // A retry's output starts afresh (the files are emptied before the count goes up).
+    stream->attempt = call.attempts;
+    stream->stdout_next = stream->stderr_next = 0;
+    lines += EventLine({{"event", "attempt"}, {"attempt", call.attempts}});
+  }
+  CallOutput output =
+      agent.ReadCallOutput(call.id, stream->stdout_next, stream->stderr_next, !finished);
+  if (!finished) {
+    // A retry that began since the record was read has emptied the files:
+    // what was read may be the new attempt's, sent with its own event next time.
+    auto again = agent.FindCall(call.id);
+    if (!again || !*again || (*again)->attempts != stream->attempt) return lines;
+  }
+  for (auto& [name, text, next] : {std::tuple{"stdout", &output.stdout_text, output.stdout_next},
+                                   std::tuple{"stderr", &output.stderr_text, output.stderr_next}}) {
+    if (text->empty()) continue;
+    lines += EventLine({{"event", "output"}, {"stream", name}, {"text", *text}});
+    (std::string(name) == "stdout" ? stream->stdout_next : stream->stderr_next) = next;
+  }
+  if (finished && output.stdout_text.empty() && output.stderr_text.empty()) {
+    lines += EventLine({{"event", "end"}, {"call", CallToJson(call)}});
+    *ended = true;
+  }
+  return lines;
 }
 
 /// An HTTP server, or an HTTPS one with the options' certificate (TLS 1.2 at least).
@@ -371,9 +437,15 @@ void ApiServer::AddRoutes() {
                 if (!call_request) return ReplyError(response, call_request.error());
                 bool wait = request.get_param_value("wait") == "true" ||
                             request.get_param_value("wait") == "1";
-                auto call =
-                    agent_.Call(request.matches[1], request.matches[2], *call_request, wait);
+                // A client that asks for NDJSON gets the call as it runs
+                // (its output, attempts, then the call), from a call run in
+                // the background: going away does not stop it.
+                bool stream = wait && request.get_header_value("Accept").find(
+                                          "application/x-ndjson") != std::string::npos;
+                auto call = agent_.Call(request.matches[1], request.matches[2], *call_request,
+                                        wait && !stream);
                 if (!call) return ReplyError(response, call.error());
+                if (stream) return StreamCall(*call, response);
                 if (wait) return Reply(response, 200, CallWithOutput(agent_, *call));
                 Reply(response, 202, CallToJson(*call));
               });
@@ -474,6 +546,24 @@ void ApiServer::AddRoutes() {
     for (const CallRecord& call : *calls) list.push_back(CallToJson(call));
     Reply(response, 200, {{"calls", list}});
   });
+}
+
+void ApiServer::StreamCall(const CallRecord& call, httplib::Response& response) {
+  auto stream = std::make_shared<CallStream>();
+  stream->submitted = call;
+  response.status = 200;
+  response.set_chunked_content_provider(
+      "application/x-ndjson", [this, stream](std::size_t, httplib::DataSink& sink) {
+        bool ended = false;
+        std::string lines = NextCallEvents(agent_, stream.get(), &ended);
+        if (!lines.empty() && !sink.write(lines.data(), lines.size())) return false;
+        if (ended) {
+          sink.done();
+          return true;
+        }
+        if (lines.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return !stopping_ && sink.is_writable();
+      });
 }
 
 void ApiServer::AddDashboardRoutes() {

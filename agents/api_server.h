@@ -14,7 +14,8 @@
 
 namespace httplib {
 class Server;
-}
+struct Response;
+}  // namespace httplib
 
 namespace agents {
 
@@ -64,6 +65,9 @@ class ApiServer {
  private:
   void AddRoutes();
   void AddDashboardRoutes();
+  /// Answers a call with `?wait=true` and `Accept: application/x-ndjson`:
+  /// its events as they happen (agents/README.md, "Streamed calls").
+  void StreamCall(const CallRecord& call, httplib::Response& response);
 
   Agent& agent_;
   ApiOptions options_;

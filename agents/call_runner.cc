@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <fstream>
@@ -19,6 +20,9 @@ using nlohmann::json;
 /// How long a container has between SIGTERM and SIGKILL, at its timeout or
 /// when the agent stops.
 constexpr std::chrono::milliseconds kStopGrace = std::chrono::seconds(2);
+/// How long, after the grace, a stopping agent waits for SIGKILLed
+/// containers to be gone (runc's own wait for a killed container is 10 s).
+constexpr std::chrono::milliseconds kStopWait = std::chrono::seconds(11);
 
 }  // namespace
 
@@ -121,6 +125,19 @@ core::Result<CallRecord> CallRunner::Submit(const std::string& app, const std::s
 
 CallRecord CallRunner::Run(CallRecord call, const PreparedFunction& job,
                            const CallRequest& request) {
+  // Its volumes are in use from now (queued, it mounts them later) to its end.
+  struct VolumeUse {
+    CallRunner& runner;
+    std::string call_id;
+    ~VolumeUse() {
+      std::lock_guard lock(runner.mutex_);
+      runner.volumes_in_use_.erase(call_id);
+    }
+  } volume_use{*this, call.id};
+  {
+    std::lock_guard lock(mutex_);
+    for (const auto& [mount, dir] : job.volume_dirs) volumes_in_use_[call.id].push_back(dir);
+  }
   Slots& slots = SlotsOf(job.app, job.function.name);
   bool cancelled = false;  // while it was queued
   {
@@ -188,6 +205,13 @@ CallRecord CallRunner::Finish(CallRecord call) {
   return call;
 }
 
+std::optional<std::string> CallRunner::CallUsing(const fs::path& volume_dir) {
+  std::lock_guard lock(mutex_);
+  for (const auto& [call_id, dirs] : volumes_in_use_)
+    if (std::find(dirs.begin(), dirs.end(), volume_dir) != dirs.end()) return call_id;
+  return std::nullopt;
+}
+
 std::optional<std::string> CallRunner::Cancelled(const std::string& call_id) {
   std::lock_guard lock(mutex_);
   auto found = cancelled_.find(call_id);
@@ -203,7 +227,6 @@ void CallRunner::Cancel(const std::string& call_id, const std::string& reason) {
 }
 
 void CallRunner::Shutdown() {
-  std::set<std::string> running;
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -211,11 +234,13 @@ void CallRunner::Shutdown() {
       std::lock_guard slots_lock(slots->mutex);
       slots->changed.notify_all();
     }
-    running = running_containers_;
+    // Every attempt has its flag from before its container is made (an
+    // attempt that makes one after this sees stopping_ in its new flag):
+    // each stops its container as at a timeout, SIGTERM, the grace, then
+    // SIGKILL, also one that runc is still creating.
+    for (auto& [call_id, flag] : stop_flags_) *flag = true;
   }
-  // As a timeout does: SIGTERM, the grace, then SIGKILL for what is left.
-  for (const std::string& id : running) (void)parts_.runtime->Kill(id, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + kStopGrace;
+  auto deadline = std::chrono::steady_clock::now() + kStopGrace + kStopWait;
   while (std::chrono::steady_clock::now() < deadline) {
     {
       std::lock_guard lock(mutex_);
@@ -223,28 +248,39 @@ void CallRunner::Shutdown() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  std::lock_guard lock(mutex_);
-  for (const std::string& id : running_containers_) (void)parts_.runtime->Kill(id, SIGKILL);
+  spdlog::warn("agent: containers still running after the stop: {}", [&] {
+    std::lock_guard lock(mutex_);
+    return running_containers_.size();
+  }());
 }
 
 void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
                              const CallRequest& request, const std::vector<Gpu>& gpus) {
   std::chrono::milliseconds backoff = job.function.retry_backoff;
   while (true) {
+    if (call->attempts > 0) {
+      // A retry starts its output afresh, emptied before `attempts` says
+      // so: a follower that sees the new count reads only the new output.
+      std::error_code ignored;  // files the last attempt did not make
+      fs::resize_file(StdoutPath(call->id), 0, ignored);
+      fs::resize_file(StderrPath(call->id), 0, ignored);
+    }
     ++call->attempts;
     Save(*call);
-    auto exit = Attempt(*call, job, request, gpus);
+    LogLine about;
+    about.call = call->id;
+    OutputLog log(parts_.logs, call->app, call->function, about);
+    auto exit = Attempt(*call, job, request, gpus, log);
     if (!exit) {
       call->state = stopping_ ? CallState::kInterrupted : CallState::kFailed;
       call->error = exit.error().message;
-      LogAttempt(*call,
+      LogAttempt(log,
                  "attempt " + std::to_string(call->attempts) + " could not start: " + call->error);
       return;  // the container could not be made: another attempt would fail alike
     }
-    LogAttempt(*call,
-               "attempt " + std::to_string(call->attempts) +
-                   (exit->timed_out ? " timed out"
-                                    : " exited with code " + std::to_string(exit->exit_code)));
+    LogAttempt(log, "attempt " + std::to_string(call->attempts) +
+                        (exit->timed_out ? " timed out"
+                                         : " exited with code " + std::to_string(exit->exit_code)));
     if (stopping_) {
       call->state = CallState::kInterrupted;
       call->error = "the agent stopped while the call was running";
@@ -278,15 +314,9 @@ void CallRunner::RunAttempts(CallRecord* call, const PreparedFunction& job,
   }
 }
 
-void CallRunner::LogAttempt(const CallRecord& call, const std::string& outcome) {
-  LogLine about;
-  about.time_ms = core::NowMs();
-  about.call = call.id;
-  if (auto appended = parts_.logs->AppendOutput(call.app, call.function, about, StdoutPath(call.id),
-                                                StderrPath(call.id), outcome);
-      !appended.ok()) {
+void CallRunner::LogAttempt(OutputLog& log, const std::string& outcome) {
+  if (auto appended = log.Finish(outcome); !appended.ok())
     spdlog::warn("agent: {}", appended.error().message);
-  }
 }
 
 void CallRunner::RunInBackground(CallRecord call, PreparedFunction job, CallRequest request) {
@@ -307,7 +337,7 @@ void CallRunner::RunInBackground(CallRecord call, PreparedFunction job, CallRequ
 
 core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const PreparedFunction& job,
                                                 const CallRequest& request,
-                                                const std::vector<Gpu>& gpus) {
+                                                const std::vector<Gpu>& gpus, OutputLog& log) {
   auto image = parts_.layers->Prepare(job.function.image.digest);
   if (!image) return image.error();
 
@@ -331,21 +361,23 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Pr
       RunOptions options;
       std::shared_ptr<std::atomic<bool>> stop;
       {
+        // The flag and the container's entry are made together, under the
+        // lock Shutdown takes to raise every flag: none is missed.
         std::lock_guard lock(mutex_);
         auto& flag = stop_flags_[call.id];
-        if (!flag) flag = std::make_shared<std::atomic<bool>>(cancelled_.count(call.id) > 0);
+        if (!flag)
+          flag = std::make_shared<std::atomic<bool>>(cancelled_.count(call.id) > 0 || stopping_);
         stop = flag;
+        running_containers_.insert(container_id);
       }
       options.stop = stop.get();
       options.stdin_data = request.stdin_data;
       options.stdout_file = StdoutPath(call.id);
       options.stderr_file = StderrPath(call.id);
+      options.on_stdout = [&log](std::string_view data) { log.Write("stdout", data); };
+      options.on_stderr = [&log](std::string_view data) { log.Write("stderr", data); };
       options.timeout = job.function.timeout;
       options.grace = kStopGrace;
-      {
-        std::lock_guard lock(mutex_);
-        running_containers_.insert(container_id);
-      }
       if (stopping_) {
         result = core::Error{core::ErrorCode::kConflict, "the agent is stopping", {}};
       } else {

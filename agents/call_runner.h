@@ -75,6 +75,11 @@ class CallRunner {
   /// retries, with `reason` as its error.
   void Cancel(const std::string& call_id, const std::string& reason);
 
+  /// A call, queued or running, that mounts the volume folder
+  /// `volume_dir` (its function's, as prepared when it was made: a call of
+  /// an older generation keeps a volume the desired state has dropped).
+  std::optional<std::string> CallUsing(const std::filesystem::path& volume_dir);
+
   /// Calls of a function running now, and waiting for a slot.
   std::pair<int, int> Load(const std::string& app, const std::string& function);
 
@@ -88,15 +93,17 @@ class CallRunner {
                    const std::vector<Gpu>& gpus);
   /// One attempt in a fresh container: its exit, or why it could not start.
   core::Result<ContainerExit> Attempt(const CallRecord& call, const PreparedFunction& job,
-                                      const CallRequest& request, const std::vector<Gpu>& gpus);
+                                      const CallRequest& request, const std::vector<Gpu>& gpus,
+                                      OutputLog& log);
   void Save(const CallRecord& call);
   /// The end of a call however it ended: its finish time saved, its
   /// metrics counted, its cancellation forgotten.
   CallRecord Finish(CallRecord call);
   /// Why the call was cancelled, if it was.
   std::optional<std::string> Cancelled(const std::string& call_id);
-  /// Appends an attempt's output, and how it ended, to its function's log.
-  void LogAttempt(const CallRecord& call, const std::string& outcome);
+  /// Ends an attempt's log (its output went there as it came): the rest
+  /// of its last lines and how it ended.
+  void LogAttempt(OutputLog& log, const std::string& outcome);
 
   /// Calls of one function running now, and the queue of those waiting.
   struct Slots {
@@ -114,6 +121,8 @@ class CallRunner {
   std::atomic<bool> stopping_ = false;
   std::set<std::string> running_containers_;      // runc ids, guarded by mutex_
   std::map<std::string, std::string> cancelled_;  // call id -> why, guarded by mutex_
+  /// The volume folders of each call from Run's start to its end, by call id.
+  std::map<std::string, std::vector<std::filesystem::path>> volumes_in_use_;
   /// The stop flag of each call's running attempt (RunOptions::stop), by call id.
   std::map<std::string, std::shared_ptr<std::atomic<bool>>> stop_flags_;
   /// Background calls' threads by a serial number; those that have ended

@@ -1,10 +1,14 @@
 #include "agents/function_logs.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <fstream>
 #include <sstream>
+
+#include "core/wall_clock.h"
 
 namespace agents {
 
@@ -127,42 +131,68 @@ std::string FunctionLogs::ReadNew(const std::string& app, const std::string& fun
   return kept;
 }
 
-core::Status FunctionLogs::AppendOutput(const std::string& app, const std::string& function,
-                                        const LogLine& about, const fs::path& stdout_file,
-                                        const fs::path& stderr_file, const std::string& outcome) {
-  std::vector<LogLine> lines;
-  auto line = [&](std::string stream, std::string text) {
-    LogLine made = about;
-    made.stream = std::move(stream);
-    made.text = std::move(text);
-    lines.push_back(std::move(made));
-  };
-  for (const auto& [stream, path] :
-       {std::pair{"stdout", stdout_file}, std::pair{"stderr", stderr_file}}) {
-    constexpr std::size_t kLoggedBytes = 1
-                                         << 20;  // per stream and container; the call keeps it all
-    // No more is read than is logged, whatever the file holds (a stream
-    // without newlines included).
-    std::ifstream file(path, std::ios::binary);
-    std::error_code size_error;
-    std::string head(std::min<std::uintmax_t>(fs::file_size(path, size_error), kLoggedBytes + 1),
-                     '\0');
-    if (size_error) head.clear();
-    file.read(head.data(), static_cast<std::streamsize>(head.size()));
-    head.resize(static_cast<std::size_t>(file.gcount()));
-    std::istringstream in(head);
-    std::string text;
-    std::size_t logged = 0;
-    while (std::getline(in, text)) {
-      if ((logged += text.size() + 1) > kLoggedBytes) {
-        line("agent", std::string(stream) + " cut short here (1 MiB of it is logged)");
-        break;
-      }
-      line(stream, text);
-    }
+OutputLog::OutputLog(FunctionLogs* logs, std::string app, std::string function, LogLine about)
+    : logs_(logs), app_(std::move(app)), function_(std::move(function)), about_(std::move(about)) {}
+
+void OutputLog::AddLine(const std::string& stream, Stream& state, std::string text,
+                        std::vector<LogLine>* lines) {
+  if (state.cut) return;
+  LogLine line = about_;
+  line.time_ms = core::NowMs();
+  if ((state.logged += text.size() + 1) > kLoggedBytes) {
+    state.cut = true;
+    line.stream = "agent";
+    line.text = stream + " cut short here (1 MiB of it is logged)";
+  } else {
+    line.stream = stream;
+    line.text = std::move(text);
   }
-  line("agent", outcome);
-  return Append(app, function, lines);
+  lines->push_back(std::move(line));
+}
+
+core::Status OutputLog::AppendLines(const std::vector<LogLine>& lines) {
+  if (lines.empty()) return core::Ok{};
+  return logs_->Append(app_, function_, lines);
+}
+
+void OutputLog::Write(const std::string& stream, std::string_view data) {
+  std::vector<LogLine> lines;
+  {
+    std::lock_guard lock(mutex_);
+    Stream& state = streams_[stream];
+    if (state.cut) return;
+    for (std::size_t end; (end = data.find('\n')) != std::string_view::npos;) {
+      state.partial.append(data.substr(0, end));
+      AddLine(stream, state, std::move(state.partial), &lines);
+      state.partial.clear();
+      data.remove_prefix(end + 1);
+    }
+    state.partial.append(data);
+    // A line not yet ended that is already past the limit is cut here.
+    if (state.logged + state.partial.size() >= kLoggedBytes) {
+      AddLine(stream, state, std::move(state.partial), &lines);
+      state.partial.clear();
+    }
+    // Appended under the lock: lines of one container stay in order.
+    if (auto appended = AppendLines(lines); !appended.ok())
+      spdlog::warn("agent: {}", appended.error().message);
+  }
+}
+
+core::Status OutputLog::Finish(const std::string& outcome) {
+  std::lock_guard lock(mutex_);
+  std::vector<LogLine> lines;
+  for (const char* stream : {"stdout", "stderr"}) {
+    Stream& state = streams_[stream];
+    if (!state.partial.empty()) AddLine(stream, state, std::move(state.partial), &lines);
+    state.partial.clear();
+  }
+  LogLine last = about_;
+  last.time_ms = core::NowMs();
+  last.stream = "agent";
+  last.text = outcome;
+  lines.push_back(std::move(last));
+  return AppendLines(lines);
 }
 
 }  // namespace agents

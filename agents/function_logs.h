@@ -49,12 +49,6 @@ class FunctionLogs {
 
   core::Status Append(const std::string& app, const std::string& function,
                       const std::vector<LogLine>& lines);
-  /// Appends what one container wrote (its stdout and stderr files, the
-  /// first MiB of each), then `outcome` as an agent line, each line with the
-  /// call and container of `about`.
-  core::Status AppendOutput(const std::string& app, const std::string& function,
-                            const LogLine& about, const std::filesystem::path& stdout_file,
-                            const std::filesystem::path& stderr_file, const std::string& outcome);
 
   /// The complete lines written since `cursor` for one function, or for every
   /// function of the app when `function` is empty; the first read of a cursor
@@ -69,6 +63,46 @@ class FunctionLogs {
   std::filesystem::path dir_;
   std::uint64_t max_bytes_;
   mutable std::mutex mutex_;
+};
+
+/// One container's output on its way into its function's log, line by line
+/// as the container writes it (what `GET /v1/logs?follow=1` shows while a
+/// job runs and while a web container serves). Each stream's bytes are cut
+/// at newlines and every complete line is appended as it arrives, with the
+/// time it arrived and the call and container of `about`; Finish() appends
+/// what is left of a last line without its newline, then how the container
+/// ended. The first MiB of each stream is logged (the call's own files keep
+/// more), then one agent line says it was cut short. Safe to use from the
+/// thread reading the output and the one finishing it.
+class OutputLog {
+ public:
+  OutputLog(FunctionLogs* logs, std::string app, std::string function, LogLine about);
+
+  /// The next bytes of `stream` ("stdout" or "stderr").
+  void Write(const std::string& stream, std::string_view data);
+  /// The partial last lines, then `outcome` as an agent line.
+  core::Status Finish(const std::string& outcome);
+
+  static constexpr std::size_t kLoggedBytes = 1 << 20;  // per stream and container
+
+ private:
+  /// What one stream has sent: the line not yet ended, the bytes logged.
+  struct Stream {
+    std::string partial;
+    std::size_t logged = 0;
+    bool cut = false;
+  };
+  /// Adds `text` as a line of `stream` to `lines`, unless it is past the limit.
+  void AddLine(const std::string& stream, Stream& state, std::string text,
+               std::vector<LogLine>* lines);
+  core::Status AppendLines(const std::vector<LogLine>& lines);
+
+  FunctionLogs* logs_;
+  std::string app_;
+  std::string function_;
+  LogLine about_;
+  std::mutex mutex_;
+  std::map<std::string, Stream> streams_;
 };
 
 }  // namespace agents

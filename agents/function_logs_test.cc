@@ -120,5 +120,59 @@ TEST_CASE("a log cursor goes to a client and back, and reads on from where it wa
   }
 }
 
+TEST_CASE("a container's output is logged line by line as it comes, the rest at its end",
+          "[function_logs]") {
+  tests::TempDir dir("gantry-logs-test");
+  FunctionLogs logs(dir.path());
+  LogLine about;
+  about.call = "call-1";
+  OutputLog output(&logs, "demo", "echo", about);
+  LogCursor cursor;
+  output.Write("stdout", "fir");
+  CHECK(logs.ReadNew("demo", "echo", &cursor).empty());  // no line ended yet
+  output.Write("stdout", "st\nsec");
+  output.Write("stderr", "oops\n");
+  auto lines = Parse(logs.ReadNew("demo", "echo", &cursor));
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]["text"] == "first");
+  CHECK(lines[0]["stream"] == "stdout");
+  CHECK(lines[0]["call"] == "call-1");
+  CHECK(lines[1]["text"] == "oops");
+  CHECK(lines[1]["stream"] == "stderr");
+  REQUIRE(output.Finish("exited with code 0").ok());
+  lines = Parse(logs.ReadNew("demo", "echo", &cursor));
+  REQUIRE(lines.size() == 2);
+  CHECK(lines[0]["text"] == "sec");  // the last line, without its newline
+  CHECK(lines[1] == json{{"time_ms", lines[1]["time_ms"]},
+                         {"call", "call-1"},
+                         {"stream", "agent"},
+                         {"text", "exited with code 0"}});
+}
+
+TEST_CASE("a container's output is logged up to 1 MiB a stream, then said to be cut",
+          "[function_logs]") {
+  tests::TempDir dir("gantry-logs-test");
+  FunctionLogs logs(dir.path(), /*max_bytes=*/64 << 20);
+  OutputLog output(&logs, "demo", "echo", LogLine{});
+  const std::string line(1023, 'x');
+  for (int i = 0; i < 1100; ++i) output.Write("stdout", line + "\n");
+  output.Write("stderr", std::string(OutputLog::kLoggedBytes + 10, 'y'));  // one endless line
+  output.Write("stderr", "more\n");
+  REQUIRE(output.Finish("done").ok());
+  LogCursor cursor;
+  auto lines = Parse(logs.ReadNew("demo", "echo", &cursor));
+  std::size_t stdout_lines = 0;
+  std::vector<std::string> agent_lines;
+  for (const json& logged : lines) {
+    if (logged["stream"] == "stdout") ++stdout_lines;
+    if (logged["stream"] == "stderr") FAIL("a stderr line past the limit was logged");
+    if (logged["stream"] == "agent") agent_lines.push_back(logged["text"]);
+  }
+  CHECK(stdout_lines == OutputLog::kLoggedBytes / 1024);
+  CHECK(agent_lines == std::vector<std::string>{"stdout cut short here (1 MiB of it is logged)",
+                                                "stderr cut short here (1 MiB of it is logged)",
+                                                "done"});
+}
+
 }  // namespace
 }  // namespace agents

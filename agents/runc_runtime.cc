@@ -183,6 +183,8 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
   command.stderr_to = options.stderr_file.empty()
                           ? core::Output::Null()
                           : core::Output::CaptureToFile(options.stderr_file, options.output_limit);
+  command.stdout_to.on_data = options.on_stdout;
+  command.stderr_to.on_data = options.on_stderr;
   auto runc = core::Subprocess::Start(std::move(command));
   if (!runc) return runc.error();
 

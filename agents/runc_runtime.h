@@ -3,8 +3,10 @@
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -36,6 +38,10 @@ struct RunOptions {
   /// Where runc writes the container's pid once it is created (its
   /// namespaces exist from then on); "" for none.
   std::filesystem::path pid_file;
+  /// Each piece of its stdout and stderr (of the bytes kept) as it comes,
+  /// on the thread that reads them: what logs its output line by line.
+  std::function<void(std::string_view)> on_stdout;
+  std::function<void(std::string_view)> on_stderr;
   /// When it turns true, the container is stopped as at its timeout
   /// (SIGTERM, grace, SIGKILL); seen within 20 ms.
   const std::atomic<bool>* stop = nullptr;

@@ -16,7 +16,6 @@
 
 #include "agents/container_root.h"
 #include "agents/runtime_spec.h"
-#include "core/wall_clock.h"
 
 namespace agents {
 namespace {
@@ -203,16 +202,13 @@ void WebContainer::Probe(const fs::path& pid_file, std::chrono::steady_clock::ti
 
 void WebContainer::Run() {
   const FunctionState& function = function_.function;
+  LogLine about;
+  about.container = id_;
+  // Its output reaches the function's log line by line while it runs.
+  OutputLog log(parts_.logs, function_.app, function.name, about);
   auto finish = [&](const std::string& outcome) {
-    LogLine about;
-    about.container = id_;
-    about.time_ms = core::NowMs();
-    fs::path dir = parts_.containers_dir / id_;
-    if (auto appended = parts_.logs->AppendOutput(function_.app, function.name, about,
-                                                  dir / "stdout", dir / "stderr", outcome);
-        !appended.ok()) {
+    if (auto appended = log.Finish(outcome); !appended.ok())
       spdlog::warn("agent: {}", appended.error().message);
-    }
   };
   auto fail = [&](const std::string& why) {
     SetFailure(why);
@@ -250,6 +246,8 @@ void WebContainer::Run() {
   RunOptions options;
   options.stdout_file = dir / "stdout";
   options.stderr_file = dir / "stderr";
+  options.on_stdout = [&log](std::string_view data) { log.Write("stdout", data); };
+  options.on_stderr = [&log](std::string_view data) { log.Write("stderr", data); };
   options.grace = kStopGrace;
   options.pid_file = pid_file;
   options.stop = &stop_;

@@ -41,7 +41,7 @@ const char* WebContainerStateName(WebContainerState state);
 /// whose process ends, is stopped; `on_change` is called (from the
 /// container's own threads, with no lock of the container held) when it
 /// becomes ready and when it has stopped. Its output goes to the function's
-/// log when it stops.
+/// log line by line as it writes it (OutputLog), how it ended when it stops.
 class WebContainer {
  public:
   static std::shared_ptr<WebContainer> Start(std::string id, PreparedFunction function,

@@ -1,15 +1,20 @@
 // End-to-end tests of `gantry agent`: the real binary, real runc, a busybox
 // image built by `gantry build`, and the HTTP API spoken by a real client.
 
+#include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -24,6 +29,7 @@
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/docker_registry.h"
+#include "tests/gantry_command.h"
 #include "tests/temp_dir.h"
 #include "tests/tls_certificate.h"
 
@@ -81,7 +87,60 @@ json Desired(int generation, const std::string& digest) {
                  {{"image", image},
                   {"command", {"/bin/sh", "-c", "echo $NVIDIA_VISIBLE_DEVICES"}},
                   {"gpu", {{"type", "H100"}, {"count", 1}}}}},
-                {"trainer", {{"image", image}, {"gpu", {{"type", "A100"}, {"count", 1}}}}}}}}}}}};
+                {"trainer", {{"image", image}, {"gpu", {{"type", "A100"}, {"count", 1}}}}},
+                {"stream",
+                 {{"image", image},
+                  // Says "first", then waits for the test's go-ahead in its volume.
+                  {"command",
+                   {"/bin/sh", "-c",
+                    "echo first; while [ ! -e /data/go ]; do sleep 0.05; done; echo second; exit "
+                    "4"}},
+                  {"volumes", {{"/data", "data"}}}}}}}}}}}};
+}
+
+/// The desired state `Desired` makes at `generation` without the volume
+/// `data` (in no function either).
+json WithoutVolume(int generation, const std::string& digest) {
+  json desired = Desired(generation, digest);
+  desired["apps"]["demo"]["volumes"] = json::array();
+  for (const char* function : {"flaky", "reader", "stream"})
+    desired["apps"]["demo"]["functions"][function].erase("volumes");
+  return desired;
+}
+
+/// POST …/calls?wait=true with `Accept: application/x-ndjson`: each line
+/// of the stream, parsed, goes to `on_event` as it arrives, which says
+/// whether to read on (false: the client goes away).
+httplib::Result StreamedCall(httplib::Client& client, const std::string& function,
+                             const std::function<bool(const json&)>& on_event) {
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v1/apps/demo/functions/" + function + "/calls?wait=true";
+  request.headers = {{"Accept", "application/x-ndjson"}, {"Content-Type", "application/json"}};
+  request.body = "{}";
+  std::string pending;
+  request.content_receiver = [&](const char* data, std::size_t length, std::uint64_t,
+                                 std::uint64_t) {
+    pending.append(data, length);
+    for (std::size_t end; (end = pending.find('\n')) != std::string::npos;) {
+      json event = json::parse(pending.substr(0, end), nullptr, false);
+      pending.erase(0, end + 1);
+      if (!on_event(event)) return false;
+    }
+    return true;
+  };
+  return client.send(request);
+}
+
+/// GET /v1/calls/ID until the call has ended (at most about 20 s).
+json FinishedCall(httplib::Client& client, const std::string& id) {
+  json call;
+  for (int i = 0; i < 1000; ++i) {
+    call = Body(client.Get("/v1/calls/" + id));
+    if (call["state"] != "queued" && call["state"] != "running") break;
+    std::this_thread::sleep_for(20ms);
+  }
+  return call;
 }
 
 httplib::Result Put(httplib::Client& client, const json& document) {
@@ -238,11 +297,8 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     CHECK(Call(client, "echo", json::object())["stdout"] == "hello v2 \n");
 
     // Once no longer desired, the volume can be deleted, and then it is gone.
-    json without_volume = redeployed;
-    without_volume["generation"] = 3;
-    without_volume["apps"]["demo"]["volumes"] = json::array();
-    for (const char* function : {"flaky", "reader"})
-      without_volume["apps"]["demo"]["functions"][function].erase("volumes");
+    json without_volume = WithoutVolume(3, digest);
+    without_volume["apps"]["demo"]["functions"]["echo"]["env"]["NAME"] = "v2";
     REQUIRE(Put(client, without_volume)->status == 200);
     CHECK(fs::exists(data_dir / "volumes/demo/data/tries"));
     auto deleted = client.Delete("/v1/apps/demo/volumes/data");
@@ -439,6 +495,218 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     }
     CHECK(second["state"] == "succeeded");
     CHECK(second["stdout"] == "slept 0\n");
+  }
+
+  SECTION("wait=true with Accept: application/x-ndjson streams the call as it runs") {
+    REQUIRE(Put(client, Desired(1, digest))->status == 200);
+    const fs::path go = data_dir / "volumes/demo/data/go";
+    // The function's log is followed meanwhile: its lines come as written.
+    std::mutex log_mutex;
+    std::string log;
+    std::thread follow([&] {
+      httplib::Client follower = agent.Client();
+      follower.set_read_timeout(30, 0);
+      follower.Get("/v1/logs?app=demo&function=stream&follow=1",
+                   [&](const char* data, std::size_t length) {
+                     std::lock_guard lock(log_mutex);
+                     log.append(data, length);
+                     return log.find("attempt 1 exited with code 4") == std::string::npos;
+                   });
+    });
+    auto log_has = [&](const std::string& text) {
+      std::lock_guard lock(log_mutex);
+      return log.find(text) != std::string::npos;
+    };
+
+    std::vector<json> events;
+    std::string id, stdout_text, state_at_first;
+    bool log_had_first = false;
+    httplib::Client other = agent.Client();
+    auto streamed = StreamedCall(client, "stream", [&](const json& event) {
+      events.push_back(event);
+      if (event.value("event", "") == "call") id = event["call"]["id"];
+      if (event.value("event", "") != "output") return true;
+      stdout_text += event["text"].get<std::string>();
+      if (stdout_text == "first\n") {
+        // The call waits for the go-ahead: it has not ended.
+        state_at_first = Body(other.Get("/v1/calls/" + id))["state"];
+        for (int i = 0; i < 500 && !log_had_first; ++i) {
+          log_had_first = log_has("\"text\":\"first\"");
+          if (!log_had_first) std::this_thread::sleep_for(20ms);
+        }
+        std::ofstream(go).close();
+      }
+      return true;
+    });
+    if (!fs::exists(go)) std::ofstream(go).close();  // never leave the call waiting
+    follow.join();
+    REQUIRE(streamed);
+    CHECK(streamed->status == 200);
+    CHECK(streamed->get_header_value("Content-Type") == "application/x-ndjson");
+    CHECK(state_at_first == "running");
+    CHECK(log_had_first);
+    CHECK(stdout_text == "first\nsecond\n");
+    REQUIRE(events.size() >= 4);
+    CHECK(events.front()["event"] == "call");
+    CHECK(events.front()["call"]["state"] == "queued");
+    CHECK(events[1] == json{{"event", "attempt"}, {"attempt", 1}});
+    // The last line is the finished call.
+    CHECK(events.back()["event"] == "end");
+    CHECK(events.back()["call"]["id"] == id);
+    CHECK(events.back()["call"]["exit_code"] == 4);
+    CHECK(events.back()["call"]["state"] == "failed");
+    // Every line is what schemas/call_event.schema.json says.
+    for (std::size_t i = 0; i < events.size(); ++i) {
+      fs::path file = dir.path() / ("event-" + std::to_string(i) + ".json");
+      std::ofstream(file) << events[i].dump();
+      auto checked = tests::CheckJsonSchema("call_event.schema.json", file);
+      INFO(events[i].dump() << "\n" << checked.out << checked.err);
+      CHECK(checked.exit_code == 0);
+    }
+    {
+      std::lock_guard lock(log_mutex);
+      CHECK(log.find("\"text\":\"second\"") != std::string::npos);
+    }
+
+    // A client that goes away mid-stream neither stops nor breaks the call.
+    fs::remove(go);
+    std::string second_id;
+    StreamedCall(client, "stream", [&](const json& event) {
+      if (event.value("event", "") == "call") second_id = event["call"]["id"];
+      return event.value("event", "") != "output";  // gone at the first output
+    });
+    REQUIRE(!second_id.empty());
+    CHECK(Body(client.Get("/v1/calls/" + second_id))["state"] == "running");
+    std::ofstream(go).close();
+    json second = FinishedCall(client, second_id);
+    CHECK(second["state"] == "failed");
+    CHECK(second["exit_code"] == 4);
+    CHECK(second["stdout"] == "first\nsecond\n");
+    // Without the header, wait=true still answers one document.
+    CHECK(Call(client, "echo", json::object())["exit_code"] == 3);
+  }
+
+  SECTION("a web container's output reaches the function's log while it runs") {
+    json desired = Desired(1, digest);
+    desired["apps"]["demo"]["functions"]["server"] = {
+        {"image", {{"digest", digest}}},
+        {"command",
+         {"/bin/sh", "-c",
+          "echo server-starting; mkdir -p /www; exec httpd -f -p \"$PORT\" -h /www"}},
+        {"web", json::object()},
+        {"min_containers", 1}};
+    REQUIRE(Put(client, desired)->status == 200);
+    std::string log;
+    httplib::Client follower = agent.Client();
+    follower.set_read_timeout(30, 0);
+    follower.Get("/v1/logs?app=demo&function=server&follow=1",
+                 [&](const char* data, std::size_t length) {
+                   log.append(data, length);
+                   return log.find("server-starting") == std::string::npos;
+                 });
+    INFO(log);
+    REQUIRE(log.find("\"text\":\"server-starting\"") != std::string::npos);
+    json line = json::parse(log.substr(0, log.find('\n')));
+    CHECK(line["stream"] == "stdout");
+    CHECK(line["container"].get<std::string>().size() > 0);
+    // Its container is still running: the line did not wait for it to stop.
+    json server = Body(client.Get("/v1/status"))["apps"]["demo"]["functions"]["server"];
+    REQUIRE(server["container_list"].size() == 1);
+    CHECK(server["container_list"][0]["id"] == line["container"]);
+  }
+
+  SECTION("layers are unpacked outside the agent's lock: the status answers meanwhile") {
+    // The image's last layer is a FIFO: the agent's read of it waits until
+    // the test writes the layer's bytes into it.
+    json manifest = json::parse(core::ReadFile(store / "blobs/sha256" / digest.substr(7)).value());
+    std::string layer = manifest["layers"].back()["digest"];
+    fs::path blob = store / "blobs/sha256" / layer.substr(7);
+    const std::string bytes = core::ReadFile(blob).value();
+    fs::remove(blob);
+    REQUIRE(mkfifo(blob.c_str(), 0600) == 0);
+    // A reader waiting on the FIFO (the agent) lets a non-blocking writer open it.
+    auto open_writer = [&] { return open(blob.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC); };
+    auto write_layer = [&](int fd) {
+      fcntl(fd, F_SETFL, 0);
+      for (std::size_t done = 0; done < bytes.size();) {
+        ssize_t wrote = write(fd, bytes.data() + done, bytes.size() - done);
+        if (wrote <= 0) break;
+        done += static_cast<std::size_t>(wrote);
+      }
+      close(fd);
+    };
+    std::atomic<int> applied_status = 0;
+    std::thread apply([&] {
+      httplib::Client putter = agent.Client();
+      putter.set_read_timeout(120, 0);
+      auto applied = Put(putter, Desired(1, digest));
+      applied_status = applied ? applied->status : -1;
+    });
+    int writer = -1;
+    for (int i = 0; i < 3000 && writer < 0 && applied_status == 0; ++i) {
+      writer = open_writer();
+      if (writer < 0) std::this_thread::sleep_for(10ms);
+    }
+    // The agent is reading the layer now: the status answers, and says why
+    // the functions wait; a call is told so.
+    httplib::Client reader = agent.Client();
+    reader.set_read_timeout(10, 0);
+    auto status = reader.Get("/v1/status");
+    auto early =
+        reader.Post("/v1/apps/demo/functions/echo/calls?wait=true", "{}", "application/json");
+    // The layer's bytes, for this read and any other the unpack makes.
+    if (writer >= 0) write_layer(writer);
+    while (applied_status == 0) {
+      if (int more = open_writer(); more >= 0) {
+        write_layer(more);
+      } else {
+        std::this_thread::sleep_for(10ms);
+      }
+    }
+    apply.join();
+    fs::remove(blob);
+    std::ofstream(blob, std::ios::binary) << bytes;
+    CHECK(writer >= 0);
+    REQUIRE(status);
+    REQUIRE(status->status == 200);
+    json echo = json::parse(status->body)["apps"]["demo"]["functions"]["echo"];
+    CHECK(echo["schedulable"] == false);
+    CHECK(echo["errors"].dump().find("is being unpacked") != std::string::npos);
+    REQUIRE(early);
+    CHECK(early->status == 409);
+    CHECK(early->body.find("is being unpacked") != std::string::npos);
+    CHECK(applied_status == 200);
+    echo = Body(client.Get("/v1/status"))["apps"]["demo"]["functions"]["echo"];
+    CHECK(echo["schedulable"] == true);
+    CHECK(Call(client, "echo", json::object())["exit_code"] == 3);
+  }
+
+  SECTION("a volume an older generation's call still mounts is not deleted under it") {
+    REQUIRE(Put(client, Desired(1, digest))->status == 200);
+    auto queued = client.Post("/v1/apps/demo/functions/stream/calls", "{}", "application/json");
+    REQUIRE(queued);
+    REQUIRE(queued->status == 202);
+    std::string id = json::parse(queued->body)["id"];
+    for (int i = 0; i < 1000; ++i) {
+      json call = Body(client.Get("/v1/calls/" + id + "?stdout_from=0"));
+      if (call["stdout"] == "first\n") break;
+      std::this_thread::sleep_for(20ms);
+    }
+    REQUIRE(Put(client, WithoutVolume(2, digest))->status == 200);
+    auto refused = client.Delete("/v1/apps/demo/volumes/data");
+    REQUIRE(refused);
+    CHECK(refused->status == 409);
+    CHECK(refused->body.find("is mounted by call " + id) != std::string::npos);
+    CHECK(fs::is_directory(data_dir / "volumes/demo/data"));
+    // The call carries on with it; once it has ended, the volume can go.
+    std::ofstream(data_dir / "volumes/demo/data/go").close();
+    json call = FinishedCall(client, id);
+    CHECK(call["stdout"] == "first\nsecond\n");
+    CHECK(call["exit_code"] == 4);
+    auto deleted = client.Delete("/v1/apps/demo/volumes/data");
+    REQUIRE(deleted);
+    CHECK(deleted->status == 200);
+    CHECK_FALSE(fs::exists(data_dir / "volumes/demo/data"));
   }
 
   SECTION("the agent survives kill -9 mid-call and cleans what it left") {

@@ -354,7 +354,7 @@ def main():
 
     print(f"jsonschema {jsonschema_version()}, PyYAML {yaml.__version__}, gantry {args.gantry}")
     schemas = {name: check_schema(source / "schemas" / f"{name}.schema.json", source, report)
-               for name in ("app", "desired_state", "call", "plan", "usage")}
+               for name in ("app", "desired_state", "call", "call_event", "plan", "usage")}
     if any(schema is None for schema in schemas.values()):
         print("schema_test: a schema is broken; nothing else checked")
         return 1
@@ -379,6 +379,8 @@ def main():
                                  jsonschema.Draft202012Validator(schemas["call"]), report)
     check_agent_documents(source, documents / "usage",
                           jsonschema.Draft202012Validator(schemas["usage"]), report)
+    check_agent_documents(source, documents / "call_event",
+                          jsonschema.Draft202012Validator(schemas["call_event"]), report)
 
     print(f"\n{report.passes} passed, {len(report.failures)} failed "
           f"({len(good)} good specs, {len(bad)} bad specs; "
