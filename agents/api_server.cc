@@ -293,7 +293,7 @@ void ConfigureServer(httplib::Server& server, std::size_t max_body_bytes) {
 ApiServer::ApiServer(Agent& agent, ApiOptions options)
     : agent_(agent),
       options_(std::move(options)),
-      router_(agent, options_.token, options_.tls_cert && options_.tls_key),
+      router_(agent, options_.token, options_.tls_cert && options_.tls_key, options_.web_domain),
       server_(MakeServer(options_)) {
   if (options_.dashboard_port) {
     dashboard_ = MakeServer(options_);
@@ -361,6 +361,14 @@ void ApiServer::AddRoutes() {
   // request without the token learns nothing, not even which routes exist.
   server.set_pre_routing_handler(
       [this](const httplib::Request& request, httplib::Response& response) {
+        // A name under the web domain is the functions', every path: it goes
+        // to the router's route, whose own checks apply (httplib routes on
+        // the path alone, and this is its last hook before the body is
+        // read; `target` keeps what the client sent).
+        if (router_.ServesHost(request)) {
+          const_cast<httplib::Request&>(request).path = Router::kHostRoute;
+          return httplib::Server::HandlerResponse::Unhandled;
+        }
         if (request.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
         if (request.path == "/metrics" && !options_.metrics_need_token)
           return httplib::Server::HandlerResponse::Unhandled;
@@ -385,6 +393,16 @@ void ApiServer::AddRoutes() {
   server.Patch(web_path, route);
   server.Delete(web_path, route);
   server.Options(web_path, route);
+  httplib::Server::Handler host_route = [this](const httplib::Request& request,
+                                               httplib::Response& response) {
+    router_.HandleHost(request, response);
+  };
+  server.Get(Router::kHostRoute, host_route);
+  server.Post(Router::kHostRoute, host_route);
+  server.Put(Router::kHostRoute, host_route);
+  server.Patch(Router::kHostRoute, host_route);
+  server.Delete(Router::kHostRoute, host_route);
+  server.Options(Router::kHostRoute, host_route);
 
   // The routes that only read, also on the dashboard's listener at
   // /ui/v1/…, where (and only where) its session cookie stands for the token.

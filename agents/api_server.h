@@ -33,6 +33,8 @@ struct ApiOptions {
   /// The dashboard's own port on `host` (0: any free port), its own origin,
   /// so that no web function's page shares an origin with it; none without.
   std::optional<int> dashboard_port;
+  /// Web functions also at FUNCTION.APP.WEB_DOMAIN (router.h); "": not.
+  std::string web_domain;
 };
 
 /// The agent's HTTP+JSON API (cpp-httplib), routes and documents as in

@@ -115,8 +115,69 @@ struct Relay {
 
 }  // namespace
 
+core::Status Router::CheckWebDomain(const std::string& domain) {
+  bool valid = !domain.empty() && domain.size() <= 253;
+  for (std::size_t begin = 0; valid && begin <= domain.size();) {
+    std::size_t end = std::min(domain.find('.', begin), domain.size());
+    std::string_view label(domain.data() + begin, end - begin);
+    valid = !label.empty() && label.size() <= 63 && label.front() != '-' && label.back() != '-' &&
+            std::all_of(label.begin(), label.end(), [](char c) {
+              return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+            });
+    begin = end + 1;
+  }
+  if (valid) return core::Ok{};
+  return core::Error{
+      core::ErrorCode::kInvalidArgument,
+      "--web-domain: expected a DNS name in lower case (fn.example.com), got \"" + domain + "\"",
+      {}};
+}
+
+std::string Router::HostUnderDomain(const httplib::Request& request) const {
+  if (web_domain_.empty()) return "";
+  std::string host = request.get_header_value("Host");
+  if (std::size_t colon = host.rfind(':');
+      colon != std::string::npos &&
+      host.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
+    host.resize(colon);
+  }
+  if (host.ends_with('.')) host.pop_back();
+  for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (host.size() <= web_domain_.size() + 1 || !host.ends_with(web_domain_) ||
+      host[host.size() - web_domain_.size() - 1] != '.') {
+    return "";
+  }
+  return host;
+}
+
+bool Router::ServesHost(const httplib::Request& request) const {
+  return !HostUnderDomain(request).empty();
+}
+
+void Router::HandleHost(const httplib::Request& request, httplib::Response& response) const {
+  const std::string host = HostUnderDomain(request);
+  if (host.empty()) return ReplyError(response, 404, "not-found", "no such route");
+  // FUNCTION.APP: two labels before the domain, no more.
+  std::string_view names(host.data(), host.size() - web_domain_.size() - 1);
+  std::size_t dot = names.find('.');
+  if (dot == std::string_view::npos || dot == 0 || dot + 1 == names.size() ||
+      names.find('.', dot + 1) != std::string_view::npos) {
+    return ReplyError(
+        response, 404, "not-found",
+        "no web function at " + host + ": web functions are at FUNCTION.APP." + web_domain_);
+  }
+  Serve(request, response, std::string(names.substr(dot + 1)), std::string(names.substr(0, dot)),
+        "");
+}
+
 void Router::Handle(const httplib::Request& request, httplib::Response& response,
                     const std::string& app, const std::string& function) const {
+  Serve(request, response, app, function, "/apps/" + app + "/" + function);
+}
+
+void Router::Serve(const httplib::Request& request, httplib::Response& response,
+                   const std::string& app, const std::string& function,
+                   const std::string& prefix) const {
   auto target = agent_.FindWebFunction(app, function);
   // Counted once the handler returns with the response's status, or, when
   // a body is relayed, once the relay ends: every request to a web function
@@ -156,12 +217,12 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
   if (!target->function) return ReplyError(response, 503, "unavailable", target->unavailable);
 
   // The target as the client sent it, less the prefix.
-  const std::string prefix = "/apps/" + app + "/" + function;
   if (!request.target.starts_with(prefix) ||
       (request.target.size() > prefix.size() && request.target[prefix.size()] != '/' &&
        request.target[prefix.size()] != '?')) {
-    return ReplyError(response, 400, "invalid-argument",
-                      "the path must begin with " + prefix + " as written");
+    return ReplyError(
+        response, 400, "invalid-argument",
+        "the path must begin with " + (prefix.empty() ? "/" : prefix) + " as written");
   }
   std::string forwarded = request.target.substr(prefix.size());
   if (forwarded.empty() || forwarded[0] == '?') forwarded = "/" + forwarded;
@@ -223,7 +284,7 @@ void Router::Handle(const httplib::Request& request, httplib::Response& response
   head += std::string("X-Forwarded-Proto: ") + (tls_ ? "https" : "http") + "\r\n";
   if (request.has_header("Host"))
     head += "X-Forwarded-Host: " + request.get_header_value("Host") + "\r\n";
-  head += "X-Forwarded-Prefix: " + prefix + "\r\n";
+  if (!prefix.empty()) head += "X-Forwarded-Prefix: " + prefix + "\r\n";
   if (!request.body.empty() || request.method == "POST" || request.method == "PUT" ||
       request.method == "PATCH") {
     head += "Content-Length: " + std::to_string(request.body.size()) + "\r\n";

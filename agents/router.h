@@ -4,6 +4,7 @@
 #include <string>
 
 #include "agents/agent.h"
+#include "core/result.h"
 
 namespace httplib {
 struct Request;
@@ -25,23 +26,57 @@ namespace agents {
 /// arrives (a chunked or close-delimited body chunk by chunk, so streams
 /// and server-sent events pass unbuffered; a body with a length keeps it).
 /// The container's input is held until the whole body has been relayed.
+///
+/// With a web domain (`gantry agent --web-domain DOMAIN`) it also serves
+/// each web function at http://FUNCTION.APP.DOMAIN/… (the Host header, any
+/// case, with or without a port): the same checks, queue and relay, the
+/// path forwarded whole. Every path of a name under the domain belongs to
+/// web functions, none to the agent's API: FUNCTION.APP.DOMAIN/v1/… is the
+/// function's (an OpenAI-style server serves /v1/chat/completions), and a
+/// name under the domain that is not FUNCTION.APP of a web function here
+/// gets a 404 JSON error. The domain itself and every other Host are the
+/// agent's own address, where /v1/… and /healthz are the API's and no
+/// function can take them.
 class Router {
  public:
   /// Requests waiting for a container, over all functions, at most: each
   /// holds one of the API server's 256 threads while it waits.
   static constexpr int kMaxWaitingRequests = 128;
+  /// The API server's route for requests under the web domain, whatever
+  /// their path: no /apps/APP/FUNCTION path can be it (no name begins
+  /// with `-`), and HandleHost answers 404 to one that is not under it.
+  static constexpr const char* kHostRoute = "/apps/-host";
 
-  Router(Agent& agent, std::string token, bool tls)
-      : agent_(agent), token_(std::move(token)), tls_(tls) {}
+  /// `web_domain`: lower case, as CheckWebDomain accepts it; "" for none.
+  Router(Agent& agent, std::string token, bool tls, std::string web_domain)
+      : agent_(agent), token_(std::move(token)), tls_(tls), web_domain_(std::move(web_domain)) {}
+
+  /// A web domain as --web-domain takes it: DNS labels of lower-case
+  /// letters, digits and `-`, separated by dots (`fn.example.com`).
+  static core::Status CheckWebDomain(const std::string& domain);
 
   /// Handles one request whose path matched /apps/APP/FUNCTION[/…].
   void Handle(const httplib::Request& request, httplib::Response& response, const std::string& app,
               const std::string& function) const;
+  /// Whether the request's Host is a name under the web domain: its every
+  /// path is for HandleHost, never for the API.
+  bool ServesHost(const httplib::Request& request) const;
+  /// Handles one request whose Host is under the web domain, any path.
+  void HandleHost(const httplib::Request& request, httplib::Response& response) const;
 
  private:
+  /// Handle and HandleHost: the request to `function` of `app`, its
+  /// target with `prefix` stripped ("" by host name).
+  void Serve(const httplib::Request& request, httplib::Response& response, const std::string& app,
+             const std::string& function, const std::string& prefix) const;
+  /// The request's Host, lower case, without port or trailing dot, when
+  /// it is a name under the web domain; "" otherwise.
+  std::string HostUnderDomain(const httplib::Request& request) const;
+
   Agent& agent_;
   std::string token_;
   bool tls_;
+  std::string web_domain_;
   mutable std::atomic<int> queued_ = 0;
 };
 

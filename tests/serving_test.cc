@@ -21,6 +21,7 @@
 #include "tests/agent_fixture.h"
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
+#include "tests/gantry_command.h"
 #include "tests/temp_dir.h"
 
 namespace {
@@ -41,6 +42,7 @@ printf 'Content-Type: text/plain\r\n\r\n'
 echo "uri=$REQUEST_URI"
 echo "method=$REQUEST_METHOD"
 echo "prefix=$HTTP_X_FORWARDED_PREFIX"
+echo "host=$HTTP_X_FORWARDED_HOST"
 echo "for=$HTTP_X_FORWARDED_FOR"
 echo "auth=$HTTP_AUTHORIZATION"
 echo "body=$(cat)"
@@ -110,7 +112,8 @@ TEST_CASE("web functions are served through the router in real runc containers",
   tests::TempDir dir("gantry-serving-test");
   fs::path store = dir.path() / "store";
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
-  auto started_agent = tests::RequireAgent(dir.path() / "agent", store, dir.path() / "agent.log");
+  auto started_agent = tests::RequireAgent(dir.path() / "agent", store, dir.path() / "agent.log",
+                                           {"--gpus", "fake:H100x1", "--web-domain", "fn.test"});
   tests::AgentProcess& agent = *started_agent;
   auto client = agent.Client();
   auto anonymous = agent.Client(/*with_token=*/false);
@@ -177,6 +180,66 @@ TEST_CASE("web functions are served through the router in real runc containers",
     auto missing = anonymous.Get("/apps/demo/site/no-such-file");
     REQUIRE(missing);
     CHECK(missing->status == 404);  // the container's own answer, relayed
+  }
+
+  SECTION("web functions are served by host name under --web-domain, and only functions") {
+    // The first request to FUNCTION.APP.DOMAIN is a cold start, as on the path.
+    CHECK(Containers(FunctionStatus(client, "site")) == 0);
+    auto first = anonymous.Get("/index.html", {{"Host", "site.demo.fn.test"}});
+    REQUIRE(first);
+    CHECK(first->status == 200);
+    CHECK(first->body == "hello\n");
+    CHECK(FunctionStatus(client, "site")["containers"]["ready"] == 1);
+    // Any case, with a port: the whole path goes, no prefix, X-Forwarded-Host set.
+    auto echoed = anonymous.Post("/cgi-bin/env?x=1", {{"Host", "Site.DEMO.fn.test:8080"}}, "ping",
+                                 "text/plain");
+    REQUIRE(echoed);
+    INFO(echoed->body);
+    CHECK(echoed->status == 200);
+    CHECK(echoed->body.find("uri=/cgi-bin/env?x=1\n") != std::string::npos);
+    CHECK(echoed->body.find("prefix=\n") != std::string::npos);
+    CHECK(echoed->body.find("host=Site.DEMO.fn.test:8080\n") != std::string::npos);
+    CHECK(echoed->body.find("body=ping\n") != std::string::npos);
+    // The function's auth, as on the path; the agent's token stays with the agent.
+    auto refused = anonymous.Get("/", {{"Host", "private.demo.fn.test"}});
+    REQUIRE(refused);
+    CHECK(refused->status == 401);
+    auto allowed = client.Get("/cgi-bin/env", {{"Host", "private.demo.fn.test"}});
+    REQUIRE(allowed);
+    CHECK(allowed->status == 200);
+    CHECK(allowed->body.find(agent.token()) == std::string::npos);
+    // Names under the domain that are no web function here: 404 JSON, even
+    // with the token and at an API route.
+    for (const std::string host : {"nope.demo.fn.test", "job.demo.fn.test", "demo.fn.test",
+                                   "x.site.demo.fn.test", ".demo.fn.test"}) {
+      INFO(host);
+      auto missing = client.Get("/v1/status", {{"Host", host}});
+      REQUIRE(missing);
+      CHECK(missing->status == 404);
+      CHECK(Body(missing)["error"]["code"] == "not-found");
+    }
+    // Every path of a function's name is the function's, the API's too: the
+    // container answers, not the agent.
+    for (const std::string path : {"/v1/status", "/healthz", "/metrics"}) {
+      INFO(path);
+      auto shadowed = client.Get(path, {{"Host", "site.demo.fn.test"}});
+      REQUIRE(shadowed);
+      CHECK(shadowed->status == 404);  // busybox httpd's own answer
+      CHECK(shadowed->body.find("\"apps\"") == std::string::npos);
+      CHECK(shadowed->body.find("\"ok\"") == std::string::npos);
+    }
+    // The agent's own address, and the domain itself, are the API's: its
+    // routes need the token there, and no function takes /v1 or /healthz.
+    for (const std::string host : {"", "fn.test", "FN.test:1"}) {
+      INFO(host);
+      httplib::Headers headers;
+      if (!host.empty()) headers.emplace("Host", host);
+      CHECK(anonymous.Get("/v1/status", headers)->status == 401);
+      CHECK(Body(client.Get("/v1/status", headers))["apps"].contains("demo"));
+      CHECK(Body(anonymous.Get("/healthz", headers))["ok"] == true);
+      CHECK(anonymous.Get("/apps/-host", headers)->status == 404);
+      CHECK(anonymous.Get("/apps/demo/site/", headers)->body == "hello\n");
+    }
   }
 
   SECTION("endpoints with auth refuse callers without the token or key") {
@@ -304,6 +367,20 @@ TEST_CASE("web functions are served through the router in real runc containers",
     left.push_back(entry.path().filename());
   INFO(agent.Log());
   CHECK(left.empty());
+}
+
+TEST_CASE("gantry agent refuses a --web-domain that is not a DNS name, before it makes anything",
+          "[serving]") {
+  tests::TempDir dir("gantry-web-domain-test");
+  for (const std::string domain : {"Fn.test", "fn..test", ".fn.test", "fn_test", "-fn.test"}) {
+    INFO(domain);
+    auto refused = tests::RunGantry({"agent", "--listen", "127.0.0.1:0", "--data-dir",
+                                     (dir.path() / "agent").string(), "--web-domain", domain});
+    CHECK(refused.exit_code != 0);
+    CHECK(refused.err.find("--web-domain: expected a DNS name in lower case") != std::string::npos);
+    CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') == 1);
+    CHECK(!fs::exists(dir.path() / "agent"));
+  }
 }
 
 TEST_CASE("scheduled jobs fire on the agent, in real runc containers",

@@ -8,6 +8,7 @@
 #include "agents/agent.h"
 #include "agents/api_server.h"
 #include "agents/api_token.h"
+#include "agents/router.h"
 #include "core/atomic_file.h"
 #include "core/gantry_home.h"
 #include "toolchain/exit_code.h"
@@ -29,6 +30,7 @@ struct AgentCommand {
   std::string runtime = "runc";
   std::string metrics_auth = "token";
   std::optional<int> dashboard_port;  // none: no dashboard
+  std::string web_domain;             // "": web functions at /apps/APP/FUNCTION only
   std::string log_format;  // "": gantry's own --log-format, else text on a terminal, JSON elsewhere
   CLI::App* gantry = nullptr;  // the global options
 };
@@ -60,6 +62,11 @@ int RunAgent(const AgentCommand& command) {
 
   api.metrics_need_token = command.metrics_auth == "token";
   api.dashboard_port = command.dashboard_port;
+  if (!command.web_domain.empty()) {
+    if (auto checked = agents::Router::CheckWebDomain(command.web_domain); !checked.ok())
+      return Fail(checked.error());
+    api.web_domain = command.web_domain;
+  }
   // The agent's log: text for a person at a terminal, one JSON object per
   // line for a log collector; --log-format (of the agent, or gantry's) decides.
   std::string log_format = command.log_format;
@@ -114,6 +121,10 @@ int RunAgent(const AgentCommand& command) {
   spdlog::info("agent listening on {} (token in {})", address, token_path);
   if (!dashboard_address.empty())
     spdlog::info("dashboard at {}/ui (sign in with the token)", dashboard_address);
+  if (!api.web_domain.empty()) {
+    spdlog::info("web functions at {}FUNCTION.APP.{}:{}/ too (by Host)",
+                 api.tls_cert ? "https://" : "http://", api.web_domain, server.port());
+  }
 
   std::thread stopper([&] {
     int signal = stop_signals.Wait();
@@ -156,6 +167,8 @@ void AddAgentVerb(CLI::App& gantry, int* exit_code) {
                    "Serve the dashboard (/ui) on this port of the --listen host, its own origin "
                    "(0: any free port; default: no dashboard)")
       ->check(CLI::Range(0, 65535));
+  verb->add_option("--web-domain", command->web_domain,
+                   "Also serve each web function at http://FUNCTION.APP.DOMAIN/ (by Host header)");
   verb->add_option("--log-format", command->log_format,
                    "The agent's log on stderr: text, or json (one object per line); default: "
                    "text on a terminal, json elsewhere")
