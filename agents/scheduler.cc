@@ -22,6 +22,22 @@ core::Result<core::ScheduleTimes> TimesOf(const ScheduleState& schedule) {
                         : core::ScheduleTimes::Cron(schedule.cron, schedule.timezone);
 }
 
+/// The due times of `times` in (last_fire, latest] that `due` does not
+/// run: those before its first run (all of them when it runs none), runs
+/// being the newest due times. One Next per run counted, so a count stops
+/// at kMostSkippedCounted (a minutely job down for ten weeks).
+std::int64_t SkippedRuns(const core::ScheduleTimes& times, core::FireTime last_fire,
+                         const core::DueRuns& due) {
+  std::int64_t skipped = 0;
+  for (auto next = times.Next(last_fire);
+       next && (due.run.empty() ? *next <= *due.latest : *next < due.run.front()) &&
+       skipped < Scheduler::kMostSkippedCounted;
+       next = times.Next(*next)) {
+    ++skipped;
+  }
+  return skipped;
+}
+
 }  // namespace
 
 Scheduler::Scheduler(AgentRecords* records, Hooks hooks)
@@ -83,8 +99,10 @@ void Scheduler::TickEntry(Entry& entry, core::FireTime now) {
       entry.times.DueBetween(FromMs(entry.fire.last_fire_ms), now, entry.job.schedule.catch_up);
   if (!due.latest) return;
   if (due.skipped) {
-    ++entry.skipped;
-    spdlog::warn("agent: {}: missed runs skipped (catch_up {})", key, entry.job.schedule.catch_up);
+    const std::int64_t missed = SkippedRuns(entry.times, FromMs(entry.fire.last_fire_ms), due);
+    entry.skipped += missed;
+    spdlog::warn("agent: {}: {} missed runs skipped (catch_up {})", key, missed,
+                 entry.job.schedule.catch_up);
   }
   ScheduleFire fire = entry.fire;
   bool ran = false;

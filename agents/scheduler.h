@@ -57,6 +57,10 @@ class Scheduler {
     std::function<std::optional<std::string>(const std::string& app)> refusal;
   };
 
+  /// The most missed runs one tick counts as skipped (counting costs one
+  /// due-time search each): a longer downtime adds this many.
+  static constexpr std::int64_t kMostSkippedCounted = 100'000;
+
   Scheduler(AgentRecords* records, Hooks hooks);
   ~Scheduler();
 
@@ -69,8 +73,10 @@ class Scheduler {
   void Stop();
 
   /// For GET /v1/status: next and last fire time (ISO 8601 in the
-  /// schedule's zone), last call, runs skipped and why the last one was;
-  /// null for a job not known.
+  /// schedule's zone), last call, runs skipped since this agent started
+  /// (each due time not run counts one: missed while the agent was down
+  /// beyond `catch_up`, an overlap, a budget's stop) and why the last one
+  /// was; null for a job not known.
   nlohmann::json Status(const std::string& app, const std::string& function) const;
 
  private:
@@ -78,7 +84,7 @@ class Scheduler {
     ScheduledJob job;
     core::ScheduleTimes times;
     ScheduleFire fire;
-    int skipped = 0;  // since this agent started
+    std::int64_t skipped = 0;  // due times not run, since this agent started
     std::string last_skip_reason;
   };
   void TickEntry(Entry& entry, core::FireTime now);

@@ -126,7 +126,8 @@ TEST_CASE("a restart neither repeats nor loses a run, and catches up one missed 
   scheduler->Tick();
   REQUIRE(harness.runs.size() == 3);
   CHECK(harness.runs.back() == "hourly@2026-03-01T07:00:00+00:00");
-  CHECK(scheduler->Status("demo", "hourly")["skipped_runs"] == 1);
+  // 03:00, 04:00, 05:00 and 06:00 were not run: four runs, in one tick.
+  CHECK(scheduler->Status("demo", "hourly")["skipped_runs"] == 4);
 
   // catch_up: 0 makes up nothing.
   ScheduleState none = Cron("0 * * * *");
@@ -159,6 +160,7 @@ TEST_CASE(
   CHECK(harness.runs == std::vector<std::string>{"hourly@2026-03-01T03:00:00+00:00",
                                                  "hourly@2026-03-01T04:00:00+00:00",
                                                  "hourly@2026-03-01T05:00:00+00:00"});
+  CHECK(scheduler->Status("demo", "hourly")["skipped_runs"] == 2);  // 01:00 and 02:00
 
   // A run that cannot start is not recorded as done: the next tick tries it.
   Harness failing(dir.path() / "other.db");
@@ -183,6 +185,49 @@ TEST_CASE(
   failing.now = At("2026-03-01T01:00:20Z");
   retrying.Tick();
   CHECK(failing.runs == std::vector<std::string>{"hourly"});
+}
+
+TEST_CASE("skipped_runs counts the runs not made, not the ticks that skipped them", "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  ScheduleState every_second;
+  every_second.every = 1s;
+  harness.now = At("2026-03-01T00:00:00.500Z");
+  {
+    auto scheduler = harness.Make();
+    scheduler->Set({Job("tick", every_second)});
+    harness.now = At("2026-03-01T00:00:01.500Z");
+    scheduler->Tick();
+    REQUIRE(harness.runs == std::vector<std::string>{"tick@2026-03-01T00:00:01+00:00"});
+    CHECK(scheduler->Status("demo", "tick")["skipped_runs"] == 0);
+    harness.running.clear();  // each run ends before the next is due
+  }
+  // Down for an hour: due at 00:00:02 … 01:00:01, of which the newest
+  // (on time) and the one before it (catch_up 1) run.
+  harness.now = At("2026-03-01T01:00:01.500Z");
+  {
+    auto scheduler = harness.Make();
+    scheduler->Set({Job("tick", every_second)});
+    scheduler->Tick();
+    CHECK(harness.runs.size() == 3);
+    CHECK(scheduler->Status("demo", "tick")["skipped_runs"] == 3600 - 2);
+    // A tick that skips nothing adds nothing.
+    harness.running.clear();
+    harness.now += 1s;
+    scheduler->Tick();
+    CHECK(harness.runs.size() == 4);
+    CHECK(scheduler->Status("demo", "tick")["skipped_runs"] == 3600 - 2);
+    harness.running.clear();
+  }
+  // catch_up 0, down for ten days: the count stops at its bound.
+  ScheduleState none = every_second;
+  none.catch_up = 0;
+  harness.now += std::chrono::hours(24 * 10);
+  auto scheduler = harness.Make();
+  scheduler->Set({Job("tick", none)});
+  scheduler->Tick();
+  CHECK(harness.runs.size() == 5);  // the one on time
+  CHECK(scheduler->Status("demo", "tick")["skipped_runs"] == Scheduler::kMostSkippedCounted);
 }
 
 TEST_CASE("a schedule removed and added again starts afresh", "[scheduler]") {
