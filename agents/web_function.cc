@@ -48,7 +48,8 @@ WebFunction::~WebFunction() {
 
 void WebFunction::Wake() {
   wake_ = true;
-  changed_.notify_all();
+  wake_scaler_.notify_one();
+  changed_.notify_all();  // what woke the scaler may concern them too (a container ready)
 }
 
 void WebFunction::Account(Clock::time_point now) {
@@ -106,7 +107,7 @@ core::Result<WebLease> WebFunction::Acquire() {
       if (Entry* entry = PickContainer()) {
         Account(Clock::now());
         waiting_.erase(me);
-        changed_.notify_all();  // the next in line may go
+        if (!waiting_.empty()) changed_.notify_all();  // the next in line may go
         ++entry->in_flight;
         ++in_flight_;
         return WebLease(shared_from_this(), entry->container);
@@ -120,7 +121,7 @@ core::Result<WebLease> WebFunction::Acquire() {
   }
   Account(Clock::now());
   waiting_.erase(me);
-  changed_.notify_all();
+  if (!waiting_.empty()) changed_.notify_all();
   if (stopping_) return Unavailable("the function is stopping");
   std::string why = "no container of " + function_.app + "/" + function_.function.name +
                     " was ready within " + std::to_string(web.queue_timeout.count()) + " ms";
@@ -137,7 +138,7 @@ void WebFunction::Release(const WebContainer& container) {
     --entry.in_flight;
     if (entry.draining && entry.in_flight == 0) entry.container->Stop();
   }
-  changed_.notify_all();
+  if (!waiting_.empty()) changed_.notify_all();
 }
 
 void WebFunction::Retire() {
@@ -164,7 +165,7 @@ void WebFunction::ScaleLoop() {
                 std::any_of(containers_.begin(), containers_.end(), [](const Entry& entry) {
                   return entry.container->state() != WebContainerState::kReady || entry.draining;
                 });
-    changed_.wait_for(lock, busy ? kBusyTick : kIdleTick, [&] { return wake_ || stopping_; });
+    wake_scaler_.wait_for(lock, busy ? kBusyTick : kIdleTick, [&] { return wake_ || stopping_; });
     wake_ = false;
     if (stopping_) break;
     auto gone = Tick(Clock::now());

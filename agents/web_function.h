@@ -108,7 +108,10 @@ class WebFunction : public std::enable_shared_from_this<WebFunction> {
   ContainerParts parts_;
 
   mutable std::mutex mutex_;
-  std::condition_variable changed_;  // waiting requests and the scaling loop
+  // Two, so that a request's end, the common event, wakes no thread when
+  // none waits: the scaling loop wakes on Wake() only.
+  std::condition_variable changed_;  // waiting requests: an input may be free
+  std::condition_variable wake_scaler_;
   std::vector<Entry> containers_;
   std::list<std::uint64_t> waiting_;  // tickets of waiting requests, in order
   std::uint64_t next_ticket_ = 0;
