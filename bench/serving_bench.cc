@@ -29,14 +29,17 @@
 // something it runs fails (or a request gets an error), never on a figure.
 
 #include <httplib.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -129,10 +132,49 @@ core::Result<int> HotContainerPid(const fs::path& data_dir) {
   return BenchError("no running container of bench/hot in: " + listed->stdout_text);
 }
 
+/// CPU time (user + system, ms) that process `pid` (all its threads) and
+/// its children have used so far; 0 for one that is gone. The proxies'
+/// cost per request, which the machine's other load does not change as it
+/// changes their latency.
+double CpuMs(pid_t pid) {
+  double ticks = 0;
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+  std::istringstream fields(text.substr(std::min(text.size(), text.rfind(')') + 1)));
+  std::string field;
+  for (int index = 3; index <= 15 && fields >> field; ++index) {
+    if (index >= 14) ticks += std::stod(field);
+  }
+  double ms = ticks * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::error_code ignored;
+  for (const auto& task :
+       fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ignored)) {
+    std::ifstream children(task.path() / "children");
+    for (pid_t child; children >> child;) ms += CpuMs(child);
+  }
+  return ms;
+}
+
+/// The `gantry agent` this bench started: a child whose command line has "agent".
+core::Result<pid_t> AgentPid() {
+  std::error_code ignored;
+  for (const auto& task : fs::directory_iterator("/proc/self/task", ignored)) {
+    std::ifstream children(task.path() / "children");
+    for (pid_t child; children >> child;) {
+      std::ifstream cmdline("/proc/" + std::to_string(child) + "/cmdline");
+      std::string argv((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+      if (argv.find(std::string("\0agent\0", 7)) != std::string::npos) return child;
+    }
+  }
+  return BenchError("cannot find the agent's process among the bench's children");
+}
+
 /// What wrk said: latency percentiles in ms, requests a second, errors.
 struct WrkFigures {
   double p50 = 0, p99 = 0, requests_per_second = 0;
-  std::string errors;  // wrk's "Socket errors" and "Non-2xx" lines, if any
+  double requests = 0;  // in all
+  std::string errors;   // wrk's "Socket errors" and "Non-2xx" lines, if any
 };
 
 double ToMilliseconds(double value, const std::string& unit) {
@@ -171,6 +213,8 @@ core::Result<WrkFigures> RunWrk(std::optional<int> netns_pid, const std::string&
   if (!std::regex_search(out, match, kP99)) return BenchError("no p99 in wrk's output: " + out);
   figures.p99 = ToMilliseconds(std::stod(match[1]), match[2]);
   if (std::regex_search(out, match, kRate)) figures.requests_per_second = std::stod(match[1]);
+  static const std::regex kRequests(R"(\n\s*([0-9]+) requests in )");
+  if (std::regex_search(out, match, kRequests)) figures.requests = std::stod(match[1]);
   static const std::regex kErrors(R"((Socket errors:[^\n]*|Non-2xx or 3xx responses:[^\n]*))");
   for (auto it = std::sregex_iterator(out.begin(), out.end(), kErrors);
        it != std::sregex_iterator(); ++it) {
@@ -267,14 +311,30 @@ core::Status Bench() {
   std::printf("  %-5s | %-17s | %-29s | %-29s\n", "conns", "direct p50/p99",
               "nginx p50/p99 (+p50/+p99)", "router p50/p99 (+p50/+p99)");
   const std::string router_url = (*agent)->address() + "/apps/bench/hot/index.html";
+  auto agent_pid = AgentPid();
+  if (!agent_pid) return agent_pid.error();
+  // CPU time per request (µs) of the process tree `pid` during `run`.
+  auto cpu_per_request = [](pid_t pid, const std::function<core::Result<WrkFigures>()>& run)
+      -> core::Result<std::pair<WrkFigures, double>> {
+    const double before = CpuMs(pid);
+    auto figures = run();
+    if (!figures) return figures.error();
+    const double used_ms = CpuMs(pid) - before;
+    return std::pair{*figures, figures->requests > 0 ? used_ms * 1000 / figures->requests : 0};
+  };
   for (int connections : {1, 50, 200}) {
     auto direct = RunWrk(*pid, "http://127.0.0.1:8000/index.html", connections, seconds);
     if (!direct) return direct.error();
-    auto proxied = RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
-                          connections, seconds);
-    if (!proxied) return proxied.error();
-    auto routed = RunWrk(std::nullopt, router_url, connections, seconds);
-    if (!routed) return routed.error();
+    auto nginx_run = cpu_per_request(nginx->pid(), [&] {
+      return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
+                    connections, seconds);
+    });
+    if (!nginx_run) return nginx_run.error();
+    auto router_run = cpu_per_request(
+        *agent_pid, [&] { return RunWrk(std::nullopt, router_url, connections, seconds); });
+    if (!router_run) return router_run.error();
+    const WrkFigures* proxied = &nginx_run->first;
+    const WrkFigures* routed = &router_run->first;
     std::printf(
         "  %-5d | %7.2f / %7.2f | %6.2f / %6.2f (%+5.2f/%+5.2f) | %6.2f / %6.2f (%+5.2f/%+5.2f)\n",
         connections, direct->p50, direct->p99, proxied->p50, proxied->p99,
@@ -283,9 +343,11 @@ core::Status Bench() {
     std::printf("          requests/s: direct %.0f, nginx %.0f, router %.0f\n",
                 direct->requests_per_second, proxied->requests_per_second,
                 routed->requests_per_second);
+    std::printf("          CPU per request (us): nginx %.0f, router (the whole agent) %.0f\n",
+                nginx_run->second, router_run->second);
     for (const auto& [name, figures] :
-         {std::pair{"direct", &*direct}, std::pair{"nginx", &*proxied},
-          std::pair{"router", &*routed}}) {
+         {std::pair{"direct", static_cast<const WrkFigures*>(&*direct)},
+          std::pair{"nginx", proxied}, std::pair{"router", routed}}) {
       if (!figures->errors.empty())
         std::printf("          %s: %s\n", name, figures->errors.c_str());
     }
