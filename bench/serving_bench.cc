@@ -132,11 +132,12 @@ core::Result<int> HotContainerPid(const fs::path& data_dir) {
   return BenchError("no running container of bench/hot in: " + listed->stdout_text);
 }
 
-/// CPU time (user + system, ms) that process `pid` (all its threads) and
-/// its children have used so far; 0 for one that is gone. The proxies'
-/// cost per request, which the machine's other load does not change as it
-/// changes their latency.
-double CpuMs(pid_t pid) {
+/// CPU time (user + system, ms) that process `pid` (all its threads), and
+/// its children with `children`, have used so far; 0 for one that is gone.
+/// The proxies' cost per request, which the machine's other load does not
+/// change as it changes their latency. The agent's children are not its
+/// own: runc, and under it the container's httpd (forking per connection).
+double CpuMs(pid_t pid, bool children) {
   double ticks = 0;
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
@@ -147,11 +148,12 @@ double CpuMs(pid_t pid) {
     if (index >= 14) ticks += std::stod(field);
   }
   double ms = ticks * 1000.0 / static_cast<double>(sysconf(_SC_CLK_TCK));
+  if (!children) return ms;
   std::error_code ignored;
   for (const auto& task :
        fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ignored)) {
-    std::ifstream children(task.path() / "children");
-    for (pid_t child; children >> child;) ms += CpuMs(child);
+    std::ifstream listed(task.path() / "children");
+    for (pid_t child; listed >> child;) ms += CpuMs(child, true);
   }
   return ms;
 }
@@ -313,25 +315,27 @@ core::Status Bench() {
   const std::string router_url = (*agent)->address() + "/apps/bench/hot/index.html";
   auto agent_pid = AgentPid();
   if (!agent_pid) return agent_pid.error();
-  // CPU time per request (µs) of the process tree `pid` during `run`.
-  auto cpu_per_request = [](pid_t pid, const std::function<core::Result<WrkFigures>()>& run)
+  // CPU time per request (µs) of `pid` (and its children with `children`) during `run`.
+  auto cpu_per_request = [](pid_t pid, bool children,
+                            const std::function<core::Result<WrkFigures>()>& run)
       -> core::Result<std::pair<WrkFigures, double>> {
-    const double before = CpuMs(pid);
+    const double before = CpuMs(pid, children);
     auto figures = run();
     if (!figures) return figures.error();
-    const double used_ms = CpuMs(pid) - before;
+    const double used_ms = CpuMs(pid, children) - before;
     return std::pair{*figures, figures->requests > 0 ? used_ms * 1000 / figures->requests : 0};
   };
   for (int connections : {1, 50, 200}) {
     auto direct = RunWrk(*pid, "http://127.0.0.1:8000/index.html", connections, seconds);
     if (!direct) return direct.error();
-    auto nginx_run = cpu_per_request(nginx->pid(), [&] {
+    auto nginx_run = cpu_per_request(nginx->pid(), /*children=*/true, [&] {
       return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
                     connections, seconds);
     });
     if (!nginx_run) return nginx_run.error();
-    auto router_run = cpu_per_request(
-        *agent_pid, [&] { return RunWrk(std::nullopt, router_url, connections, seconds); });
+    auto router_run = cpu_per_request(*agent_pid, /*children=*/false, [&] {
+      return RunWrk(std::nullopt, router_url, connections, seconds);
+    });
     if (!router_run) return router_run.error();
     const WrkFigures* proxied = &nginx_run->first;
     const WrkFigures* routed = &router_run->first;
@@ -343,7 +347,7 @@ core::Status Bench() {
     std::printf("          requests/s: direct %.0f, nginx %.0f, router %.0f\n",
                 direct->requests_per_second, proxied->requests_per_second,
                 routed->requests_per_second);
-    std::printf("          CPU per request (us): nginx %.0f, router (the whole agent) %.0f\n",
+    std::printf("          CPU per request (us): nginx %.0f, router (the agent's process) %.0f\n",
                 nginx_run->second, router_run->second);
     for (const auto& [name, figures] :
          {std::pair{"direct", static_cast<const WrkFigures*>(&*direct)},
