@@ -34,6 +34,12 @@ struct DebootstrapBase {  // {debootstrap: bookworm}
 };
 using Base = std::variant<ScratchBase, OciLayoutBase, RegistryBase, DebootstrapBase>;
 
+/// How an image's layers are compressed. `compression:` in the spec.
+enum class Compression {
+  kGzip,  // application/vnd.oci.image.layer.v1.tar+gzip, what every tool reads
+  kZstd,  // application/vnd.oci.image.layer.v1.tar+zstd, faster to pack and to unpack
+};
+
 /// The steps of an image, each one layer or one change to the image config.
 struct CopyStep {
   std::string src;     // relative to the build context (the spec's folder)
@@ -78,6 +84,7 @@ struct Image {
   std::string name;
   Base base;
   std::vector<Step> steps;
+  Compression compression = Compression::kGzip;
 };
 
 /// One acceptable GPU: a type from spec::kGpuTypes (or "any") and a count.

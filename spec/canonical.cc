@@ -77,7 +77,10 @@ namespace {
 json ImageJson(const Image& image) {
   json steps = json::array();
   for (const Step& step : image.steps) steps.push_back(StepToJson(step));
-  return {{"from", BaseToJson(image.base)}, {"steps", steps}};
+  json body = {{"from", BaseToJson(image.base)}, {"steps", steps}};
+  // Only when not the default: gzip images keep the digests they had before the field.
+  if (image.compression == Compression::kZstd) body["compression"] = "zstd";
+  return body;
 }
 
 json FunctionJson(const Function& function) {

@@ -191,6 +191,25 @@ TEST_CASE("a change to one resource changes its digest and the app's, and no oth
   CHECK(after.budget == before.budget);
 }
 
+TEST_CASE("compression is in an image's canonical JSON only when it is zstd") {
+  TempDir dir;
+  auto with = [&](const std::string& compression) {
+    return spec::ToCanonicalJson(
+        Load(("app: packing\nimages:\n  base:\n    from: scratch\n" + compression).c_str(), false,
+             dir))["images"]["base"];
+  };
+  nlohmann::json plain = with("");
+  CHECK(plain == nlohmann::json::parse(R"({"from":"scratch","steps":[]})"));
+  CHECK(with("    compression: gzip\n") == plain);
+  nlohmann::json zstd = with("    compression: zstd\n");
+  CHECK(zstd["compression"] == "zstd");
+  CHECK(core::CanonicalDigest(zstd) != core::CanonicalDigest(plain));
+  std::string canonical = core::CanonicalJson(spec::ToCanonicalJson(
+      Load("app: packing\nimages:\n  base: {from: scratch, compression: zstd}\n", false, dir)));
+  CHECK(Load(canonical.c_str(), false, dir).images.at("base").compression ==
+        spec::Compression::kZstd);
+}
+
 TEST_CASE("digests are stable across releases: changing the canonical form is a breaking change") {
   // Builders and planners key caches and state on these digests. If this
   // fails, the canonical form changed: that invalidates every user's cache

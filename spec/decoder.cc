@@ -489,7 +489,7 @@ class Decoder {
     Image image;
     image.name = name;
     static const std::vector<std::string> kImageFields = {
-        "from", "steps", "entrypoint", "cmd", "env", "workdir", "user", "labels"};
+        "from", "steps", "entrypoint", "cmd", "env", "workdir", "user", "labels", "compression"};
     if (!CheckMap(node, path, kImageFields)) return image;
     if (const Node* from = Require(node, path, "from"))
       image.base = DecodeBase(*from, Child(path, "from"));
@@ -501,6 +501,14 @@ class Decoder {
       for (std::size_t i = 0; i < steps.items.size(); ++i) {
         if (auto step = DecodeStep(steps.items[i], Index(steps_path, i)))
           image.steps.push_back(*step);
+      }
+    });
+    Field(node, path, "compression", [&](const Node& value, const std::string& field) {
+      auto compression = String(value, field);
+      if (compression && *compression == "zstd") {
+        image.compression = Compression::kZstd;
+      } else if (compression && *compression != "gzip") {
+        Fail(value, field, "must be \"gzip\" or \"zstd\", got " + Quote(*compression));
       }
     });
     // Image-level settings are the same as steps after all the others.

@@ -342,6 +342,9 @@ TEST_CASE("images: bases and steps") {
              "images.base.entrypoint: must be a list of strings", 5);
   image_case("    from: scratch\n    labels: [a]\n", "images.base.labels: must be a map of labels",
              5);
+  image_case("    from: scratch\n    compression: xz\n",
+             "images.base.compression: must be \"gzip\" or \"zstd\", got \"xz\"", 5);
+  image_case("    from: scratch\n    compression: [zstd]\n", "images.base.compression: must be", 5);
 
   auto good = LoadYaml(R"(app: demo
 images:
@@ -388,6 +391,27 @@ images:
   CHECK(std::holds_alternative<spec::WorkdirStep>(image.steps[2]));
   CHECK(std::holds_alternative<spec::CmdStep>(image.steps[3]));
   CHECK(std::get<spec::RegistryBase>(image.base).reference == "docker.io/library/busybox:latest");
+}
+
+TEST_CASE("an image's layers are gzip unless it asks for zstd") {
+  TempDir dir;
+  auto result = LoadYaml(R"(app: demo
+images:
+  plain:
+    from: scratch
+  gzip:
+    from: scratch
+    compression: gzip
+  zstd:
+    from: scratch
+    compression: zstd
+)",
+                         dir);
+  INFO(ErrorText(result));
+  REQUIRE(result.ok());
+  CHECK(result->images.at("plain").compression == spec::Compression::kGzip);
+  CHECK(result->images.at("gzip").compression == spec::Compression::kGzip);
+  CHECK(result->images.at("zstd").compression == spec::Compression::kZstd);
 }
 
 TEST_CASE("top level, names, secrets, volumes and budget") {
