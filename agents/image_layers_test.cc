@@ -7,6 +7,7 @@
 #include <fstream>
 #include <set>
 
+#include "builder/image_manifest.h"
 #include "builder/layer_writer.h"
 #include "core/atomic_file.h"
 #include "tests/tar_builder.h"
@@ -20,7 +21,8 @@ using nlohmann::json;
 
 /// A two-layer image in a fresh store: layer 1 has etc/a and etc/b, layer 2
 /// replaces etc/a and deletes etc/b. Returns the manifest digest.
-std::string MakeImage(builder::ContentStore& store, const tests::TempDir& dir) {
+std::string MakeImage(builder::ContentStore& store, const tests::TempDir& dir,
+                      const builder::LayerOptions& options = {}) {
   fs::path a1 = dir.Write("src/a1", "one");
   fs::path a2 = dir.Write("src/a2", "two");
   auto entry = [](std::string path, builder::LayerEntry::Type type, fs::path source = {}) {
@@ -34,11 +36,11 @@ std::string MakeImage(builder::ContentStore& store, const tests::TempDir& dir) {
   using Type = builder::LayerEntry::Type;
   auto lower = builder::WriteLayer({entry("etc", Type::kDirectory), entry("etc/a", Type::kFile, a1),
                                     entry("etc/b", Type::kFile, a1)},
-                                   store, {});
+                                   store, options);
   REQUIRE(lower.ok());
   auto upper = builder::WriteLayer({entry("etc", Type::kDirectory), entry("etc/a", Type::kFile, a2),
                                     entry("etc/.wh.b", Type::kFile)},
-                                   store, {});
+                                   store, options);
   REQUIRE(upper.ok());
   json config = {{"architecture", "amd64"},
                  {"os", "linux"},
@@ -86,6 +88,27 @@ TEST_CASE("an image's layers are unpacked once each and shared", "[image_layers]
     ++entries;
   }
   CHECK(entries == 2);
+}
+
+TEST_CASE("an image of zstd layers is unpacked like one of gzip layers", "[image_layers]") {
+  tests::TempDir dir("gantry-image-layers-test");
+  auto store = builder::ContentStore::Open(dir.path() / "store");
+  REQUIRE(store.ok());
+  builder::LayerOptions zstd;
+  zstd.compression = spec::Compression::kZstd;
+  std::string digest = MakeImage(*store, dir, zstd);
+  auto image = builder::ReadStoredImage(*store, digest);
+  REQUIRE(image.ok());
+  for (const builder::Descriptor& layer : image->layers)
+    CHECK(layer.media_type == builder::kOciLayerZstdMediaType);
+  ImageLayers layers(*store, dir.path() / "layers");
+  fs::create_directories(dir.path() / "layers");
+  auto prepared = layers.Prepare(digest);
+  REQUIRE(prepared.ok());
+  REQUIRE(prepared->layers.size() == 2);
+  CHECK(core::ReadFile(prepared->layers[0] / "etc/a").value() == "one");
+  CHECK(core::ReadFile(prepared->layers[1] / "etc/a").value() == "two");
+  CHECK(fs::is_character_file(fs::symlink_status(prepared->layers[1] / "etc/b")));
 }
 
 TEST_CASE("a layer blob that does not match its digest is refused and nothing is kept",

@@ -3,7 +3,7 @@
 //
 //  1. Packing: a generated tree (GANTRY_BENCH_BYTES, default 1 GiB, in
 //     GANTRY_BENCH_FILES files, default 10,000; half random bytes, half
-//     text) packed into a layer by WriteLayer, against
+//     text) packed into a layer by WriteLayer (gzip, and zstd), against
 //     `tar -cf - TREE | gzip -6 > /dev/null` on the same tree. Median of
 //     GANTRY_BENCH_RUNS runs (default 3), runs interleaved.
 //  2. No-op rebuild of examples/hello/app.yaml: in process through
@@ -272,7 +272,7 @@ struct PackingRow {
 // Lists the tree and writes it as a layer into a fresh store: what a copy
 // step does once its inputs are known, fsync of the blob included.
 Timing PackWithWriteLayer(const fs::path& tree, const fs::path& scratch, int threads,
-                          std::uint64_t* output_bytes) {
+                          spec::Compression compression, std::uint64_t* output_bytes) {
   fs::path store_path = scratch / "store";
   double cpu_before = CpuSeconds(RUSAGE_SELF);
   Timing timing;
@@ -281,6 +281,7 @@ Timing PackWithWriteLayer(const fs::path& tree, const fs::path& scratch, int thr
     if (!store) Die(store.error().ToString());
     builder::LayerOptions options;
     options.threads = threads;
+    options.compression = compression;
     auto layer = builder::WriteLayer(ListTree(tree), *store, options);
     if (!layer) Die(layer.error().ToString());
     *output_bytes = layer->blob.size;
@@ -387,31 +388,36 @@ int Bench() {
   PackingRow reference{"tar -cf - | gzip -6", {}, 0};
   PackingRow parallel{"WriteLayer, " + std::to_string(cores) + " threads", {}, 0};
   PackingRow single{"WriteLayer, 1 thread", {}, 0};
+  PackingRow zstd{"WriteLayer zstd, " + std::to_string(cores) + " threads", {}, 0};
   // Read once, untimed, so every timed run finds the tree in the page cache.
   reference.output_bytes = TarGzipBytes(tree);
   std::printf("load average before packing: %s\n", bench::LoadAverage().c_str());
   for (int run = 0; run < runs; ++run) {
     reference.runs.push_back(PackWithTarGzip(tree));
-    parallel.runs.push_back(PackWithWriteLayer(tree, scratch.path(), 0, &parallel.output_bytes));
-    single.runs.push_back(PackWithWriteLayer(tree, scratch.path(), 1, &single.output_bytes));
+    parallel.runs.push_back(PackWithWriteLayer(tree, scratch.path(), 0, spec::Compression::kGzip,
+                                               &parallel.output_bytes));
+    single.runs.push_back(PackWithWriteLayer(tree, scratch.path(), 1, spec::Compression::kGzip,
+                                             &single.output_bytes));
+    zstd.runs.push_back(
+        PackWithWriteLayer(tree, scratch.path(), 0, spec::Compression::kZstd, &zstd.output_bytes));
     std::printf(
         "  run %d/%d (wall/cpu s): tar|gzip %.2f/%.2f, WriteLayer %.2f/%.2f, "
-        "WriteLayer 1 thread %.2f/%.2f\n",
+        "WriteLayer 1 thread %.2f/%.2f, WriteLayer zstd %.2f/%.2f\n",
         run + 1, runs, reference.runs.back().wall, reference.runs.back().cpu,
         parallel.runs.back().wall, parallel.runs.back().cpu, single.runs.back().wall,
-        single.runs.back().cpu);
+        single.runs.back().cpu, zstd.runs.back().wall, zstd.runs.back().cpu);
   }
   std::printf("load average after packing: %s\n", bench::LoadAverage().c_str());
 
   const double reference_median = reference.MedianWall();
   std::printf("\nPacking %.1f MiB in %llu files (median of %d runs)\n", stats.bytes / kMiB,
               static_cast<unsigned long long>(stats.files), runs);
-  std::printf("  %-24s %8s %8s %9s %8s %10s %10s %10s\n", "", "wall s", "MiB/s", "vs tar|gz",
+  std::printf("  %-28s %8s %8s %9s %8s %10s %10s %10s\n", "", "wall s", "MiB/s", "vs tar|gz",
               "CPU s", "MiB/CPU s", "output MiB", "out/in");
-  for (const PackingRow* row : {&reference, &parallel, &single}) {
+  for (const PackingRow* row : {&reference, &parallel, &single, &zstd}) {
     double wall = row->MedianWall();
     double cpu = row->MedianCpu();
-    std::printf("  %-24s %8.2f %8.1f %8.2fx %8.2f %10.1f %10.1f %10.3f\n", row->name.c_str(), wall,
+    std::printf("  %-28s %8.2f %8.1f %8.2fx %8.2f %10.1f %10.1f %10.3f\n", row->name.c_str(), wall,
                 stats.bytes / kMiB / wall, reference_median / wall, cpu, stats.bytes / kMiB / cpu,
                 row->output_bytes / kMiB,
                 static_cast<double>(row->output_bytes) / std::max<std::uint64_t>(1, stats.bytes));

@@ -13,6 +13,7 @@ inline constexpr char kOciManifestMediaType[] = "application/vnd.oci.image.manif
 inline constexpr char kOciIndexMediaType[] = "application/vnd.oci.image.index.v1+json";
 inline constexpr char kOciConfigMediaType[] = "application/vnd.oci.image.config.v1+json";
 inline constexpr char kOciLayerGzipMediaType[] = "application/vnd.oci.image.layer.v1.tar+gzip";
+inline constexpr char kOciLayerZstdMediaType[] = "application/vnd.oci.image.layer.v1.tar+zstd";
 inline constexpr char kOciLayerTarMediaType[] = "application/vnd.oci.image.layer.v1.tar";
 /// Docker's image manifest schema 2 and manifest list, which registries still
 /// serve for most images: pulled and stored as they are (their digests are

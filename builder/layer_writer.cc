@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -59,24 +60,31 @@ struct Block {
   bool failed = false;
 };
 
-// Compresses blocks into gzip members, each a complete gzip file of its own.
-// One per compressing thread: a z_stream is not shared.
+// Compresses blocks into the members of a layer blob, each a complete gzip
+// file or zstd frame of its own, from a fresh state: its bytes depend only
+// on the block's bytes, the format and the level. One per compressing
+// thread: a compression context is not shared.
 class MemberCompressor {
  public:
-  explicit MemberCompressor(int level) {
+  virtual ~MemberCompressor() = default;
+  virtual bool ok() const = 0;
+  virtual bool Compress(Block& block) = 0;
+};
+
+class GzipMemberCompressor : public MemberCompressor {
+ public:
+  explicit GzipMemberCompressor(int level) {
     std::memset(&stream_, 0, sizeof stream_);
     // windowBits 15 + 16: a gzip wrapper. The header is pinned below.
     ok_ = deflateInit2(&stream_, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK;
   }
-  ~MemberCompressor() { deflateEnd(&stream_); }
-  MemberCompressor(const MemberCompressor&) = delete;
-  MemberCompressor& operator=(const MemberCompressor&) = delete;
+  ~GzipMemberCompressor() override { deflateEnd(&stream_); }
+  GzipMemberCompressor(const GzipMemberCompressor&) = delete;
+  GzipMemberCompressor& operator=(const GzipMemberCompressor&) = delete;
 
-  bool ok() const { return ok_; }
+  bool ok() const override { return ok_; }
 
-  // Every member is deflated from a fresh state, so its bytes depend only
-  // on the block's bytes and the level.
-  bool Compress(Block& block) {
+  bool Compress(Block& block) override {
     if (deflateReset(&stream_) != Z_OK) return false;
     gz_header header;
     std::memset(&header, 0, sizeof header);  // no name, no comment, no extra, mtime 0
@@ -97,6 +105,45 @@ class MemberCompressor {
   bool ok_ = false;
 };
 
+// zstd frames are compressed by one thread each (nbWorkers 0: zstd's own
+// multithreading is reproducible too, but its jobs are not our blocks), with
+// the level, checksum and content size pinned and no dictionary: the same
+// block gives the same frame with the same libzstd.
+class ZstdFrameCompressor : public MemberCompressor {
+ public:
+  explicit ZstdFrameCompressor(int level) : context_(ZSTD_createCCtx()) {
+    ok_ = context_ != nullptr &&
+          !ZSTD_isError(ZSTD_CCtx_setParameter(context_, ZSTD_c_compressionLevel, level)) &&
+          !ZSTD_isError(ZSTD_CCtx_setParameter(context_, ZSTD_c_checksumFlag, 1)) &&
+          !ZSTD_isError(ZSTD_CCtx_setParameter(context_, ZSTD_c_contentSizeFlag, 1)) &&
+          !ZSTD_isError(ZSTD_CCtx_setParameter(context_, ZSTD_c_dictIDFlag, 0));
+  }
+  ~ZstdFrameCompressor() override { ZSTD_freeCCtx(context_); }
+  ZstdFrameCompressor(const ZstdFrameCompressor&) = delete;
+  ZstdFrameCompressor& operator=(const ZstdFrameCompressor&) = delete;
+
+  bool ok() const override { return ok_; }
+
+  bool Compress(Block& block) override {
+    block.member.resize(ZSTD_compressBound(block.tar_size));
+    std::size_t size = ZSTD_compress2(context_, block.member.data(), block.member.size(),
+                                      block.tar.get(), block.tar_size);
+    if (ZSTD_isError(size)) return false;
+    block.member.resize(size);
+    return true;
+  }
+
+ private:
+  ZSTD_CCtx* context_;
+  bool ok_ = false;
+};
+
+std::unique_ptr<MemberCompressor> MakeCompressor(const LayerOptions& options) {
+  if (options.compression == spec::Compression::kZstd)
+    return std::make_unique<ZstdFrameCompressor>(options.zstd_level);
+  return std::make_unique<GzipMemberCompressor>(options.gzip_level);
+}
+
 // Where the tar bytes go. The calling thread hashes them (DiffID) and cuts
 // them into blocks; worker threads compress the blocks; the calling thread
 // writes the members in order to the temporary blob file, hashing them
@@ -104,10 +151,10 @@ class MemberCompressor {
 // memory stays bounded whatever the layer's size.
 class CompressingSink {
  public:
-  CompressingSink(int fd, int level, int threads)
+  CompressingSink(int fd, const LayerOptions& options, int threads)
       : fd_(fd), threads_(threads), max_in_flight_(static_cast<std::size_t>(2 * threads)) {
     for (int i = 0; i < threads_; ++i) {
-      compressors_.push_back(std::make_unique<MemberCompressor>(level));
+      compressors_.push_back(MakeCompressor(options));
       if (!compressors_.back()->ok()) ok_ = false;
     }
   }
@@ -249,7 +296,7 @@ class CompressingSink {
       std::unique_lock<std::mutex> lock(mutex_);
       block_done_.wait(lock, [&] { return block.done; });
     }
-    if (block.failed) return Fail("cannot gzip the layer");
+    if (block.failed) return Fail("cannot compress the layer");
     blob_hash_.Update(block.member.data(), block.member.size());
     compressed_size_ += block.member.size();
     std::size_t written = 0;
@@ -379,6 +426,13 @@ core::Status WriteEntry(EntryWriter& writer, const LayerEntry& entry) {
       break;
     }
   }
+  // libarchive writes an entry's xattrs last added first: added in reverse,
+  // they come in name order.
+  for (auto xattr = entry.xattrs.rbegin(); xattr != entry.xattrs.rend(); ++xattr) {
+    const auto& [name, value] = *xattr;
+    if (IsLayerXattr(name))
+      archive_entry_xattr_add_entry(header.get(), name.c_str(), value.data(), value.size());
+  }
   FileDescriptor file(fd);
   if (archive_write_header(writer.archive, header.get()) != ARCHIVE_OK) {
     return writer.ArchiveError("cannot write layer entry " + entry.path);
@@ -423,6 +477,10 @@ class TempFile {
 
 }  // namespace
 
+bool IsLayerXattr(std::string_view name) {
+  return name == "security.capability" || (name.starts_with("user.") && name.size() > 5);
+}
+
 std::int64_t SourceDateEpoch() {
   const char* text = std::getenv("SOURCE_DATE_EPOCH");
   if (text == nullptr || *text == '\0') return 0;
@@ -446,12 +504,21 @@ core::Result<Layer> WriteLayer(std::vector<LayerEntry> entries, ContentStore& st
     }
     // Declared before the archive, so the archive is freed (and stops
     // writing to it) before the sink stops its threads.
-    CompressingSink sink(fd.get(), options.gzip_level, CompressingThreads(options.threads));
+    CompressingSink sink(fd.get(), options, CompressingThreads(options.threads));
+    const bool zstd = options.compression == spec::Compression::kZstd;
     if (!sink.ok()) {
-      return LayerError("cannot start gzip at level " + std::to_string(options.gzip_level));
+      return LayerError(std::string("cannot start ") + (zstd ? "zstd" : "gzip") + " at level " +
+                        std::to_string(zstd ? options.zstd_level : options.gzip_level));
     }
     std::unique_ptr<struct archive, ArchiveFree> archive(archive_write_new());
     archive_write_set_format_pax_restricted(archive.get());
+    // Extended attributes as SCHILY.xattr.NAME only (what GNU tar, Go's
+    // archive/tar and umoci read), not also libarchive's own copy of them.
+    if (archive_write_set_format_option(archive.get(), "pax", "xattrheader", "SCHILY") !=
+        ARCHIVE_OK) {
+      return LayerError(std::string("cannot set up the layer tar: ") +
+                        archive_error_string(archive.get()));
+    }
     archive_write_add_filter_none(archive.get());
     // No blocking in libarchive: data goes straight to the sink, which pads
     // the end to a whole record itself.
@@ -474,7 +541,10 @@ core::Result<Layer> WriteLayer(std::vector<LayerEntry> entries, ContentStore& st
     }
     if (!sink.Finish()) return *sink.error();
     layer.diff_id = sink.diff_id();
-    layer.blob = Descriptor{kOciLayerGzipMediaType, sink.blob_digest(), sink.compressed_size(), {}};
+    layer.blob = Descriptor{zstd ? kOciLayerZstdMediaType : kOciLayerGzipMediaType,
+                            sink.blob_digest(),
+                            sink.compressed_size(),
+                            {}};
     if (!store.HasBlob(layer.blob.digest)) {
       auto adopted = store.AdoptBlob(temp.path(), layer.blob.digest);
       if (!adopted) return adopted.error();

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -167,6 +168,7 @@ struct ArchiveReadFree {
 std::vector<ReadEntry> ReadLayer(const fs::path& blob) {
   std::unique_ptr<struct archive, ArchiveReadFree> archive(archive_read_new());
   archive_read_support_filter_gzip(archive.get());
+  archive_read_support_filter_zstd(archive.get());
   archive_read_support_format_tar(archive.get());
   REQUIRE(archive_read_open_filename(archive.get(), blob.c_str(), 1 << 16) == ARCHIVE_OK);
   std::vector<ReadEntry> entries;
@@ -204,10 +206,12 @@ std::size_t CountFiles(const fs::path& dir) {
   return count;
 }
 
-LayerOptions Options(std::int64_t epoch, int threads = 0) {
+LayerOptions Options(std::int64_t epoch, int threads = 0,
+                     spec::Compression compression = spec::Compression::kGzip) {
   LayerOptions options;
   options.source_date_epoch = epoch;
   options.threads = threads;
+  options.compression = compression;
   return options;
 }
 
@@ -347,6 +351,88 @@ TEST_CASE("the layer is the same whatever the number of threads", "[layer_writer
     CHECK(layer->blob.size == reference->blob.size);
     CHECK(ReadFile(store->BlobPath(layer->blob.digest)).size() == layer->blob.size);
   }
+}
+
+TEST_CASE("a zstd layer is one bare zstd frame per member, the same whatever the threads",
+          "[layer_writer]") {
+  TempDir dir;
+  WriteFile(dir.path() / "big", MixedBytes(3 * kLayerMemberBytes + 12345, 7));
+  std::optional<Layer> reference;
+  for (int threads : {1, 2, 3, 0}) {
+    INFO(threads << " threads");
+    auto store = ContentStore::Open(dir.path() / ("store" + std::to_string(threads)));
+    REQUIRE(store);
+    auto layer = WriteLayer({File("big", dir.path() / "big")}, *store,
+                            Options(0, threads, spec::Compression::kZstd));
+    REQUIRE(layer);
+    CHECK(layer->blob.media_type == kOciLayerZstdMediaType);
+    if (reference) {
+      CHECK(layer->blob.digest == reference->blob.digest);
+      CHECK(layer->diff_id == reference->diff_id);
+      continue;
+    }
+    reference = *layer;
+    std::string blob = ReadFile(store->BlobPath(layer->blob.digest));
+    CHECK(core::Sha256Digest(blob) == layer->blob.digest);
+    // Frame by frame: each decompresses alone, with its size in its header,
+    // a checksum and no dictionary; together they are the tar of the DiffID.
+    std::string tar;
+    std::size_t frames = 0;
+    for (std::size_t offset = 0; offset < blob.size(); ++frames) {
+      std::size_t frame = ZSTD_findFrameCompressedSize(blob.data() + offset, blob.size() - offset);
+      REQUIRE_FALSE(ZSTD_isError(frame));
+      unsigned long long content = ZSTD_getFrameContentSize(blob.data() + offset, frame);
+      REQUIRE(content <= kLayerMemberBytes);
+      CHECK(ZSTD_getDictID_fromFrame(blob.data() + offset, frame) == 0);
+      CHECK((static_cast<unsigned char>(blob[offset + 4]) & 0x04) != 0);  // content checksum
+      std::string piece(content, '\0');
+      REQUIRE(ZSTD_decompress(piece.data(), piece.size(), blob.data() + offset, frame) == content);
+      tar += piece;
+      offset += frame;
+    }
+    CHECK(frames == (tar.size() + kLayerMemberBytes - 1) / kLayerMemberBytes);
+    CHECK(frames == 4);
+    CHECK(core::Sha256Digest(tar) == layer->diff_id);
+    // libarchive, as UnpackLayer and the agents read layers, reads every frame.
+    std::vector<ReadEntry> read = ReadLayer(store->BlobPath(layer->blob.digest));
+    REQUIRE(read.size() == 1);
+    CHECK(read[0].content == ReadFile(dir.path() / "big"));
+  }
+  // The same entries in gzip: the same tar, another blob.
+  auto store = ContentStore::Open(dir.path() / "gzip");
+  REQUIRE(store);
+  auto gzip = WriteLayer({File("big", dir.path() / "big")}, *store, Options(0));
+  REQUIRE(gzip);
+  CHECK(gzip->diff_id == reference->diff_id);
+  CHECK(gzip->blob.digest != reference->blob.digest);
+}
+
+TEST_CASE("a layer carries capabilities and user xattrs as SCHILY.xattr records only",
+          "[layer_writer]") {
+  TempDir dir;
+  auto store = ContentStore::Open(dir.path() / "store");
+  REQUIRE(store);
+  WriteFile(dir.path() / "tool", "tool");
+  LayerEntry tool = File("bin/tool", dir.path() / "tool");
+  tool.xattrs = {{"security.capability", std::string("\x01\x00\x00\x02\x00\x04", 6)},
+                 {"user.b", "2"},
+                 {"user.a", "1"},
+                 {"security.selinux", "label"},
+                 {"trusted.overlay.opaque", "y"}};
+  LayerEntry folder = Folder("srv");
+  folder.xattrs = {{"user.role", "data"}};
+  auto layer = WriteLayer({tool, folder}, *store, Options(0));
+  REQUIRE(layer);
+  Gunzipped tar = Gunzip(ReadFile(store->BlobPath(layer->blob.digest)));
+  REQUIRE(tar.ok);
+  CHECK(tar.content.find("SCHILY.xattr.user.a=1\n") != std::string::npos);
+  CHECK(tar.content.find("SCHILY.xattr.user.role=data\n") != std::string::npos);
+  CHECK(tar.content.find("SCHILY.xattr.security.capability=") != std::string::npos);
+  CHECK(tar.content.find("LIBARCHIVE.xattr") == std::string::npos);
+  CHECK(tar.content.find("selinux") == std::string::npos);
+  CHECK(tar.content.find("trusted") == std::string::npos);
+  // In name order, whatever order they were given in.
+  CHECK(tar.content.find("user.a=") < tar.content.find("user.b="));
 }
 
 TEST_CASE("an empty layer is a record of zeros", "[layer_writer]") {

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "builder/layer_writer.h"
 #include "core/unique_fd.h"
 
 namespace builder {
@@ -255,6 +256,8 @@ class LayerUnpacker {
       if (!folder.valid()) return FailErrno(name, "cannot open the folder");
       auto owned = SetOwnerAndMode(name, folder.get(), uid, gid, mode);
       if (!owned) return owned;
+      auto attributes = SetXattrs(name, folder.get(), entry);
+      if (!attributes) return attributes;
       folder_times_.push_back({*components, times[1]});
       return core::Ok{};
     }
@@ -287,6 +290,8 @@ class LayerUnpacker {
     }
     auto owned = SetOwnerAndMode(name, file.get(), uid, gid, mode);
     if (!owned) return owned;
+    auto attributes = SetXattrs(name, file.get(), entry);
+    if (!attributes) return attributes;
     if (futimens(file.get(), times) != 0) return FailErrno(name, "cannot set the mtime");
     return core::Ok{};
   }
@@ -297,6 +302,24 @@ class LayerUnpacker {
     if (fchown(fd, uid, gid) != 0 && !MayIgnoreChown())
       return FailErrno(name, "cannot set the owner");
     if (fchmod(fd, mode) != 0) return FailErrno(name, "cannot set the mode");
+    return core::Ok{};
+  }
+
+  // The entry's extended attributes that layers carry (IsLayerXattr), on
+  // the file or folder open as `fd`; after its owner and content, since
+  // chown and writes drop file capabilities. Any other name (trusted.*,
+  // security.selinux, ...) is skipped: a layer never sets overlayfs's
+  // markers or the host's labels.
+  core::Status SetXattrs(const std::string& name, int fd, archive_entry* entry) const {
+    archive_entry_xattr_reset(entry);
+    const char* key = nullptr;
+    const void* value = nullptr;
+    size_t size = 0;
+    while (archive_entry_xattr_next(entry, &key, &value, &size) == ARCHIVE_OK) {
+      if (!IsLayerXattr(key)) continue;
+      if (fsetxattr(fd, key, value, size, 0) != 0 && !MayIgnoreChown())
+        return FailErrno(name, std::string("cannot set the extended attribute ") + key);
+    }
     return core::Ok{};
   }
 

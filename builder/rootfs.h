@@ -17,7 +17,9 @@ namespace builder {
 /// - mode (with setuid/setgid/sticky), numeric uid and gid, symlinks,
 ///   hardlinks and mtimes are kept (folders' mtimes are set last, so that
 ///   their own content does not bump them); device nodes, fifos and sockets
-///   are skipped; extended attributes are not applied.
+///   are skipped; the extended attributes layers carry (IsLayerXattr:
+///   `security.capability`, `user.*`) are set on files and folders, others
+///   are ignored.
 ///
 /// It is built for hostile layers: nothing is ever written, deleted, chmod'ed,
 /// chown'ed or linked outside `root`. Every parent path is resolved with

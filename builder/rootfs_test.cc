@@ -442,6 +442,73 @@ TEST_CASE("UnpackLayer in overlay form keeps whiteouts as overlayfs markers", "[
   sandbox.RequireOutsideUntouched();
 }
 
+std::string Xattr(const fs::path& path, const char* name) {
+  char value[256];
+  ssize_t size = lgetxattr(path.c_str(), name, value, sizeof value);
+  return size < 0 ? "" : std::string(value, static_cast<std::size_t>(size));
+}
+
+// security.capability for cap_net_bind_service=ep, as setcap writes it.
+const std::string kNetBindCapability(
+    "\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+
+TEST_CASE("UnpackLayer sets capabilities and user xattrs, and no other attribute",
+          "[rootfs][hostile]") {
+  if (geteuid() != 0) {
+    WARN("skipped: security.capability and trusted.* attributes need root");
+    return;
+  }
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
+  const fs::path root = sandbox.root();
+  // Capabilities outlive the owner and content being set (both drop them).
+  TarItem tool = File("bin/tool", "#!/bin/sh\n", 0755);
+  tool.uid = 1000;
+  tool.xattrs = {{"security.capability", kNetBindCapability}, {"user.origin", "build"}};
+  TarItem folder = Folder("srv");
+  folder.xattrs = {{"user.role", "data"},
+                   {"trusted.overlay.opaque", "y"},
+                   {"trusted.overlay.redirect", "/etc"},
+                   {"security.selinux", "system_u:object_r:shadow_t:s0"}};
+  REQUIRE(sandbox.Unpack({tool, folder, File("srv/file", "kept")}).ok());
+  CHECK(Xattr(root / "bin/tool", "security.capability") == kNetBindCapability);
+  CHECK(Xattr(root / "bin/tool", "user.origin") == "build");
+  CHECK(Lstat(root / "bin/tool").st_uid == 1000);
+  CHECK(Xattr(root / "srv", "user.role") == "data");
+  CHECK(Xattr(root / "srv", "trusted.overlay.opaque").empty());
+  CHECK(Xattr(root / "srv", "trusted.overlay.redirect").empty());
+  CHECK(Xattr(root / "srv", "security.selinux") != "system_u:object_r:shadow_t:s0");
+  sandbox.RequireOutsideUntouched();
+}
+
+TEST_CASE("UnpackLayer sets xattrs only inside the root", "[rootfs][hostile]") {
+  if (geteuid() != 0) {
+    WARN("skipped: security.capability needs root");
+    return;
+  }
+  const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
+  Sandbox sandbox(mode);
+  const fs::path root = sandbox.root();
+  const std::string outside = sandbox.outside().string();
+  auto with_xattrs = [](TarItem item) {
+    item.xattrs = {{"security.capability", kNetBindCapability}, {"user.owned", "yes"}};
+    return item;
+  };
+  REQUIRE(
+      sandbox
+          .Unpack({Folder(sandbox.outside_in_root()), Symlink("evil", outside),
+                   with_xattrs(File("evil/victim", "owned")), with_xattrs(Folder("evil/sub")),
+                   Symlink("file-link", outside + "/victim"),
+                   with_xattrs(File("file-link", "owned")), Symlink("dir-link", outside + "/sub"),
+                   with_xattrs(Folder("dir-link")), Symlink("up", "../../../.."),
+                   with_xattrs(File("up" + outside + "/sub/dir/file", "owned"))})
+          .ok());
+  CHECK(Xattr(root / sandbox.outside_in_root() / "victim", "user.owned") == "yes");
+  CHECK(Xattr(root / "file-link", "security.capability") == kNetBindCapability);
+  CHECK(fs::is_directory(fs::symlink_status(root / "dir-link")));
+  sandbox.RequireOutsideUntouched();
+}
+
 TEST_CASE("UnpackLayer in overlay form keeps whiteouts inside the root", "[rootfs][hostile]") {
   if (geteuid() != 0) {
     WARN("skipped: whiteout devices and trusted.* attributes need root");

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +57,56 @@ core::Error WalkError(const std::filesystem::path& root, const std::string& path
   std::string where = path.empty() ? root.string() : (root / path).string();
   return core::Error{
       core::ErrorCode::kIo, "cannot " + what + " " + where + ": " + std::strerror(errno), {}};
+}
+
+/// Reads `size` bytes or fewer of a list or value into `buffer`, growing it
+/// while the attribute grows under it.
+template <typename Read>
+bool ReadGrowing(std::string* buffer, Read read) {
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    ssize_t size = read(nullptr, 0);
+    if (size < 0) return false;
+    buffer->resize(static_cast<std::size_t>(size));
+    if (size == 0) return true;
+    size = read(buffer->data(), buffer->size());
+    if (size >= 0) {
+      buffer->resize(static_cast<std::size_t>(size));
+      return true;
+    }
+    if (errno != ERANGE) return false;
+  }
+  return false;
+}
+
+/// The extended attributes of `path` that layers carry (IsLayerXattr),
+/// without following a symlink. A file system without xattrs has none.
+core::Result<std::map<std::string, std::string>> LayerXattrs(const std::filesystem::path& root,
+                                                             const std::string& path) {
+  std::map<std::string, std::string> xattrs;
+  const std::string full = (root / path).string();
+  std::string names;
+  if (!ReadGrowing(&names, [&](char* list, std::size_t size) {
+        return llistxattr(full.c_str(), list, size);
+      })) {
+    if (errno == ENOTSUP) return xattrs;
+    return WalkError(root, path, "list the extended attributes of");
+  }
+  for (std::size_t start = 0; start < names.size();) {
+    std::size_t end = names.find('\0', start);
+    if (end == std::string::npos) end = names.size();
+    std::string name = names.substr(start, end - start);
+    start = end + 1;
+    if (!IsLayerXattr(name)) continue;
+    std::string value;
+    if (!ReadGrowing(&value, [&](char* data, std::size_t size) {
+          return lgetxattr(full.c_str(), name.c_str(), data, size);
+        })) {
+      if (errno == ENODATA) continue;  // removed since it was listed
+      return WalkError(root, path, "read the extended attribute " + name + " of");
+    }
+    xattrs.emplace(std::move(name), std::move(value));
+  }
+  return xattrs;
 }
 
 /// Records every entry under `dir_fd` (the folder `folder` of `root`).
@@ -114,6 +165,11 @@ core::Status Walk(const std::filesystem::path& root, int dir_fd, const std::stri
     node.device = info.st_dev;
     node.inode = info.st_ino;
     node.link_count = info.st_nlink;
+    if (node.type != TreeNode::Type::kSymlink) {
+      auto xattrs = LayerXattrs(root, path);
+      if (!xattrs) return xattrs.error();
+      node.xattrs = std::move(xattrs).value();
+    }
     const bool is_folder = node.type == TreeNode::Type::kDirectory;
     nodes->emplace(path, std::move(node));
     if (is_folder) {
@@ -129,7 +185,7 @@ core::Status Walk(const std::filesystem::path& root, int dir_fd, const std::stri
 /// Whether a path that kept its type and (for a folder) its inode changed.
 bool Changed(const TreeNode& before, const TreeNode& after) {
   if (before.mode != after.mode || before.uid != after.uid || before.gid != after.gid ||
-      before.mtime_ns != after.mtime_ns) {
+      before.mtime_ns != after.mtime_ns || before.xattrs != after.xattrs) {
     return true;
   }
   switch (after.type) {
@@ -159,9 +215,11 @@ LayerEntry EntryFor(const std::filesystem::path& root, const std::string& path,
     case TreeNode::Type::kFile:
       entry.type = LayerEntry::Type::kFile;
       entry.source = root / path;
+      entry.xattrs = node.xattrs;
       break;
     case TreeNode::Type::kDirectory:
       entry.type = LayerEntry::Type::kDirectory;
+      entry.xattrs = node.xattrs;
       break;
     case TreeNode::Type::kSymlink:
       entry.type = LayerEntry::Type::kSymlink;
@@ -262,6 +320,7 @@ core::Result<std::vector<LayerEntry>> DiffTree(const TreeSnapshot& before,
         entry.type = LayerEntry::Type::kHardlink;
         entry.link_target = first->second;
         entry.source.clear();
+        entry.xattrs.clear();  // the inode's, written with the first path
       }
     }
     entries.push_back(std::move(entry));

@@ -25,11 +25,13 @@ struct TreeNode {
   std::uint64_t device = 0;
   std::uint64_t inode = 0;
   std::uint64_t link_count = 0;
-  std::string link_target;  // kSymlink
+  std::string link_target;                    // kSymlink
+  std::map<std::string, std::string> xattrs;  // kFile, kDirectory: the IsLayerXattr ones
 };
 
 /// What a folder held at one moment: per path the type, mode, uid, gid,
-/// size, mtime, inode, ctime (ns) and link target — enough to tell afterwards
+/// size, mtime, inode, ctime (ns), link target and the extended attributes
+/// layers carry (IsLayerXattr) — enough to tell afterwards
 /// what changed without reading contents (ctime changes on any write, chmod,
 /// chown or link and cannot be set by users). A `run` step takes one of its
 /// root before the command and hands it to DiffTree after.
@@ -51,9 +53,10 @@ class TreeSnapshot {
 /// The layer entries that turn `before` into the current content of `root`:
 /// - new and changed files, folders and symlinks, each with its parent
 ///   folders (so that their modes and owners are right when unpacked);
-///   files compare by inode, size, mtime, ctime, mode and owner, folders by
-///   inode, mode, owner and mtime (a folder's ctime moves with every entry
-///   added or removed, which the entries themselves already say);
+///   files compare by inode, size, mtime, ctime, mode, owner and xattrs,
+///   folders by inode, mode, owner, mtime and xattrs (a folder's ctime moves
+///   with every entry added or removed, which the entries themselves already
+///   say), so a command that only sets a capability changes the file;
 /// - a whiteout `DIR/.wh.NAME` for each deleted path, only the topmost one
 ///   (nothing inside a deleted folder), and none where the path now holds
 ///   something of another type (the new entry replaces it when unpacked);

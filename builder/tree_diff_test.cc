@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -235,6 +236,44 @@ TEST_CASE("DiffTree gives mtimes in seconds and the owners of the tree", "[tree_
   CHECK(entries[0].uid == 42);
   CHECK(entries[0].gid == 43);
   CHECK(entries[0].mode == 04751);
+}
+
+// security.capability for cap_net_bind_service=ep (VFS_CAP_REVISION_2,
+// effective), what `setcap cap_net_bind_service=+ep FILE` writes.
+const std::string kNetBindCapability(
+    "\x01\x00\x00\x02\x00\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00", 20);
+
+void SetXattr(const fs::path& path, const char* name, const std::string& value) {
+  INFO(path << " " << name);
+  REQUIRE(lsetxattr(path.c_str(), name, value.data(), value.size(), 0) == 0);
+}
+
+TEST_CASE("DiffTree carries capabilities and user xattrs, and a change to one alone is a change",
+          "[tree_diff]") {
+  if (geteuid() != 0) {
+    WARN("skipped: setting security.capability needs root");
+    return;
+  }
+  TempTree tree;
+  SetXattr(tree / "a/other", "user.kept", "same");
+  TreeSnapshot before = tree.Snapshot();
+  CHECK(before.nodes().at("a/other").xattrs ==
+        std::map<std::string, std::string>{{"user.kept", "same"}});
+  SetXattr(tree / "a/file", "security.capability", kNetBindCapability);
+  SetXattr(tree / "b", "user.note", "folder");
+  auto entries = tree.Entries(before);
+  std::map<std::string, std::map<std::string, std::string>> xattrs;
+  for (const LayerEntry& entry : entries) xattrs[entry.path] = entry.xattrs;
+  CHECK(xattrs == std::map<std::string, std::map<std::string, std::string>>{
+                      {"a", {}},
+                      {"a/file", {{"security.capability", kNetBindCapability}}},
+                      {"b", {{"user.note", "folder"}}}});
+  TreeSnapshot after = tree.Snapshot();
+  CHECK(tree.Diff(after).empty());
+  SetXattr(tree / "t", "trusted.not-carried", "x");  // not a layer's: no change
+  CHECK(tree.Diff(after).empty());
+  REQUIRE(lremovexattr((tree / "b").c_str(), "user.note") == 0);
+  CHECK(tree.Diff(after) == Lines{"b dir"});
 }
 
 }  // namespace

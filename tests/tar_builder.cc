@@ -152,6 +152,8 @@ bool WriteTar(const fs::path& path, const std::vector<TarItem>& items, bool gzip
         *err = std::string("unknown tar item type '") + item.type + "'";
         return false;
     }
+    for (const auto& [name, value] : item.xattrs)
+      archive_entry_xattr_add_entry(entry.get(), name.c_str(), value.data(), value.size());
     if (archive_write_header(archive.get(), entry.get()) != ARCHIVE_OK)
       return failed("cannot write the header of " + item.name);
     if (item.type == 'f' && !item.data.empty() &&

@@ -30,6 +30,7 @@ struct TarItem {
   std::string link;           // the target of a symlink or hardlink
   unsigned device_major = 1;  // of a 'c' or 'b' entry: 1/3 is /dev/null
   unsigned device_minor = 3;
+  std::map<std::string, std::string> xattrs;  // written as pax xattr records
 };
 
 TarItem Item(std::string name, char type, unsigned mode);
