@@ -8,6 +8,7 @@
 #include <set>
 
 #include "builder/layer_cache.h"
+#include "builder/store_lock.h"
 #include "core/atomic_file.h"
 
 namespace builder {
@@ -149,6 +150,8 @@ core::Result<CacheListing> CacheInventory::List() const {
 core::Result<PruneReport> CacheInventory::Prune(const PruneOptions& options) const {
   std::error_code error;
   fs::create_directories(store_.PrivateDir(), error);  // a layout gantry did not make has none
+  auto builds = StoreLock::ForPrune(store_, options.lock_timeout);
+  if (!builds) return builds.error();
   auto lock = core::FileLock::Acquire(store_.PrivateDir() / "lock");
   if (!lock) return lock.error();
   // Decided entirely before anything is removed: an error leaves the store as it was.
@@ -202,6 +205,19 @@ core::Result<PruneReport> CacheInventory::Prune(const PruneOptions& options) con
       return InventoryError("cannot remove the blob: " + error.message(), path);
     ++report.blobs_removed;
     report.bytes_freed += size;
+  }
+  // No build runs: what builds left in the temporary folder is an interrupted one's.
+  const fs::path temp = store_.PrivateDir() / "tmp";
+  for (const fs::directory_entry& item : fs::directory_iterator(temp, error)) {
+    const std::string name = item.path().filename().string();
+    if (!name.starts_with("root-") && !name.starts_with("debootstrap-") &&
+        !name.starts_with("layer-")) {
+      continue;  // a pull's download, or a stranger
+    }
+    if (fs::remove_all(item.path(), error) == static_cast<std::uintmax_t>(-1) || error)
+      return InventoryError("cannot remove a leftover scratch folder: " + error.message(),
+                            item.path());
+    ++report.scratch_removed;
   }
   return report;
 }

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -40,17 +41,24 @@ struct CacheListing {
 /// Blobs written less than `grace_seconds` ago are kept whatever refers to
 /// them: a build that runs now writes its layers, config and manifest before
 /// it tags the image (it holds the store lock only to tag).
+///
+/// Prune runs while no build does (StoreLock): it waits for running builds
+/// to end, up to `lock_timeout` (nullopt: as long as they take). It then
+/// also removes the scratch roots and half-written layers that interrupted
+/// builds left in `.gantry/tmp` (`root-*`, `debootstrap-*`, `layer-*`).
 struct PruneOptions {
   bool all = false;
   bool keep_tagged = false;
   std::int64_t grace_seconds = 15 * 60;
+  std::optional<std::chrono::milliseconds> lock_timeout;
 };
 
 struct PruneReport {
   std::size_t entries_removed = 0;
   std::size_t blobs_removed = 0;
-  std::uint64_t bytes_freed = 0;  // of the blobs removed
-  std::size_t blobs_too_new = 0;  // unreferenced, kept for the grace period
+  std::uint64_t bytes_freed = 0;    // of the blobs removed
+  std::size_t blobs_too_new = 0;    // unreferenced, kept for the grace period
+  std::size_t scratch_removed = 0;  // what interrupted builds left in .gantry/tmp
 };
 
 /// What a store holds for reuse, and the means to trim it: the layer cache's

@@ -14,6 +14,7 @@
 #include "builder/platform.h"
 #include "builder/registry_client.h"
 #include "builder/rootfs.h"
+#include "builder/store_lock.h"
 #include "builder/tree_diff.h"
 #include "core/canonical_json.h"
 #include "core/image_reference.h"
@@ -36,6 +37,14 @@ struct ImageState {
 
 std::string ChainKey(const std::string& parent, const json& step, const std::string& inputs) {
   return core::Sha256Digest(parent + "\n" + core::CanonicalJson(step) + "\n" + inputs);
+}
+
+// The key of a layer made with `compression`: gzip keys are as they were
+// before zstd existed (so caches and digests stay valid); a zstd layer of
+// the same step has a key of its own.
+std::string CompressedKey(const std::string& key, spec::Compression compression) {
+  if (compression == spec::Compression::kGzip) return key;
+  return ChainKey(key, json{{"compression", "zstd"}}, "");
 }
 
 std::string Timestamp(std::int64_t epoch) {
@@ -270,13 +279,14 @@ core::Result<ImageState> ResolveDebootstrapBase(const std::string& image,
   DebootstrapRecipe recipe = DebootstrapRecipe::ForHost(debootstrap.suite);
   ImageState state;
   state.key = recipe.CacheKey();
+  const std::string layer_key = CompressedKey(state.key, options.layer.compression);
   LayerCache cache(store);
-  std::optional<Layer> layer = options.no_cache ? std::nullopt : cache.Lookup(state.key);
+  std::optional<Layer> layer = options.no_cache ? std::nullopt : cache.Lookup(layer_key);
   if (!layer) {
     auto built = BuildDebootstrapBase(recipe, store, options.layer);
     if (!built)
       return core::Error{built.error().code, "image " + image + ": " + built.error().message, {}};
-    auto recorded = cache.Record(state.key, *built);
+    auto recorded = cache.Record(layer_key, *built);
     if (!recorded) return recorded.error();
     layer = *built;
   }
@@ -345,12 +355,17 @@ core::Result<Layer> RunStep(const std::string& image, std::size_t index, const C
 }  // namespace
 
 core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::Image& image) {
+  // Held for the whole build: a prune waits until the image is tagged.
+  auto in_use = StoreLock::ForBuild(store_);
+  if (!in_use) return in_use.error();
+  BuildOptions options = options_;
+  options.layer.compression = image.compression;
   auto report_step = [&](StepReport& report, bool finished,
                          std::chrono::steady_clock::time_point started) {
     report.finished = finished;
     report.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    if (options_.on_step) options_.on_step(report);
+    if (options.on_step) options.on_step(report);
   };
   auto base_started = std::chrono::steady_clock::now();
   StepReport base_report;
@@ -358,15 +373,16 @@ core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::I
   base_report.count = image.steps.size();
   base_report.description = "from " + spec::BaseToJson(image.base).dump();
   report_step(base_report, false, base_started);
-  auto base = ResolveBase(image, app.context, store_, options_);
+  auto base = ResolveBase(image, app.context, store_, options);
   if (!base) return base.error();
   base_report.has_layer = !base->layers.empty();
   base_report.cached = true;
   for (const Layer& layer : base->layers) base_report.layer_bytes += layer.blob.size;
   report_step(base_report, true, base_started);
   ImageState state = std::move(base).value();
+  state.key = CompressedKey(state.key, image.compression);
   LayerCache cache(store_);
-  const std::string created = Timestamp(options_.layer.source_date_epoch);
+  const std::string created = Timestamp(options.layer.source_date_epoch);
 
   for (std::size_t index = 0; index < image.steps.size(); ++index) {
     const spec::Step& step = image.steps[index];
@@ -388,7 +404,7 @@ core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::I
       std::string inputs;
       std::vector<LayerEntry> copied;
       if (const auto* copy = std::get_if<spec::CopyStep>(&step)) {
-        auto source = CollectCopySource(app.context, *copy, options_.layer.source_date_epoch);
+        auto source = CollectCopySource(app.context, *copy, options.layer.source_date_epoch);
         if (!source)
           return BuildError(image.name,
                             "step " + std::to_string(index + 1) + ": " + source.error().message);
@@ -396,15 +412,15 @@ core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::I
         copied = std::move(source->entries);
       }
       state.key = ChainKey(state.key, step_json, inputs);
-      std::optional<Layer> layer = options_.no_cache ? std::nullopt : cache.Lookup(state.key);
+      std::optional<Layer> layer = options.no_cache ? std::nullopt : cache.Lookup(state.key);
       report.cached = layer.has_value();
       if (!layer) {
         core::Result<Layer> written = core::Error{};
         if (std::holds_alternative<spec::CopyStep>(step)) {
-          written = WriteLayer(std::move(copied), store_, options_.layer);
+          written = WriteLayer(std::move(copied), store_, options.layer);
         } else {
           written = RunStep(image.name, index, *CommandOf(step), state.layers, state.settings,
-                            store_, options_.layer);
+                            store_, options.layer);
         }
         if (!written) return written.error();
         auto recorded = cache.Record(state.key, *written);
@@ -421,7 +437,7 @@ core::Result<BuiltImage> ImageBuilder::Build(const spec::App& app, const spec::I
 
   // An OCI manifest lists at least one layer: an image of settings alone gets an empty one.
   if (state.layers.empty()) {
-    auto empty = WriteLayer({}, store_, options_.layer);
+    auto empty = WriteLayer({}, store_, options.layer);
     if (!empty) return empty.error();
     state.layers.push_back(*empty);
     state.history.push_back({{"created", created}, {"created_by", "gantry empty layer"}});

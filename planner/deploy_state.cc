@@ -1,9 +1,6 @@
 #include "planner/deploy_state.h"
 
-#include <date/date.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <pwd.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -13,10 +10,10 @@
 #include <cstring>
 #include <set>
 #include <system_error>
-#include <thread>
 #include <utility>
 
 #include "core/atomic_file.h"
+#include "core/lock_holder.h"
 #include "core/random.h"
 #include "core/unique_fd.h"
 
@@ -26,8 +23,6 @@ namespace {
 using json = nlohmann::json;
 
 /// How often a waiting StateLock tries the lock again.
-constexpr std::chrono::milliseconds kLockPoll{50};
-
 core::Error Invalid(const std::string& member, const std::string& what) {
   return core::Error{core::ErrorCode::kInvalidArgument, "state: " + member + ": " + what, {}};
 }
@@ -60,36 +55,12 @@ core::Status MakeParent(const std::filesystem::path& path) {
   return core::Ok{};
 }
 
-std::string HostName() {
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0) return "unknown";
-  return name;
-}
-
-std::string UserName() {
-  const passwd* user = getpwuid(geteuid());
-  return user != nullptr ? user->pw_name : "uid " + std::to_string(geteuid());
-}
-
-/// The conflict a waiter reports, from what the holder wrote into the lock
-/// file (read through the waiter's own descriptor of it).
+/// The conflict a waiter reports, from what the holder wrote into the lock file.
 core::Error Locked(const std::filesystem::path& state_path, int fd) {
-  std::string content(4096, '\0');
-  ssize_t count = pread(fd, content.data(), content.size(), 0);
-  content.resize(count > 0 ? static_cast<std::size_t>(count) : 0);
-  json holder = json::parse(content, nullptr, false);
-  std::string who = "another process (which has not said who it is yet)";
-  if (holder.is_object() && holder.value("operation", json()).is_string() &&
-      holder.value("pid", json()).is_number_integer() &&
-      holder.value("hostname", json()).is_string() && holder.value("user", json()).is_string() &&
-      holder.value("since", json()).is_string()) {
-    who = holder["operation"].get<std::string>() + " (pid " +
-          std::to_string(holder["pid"].get<long long>()) + " on host " +
-          holder["hostname"].get<std::string>() + ", user " + holder["user"].get<std::string>() +
-          ", since " + holder["since"].get<std::string>() + ")";
-  }
   return core::Error{
-      core::ErrorCode::kConflict, "state " + state_path.string() + " is locked by " + who, {}};
+      core::ErrorCode::kConflict,
+      "state " + state_path.string() + " is locked by " + core::DescribeLockHolder(fd),
+      {}};
 }
 
 }  // namespace
@@ -206,34 +177,11 @@ core::Result<StateLock> StateLock::Acquire(const std::filesystem::path& state_pa
   core::UniqueFd fd(open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return IoError("cannot open the lock file", lock_path);
 
-  auto deadline = std::chrono::steady_clock::now() + wait;
-  while (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EINTR) continue;
-    if (errno != EWOULDBLOCK) return IoError("cannot lock", lock_path);
-    auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) return Locked(state_path, fd.get());
-    std::this_thread::sleep_for(
-        std::min<std::chrono::steady_clock::duration>(kLockPoll, deadline - now));
-  }
-
-  std::string holder =
-      json{{"operation", operation},
-           {"pid", getpid()},
-           {"hostname", HostName()},
-           {"user", UserName()},
-           {"since", date::format("%FT%TZ", std::chrono::floor<std::chrono::seconds>(
-                                                std::chrono::system_clock::now()))}}
-          .dump() +
-      "\n";
-  if (ftruncate(fd.get(), 0) != 0) return IoError("cannot write the lock file", lock_path);
-  std::size_t written = 0;
-  while (written < holder.size()) {
-    ssize_t count = pwrite(fd.get(), holder.data() + written, holder.size() - written,
-                           static_cast<off_t>(written));
-    if (count < 0 && errno == EINTR) continue;
-    if (count <= 0) return IoError("cannot write the lock file", lock_path);
-    written += static_cast<std::size_t>(count);
-  }
+  auto locked = core::FlockWithin(fd.get(), LOCK_EX, wait);
+  if (!locked) return IoError("cannot lock", lock_path);
+  if (!*locked) return Locked(state_path, fd.get());
+  if (!core::WriteLockHolder(fd.get(), operation))
+    return IoError("cannot write the lock file", lock_path);
   return StateLock(fd.release());
 }
 

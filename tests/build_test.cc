@@ -4,13 +4,17 @@
 #include <sys/stat.h>
 #include <utime.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
+#include "builder/rootfs.h"
 #include "tests/gantry_command.h"
 #include "tests/temp_dir.h"
 
@@ -84,6 +88,21 @@ void SetMtimes(const fs::path& root, std::time_t when) {
     };
     utime(entry.path().c_str(), &times);
   }
+}
+
+// Path, type, mode, owner and content (or link target) of everything under `root`.
+std::map<std::string, std::string> TreeListing(const fs::path& root) {
+  std::map<std::string, std::string> listing;
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    struct stat info {};
+    REQUIRE(lstat(entry.path().c_str(), &info) == 0);
+    std::string text = std::to_string(info.st_mode) + " " + std::to_string(info.st_uid) + ":" +
+                       std::to_string(info.st_gid) + " ";
+    if (S_ISREG(info.st_mode)) text += Read(entry.path());
+    if (S_ISLNK(info.st_mode)) text += fs::read_symlink(entry.path()).string();
+    listing[fs::relative(entry.path(), root).string()] = text;
+  }
+  return listing;
 }
 
 }  // namespace
@@ -268,4 +287,140 @@ TEST_CASE("concurrent builds sharing a store do not corrupt it") {
   std::string index = Read(out.path() / "shared" / "index.json");
   for (int i = 0; i < 4; ++i)
     CHECK(index.find("\"base" + std::to_string(i) + "\"") != std::string::npos);
+}
+
+TEST_CASE("a zstd image builds reproducibly, reads with skopeo and validates against the schemas") {
+  std::string spec = kSpec;
+  spec.replace(spec.find("    from: scratch\n"), 18, "    from: scratch\n    compression: zstd\n");
+  TempDir first, second, out, bundle;
+  WriteContext(first, spec);
+  WriteContext(second, spec);
+  SetMtimes(first.path(), 1'000'000'000);
+  SetMtimes(second.path(), 1'600'000'000);
+  CommandOutput a = Build(first.path() / "app.yaml", out.path() / "a");
+  CommandOutput b = Build(second.path() / "app.yaml", out.path() / "b");
+  INFO(a.err << b.err);
+  REQUIRE(a.exit_code == 0);
+  REQUIRE(b.exit_code == 0);
+  CHECK(DigestOf(a, "base") == DigestOf(b, "base"));
+  // Not the gzip image's digest, though the same tars: the key has the compression.
+  WriteContext(first);
+  CommandOutput gzip = Build(first.path() / "app.yaml", out.path() / "a");
+  REQUIRE(gzip.exit_code == 0);
+  CHECK(DigestOf(gzip, "base") != DigestOf(a, "base"));
+
+  CommandOutput checked = CheckLayout(out.path() / "b");
+  INFO(checked.out << checked.err);
+  CHECK(checked.exit_code == 0);
+  CommandOutput inspected =
+      RunProcess({"skopeo", "inspect", "--raw", "oci:" + (out.path() / "b").string() + ":base"});
+  INFO(inspected.err);
+  REQUIRE(inspected.exit_code == 0);
+  nlohmann::json manifest = nlohmann::json::parse(inspected.out);
+  REQUIRE(manifest["layers"].size() == 2);
+  for (const auto& layer : manifest["layers"])
+    CHECK(layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd");
+  CommandOutput described =
+      RunProcess({"skopeo", "inspect", "oci:" + (out.path() / "b").string() + ":base"});
+  INFO(described.err);
+  CHECK(described.exit_code == 0);
+  CHECK(nlohmann::json::parse(described.out)["Digest"] == DigestOf(b, "base"));
+
+  // umoci 0.4.7 (Debian 12) reads gzip layers only: the zstd image, unpacked
+  // with UnpackLayer, is the same tree as the gzip one unpacked with umoci.
+  REQUIRE(RunProcess({"umoci", "unpack", "--image", (out.path() / "a").string() + ":base",
+                      (bundle.path() / "g").string()})
+              .exit_code == 0);
+  fs::path zstd_root = bundle.path() / "z";
+  fs::create_directories(zstd_root);
+  for (const auto& layer : manifest["layers"]) {
+    std::string digest = layer["digest"];
+    REQUIRE(
+        builder::UnpackLayer(out.path() / "b" / "blobs" / "sha256" / digest.substr(7), zstd_root)
+            .ok());
+  }
+  CHECK(Read(zstd_root / "greeting") == "hello\n");
+  CHECK(TreeListing(zstd_root) == TreeListing(bundle.path() / "g" / "rootfs"));
+}
+
+TEST_CASE("a capability set by a run step survives the build and the unpack") {
+  TempDir context, out, bundle;
+  // setcap and what it links, copied from the host: busybox has no setcap.
+  for (const char* file : {"/usr/sbin/setcap", "/lib/x86_64-linux-gnu/libcap.so.2",
+                           "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"}) {
+    fs::path target = context.path() / "rootfs" / fs::path(file).relative_path();
+    fs::create_directories(target.parent_path());
+    fs::copy_file(fs::canonical(file), target);
+  }
+  WriteContext(context, R"(app: buildtest
+images:
+  caps:
+    from: scratch
+    steps:
+      - copy: {src: ./rootfs, dst: /}
+      - run: "cp /bin/busybox /bin/server"
+      - run: "/usr/sbin/setcap cap_net_bind_service=+ep /bin/server"
+)");
+  CommandOutput build = Build(context.path() / "app.yaml", out.path() / "layout");
+  INFO(build.err);
+  REQUIRE(build.exit_code == 0);
+  // The last step changed an attribute only, and still made a layer with the file.
+  CHECK(build.err.find("[3/3] run /usr/sbin/setcap") != std::string::npos);
+  CommandOutput unpacked =
+      RunProcess({"umoci", "unpack", "--image", (out.path() / "layout").string() + ":caps",
+                  (bundle.path() / "b").string()});
+  INFO(unpacked.err);
+  REQUIRE(unpacked.exit_code == 0);
+  CommandOutput caps = RunProcess(
+      {"/usr/sbin/getcap", (bundle.path() / "b" / "rootfs" / "bin" / "server").string()});
+  CHECK(caps.out.find("cap_net_bind_service=ep") != std::string::npos);
+  CommandOutput plain = RunProcess(
+      {"/usr/sbin/getcap", (bundle.path() / "b" / "rootfs" / "bin" / "busybox").string()});
+  CHECK(plain.out.find("cap_") == std::string::npos);
+}
+
+TEST_CASE("a prune started during a build waits for it, and the image is complete") {
+  TempDir context, out, bundle;
+  std::string spec = kSpec;
+  spec.replace(spec.find("echo x"), 6, "sleep 2; echo x");
+  WriteContext(context, spec);
+  const fs::path store = out.path() / "layout";
+  std::chrono::steady_clock::time_point build_ended;
+  std::atomic<bool> finished = false;
+  CommandOutput build;
+  std::thread building([&] {
+    build = Build(context.path() / "app.yaml", store);
+    build_ended = std::chrono::steady_clock::now();
+    finished = true;
+  });
+  // The build's record appears once it holds the store.
+  auto has_record = [&] {
+    std::error_code error;
+    return fs::exists(store / ".gantry" / "builds", error) &&
+           !fs::is_empty(store / ".gantry" / "builds", error);
+  };
+  while (!has_record() && !finished) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CommandOutput prune = RunGantry({"cache", "prune", "--all", "--store", store.string()});
+  auto prune_ended = std::chrono::steady_clock::now();
+  building.join();
+  INFO(build.err << prune.out << prune.err);
+  REQUIRE(build.exit_code == 0);
+  CHECK(prune.exit_code == 0);
+  CHECK(prune_ended >= build_ended);  // it waited for the build
+  CHECK(CheckLayout(store).exit_code == 0);
+  CHECK(RunProcess({"umoci", "unpack", "--image", store.string() + ":base",
+                    (bundle.path() / "b").string()})
+            .exit_code == 0);
+  CHECK(Read(bundle.path() / "b" / "rootfs" / "srv" / "data" / "x") == "x\n");
+
+  SECTION("with --lock-timeout, a prune during a build names it and removes nothing") {
+    std::thread again([&] { build = Build(context.path() / "app.yaml", store, {"--no-cache"}); });
+    while (!has_record()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    CommandOutput refused =
+        RunGantry({"cache", "prune", "--all", "--lock-timeout", "0", "--store", store.string()});
+    again.join();
+    CHECK(refused.exit_code != 0);
+    CHECK(refused.err.find("is in use by build (pid ") != std::string::npos);
+    CHECK(build.exit_code == 0);
+  }
 }

@@ -1,5 +1,6 @@
 #include <time.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -99,6 +100,10 @@ void Prune(const std::string& store_option, const builder::PruneOptions& options
               Count(report->entries_removed, "cache entry", "cache entries").c_str(),
               Count(report->blobs_removed, "blob", "blobs").c_str(),
               core::FormatSizeForPeople(report->bytes_freed).c_str());
+  if (report->scratch_removed > 0) {
+    std::printf("removed %s that interrupted builds left\n",
+                Count(report->scratch_removed, "scratch folder", "scratch folders").c_str());
+  }
   if (report->blobs_too_new > 0) {
     std::printf("kept %s written in the last %lld minutes (a build may be about to use them)\n",
                 Count(report->blobs_too_new, "unreferenced blob", "unreferenced blobs").c_str(),
@@ -129,7 +134,16 @@ void AddCacheVerb(CLI::App& gantry, int* exit_code) {
                   "Remove every cache entry too, and every blob no tagged image needs");
   prune->add_flag("--keep-tagged", options->keep_tagged,
                   "With --all: keep the cache entries of layers in tagged images");
-  prune->callback([store, options, exit_code] { Prune(*store, *options, exit_code); });
+  auto lock_timeout = std::make_shared<double>(-1);
+  prune->add_option("--lock-timeout", *lock_timeout,
+                    "Seconds to wait for running builds to end (default: as long as they take)");
+  prune->callback([store, options, lock_timeout, exit_code] {
+    if (*lock_timeout >= 0) {
+      options->lock_timeout =
+          std::chrono::milliseconds(static_cast<long long>(*lock_timeout * 1000));
+    }
+    Prune(*store, *options, exit_code);
+  });
 }
 
 }  // namespace toolchain
