@@ -169,6 +169,10 @@ class ScratchRoot {
  public:
   explicit ScratchRoot(std::filesystem::path path) : path_(std::move(path)) {
     std::filesystem::create_directories(path_);
+    // Only root may look in: a base image's setuid or file-capability
+    // programs must not be something any user of the host can run.
+    std::error_code ignored;  // as unsafe as before, not a failed build
+    std::filesystem::permissions(path_.parent_path(), std::filesystem::perms::owner_all, ignored);
   }
   ~ScratchRoot() {
     std::error_code ignored;  // a leftover scratch folder is not worth failing a build for

@@ -209,9 +209,11 @@ core::Result<std::optional<RegistryCredentials>> RunCredentialHelper(const std::
   if (!ran) return fail("could not run: " + ran.error().message);
   if (ran->exit.code != 0) {
     // What it says on failure is a message, never the secret it did not give.
-    std::string said = std::string(core::TrimSpaces(ran->stdout_text + " " + ran->stderr_text));
-    if (said.find("credentials not found") != std::string::npos)
+    // Docker's helpers say "credentials not found" on stdout; the error quotes
+    // stderr only, as stdout may hold an answer printed before it failed.
+    if ((ran->stdout_text + ran->stderr_text).find("credentials not found") != std::string::npos)
       return std::optional<RegistryCredentials>();
+    std::string said = std::string(core::TrimSpaces(ran->stderr_text));
     said = said.substr(0, said.find('\n')).substr(0, 200);
     return fail("failed (exit " + std::to_string(ran->exit.code) + ")" +
                 (said.empty() ? "" : ": " + said));

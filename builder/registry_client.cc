@@ -237,6 +237,13 @@ struct RegistryClient::State {
 
   // A token from the realm for `scopes`, cached until it expires.
   core::Status FetchToken(const std::vector<std::string>& scopes) {
+    // Credentials go in clear text only to a registry allowed plain HTTP.
+    if (options.credentials && !options.insecure && realm.rfind("https://", 0) != 0) {
+      return Fail(core::ErrorCode::kInvalidArgument,
+                  "the registry sends its credentials to the token service " +
+                      core::RedactedUrl(realm) +
+                      ", which is not HTTPS; gantry sends them there only with --insecure");
+    }
     std::string url = realm;
     if (!service.empty()) url = WithQuery(url, "service=" + core::UrlEncode(service));
     for (const std::string& scope : scopes) url = WithQuery(url, "scope=" + core::UrlEncode(scope));
@@ -249,6 +256,7 @@ struct RegistryClient::State {
       for (const std::string& scope : scopes) scope_list += (scope_list.empty() ? "" : " ") + scope;
       request.method = "POST";
       request.url = realm;
+      request.max_redirects = 0;  // a redirect would carry the body (the token) along
       request.headers.Add("Content-Type", "application/x-www-form-urlencoded");
       request.body =
           "grant_type=refresh_token&client_id=gantry&service=" + core::UrlEncode(service) +

@@ -317,7 +317,8 @@ class LayerUnpacker {
     size_t size = 0;
     while (archive_entry_xattr_next(entry, &key, &value, &size) == ARCHIVE_OK) {
       if (!IsLayerXattr(key)) continue;
-      if (fsetxattr(fd, key, value, size, 0) != 0 && !MayIgnoreChown())
+      if (fsetxattr(fd, key, value, size, 0) != 0 && !MayIgnoreChown() &&
+          !(errno == ENOTSUP && std::string_view(key).starts_with("user.")))  // e.g. tmpfs
         return FailErrno(name, std::string("cannot set the extended attribute ") + key);
     }
     return core::Ok{};
