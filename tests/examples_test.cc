@@ -352,13 +352,17 @@ TEST_CASE("gantry up on a registered agent serves there and takes the app off at
     REQUIRE(response);
     CHECK(response->body.find("hello from gantry") != std::string::npos);
     REQUIRE(up.WaitFor("site: 1 container running", 30s));
-    CHECK(fs::exists(app / ".gantry" / "state" / "hello.json.up"));
+    CHECK(fs::exists(app / ".gantry" / "state" / "hello.json.up.lock"));
+    // While up serves it, an apply would pull the app from under it.
+    auto during = gantry({"deploy", spec, "--store", kStore.string(), "-q"});
+    CHECK(during.exit_code == 1);
+    CHECK(during.err.find("app hello is served by gantry up (") != std::string::npos);
     CHECK(up.Stop() == 0);
     CHECK(up.Output().find("Destroy complete!") != std::string::npos);
     CHECK(up.Output().find("Stopped.") != std::string::npos);
   }
   CHECK_FALSE(app_on_agent());
-  CHECK_FALSE(fs::exists(app / ".gantry" / "state" / "hello.json.up"));
+  CHECK_FALSE(fs::exists(app / ".gantry" / "state" / "hello.json.up.lock"));
 
   // A local agent's options make no sense there: refused, nothing started.
   auto local_option = gantry({"up", spec, "--data-dir", (dir.path() / "local").string()});

@@ -13,6 +13,8 @@
 #include "toolchain/app_images.h"
 
 namespace toolchain {
+
+namespace fs = std::filesystem;
 namespace {
 
 // The hex sha256 of the app key callers of `web.auth: key` functions send,
@@ -70,6 +72,10 @@ std::filesystem::path StatePath(const std::string& option, const std::filesystem
   return option.empty() ? planner::DefaultStatePath(spec_file, app) : std::filesystem::path(option);
 }
 
+fs::path UpLockPath(const fs::path& state_path) {
+  return state_path.string() + ".up";
+}
+
 core::Result<planner::Fleet> RegisteredAgents(const std::vector<std::string>& names) {
   auto fleet = planner::Fleet::Load(planner::Fleet::DefaultFile());
   if (!fleet) return fleet.error();
@@ -118,6 +124,20 @@ core::Result<PreparedPlan, std::vector<core::Error>> PrepareAppPlan(const PlanCo
     auto lock = LockState(command, prepared.state_path, lock_operation);
     if (!lock) return Errors{lock.error()};
     prepared.lock = std::move(*lock);
+    // A gantry up serving the app would remove it when it stops; one that
+    // died left a lock file nobody holds, and the app is the apply's now.
+    const fs::path up_lock = UpLockPath(prepared.state_path);
+    if (!command.from_up && fs::exists(up_lock.string() + ".lock")) {
+      auto up = planner::StateLock::Acquire(up_lock, lock_operation, std::chrono::milliseconds(0));
+      if (!up) {
+        return Errors{{core::ErrorCode::kConflict,
+                       "app " + spec_app.name + " is served by gantry up (" + up.error().message +
+                           "): stop it (Ctrl-C) first",
+                       {}}};
+      }
+      std::error_code error;
+      fs::remove(up_lock.string() + ".lock", error);
+    }
   }
   auto state = planner::ReadState(prepared.state_path);
   if (!state) return Errors{state.error()};

@@ -36,7 +36,14 @@ struct PlanCommand {
   /// `map`): planned as it is, the file not read again, so that what the
   /// caller checked is what is applied even when the file changes meanwhile.
   std::optional<spec::App> app;
+  /// Set by `gantry up` on registered agents, which holds the app's up lock
+  /// (UpLockPath) itself; apply and destroy otherwise refuse while one does.
+  bool from_up = false;
 };
+
+/// What a `gantry up` on registered agents holds (planner::StateLock, whose
+/// file is this path + ".lock") while it serves the app of `state_path`.
+std::filesystem::path UpLockPath(const std::filesystem::path& state_path);
 
 /// Registers the shared options on `verb` (FILE is positional and required).
 void AddPlanOptions(CLI::App* verb, PlanCommand* command);

@@ -5,8 +5,6 @@
 // runs on the embedded local agent; otherwise on the registered agents, and
 // the app leaves them when it stops.
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <ctime>
@@ -14,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "core/atomic_file.h"
 #include "core/gantry_home.h"
 #include "core/wall_clock.h"
 #include "planner/agent_client.h"
@@ -52,7 +49,10 @@ struct UpCommand {
 struct UpTarget {
   std::unique_ptr<LocalAgent> local;  // null on registered agents
   planner::Fleet fleet;
-  fs::path marker;  // registered agents: STATE.up, while this up runs the app there
+  // On registered agents: the app's up lock (UpLockPath), held while this up
+  // serves it, so that apply, destroy and another up leave it alone.
+  std::optional<planner::StateLock> up_lock;
+  fs::path up_lock_file;
 
   // The apply of `app` to this target, without asking.
   ApplyCommand Apply(const UpCommand& command, const spec::App& app) const {
@@ -64,6 +64,7 @@ struct UpTarget {
     apply.plan.fleet = fleet;
     apply.plan.push_to = command.push_to;
     apply.plan.insecure = command.insecure;
+    apply.plan.from_up = up_lock.has_value();
     if (local) apply.plan.state = local->StatePath(app.name).string();
     apply.yes = true;
     return apply;
@@ -72,12 +73,13 @@ struct UpTarget {
 
 // An app that `gantry apply` or `deploy` put on the agents is not up's to
 // take over, nor to remove when it stops. One that an earlier `gantry up`
-// left, killed before it could remove it (its marker still there), is.
+// left, killed before it could remove it (its lock file still there, and
+// no apply since, which removes it), is.
 core::Status CheckNotDeployed(const UpCommand& command, const spec::App& app,
-                              const fs::path& state_path, const fs::path& marker) {
+                              const fs::path& state_path, bool left_by_up) {
   auto state = planner::ReadState(state_path);
   if (!state) return state.error();
-  if (!*state || (*state)->agents.empty() || fs::exists(marker)) return core::Ok{};
+  if (!*state || (*state)->agents.empty() || left_by_up) return core::Ok{};
   std::string agents;
   for (const auto& [name, record] : (*state)->agents) agents += (agents.empty() ? "" : ", ") + name;
   return core::Error{core::ErrorCode::kConflict,
@@ -106,19 +108,22 @@ core::Result<UpTarget> OpenTarget(const UpCommand& command, const spec::App& app
                          {}};
     }
     fs::path state_path = planner::DefaultStatePath(command.file, app.name);
-    target.marker = state_path.string() + ".up";
-    if (auto checked = CheckNotDeployed(command, app, state_path, target.marker); !checked.ok())
-      return checked.error();
+    const fs::path up_lock = UpLockPath(state_path);
+    target.up_lock_file = up_lock.string() + ".lock";
+    const bool left_by_up = fs::exists(target.up_lock_file);
     std::error_code error;
-    fs::create_directories(target.marker.parent_path(), error);
-    if (auto written = core::WriteFileAtomically(
-            target.marker, "gantry up, pid " + std::to_string(getpid()) + ", since " +
-                               core::FormatTimestamp(std::chrono::floor<std::chrono::milliseconds>(
-                                                         std::chrono::system_clock::now()),
-                                                     nullptr) +
-                               "\n");
-        !written.ok()) {
-      return written.error();
+    fs::create_directories(up_lock.parent_path(), error);
+    auto locked = planner::StateLock::Acquire(up_lock, "gantry up", std::chrono::milliseconds(0));
+    if (!locked) {
+      return core::Error{
+          core::ErrorCode::kConflict,
+          "app " + app.name + " is served by another gantry up (" + locked.error().message + ")",
+          {}};
+    }
+    target.up_lock.emplace(std::move(*locked));
+    if (auto checked = CheckNotDeployed(command, app, state_path, left_by_up); !checked.ok()) {
+      if (!left_by_up) fs::remove(target.up_lock_file, error);
+      return checked.error();
     }
     return target;
   }
@@ -151,7 +156,7 @@ int StopTarget(const UpCommand& command, const spec::App& app, UpTarget& target)
     return kExitUserError;
   }
   std::error_code error;
-  fs::remove(target.marker, error);
+  fs::remove(target.up_lock_file, error);
   return kExitOk;
 }
 
