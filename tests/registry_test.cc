@@ -74,6 +74,14 @@ std::string BuildBox(const TempDir& work, const fs::path& store) {
   return *digest;
 }
 
+// `gantry push` of the image BuildBox built in `work` to REGISTRY/team, without building again.
+std::vector<std::string> PushBox(const DockerRegistry& registry, const TempDir& work) {
+  return {"push",      (work.path() / "context" / "app.yaml").string(),
+          "--to",      registry.domain() + "/team",
+          "--store",   (work.path() / "store").string(),
+          "--no-build"};
+}
+
 int Count(const std::string& text, const std::regex& pattern) {
   return static_cast<int>(std::distance(std::sregex_iterator(text.begin(), text.end(), pattern),
                                         std::sregex_iterator()));
@@ -283,10 +291,7 @@ TEST_CASE(
   auto registry = StartRegistry(registry_dir.path(), DockerRegistry::Login{"alice", "s3cret-pw"});
   fs::path store = work.path() / "store";
   std::string built = BuildBox(work, store);
-  fs::path spec = work.path() / "context" / "app.yaml";
-  std::vector<std::string> push = {
-      "push",    spec.string(),  "--to",      registry->domain() + "/team",
-      "--store", store.string(), "--no-build"};
+  std::vector<std::string> push = PushBox(*registry, work);
   std::string no_home = "HOME=" + home.path().string();
 
   CommandOutput anonymous = RunGantry(push, {no_home});
@@ -339,10 +344,7 @@ TEST_CASE(
   auto registry = StartRegistry(registry_dir.path(), DockerRegistry::Login{"alice", "s3cret-pw"});
   fs::path store = work.path() / "store";
   std::string built = BuildBox(work, store);
-  fs::path spec = work.path() / "context" / "app.yaml";
-  std::vector<std::string> push = {
-      "push",    spec.string(),  "--to",      registry->domain() + "/team",
-      "--store", store.string(), "--no-build"};
+  std::vector<std::string> push = PushBox(*registry, work);
   const char* path = std::getenv("PATH");
   std::vector<std::string> environment = {
       "HOME=" + home.path().string(),
@@ -412,10 +414,7 @@ TEST_CASE(
                                 DockerRegistry::Tls{certificate, work.path() / "registry.key"});
   fs::path store = work.path() / "store";
   std::string built = BuildBox(work, store);
-  fs::path spec = work.path() / "context" / "app.yaml";
-  std::vector<std::string> push = {
-      "push",    spec.string(),  "--to",      registry->domain() + "/team",
-      "--store", store.string(), "--no-build"};
+  std::vector<std::string> push = PushBox(*registry, work);
   std::vector<std::string> environment = {"GANTRY_HOME=" + home.path().string()};
   fs::path ca_folder = home.path() / "certs.d" / registry->domain();
   const std::string reference = registry->domain() + "/team/box:latest";
