@@ -29,6 +29,13 @@ using nlohmann::json;
 /// pool is sized for many of them, not for the CPUs.
 constexpr std::size_t kServerThreads = 256;
 
+/// Requests one kept-alive connection may make before the server closes
+/// it (httplib's default is 5, nginx's 1000): a client's new connection
+/// costs it a handshake and the server a hand-over to another thread, but
+/// while more connections than threads are open, the ones waiting get a
+/// thread only when a connection ends or idles out.
+constexpr std::size_t kKeepAliveRequests = 100;
+
 /// A request body as JSON, or a 400 reply.
 std::optional<json> ParseBody(const httplib::Request& request, httplib::Response& response) {
   json body = json::parse(request.body, nullptr, /*allow_exceptions=*/false);
@@ -267,6 +274,7 @@ core::Result<int> BindServer(httplib::Server& server, const std::string& host, i
 void ConfigureServer(httplib::Server& server, std::size_t max_body_bytes) {
   server.set_payload_max_length(max_body_bytes);
   server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
+  server.set_keep_alive_max_count(kKeepAliveRequests);
   // Responses go out in pieces (head, then each piece of a relayed body):
   // with Nagle's algorithm a piece would wait for the client's delayed ACK.
   server.set_tcp_nodelay(true);

@@ -37,28 +37,42 @@ void SetTimeout(int fd, int option, std::chrono::milliseconds timeout) {
   setsockopt(fd, SOL_SOCKET, option, &value, sizeof value);
 }
 
-/// A TCP socket made inside the network namespace `netns` (the calling
-/// thread enters it for the socket() call only: a socket belongs to the
-/// namespace it was made in), connected to 127.0.0.1:port there.
-core::Result<core::UniqueFd> ConnectInNamespace(int netns, int port) {
+/// `count` TCP sockets made inside the network namespace `netns` (a socket
+/// belongs to the namespace it was made in, wherever it is used after):
+/// the calling thread enters it for the socket() calls only.
+core::Result<std::vector<core::UniqueFd>> SocketsInNamespace(int netns, std::size_t count) {
   // The namespace this thread goes back to: the agent's own.
   thread_local core::UniqueFd own(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (!own.valid()) return SystemError("cannot open this thread's network namespace");
   if (setns(netns, CLONE_NEWNET) != 0) {
     return SystemError("cannot enter the container's network namespace");
   }
-  core::UniqueFd socket_fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  int socket_errno = errno;
+  std::vector<core::UniqueFd> sockets;
+  int socket_errno = 0;
+  while (sockets.size() < count) {
+    core::UniqueFd socket_fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!socket_fd.valid()) {
+      socket_errno = errno;
+      break;
+    }
+    sockets.push_back(std::move(socket_fd));
+  }
   if (setns(own.get(), CLONE_NEWNET) != 0) {
     // A thread left in a container's namespace must never serve anything else.
     spdlog::critical("agent: cannot leave a container's network namespace: {}",
                      std::strerror(errno));
     std::abort();
   }
-  if (!socket_fd.valid()) {
+  if (sockets.empty()) {
     errno = socket_errno;
     return SystemError("cannot make a socket in the container's network namespace");
   }
+  return sockets;
+}
+
+/// `socket_fd` (made in a container's namespace) connected to
+/// 127.0.0.1:port there.
+core::Result<core::UniqueFd> ConnectLoopback(core::UniqueFd socket_fd, int port) {
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -119,15 +133,22 @@ void WebContainer::SetFailure(const std::string& why) {
 }
 
 core::Result<core::UniqueFd> WebContainer::Connect() const {
-  int netns = -1;
+  core::UniqueFd socket_fd;
   {
     std::lock_guard lock(mutex_);
-    netns = netns_.get();  // kept open for as long as this object lives
+    // netns_ is kept open for as long as this object lives.
+    if (!netns_.valid()) {
+      return core::Error{core::ErrorCode::kConflict, "container " + id_ + " is not running", {}};
+    }
+    if (spare_sockets_.empty()) {
+      auto made = SocketsInNamespace(netns_.get(), kSpareSockets);
+      if (!made) return made.error();
+      spare_sockets_ = std::move(made).value();
+    }
+    socket_fd = std::move(spare_sockets_.back());
+    spare_sockets_.pop_back();
   }
-  if (netns < 0) {
-    return core::Error{core::ErrorCode::kConflict, "container " + id_ + " is not running", {}};
-  }
-  return ConnectInNamespace(netns, kWebPort);
+  return ConnectLoopback(std::move(socket_fd), kWebPort);
 }
 
 bool WebContainer::HealthAnswers() const {

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "agents/function_container.h"
 #include "core/result.h"
@@ -79,8 +80,13 @@ class WebContainer {
   std::atomic<WebContainerState> state_ = WebContainerState::kStarting;
   std::atomic<bool> was_ready_ = false;
   std::atomic<bool> stop_ = false;
-  mutable std::mutex mutex_;  // guards netns_ and failure_
+  /// Sockets Connect makes in the container's namespace at once: entering
+  /// a namespace (two setns calls) is paid once per this many connections.
+  static constexpr std::size_t kSpareSockets = 8;
+
+  mutable std::mutex mutex_;  // guards netns_, spare_sockets_ and failure_
   core::UniqueFd netns_;      // /proc/PID/ns/net of the container's process
+  mutable std::vector<core::UniqueFd> spare_sockets_;  // made in netns_, not connected yet
   std::string failure_;
   std::thread runner_;
 };
