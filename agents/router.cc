@@ -115,7 +115,8 @@ struct Relay {
 
 }  // namespace
 
-core::Status Router::CheckWebDomain(const std::string& domain) {
+core::Status Router::CheckWebDomain(const std::string& domain,
+                                    const std::vector<std::string>& own_names) {
   bool valid = !domain.empty() && domain.size() <= 253;
   for (std::size_t begin = 0; valid && begin <= domain.size();) {
     std::size_t end = std::min(domain.find('.', begin), domain.size());
@@ -126,16 +127,26 @@ core::Status Router::CheckWebDomain(const std::string& domain) {
             });
     begin = end + 1;
   }
-  if (valid) return core::Ok{};
-  return core::Error{
-      core::ErrorCode::kInvalidArgument,
-      "--web-domain: expected a DNS name in lower case (fn.example.com), got \"" + domain + "\"",
-      {}};
+  if (!valid) {
+    return core::Error{
+        core::ErrorCode::kInvalidArgument,
+        "--web-domain: expected a DNS name in lower case (fn.example.com), got \"" + domain + "\"",
+        {}};
+  }
+  for (const std::string& name : own_names) {
+    if (NameUnderDomain(name, domain).empty()) continue;
+    return core::Error{core::ErrorCode::kInvalidArgument,
+                       "--web-domain: this agent's own name " + name + " is under " + domain +
+                           ", so its API would be unreachable by that name; choose a domain "
+                           "no name of this host is under (such as fn." +
+                           NameUnderDomain(name, domain) + ")",
+                       {}};
+  }
+  return core::Ok{};
 }
 
-std::string Router::HostUnderDomain(const httplib::Request& request) const {
-  if (web_domain_.empty()) return "";
-  std::string host = request.get_header_value("Host");
+std::string Router::NameUnderDomain(std::string host, const std::string& domain) {
+  if (domain.empty()) return "";
   if (std::size_t colon = host.rfind(':');
       colon != std::string::npos &&
       host.find_first_not_of("0123456789", colon + 1) == std::string::npos) {
@@ -143,11 +154,15 @@ std::string Router::HostUnderDomain(const httplib::Request& request) const {
   }
   if (host.ends_with('.')) host.pop_back();
   for (char& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (host.size() <= web_domain_.size() + 1 || !host.ends_with(web_domain_) ||
-      host[host.size() - web_domain_.size() - 1] != '.') {
+  if (host.size() <= domain.size() + 1 || !host.ends_with(domain) ||
+      host[host.size() - domain.size() - 1] != '.') {
     return "";
   }
   return host;
+}
+
+std::string Router::HostUnderDomain(const httplib::Request& request) const {
+  return NameUnderDomain(request.get_header_value("Host"), web_domain_);
 }
 
 bool Router::ServesHost(const httplib::Request& request) const {

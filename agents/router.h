@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <string>
+#include <vector>
 
 #include "agents/agent.h"
 #include "core/result.h"
@@ -52,8 +53,12 @@ class Router {
       : agent_(agent), token_(std::move(token)), tls_(tls), web_domain_(std::move(web_domain)) {}
 
   /// A web domain as --web-domain takes it: DNS labels of lower-case
-  /// letters, digits and `-`, separated by dots (`fn.example.com`).
-  static core::Status CheckWebDomain(const std::string& domain);
+  /// letters, digits and `-`, separated by dots (`fn.example.com`), that
+  /// none of `own_names` (the agent's names: its --listen host, the host's
+  /// name; any case) is under, as that name would reach functions, never
+  /// the API.
+  static core::Status CheckWebDomain(const std::string& domain,
+                                     const std::vector<std::string>& own_names);
 
   /// Handles one request whose path matched /apps/APP/FUNCTION[/…].
   void Handle(const httplib::Request& request, httplib::Response& response, const std::string& app,
@@ -72,6 +77,9 @@ class Router {
   /// The request's Host, lower case, without port or trailing dot, when
   /// it is a name under the web domain; "" otherwise.
   std::string HostUnderDomain(const httplib::Request& request) const;
+  /// `host` (a Host header's value), lower case, without port or trailing
+  /// dot, when it is a name under `domain`; "" otherwise.
+  static std::string NameUnderDomain(std::string host, const std::string& domain);
 
   Agent& agent_;
   std::string token_;

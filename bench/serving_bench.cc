@@ -21,7 +21,10 @@
 //               to the upstream like the router) in that namespace on :8081,
 //               proxying to :8000; wrk there too;
 //       router: wrk on the host against the agent's /apps/bench/hot/index.html.
-//     Each proxy's overhead is its figure less the direct one.
+//     Each proxy's overhead is its figure less the direct one. The three
+//     paths run back to back GANTRY_BENCH_ROUNDS times (default 3), so that
+//     a change in the machine's load falls on all three; each figure is a
+//     median over the rounds.
 //
 // It needs root, runc, /bin/busybox, wrk and nginx. Run it with
 // `ctest --test-dir build -L bench -R serving_bench --output-on-failure`, or
@@ -308,8 +311,11 @@ core::Status Bench() {
   auto nginx = StartNginx(scratch.path() / "nginx", *pid);
   if (!nginx) return nginx.error();
 
+  const int rounds = static_cast<int>(bench::EnvNumber("GANTRY_BENCH_ROUNDS", 3));
   std::printf(
-      "\nlatency of GET /index.html on one warm busybox httpd container (ms), wrk --latency:\n");
+      "\nlatency of GET /index.html on one warm busybox httpd container (ms), wrk --latency,\n"
+      "medians of %d rounds of the three paths back to back:\n",
+      rounds);
   std::printf("  %-5s | %-17s | %-29s | %-29s\n", "conns", "direct p50/p99",
               "nginx p50/p99 (+p50/+p99)", "router p50/p99 (+p50/+p99)");
   const std::string router_url = (*agent)->address() + "/apps/bench/hot/index.html";
@@ -325,35 +331,53 @@ core::Status Bench() {
     const double used_ms = CpuMs(pid, children) - before;
     return std::pair{*figures, figures->requests > 0 ? used_ms * 1000 / figures->requests : 0};
   };
+  // Each round runs the three paths back to back, so that a change in the
+  // machine's load falls on all three alike; a row holds each path's
+  // medians over the rounds.
+  struct PathRuns {
+    std::vector<double> p50, p99, rate, cpu;
+    std::string errors;
+
+    void Add(const WrkFigures& figures, double cpu_per_request) {
+      p50.push_back(figures.p50);
+      p99.push_back(figures.p99);
+      rate.push_back(figures.requests_per_second);
+      cpu.push_back(cpu_per_request);
+      if (!figures.errors.empty()) errors += (errors.empty() ? "" : "; ") + figures.errors;
+    }
+  };
   for (int connections : {1, 50, 200}) {
-    auto direct = RunWrk(*pid, "http://127.0.0.1:8000/index.html", connections, seconds);
-    if (!direct) return direct.error();
-    auto nginx_run = cpu_per_request(nginx->pid(), /*children=*/true, [&] {
-      return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
-                    connections, seconds);
-    });
-    if (!nginx_run) return nginx_run.error();
-    auto router_run = cpu_per_request(*agent_pid, /*children=*/false, [&] {
-      return RunWrk(std::nullopt, router_url, connections, seconds);
-    });
-    if (!router_run) return router_run.error();
-    const WrkFigures* proxied = &nginx_run->first;
-    const WrkFigures* routed = &router_run->first;
+    PathRuns direct, proxied, routed;
+    for (int round = 0; round < rounds; ++round) {
+      auto direct_run = RunWrk(*pid, "http://127.0.0.1:8000/index.html", connections, seconds);
+      if (!direct_run) return direct_run.error();
+      direct.Add(*direct_run, 0);
+      auto nginx_run = cpu_per_request(nginx->pid(), /*children=*/true, [&] {
+        return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
+                      connections, seconds);
+      });
+      if (!nginx_run) return nginx_run.error();
+      proxied.Add(nginx_run->first, nginx_run->second);
+      auto router_run = cpu_per_request(*agent_pid, /*children=*/false, [&] {
+        return RunWrk(std::nullopt, router_url, connections, seconds);
+      });
+      if (!router_run) return router_run.error();
+      routed.Add(router_run->first, router_run->second);
+    }
+    using bench::Median;
     std::printf(
         "  %-5d | %7.2f / %7.2f | %6.2f / %6.2f (%+5.2f/%+5.2f) | %6.2f / %6.2f (%+5.2f/%+5.2f)\n",
-        connections, direct->p50, direct->p99, proxied->p50, proxied->p99,
-        proxied->p50 - direct->p50, proxied->p99 - direct->p99, routed->p50, routed->p99,
-        routed->p50 - direct->p50, routed->p99 - direct->p99);
-    std::printf("          requests/s: direct %.0f, nginx %.0f, router %.0f\n",
-                direct->requests_per_second, proxied->requests_per_second,
-                routed->requests_per_second);
+        connections, Median(direct.p50), Median(direct.p99), Median(proxied.p50),
+        Median(proxied.p99), Median(proxied.p50) - Median(direct.p50),
+        Median(proxied.p99) - Median(direct.p99), Median(routed.p50), Median(routed.p99),
+        Median(routed.p50) - Median(direct.p50), Median(routed.p99) - Median(direct.p99));
+    std::printf("          requests/s: direct %.0f, nginx %.0f, router %.0f\n", Median(direct.rate),
+                Median(proxied.rate), Median(routed.rate));
     std::printf("          CPU per request (us): nginx %.0f, router (the agent's process) %.0f\n",
-                nginx_run->second, router_run->second);
-    for (const auto& [name, figures] :
-         {std::pair{"direct", static_cast<const WrkFigures*>(&*direct)},
-          std::pair{"nginx", proxied}, std::pair{"router", routed}}) {
-      if (!figures->errors.empty())
-        std::printf("          %s: %s\n", name, figures->errors.c_str());
+                Median(proxied.cpu), Median(routed.cpu));
+    for (const auto& [name, runs] : {std::pair{"direct", &direct}, std::pair{"nginx", &proxied},
+                                     std::pair{"router", &routed}}) {
+      if (!runs->errors.empty()) std::printf("          %s: %s\n", name, runs->errors.c_str());
     }
   }
   std::printf("load average after: %s\n", bench::LoadAverage().c_str());

@@ -369,8 +369,10 @@ TEST_CASE("web functions are served through the router in real runc containers",
   CHECK(left.empty());
 }
 
-TEST_CASE("gantry agent refuses a --web-domain that is not a DNS name, before it makes anything",
-          "[serving]") {
+TEST_CASE(
+    "gantry agent refuses a --web-domain that is not a DNS name or is over its own name, before it "
+    "makes anything",
+    "[serving]") {
   tests::TempDir dir("gantry-web-domain-test");
   for (const std::string domain : {"Fn.test", "fn..test", ".fn.test", "fn_test", "-fn.test"}) {
     INFO(domain);
@@ -378,6 +380,19 @@ TEST_CASE("gantry agent refuses a --web-domain that is not a DNS name, before it
                                      (dir.path() / "agent").string(), "--web-domain", domain});
     CHECK(refused.exit_code != 0);
     CHECK(refused.err.find("--web-domain: expected a DNS name in lower case") != std::string::npos);
+    CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') == 1);
+    CHECK(!fs::exists(dir.path() / "agent"));
+  }
+  // A domain the agent's own name is under: requests to that name would
+  // all go to functions, and its API would be unreachable by it.
+  for (const std::string listen : {"gpu1.fn.test:0", "GPU1.Fn.Test.:0"}) {
+    INFO(listen);
+    auto refused = tests::RunGantry({"agent", "--listen", listen, "--data-dir",
+                                     (dir.path() / "agent").string(), "--web-domain", "fn.test"});
+    CHECK(refused.exit_code != 0);
+    CHECK(refused.err.find("--web-domain: this agent's own name " +
+                           listen.substr(0, listen.size() - 2) + " is under fn.test") !=
+          std::string::npos);
     CHECK(std::count(refused.err.begin(), refused.err.end(), '\n') == 1);
     CHECK(!fs::exists(dir.path() / "agent"));
   }
