@@ -74,6 +74,11 @@ CommandOutput Build(const fs::path& spec, const fs::path& output,
   return RunGantry(args, {"SOURCE_DATE_EPOCH=1700000000"});
 }
 
+// umoci's unpack of `tag` in the OCI layout `layout` into the bundle `bundle`.
+CommandOutput UmociUnpack(const fs::path& layout, const std::string& tag, const fs::path& bundle) {
+  return RunProcess({"umoci", "unpack", "--image", layout.string() + ":" + tag, bundle.string()});
+}
+
 CommandOutput CheckLayout(const fs::path& layout) {
   return RunProcess(
       {"/usr/bin/python3", std::string(GANTRY_SOURCE_DIR) + "/tests/oci_layout_check.py",
@@ -123,9 +128,7 @@ TEST_CASE(
   CHECK(checked.exit_code == 0);
   CHECK(checked.out.find("config-schema.json") != std::string::npos);
 
-  CommandOutput unpacked =
-      RunProcess({"umoci", "unpack", "--image", (out.path() / "layout").string() + ":base",
-                  (bundle.path() / "b").string()});
+  CommandOutput unpacked = UmociUnpack(out.path() / "layout", "base", bundle.path() / "b");
   INFO(unpacked.err);
   REQUIRE(unpacked.exit_code == 0);
   fs::path rootfs = bundle.path() / "b" / "rootfs";
@@ -252,9 +255,7 @@ images:
   INFO(derived.err);
   REQUIRE(derived.exit_code == 0);
   CHECK(CheckLayout(out.path() / "layout").exit_code == 0);
-  REQUIRE(RunProcess({"umoci", "unpack", "--image", (out.path() / "layout").string() + ":app",
-                      (bundle.path() / "b").string()})
-              .exit_code == 0);
+  REQUIRE(UmociUnpack(out.path() / "layout", "app", bundle.path() / "b").exit_code == 0);
   CHECK(Read(bundle.path() / "b" / "rootfs" / "derived") == "hello\n");
   CHECK(Read(bundle.path() / "b" / "rootfs" / "cwd") ==
         "/srv\n");  // the base's workdir carried over
@@ -329,9 +330,7 @@ TEST_CASE("a zstd image builds reproducibly, reads with skopeo and validates aga
 
   // umoci 0.4.7 (Debian 12) reads gzip layers only: the zstd image, unpacked
   // with UnpackLayer, is the same tree as the gzip one unpacked with umoci.
-  REQUIRE(RunProcess({"umoci", "unpack", "--image", (out.path() / "a").string() + ":base",
-                      (bundle.path() / "g").string()})
-              .exit_code == 0);
+  REQUIRE(UmociUnpack(out.path() / "a", "base", bundle.path() / "g").exit_code == 0);
   fs::path zstd_root = bundle.path() / "z";
   fs::create_directories(zstd_root);
   for (const auto& layer : manifest["layers"]) {
@@ -367,9 +366,7 @@ images:
   REQUIRE(build.exit_code == 0);
   // The last step changed an attribute only, and still made a layer with the file.
   CHECK(build.err.find("[3/3] run /usr/sbin/setcap") != std::string::npos);
-  CommandOutput unpacked =
-      RunProcess({"umoci", "unpack", "--image", (out.path() / "layout").string() + ":caps",
-                  (bundle.path() / "b").string()});
+  CommandOutput unpacked = UmociUnpack(out.path() / "layout", "caps", bundle.path() / "b");
   INFO(unpacked.err);
   REQUIRE(unpacked.exit_code == 0);
   CommandOutput caps = RunProcess(
@@ -408,9 +405,7 @@ TEST_CASE("a prune started during a build waits for it, and the image is complet
   // entries of both layer steps, the last recorded just before the image was tagged.
   CHECK(prune.out.find("removed 2 cache entries") != std::string::npos);
   CHECK(CheckLayout(store).exit_code == 0);
-  CHECK(RunProcess({"umoci", "unpack", "--image", store.string() + ":base",
-                    (bundle.path() / "b").string()})
-            .exit_code == 0);
+  CHECK(UmociUnpack(store, "base", bundle.path() / "b").exit_code == 0);
   CHECK(Read(bundle.path() / "b" / "rootfs" / "srv" / "data" / "x") == "x\n");
 
   SECTION("with --lock-timeout, a prune during a build names it and removes nothing") {
