@@ -43,6 +43,11 @@ class AgentProcess {
   const std::string& token() const { return token_; }
   const std::filesystem::path& data_dir() const { return data_dir_; }
   std::string Log() const;
+  /// `gantry agents add NAME URL --token-file TOKEN` for this agent: how a
+  /// test registers it with the planner.
+  std::vector<std::string> AddArgs(const std::string& name) const {
+    return {"agents", "add", name, address_, "--token-file", (data_dir_ / "token").string()};
+  }
 
  private:
   AgentProcess(std::filesystem::path gantry_binary, std::filesystem::path data_dir,

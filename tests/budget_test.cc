@@ -208,9 +208,7 @@ TEST_CASE("a budget of a few cents stops an app mid-burst and new calls get the 
 
   // gantry status shows it.
   std::vector<std::string> home = {"GANTRY_HOME=" + (dir.path() / "home").string()};
-  auto added = tests::RunGantry({"agents", "add", "local", agent.address(), "--token-file",
-                                 (agent.data_dir() / "token").string()},
-                                home);
+  auto added = tests::RunGantry(agent.AddArgs("local"), home);
   INFO(added.err);
   REQUIRE(added.exit_code == 0);
   auto shown = tests::RunGantry({"status", "capped", "--json"}, home);

@@ -91,8 +91,7 @@ class Fleet {
     a100_ = StartAgent("a100", "fake:A100-80GBx2");
     for (auto* agent : {h100_.get(), a100_.get()}) {
       std::string name = agent == h100_.get() ? "gpu-h100" : "gpu-a100";
-      auto added = Gantry({"agents", "add", name, agent->address(), "--token-file",
-                           (agent->data_dir() / "token").string()});
+      auto added = Gantry(agent->AddArgs(name));
       INFO(added.err);
       REQUIRE(added.exit_code == 0);
     }
@@ -416,10 +415,7 @@ TEST_CASE("drift is shown and repaired, and bad plans change nothing", "[planner
   REQUIRE(fleet.h100().Restart().ok());
   // (its port changed: register it again under the same name)
   REQUIRE(fleet.Gantry({"agents", "rm", "gpu-h100"}).exit_code == 0);
-  REQUIRE(fleet
-              .Gantry({"agents", "add", "gpu-h100", fleet.h100().address(), "--token-file",
-                       (fleet.h100().data_dir() / "token").string()})
-              .exit_code == 0);
+  REQUIRE(fleet.Gantry(fleet.h100().AddArgs("gpu-h100")).exit_code == 0);
   plan = fleet.Plan();
   INFO(plan.out << plan.err);
   CHECK(plan.out.find("No changes.") != std::string::npos);

@@ -325,9 +325,7 @@ TEST_CASE("gantry up on a registered agent serves there and takes the app off at
     args.insert(args.begin(), GANTRY_BINARY);
     return tests::RunProcess(args, GANTRY_SOURCE_DIR, Environment(dir.path() / "home"));
   };
-  REQUIRE(gantry({"agents", "add", "box", (*agent)->address(), "--token-file",
-                  ((*agent)->data_dir() / "token").string()})
-              .exit_code == 0);
+  REQUIRE(gantry((*agent)->AddArgs("box")).exit_code == 0);
   // A copy: the state goes beside the spec.
   fs::path app = dir.path() / "hello";
   fs::create_directories(app);

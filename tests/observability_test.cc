@@ -465,9 +465,7 @@ TEST_CASE("gantry ps and gantry logs show what two registered agents run", "[ps]
   const std::vector<std::string> env = {"GANTRY_HOME=" + home.string()};
   for (const auto& [name, agent] : {std::pair<std::string, tests::AgentProcess*>{"a", a.get()},
                                     std::pair<std::string, tests::AgentProcess*>{"b", b.get()}}) {
-    auto added = tests::RunGantry({"agents", "add", name, agent->address(), "--token-file",
-                                   (agent->data_dir() / "token").string()},
-                                  env);
+    auto added = tests::RunGantry(agent->AddArgs(name), env);
     INFO(added.err);
     REQUIRE(added.exit_code == 0);
   }

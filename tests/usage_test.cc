@@ -119,9 +119,7 @@ TEST_CASE("containers are metered per second into the agent's ledger", "[usage][
     CHECK(bad->status == 400);
 
     std::vector<std::string> home = {"GANTRY_HOME=" + (dir.path() / "home").string()};
-    auto added = tests::RunGantry({"agents", "add", "local", agent.address(), "--token-file",
-                                   (agent.data_dir() / "token").string()},
-                                  home);
+    auto added = tests::RunGantry(agent.AddArgs("local"), home);
     INFO(added.err);
     REQUIRE(added.exit_code == 0);
     auto by_gpu = tests::RunGantry({"usage", "--app", "meter", "--by", "gpu", "--json"}, home);
