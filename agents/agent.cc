@@ -332,9 +332,10 @@ core::Status Agent::Recover() {
   return core::Ok{};
 }
 
-std::vector<std::string> Agent::CheckFunction(const std::string& app,
-                                              const FunctionState& function) const {
+std::vector<std::string> Agent::CheckFunction(const std::string& app, const FunctionState& function,
+                                              bool* image_pending) const {
   std::vector<std::string> problems;
+  bool pending = false;
   if (function.gpu && gpu_pool_.CountOf(function.gpu->type) < function.gpu->count) {
     std::map<std::string, int> offered;
     for (const Gpu& gpu : gpus_) ++offered[gpu.type];
@@ -356,15 +357,17 @@ std::vector<std::string> Agent::CheckFunction(const std::string& app,
       problems.push_back(why + " and cannot be pulled: " + failure->second);
     } else {
       problems.push_back(why + "; it is being pulled from " + function.image.reference);
+      pending = true;
     }
   } else if (!unpacked_.count(function.image.digest)) {
     auto failure = unpack_failures_.find(function.image.digest);
-    problems.push_back(failure != unpack_failures_.end()
-                           ? "image " + function.image.digest +
-                                 " cannot be unpacked: " + failure->second
-                           : "image " + function.image.digest + " is being unpacked");
+    pending = failure == unpack_failures_.end();
+    problems.push_back(pending ? "image " + function.image.digest + " is being unpacked"
+                               : "image " + function.image.digest +
+                                     " cannot be unpacked: " + failure->second);
   }
   (void)app;
+  *image_pending = pending && problems.size() == 1;
   return problems;
 }
 
@@ -582,13 +585,16 @@ void Agent::RefreshProblems() {
     if (app.budget) budgets.emplace(app_name, *app.budget);
   budget_->Set(std::move(budgets));
   problems_.clear();
+  image_pending_.clear();
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
-      auto problems = CheckFunction(app_name, function);
+      bool image_pending = false;
+      auto problems = CheckFunction(app_name, function, &image_pending);
       if (!problems.empty()) {
         for (const std::string& problem : problems)
           spdlog::warn("agent: {}/{}: {}", app_name, name, problem);
         problems_[FunctionKey(app_name, name)] = problems;
+        if (image_pending) image_pending_.insert(FunctionKey(app_name, name));
       }
     }
   }
@@ -624,10 +630,19 @@ void Agent::SyncWebFunctions() {
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
       std::string key = FunctionKey(app_name, name);
-      if (!function.web || problems_.count(key) || budget_->Refusal(app_name)) continue;
+      if (!function.web || budget_->Refusal(app_name)) continue;
+      auto running = web_.find(key);
+      if (problems_.count(key)) {
+        // A new image on its way: what served the function serves on until
+        // it is ready (the next RefreshProblems replaces it then).
+        if (image_pending_.count(key) && running != web_.end()) {
+          kept[key] = running->second;
+          web_.erase(running);
+        }
+        continue;
+      }
       auto prepared = PrepareFunction(app_name, function);
       if (!prepared) continue;
-      auto running = web_.find(key);
       if (running != web_.end() && running->second->function() == *prepared) {
         kept[key] = running->second;
         web_.erase(running);
@@ -659,10 +674,11 @@ core::Result<WebTarget> Agent::FindWebFunction(const std::string& app,
   }
   std::string key = FunctionKey(app, function);
   WebTarget target{*found->web, desired_.apps.at(app).web_key_sha256, nullptr, ""};
-  if (auto problems = problems_.find(key); problems != problems_.end()) {
-    target.unavailable = key + " cannot run here: " + problems->second.front();
-  } else if (auto serving = web_.find(key); serving != web_.end()) {
+  // A serving kept while its function's new image is on its way goes first.
+  if (auto serving = web_.find(key); serving != web_.end()) {
     target.function = serving->second;
+  } else if (auto problems = problems_.find(key); problems != problems_.end()) {
+    target.unavailable = key + " cannot run here: " + problems->second.front();
   } else {
     target.unavailable = key + " is not being served";
   }
@@ -874,10 +890,14 @@ core::Status Agent::DeleteVolume(const std::string& app, const std::string& volu
                        {}};
   };
   if (auto call = calls_->CallUsing(dir)) return in_use("call " + *call);
-  for (const auto& function : retiring_) {
+  // Web functions: those draining, and one serving on while the image of
+  // the generation that dropped the volume is on its way.
+  std::vector<std::shared_ptr<WebFunction>> servings = retiring_;
+  for (const auto& [key, function] : web_) servings.push_back(function);
+  for (const auto& function : servings) {
     for (const auto& [mount, volume_dir] : function->function().volume_dirs) {
       if (volume_dir == dir && !function->Retired())
-        return in_use("the draining containers of web function " + function->function().app + "/" +
+        return in_use("the containers of web function " + function->function().app + "/" +
                       function->function().function.name);
     }
   }

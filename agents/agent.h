@@ -195,9 +195,11 @@ class Agent {
   /// loopback registries and GANTRY_INSECURE_REGISTRIES).
   core::Status PullImage(const ImageRef& image) const;
   /// Why a function cannot run here, if it cannot (an image the store lacks
-  /// is being pulled, or its last pull failed). Needs mutex_ held.
-  std::vector<std::string> CheckFunction(const std::string& app,
-                                         const FunctionState& function) const;
+  /// is being pulled, or its last pull failed). `image_pending` is set when
+  /// the only reason is its image still on its way (being pulled or
+  /// unpacked), which ends by itself. Needs mutex_ held.
+  std::vector<std::string> CheckFunction(const std::string& app, const FunctionState& function,
+                                         bool* image_pending) const;
   core::Result<PreparedFunction> PrepareFunction(const std::string& app,
                                                  const FunctionState& function) const;
   core::Result<std::string> SealedDocument(const DesiredState& desired) const;
@@ -225,9 +227,12 @@ class Agent {
   std::map<std::string, std::string> pull_failures_;  // image digest -> why the last pull failed
   DesiredState desired_;
   std::map<std::string, std::vector<std::string>> problems_;  // "app/function" -> why it cannot run
-  std::map<std::string, std::shared_ptr<WebFunction>> web_;   // "app/function" -> its serving
-  std::vector<std::shared_ptr<WebFunction>> retiring_;        // replaced ones, draining
-  std::vector<std::shared_ptr<WebFunction>> retired_;         // drained, for DropRetired to destroy
+  /// "app/function" of problems_ whose only problem is their image being
+  /// pulled or unpacked: a web function's previous serving serves on meanwhile.
+  std::set<std::string> image_pending_;
+  std::map<std::string, std::shared_ptr<WebFunction>> web_;  // "app/function" -> its serving
+  std::vector<std::shared_ptr<WebFunction>> retiring_;       // replaced ones, draining
+  std::vector<std::shared_ptr<WebFunction>> retired_;        // drained, for DropRetired to destroy
   std::set<std::string> unpacked_;                      // image digests whose layers are unpacked
   std::map<std::string, std::string> unpack_failures_;  // image digest -> why unpacking failed
   bool stopping_ = false;

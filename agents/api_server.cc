@@ -1,7 +1,10 @@
 #include "agents/api_server.h"
 
 #include <httplib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <charconv>
@@ -35,6 +38,34 @@ constexpr std::size_t kServerThreads = 256;
 /// while more connections than threads are open, the ones waiting get a
 /// thread only when a connection ends or idles out.
 constexpr std::size_t kKeepAliveRequests = 100;
+
+/// How long a streamed response (a followed log, a streamed call) may send
+/// nothing before it sends a heartbeat line. cpp-httplib 0.11's
+/// `DataSink::is_writable` only asks whether the socket takes more bytes,
+/// which a socket whose client has closed its end still does: a write is
+/// what finds out (the first to a closed peer draws its reset, the next
+/// fails), so a client that went away releases its thread within about two
+/// intervals.
+constexpr auto kHeartbeatInterval = std::chrono::seconds(2);
+
+/// How long what the agent sent may stay unacknowledged before the kernel
+/// drops the connection (TCP_USER_TIMEOUT): a client whose host vanished,
+/// which sends neither a FIN nor a reset, fails a stream's heartbeats
+/// after this rather than after the kernel's default of about 15 minutes.
+constexpr unsigned kUnacknowledgedTimeoutMs = 60'000;
+
+/// Writes `lines` to a streamed response, or, when there are none and
+/// nothing was sent for kHeartbeatInterval, `heartbeat()`; `last_sent` is
+/// when it last wrote. False when the client is gone (the write failed).
+bool SendOrHeartbeat(httplib::DataSink& sink, std::string lines,
+                     const std::function<std::string()>& heartbeat,
+                     std::chrono::steady_clock::time_point* last_sent) {
+  const auto now = std::chrono::steady_clock::now();
+  if (lines.empty() && now - *last_sent >= kHeartbeatInterval) lines = heartbeat();
+  if (lines.empty()) return true;
+  *last_sent = now;
+  return sink.write(lines.data(), lines.size());
+}
 
 /// A request body as JSON, or a 400 reply.
 std::optional<json> ParseBody(const httplib::Request& request, httplib::Response& response) {
@@ -186,6 +217,7 @@ struct CallStream {
   int attempt = 0;
   std::uint64_t stdout_next = 0;
   std::uint64_t stderr_next = 0;
+  std::chrono::steady_clock::time_point last_sent = std::chrono::steady_clock::now();
 };
 
 /// One line of a streamed call (schemas/call_event.schema.json).
@@ -278,6 +310,12 @@ void ConfigureServer(httplib::Server& server, std::size_t max_body_bytes) {
   // Responses go out in pieces (head, then each piece of a relayed body):
   // with Nagle's algorithm a piece would wait for the client's delayed ACK.
   server.set_tcp_nodelay(true);
+  // Set on the listening socket, inherited by every connection it accepts.
+  server.set_socket_options([](socket_t socket) {
+    httplib::default_socket_options(socket);
+    setsockopt(socket, IPPROTO_TCP, TCP_USER_TIMEOUT, &kUnacknowledgedTimeoutMs,
+               sizeof kUnacknowledgedTimeoutMs);
+  });
   server.set_error_handler([max_body_bytes](const httplib::Request&, httplib::Response& response) {
     if (!response.body.empty()) return;  // a handler's own JSON error
     if (response.status == 413) {
@@ -308,6 +346,9 @@ ApiServer::ApiServer(Agent& agent, ApiOptions options)
     AddDashboardRoutes();
   }
   AddRoutes();
+  std::lock_guard lock(streams_mutex_);
+  open_streams_ = {{"calls", 0}, {"logs", 0}};
+  agent_.metrics().api_streams.Replace({{{{"route", "calls"}}, 0}, {{{"route", "logs"}}, 0}});
 }
 
 ApiServer::~ApiServer() {
@@ -508,15 +549,25 @@ void ApiServer::AddRoutes() {
       return;
     }
     // Followed logs stream until the client goes or the server stops.
-    auto cursor = std::make_shared<LogCursor>();
+    struct Followed {
+      LogCursor cursor;
+      std::chrono::steady_clock::time_point last_sent = std::chrono::steady_clock::now();
+    };
+    auto followed = std::make_shared<Followed>();
     response.set_chunked_content_provider(
         "application/x-ndjson",
-        [this, app, function, cursor, since = *since](std::size_t, httplib::DataSink& sink) {
-          std::string fresh = agent_.logs().ReadNew(app, function, cursor.get(), since);
-          if (!fresh.empty() && !sink.write(fresh.data(), fresh.size())) return false;
-          if (fresh.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        [this, app, function, followed, since = *since](std::size_t, httplib::DataSink& sink) {
+          std::string fresh = agent_.logs().ReadNew(app, function, &followed->cursor, since);
+          const bool idle = fresh.empty();
+          auto heartbeat = [] {
+            return EventLine({{"heartbeat", true}, {"time_ms", core::NowMs()}});
+          };
+          if (!SendOrHeartbeat(sink, std::move(fresh), heartbeat, &followed->last_sent))
+            return false;
+          if (idle) std::this_thread::sleep_for(std::chrono::milliseconds(200));
           return !stopping_ && sink.is_writable();
-        });
+        },
+        CountStream("logs"));
   });
   read("/v1/usage", [this](const httplib::Request& request, httplib::Response& response) {
     const std::int64_t now_ms = core::NowMs();
@@ -579,17 +630,33 @@ void ApiServer::StreamCall(const CallRecord& call, httplib::Response& response) 
   stream->submitted = call;
   response.status = 200;
   response.set_chunked_content_provider(
-      "application/x-ndjson", [this, stream](std::size_t, httplib::DataSink& sink) {
+      "application/x-ndjson",
+      [this, stream](std::size_t, httplib::DataSink& sink) {
         bool ended = false;
         std::string lines = NextCallEvents(agent_, stream.get(), &ended);
-        if (!lines.empty() && !sink.write(lines.data(), lines.size())) return false;
+        const bool idle = lines.empty();
+        auto heartbeat = [] { return EventLine({{"event", "heartbeat"}}); };
+        if (!SendOrHeartbeat(sink, std::move(lines), heartbeat, &stream->last_sent)) return false;
         if (ended) {
           sink.done();
           return true;
         }
-        if (lines.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (idle) std::this_thread::sleep_for(std::chrono::milliseconds(20));
         return !stopping_ && sink.is_writable();
-      });
+      },
+      CountStream("calls"));
+}
+
+std::function<void(bool)> ApiServer::CountStream(const std::string& route) {
+  auto count = [this](const std::string& route, int change) {
+    std::lock_guard lock(streams_mutex_);
+    open_streams_[route] += change;
+    std::map<MetricLabels, double> values;
+    for (const auto& [name, open] : open_streams_) values[{{"route", name}}] = open;
+    agent_.metrics().api_streams.Replace(std::move(values));
+  };
+  count(route, +1);
+  return [count, route](bool) { count(route, -1); };
 }
 
 void ApiServer::AddDashboardRoutes() {

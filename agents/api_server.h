@@ -2,7 +2,10 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -70,6 +73,10 @@ class ApiServer {
   /// Answers a call with `?wait=true` and `Accept: application/x-ndjson`:
   /// its events as they happen (agents/README.md, "Streamed calls").
   void StreamCall(const CallRecord& call, httplib::Response& response);
+  /// Counts a streamed response of `route` (`calls`, `logs`) as open in
+  /// the gauge gantry_api_streams until the returned releaser, which
+  /// httplib runs when the response ends, however it ends.
+  std::function<void(bool)> CountStream(const std::string& route);
 
   Agent& agent_;
   ApiOptions options_;
@@ -80,6 +87,8 @@ class ApiServer {
   int port_ = 0;
   int dashboard_port_ = 0;
   std::atomic<bool> stopping_ = false;  // ends followed log streams
+  std::mutex streams_mutex_;
+  std::map<std::string, int> open_streams_;  // route -> streamed responses open now
 };
 
 }  // namespace agents

@@ -199,6 +199,10 @@ AgentMetrics::AgentMetrics()
           "to their last checkpoint).")),
       metered_cost(registry.AddCounter(
           "gantry_metered_cost_usd_total",
-          "Cost in USD of the billable seconds in the usage ledger, by function.")) {}
+          "Cost in USD of the billable seconds in the usage ledger, by function.")),
+      api_streams(registry.AddGauge(
+          "gantry_api_streams",
+          "Responses the API is streaming now, by route (logs: followed logs; calls: streamed "
+          "job calls).")) {}
 
 }  // namespace agents

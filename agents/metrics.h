@@ -110,6 +110,8 @@ struct AgentMetrics {
   MetricFamily& gpus;             // gantry_gpus{type,state}
   MetricFamily& metered_seconds;  // gantry_metered_seconds_total{app,function}
   MetricFamily& metered_cost;     // gantry_metered_cost_usd_total{app,function}
+  // Set by the API as they open and end.
+  MetricFamily& api_streams;  // gantry_api_streams{route}
   /// One scrape at a time sets the gauges and renders: a slower scrape
   /// never puts back older figures after a newer one.
   std::mutex scrape_mutex;

@@ -30,6 +30,7 @@
 #include "tests/busybox_image.h"
 #include "tests/docker_registry.h"
 #include "tests/gantry_command.h"
+#include "tests/tar_builder.h"
 #include "tests/temp_dir.h"
 #include "tests/tls_certificate.h"
 
@@ -145,6 +146,97 @@ json FinishedCall(httplib::Client& client, const std::string& id) {
 
 httplib::Result Put(httplib::Client& client, const json& document) {
   return client.Put("/v1/desired", document.dump(), "application/json");
+}
+
+/// gantry_api_streams{route="ROUTE"} of the agent's /metrics: how many
+/// responses of that route (`logs`, `calls`) it is streaming now.
+int OpenStreams(httplib::Client& client, const std::string& route) {
+  auto metrics = client.Get("/metrics");
+  REQUIRE(metrics);
+  REQUIRE(metrics->status == 200);
+  const std::string series = "gantry_api_streams{route=\"" + route + "\"} ";
+  std::size_t at = metrics->body.find(series);
+  INFO(metrics->body);
+  REQUIRE(at != std::string::npos);
+  return std::stoi(metrics->body.substr(at + series.size()));
+}
+
+/// A blob of the content store at `blob` swapped for a FIFO: the agent's
+/// read of it (for its digest) waits until Release() writes the blob's
+/// bytes into it; the file itself is back in place for any read after.
+class HeldBlob {
+ public:
+  HeldBlob(fs::path blob, fs::path aside)
+      : blob_(std::move(blob)), aside_(std::move(aside)), bytes_(core::ReadFile(blob_).value()) {
+    fs::rename(blob_, aside_);
+    REQUIRE(mkfifo(blob_.c_str(), 0600) == 0);
+  }
+  ~HeldBlob() {
+    if (!released_) Release();
+  }
+  HeldBlob(const HeldBlob&) = delete;
+  HeldBlob& operator=(const HeldBlob&) = delete;
+
+  /// Waits (about 30 s at most, or until `gave_up()`) for the agent to
+  /// open the FIFO: whether it did.
+  bool WaitForReader(const std::function<bool()>& gave_up) {
+    // A reader waiting on the FIFO (the agent) lets a non-blocking writer open it.
+    for (int i = 0; i < 3000 && writer_ < 0 && !gave_up(); ++i) {
+      writer_ = open(blob_.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+      if (writer_ < 0) std::this_thread::sleep_for(10ms);
+    }
+    return writer_ >= 0;
+  }
+
+  /// The blob is the real file again, and the agent's read of the FIFO,
+  /// still open, gets its bytes.
+  void Release() {
+    released_ = true;
+    std::error_code error;
+    fs::rename(aside_, blob_, error);
+    if (writer_ < 0) return;
+    fcntl(writer_, F_SETFL, 0);
+    for (std::size_t done = 0; done < bytes_.size();) {
+      ssize_t wrote = write(writer_, bytes_.data() + done, bytes_.size() - done);
+      if (wrote <= 0) break;
+      done += static_cast<std::size_t>(wrote);
+    }
+    close(writer_);
+    writer_ = -1;
+  }
+
+ private:
+  fs::path blob_;
+  fs::path aside_;
+  std::string bytes_;
+  int writer_ = -1;
+  bool released_ = false;
+};
+
+/// Adds to `store` the image `base` with one more layer, an uncompressed
+/// tar of `items` (written under `work`): the new image's manifest digest
+/// and its new layer's.
+std::pair<std::string, std::string> ImageWithLayer(const fs::path& store, const std::string& base,
+                                                   const std::vector<tests::TarItem>& items,
+                                                   const fs::path& work) {
+  auto opened = builder::ContentStore::Open(store);
+  REQUIRE(opened);
+  builder::ContentStore& content = *opened;
+  const fs::path tar = work / "extra-layer.tar";
+  std::string err;
+  REQUIRE(tests::WriteTar(tar, items, /*gzip=*/false, &err));
+  auto layer = content.PutBlob(core::ReadFile(tar).value(), builder::kOciLayerTarMediaType);
+  REQUIRE(layer);
+  json manifest = json::parse(content.ReadBlob(base).value());
+  json config = json::parse(content.ReadBlob(manifest["config"]["digest"]).value());
+  config["rootfs"]["diff_ids"].push_back(layer->digest);  // uncompressed: the same digest
+  auto config_blob = content.PutBlob(config.dump(), builder::kOciConfigMediaType);
+  REQUIRE(config_blob);
+  manifest["config"] = config_blob->ToJson();
+  manifest["layers"].push_back(layer->ToJson());
+  auto manifest_blob = content.PutBlob(manifest.dump(), builder::kOciManifestMediaType);
+  REQUIRE(manifest_blob);
+  return {manifest_blob->digest, layer->digest};
 }
 
 json Call(httplib::Client& client, const std::string& function, const json& body,
@@ -523,6 +615,7 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     bool log_had_first = false;
     httplib::Client other = agent.Client();
     auto streamed = StreamedCall(client, "stream", [&](const json& event) {
+      if (event.value("event", "") == "heartbeat") return true;  // a pause: the next section's
       events.push_back(event);
       if (event.value("event", "") == "call") id = event["call"]["id"];
       if (event.value("event", "") != "output") return true;
@@ -586,6 +679,63 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     CHECK(Call(client, "echo", json::object())["exit_code"] == 3);
   }
 
+  SECTION("a client that closes its socket mid-stream releases the stream's thread") {
+    REQUIRE(Put(client, Desired(1, digest))->status == 200);
+    CHECK(OpenStreams(client, "logs") == 0);
+    CHECK(OpenStreams(client, "calls") == 0);
+    // The log of a function that writes nothing: only heartbeats come, and
+    // the client closes its socket at the first.
+    httplib::Client follower = agent.Client();
+    follower.set_read_timeout(30, 0);
+    json log_heartbeat;
+    int logs_open = 0;
+    follower.Get("/v1/logs?app=demo&function=reader&follow=1",
+                 [&](const char* data, std::size_t length) {
+                   std::string line(data, length);
+                   log_heartbeat = json::parse(line.substr(0, line.find('\n')), nullptr, false);
+                   logs_open = OpenStreams(client, "logs");
+                   return false;
+                 });
+    CHECK(logs_open == 1);
+    CHECK(log_heartbeat["heartbeat"] == true);
+    CHECK(log_heartbeat["time_ms"].is_number_integer());
+    // A streamed call that waits for the go-ahead in its volume: after its
+    // first output only heartbeats come, and the client leaves at the first.
+    const fs::path go = data_dir / "volumes/demo/data/go";
+    httplib::Client caller = agent.Client();
+    caller.set_read_timeout(30, 0);
+    std::string id;
+    json call_heartbeat;
+    int calls_open = 0;
+    StreamedCall(caller, "stream", [&](const json& event) {
+      if (event.value("event", "") == "call") id = event["call"]["id"];
+      if (event.value("event", "") != "heartbeat") return true;
+      call_heartbeat = event;
+      calls_open = OpenStreams(client, "calls");
+      return false;
+    });
+    CHECK(calls_open == 1);
+    REQUIRE(!id.empty());
+    fs::path file = dir.path() / "heartbeat.json";
+    std::ofstream(file) << call_heartbeat.dump();
+    auto checked = tests::CheckJsonSchema("call_event.schema.json", file);
+    INFO(call_heartbeat.dump() << "\n" << checked.out << checked.err);
+    CHECK(checked.exit_code == 0);
+    // Both clients are gone: the agent's next heartbeats find it out and
+    // end both responses, while the call itself runs on.
+    int logs_left = 1, calls_left = 1;
+    for (int i = 0; i < 600 && (logs_left > 0 || calls_left > 0); ++i) {
+      std::this_thread::sleep_for(100ms);
+      logs_left = OpenStreams(client, "logs");
+      calls_left = OpenStreams(client, "calls");
+    }
+    CHECK(logs_left == 0);
+    CHECK(calls_left == 0);
+    CHECK(Body(client.Get("/v1/calls/" + id))["state"] == "running");
+    std::ofstream(go).close();
+    CHECK(FinishedCall(client, id)["exit_code"] == 4);
+  }
+
   SECTION("a web container's output reaches the function's log while it runs") {
     json desired = Desired(1, digest);
     desired["apps"]["demo"]["functions"]["server"] = {
@@ -606,7 +756,10 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
                  });
     INFO(log);
     REQUIRE(log.find("\"text\":\"server-starting\"") != std::string::npos);
-    json line = json::parse(log.substr(0, log.find('\n')));
+    // Its line (heartbeats may come before it while the container starts).
+    std::size_t begin = log.rfind('\n', log.find("server-starting"));
+    begin = begin == std::string::npos ? 0 : begin + 1;
+    json line = json::parse(log.substr(begin, log.find('\n', begin) - begin));
     CHECK(line["stream"] == "stdout");
     CHECK(line["container"].get<std::string>().size() > 0);
     // Its container is still running: the line did not wait for it to stop.
@@ -620,22 +773,7 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     // the test writes the layer's bytes into it.
     json manifest = json::parse(core::ReadFile(store / "blobs/sha256" / digest.substr(7)).value());
     std::string layer = manifest["layers"].back()["digest"];
-    fs::path blob = store / "blobs/sha256" / layer.substr(7);
-    const std::string bytes = core::ReadFile(blob).value();
-    const fs::path aside = dir.path() / "layer-aside";
-    fs::rename(blob, aside);
-    REQUIRE(mkfifo(blob.c_str(), 0600) == 0);
-    // A reader waiting on the FIFO (the agent) lets a non-blocking writer open it.
-    auto open_writer = [&] { return open(blob.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC); };
-    auto write_layer = [&](int fd) {
-      fcntl(fd, F_SETFL, 0);
-      for (std::size_t done = 0; done < bytes.size();) {
-        ssize_t wrote = write(fd, bytes.data() + done, bytes.size() - done);
-        if (wrote <= 0) break;
-        done += static_cast<std::size_t>(wrote);
-      }
-      close(fd);
-    };
+    HeldBlob held(store / "blobs/sha256" / layer.substr(7), dir.path() / "layer-aside");
     std::atomic<int> applied_status = 0;
     std::thread apply([&] {
       httplib::Client putter = agent.Client();
@@ -643,11 +781,7 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
       auto applied = Put(putter, Desired(1, digest));
       applied_status = applied ? applied->status : -1;
     });
-    int writer = -1;
-    for (int i = 0; i < 3000 && writer < 0 && applied_status == 0; ++i) {
-      writer = open_writer();
-      if (writer < 0) std::this_thread::sleep_for(10ms);
-    }
+    const bool held_read = held.WaitForReader([&] { return applied_status != 0; });
     // The agent is reading the layer now: the status answers, and says why
     // the functions wait; a call is told so.
     httplib::Client reader = agent.Client();
@@ -655,12 +789,9 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     auto status = reader.Get("/v1/status");
     auto early =
         reader.Post("/v1/apps/demo/functions/echo/calls?wait=true", "{}", "application/json");
-    // The layer's name is the real file again, for the unpack's own read,
-    // and this read (of the FIFO, still open) gets the same bytes.
-    fs::rename(aside, blob);
-    if (writer >= 0) write_layer(writer);
+    held.Release();
     apply.join();
-    CHECK(writer >= 0);
+    CHECK(held_read);
     REQUIRE(status);
     REQUIRE(status->status == 200);
     json echo = json::parse(status->body)["apps"]["demo"]["functions"]["echo"];
@@ -673,6 +804,66 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     echo = Body(client.Get("/v1/status"))["apps"]["demo"]["functions"]["echo"];
     CHECK(echo["schedulable"] == true);
     CHECK(Call(client, "echo", json::object())["exit_code"] == 3);
+  }
+
+  SECTION(
+      "a web function whose image changes is served by its old container until the new one "
+      "is unpacked") {
+    // The same command on both images: the new one has /www/version already.
+    json desired = Desired(1, digest);
+    desired["apps"]["demo"]["functions"]["site"] = {
+        {"image", {{"digest", digest}}},
+        {"command",
+         {"/bin/sh", "-c",
+          "mkdir -p /www; [ -e /www/version ] || echo old > /www/version; "
+          "exec httpd -f -p \"$PORT\" -h /www"}},
+        {"web", json::object()},
+        {"min_containers", 1}};
+    REQUIRE(Put(client, desired)->status == 200);
+    httplib::Client visitor = agent.Client();
+    visitor.set_read_timeout(60, 0);
+    auto version = [&] {
+      auto answer = visitor.Get("/apps/demo/site/version");
+      REQUIRE(answer);
+      INFO(answer->body);
+      REQUIRE(answer->status == 200);
+      return answer->body;
+    };
+    CHECK(version() == "old\n");
+    // The new image's layer is read only once the test lets it.
+    auto [new_digest, new_layer] = ImageWithLayer(
+        store, digest, {tests::Folder("www"), tests::File("www/version", "new\n")}, dir.path());
+    HeldBlob held(store / "blobs/sha256" / new_layer.substr(7), dir.path() / "layer-aside");
+    desired["generation"] = 2;
+    desired["apps"]["demo"]["functions"]["site"]["image"]["digest"] = new_digest;
+    std::atomic<int> applied_status = 0;
+    std::thread apply([&] {
+      httplib::Client putter = agent.Client();
+      putter.set_read_timeout(120, 0);
+      auto applied = Put(putter, desired);
+      applied_status = applied ? applied->status : -1;
+    });
+    const bool held_read = held.WaitForReader([&] { return applied_status != 0; });
+    // Meanwhile the old container answers every request.
+    auto during = client.Get("/v1/status");
+    std::vector<std::string> answers;
+    for (int i = 0; i < 10; ++i) answers.push_back(version());
+    held.Release();
+    apply.join();
+    CHECK(held_read);
+    CHECK(applied_status == 200);
+    REQUIRE(during);
+    CHECK(during->body.find("is being unpacked") != std::string::npos);
+    for (const std::string& answer : answers) CHECK(answer == "old\n");
+    // Then the new image's container takes over, and no request in between
+    // goes unanswered.
+    std::string last = version();
+    for (int i = 0; i < 600 && last != "new\n"; ++i) {
+      CHECK(last == "old\n");
+      std::this_thread::sleep_for(50ms);
+      last = version();
+    }
+    CHECK(last == "new\n");
   }
 
   SECTION("a volume an older generation's call still mounts is not deleted under it") {
