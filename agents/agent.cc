@@ -14,6 +14,7 @@
 #include "builder/registry_client.h"
 #include "core/atomic_file.h"
 #include "core/image_reference.h"
+#include "core/quantity.h"
 #include "core/wall_clock.h"
 
 namespace agents {
@@ -58,6 +59,9 @@ constexpr std::chrono::seconds kUsageCheckpointInterval{5};
 /// How often the budget guard reads each app's spend: what a budget's stop
 /// can let through is this much of the app's running containers.
 constexpr std::chrono::seconds kBudgetInterval{1};
+
+/// How often the calls past their retention are pruned.
+constexpr std::chrono::hours kCallPruneInterval{1};
 
 std::string FunctionKey(const std::string& app, const std::string& function) {
   return app + "/" + function;
@@ -154,6 +158,8 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
                 std::move(secrets).value(), std::make_unique<AgentRecords>(*database),
                 std::move(ledger).value(), std::move(store).value(), *version));
   if (auto recovered = agent->Recover(); !recovered.ok()) return recovered.error();
+  agent->PruneCalls();
+  agent->pruner_ = std::thread([agent = agent.get()] { agent->PruneCallsPeriodically(); });
   agent->scheduler_->Start();
   agent->budget_->Start();
   return agent;
@@ -233,6 +239,12 @@ Agent::~Agent() {
 }
 
 void Agent::Shutdown() {
+  {
+    std::lock_guard lock(prune_mutex_);
+    prune_stop_ = true;
+  }
+  prune_wake_.notify_all();
+  if (pruner_.joinable()) pruner_.join();
   budget_->Stop();
   std::map<std::string, std::shared_ptr<WebFunction>> web;
   std::vector<std::shared_ptr<WebFunction>> retiring;
@@ -253,6 +265,41 @@ void Agent::Shutdown() {
   gpu_pool_.Stop();
   web.clear();  // waits for their containers
   retiring.clear();
+}
+
+void Agent::PruneCalls() {
+  const std::int64_t before_ms = core::NowMs() - options_.call_retention.count();
+  auto expired = records_->CallsEndedBefore(before_ms);
+  if (!expired) {
+    spdlog::warn("agent: cannot prune old calls: {}", expired.error().message);
+    return;
+  }
+  std::vector<std::string> pruned;
+  for (const CallRecord& call : *expired) {
+    std::error_code error;
+    fs::remove_all(CallsDir(options_.data_dir) / call.id, error);
+    if (error) {
+      spdlog::warn("agent: cannot prune the output of {}: {}", call.id, error.message());
+      continue;
+    }
+    pruned.push_back(call.id);
+  }
+  if (pruned.empty()) return;
+  if (auto deleted = records_->DeleteEndedCalls(pruned); !deleted.ok()) {
+    spdlog::warn("agent: cannot prune old calls: {}", deleted.error().message);
+    return;
+  }
+  spdlog::info("agent: pruned {} calls that ended over {} ago", pruned.size(),
+               core::FormatDuration(options_.call_retention));
+}
+
+void Agent::PruneCallsPeriodically() {
+  std::unique_lock lock(prune_mutex_);
+  while (!prune_wake_.wait_for(lock, kCallPruneInterval, [this] { return prune_stop_; })) {
+    lock.unlock();
+    PruneCalls();
+    lock.lock();
+  }
 }
 
 core::Status Agent::Recover() {

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -7,6 +9,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agents/agent_records.h"
@@ -40,6 +43,9 @@ struct AgentOptions {
   /// embedded agent (`gantry up`) left is dropped, not run again, and the
   /// calls it had queued end interrupted.
   bool forget_apps = false;
+  /// How long a call's record and output are kept after it ended
+  /// (`--call-retention`): pruned at start and every hour after.
+  std::chrono::milliseconds call_retention = std::chrono::hours(24 * 7);
 };
 
 /// Part of a call's output, and where the next part starts.
@@ -175,6 +181,12 @@ class Agent {
   /// leaves out what the guard refuses) and its queued and running calls end
   /// with `why`.
   void StopApp(const std::string& app, const core::Error& why);
+  /// Deletes the calls that ended more than options_.call_retention ago:
+  /// their output folders, then their records (a record whose folder is
+  /// gone is pruned again the next time, should its deletion fail).
+  void PruneCalls();
+  /// PruneCalls() every kCallPruneInterval until Shutdown().
+  void PruneCallsPeriodically();
   /// Gives the scheduler the scheduled job functions that can run here.
   void SyncSchedules();
   /// Pulls the images of desired functions that the store lacks, without
@@ -236,6 +248,11 @@ class Agent {
   std::set<std::string> unpacked_;                      // image digests whose layers are unpacked
   std::map<std::string, std::string> unpack_failures_;  // image digest -> why unpacking failed
   bool stopping_ = false;
+
+  std::mutex prune_mutex_;  // guards prune_stop_
+  std::condition_variable prune_wake_;
+  bool prune_stop_ = false;
+  std::thread pruner_;  // PruneCallsPeriodically
 };
 
 }  // namespace agents

@@ -168,6 +168,27 @@ core::Result<std::vector<CallRecord>> AgentRecords::RecentCalls(const std::strin
                    {app, std::int64_t{limit}});
 }
 
+core::Result<std::vector<CallRecord>> AgentRecords::CallsEndedBefore(std::int64_t ended_before_ms) {
+  return ReadCalls(
+      "WHERE state NOT IN ('queued', 'running') AND MAX(finished_ms, created_ms) < ? "
+      "ORDER BY MAX(finished_ms, created_ms), id",
+      {ended_before_ms});
+}
+
+core::Status AgentRecords::DeleteEndedCalls(const std::vector<std::string>& ids) {
+  if (ids.empty()) return core::Ok{};
+  std::lock_guard lock(database_->mutex());
+  return database_->Transaction([&]() -> core::Status {
+    for (const std::string& id : ids) {
+      SqlStatement statement(
+          database_->handle(),
+          "DELETE FROM calls WHERE id = ? AND state NOT IN ('queued', 'running')", {id});
+      if (auto deleted = statement.Run("cannot delete call " + id); !deleted.ok()) return deleted;
+    }
+    return core::Ok{};
+  });
+}
+
 core::Result<std::vector<CallRecord>> AgentRecords::ReadCalls(
     const std::string& clauses, std::initializer_list<SqlStatement::Value> values) {
   std::lock_guard lock(database_->mutex());

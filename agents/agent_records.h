@@ -79,6 +79,13 @@ class AgentRecords {
   core::Result<std::vector<CallRecord>> UnfinishedCalls();
   /// The newest `limit` calls of `app` ("": every app), newest first.
   core::Result<std::vector<CallRecord>> RecentCalls(const std::string& app, int limit);
+  /// The calls that ended before `ended_before_ms` (Unix epoch ms; a call
+  /// without an end time counts from its creation), oldest first: those a
+  /// retention period lets go. Queued and running calls are never among them.
+  core::Result<std::vector<CallRecord>> CallsEndedBefore(std::int64_t ended_before_ms);
+  /// Deletes the records of the calls `ids` that have ended (a queued or
+  /// running one is kept), in one transaction.
+  core::Status DeleteEndedCalls(const std::vector<std::string>& ids);
 
   /// The database the records are kept in, for the other users of agent.db.
   const std::shared_ptr<AgentDatabase>& database() const { return database_; }

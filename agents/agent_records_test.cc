@@ -95,6 +95,49 @@ TEST_CASE("recent calls come newest first, of one app or of all", "[agent_record
   CHECK(none->empty());
 }
 
+TEST_CASE("calls that ended before a time are found and deleted, never unfinished ones",
+          "[agent_records]") {
+  tests::TempDir dir("gantry-records-test");
+  auto records = AgentRecords::Open(dir.path() / "agent.db");
+  REQUIRE(records.ok());
+  // Back-dated: created at `created`, ended at `finished` (0: no end time).
+  auto save = [&](const std::string& id, CallState state, std::int64_t created,
+                  std::int64_t finished) {
+    CallRecord call{id, "demo", "echo", state, 1, {}, "", created, created, finished, "{}"};
+    REQUIRE((*records)->SaveCall(call).ok());
+  };
+  save("old-succeeded", CallState::kSucceeded, 1000, 2000);
+  save("old-failed", CallState::kFailed, 500, 1500);
+  save("old-interrupted-no-end", CallState::kInterrupted, 1200, 0);
+  save("old-queued", CallState::kQueued, 100, 0);
+  save("old-running", CallState::kRunning, 100, 0);
+  save("ended-at-cutoff", CallState::kSucceeded, 1000, 5000);
+  save("new", CallState::kTimedOut, 6000, 7000);
+
+  auto expired = (*records)->CallsEndedBefore(5000);
+  REQUIRE(expired.ok());
+  std::vector<std::string> ids;
+  for (const CallRecord& call : *expired) ids.push_back(call.id);
+  CHECK(ids == std::vector<std::string>{"old-interrupted-no-end", "old-failed", "old-succeeded"});
+
+  // Asked to delete an unfinished call too, it keeps it.
+  ids.push_back("old-running");
+  REQUIRE((*records)->DeleteEndedCalls(ids).ok());
+  for (const char* gone : {"old-succeeded", "old-failed", "old-interrupted-no-end"}) {
+    auto found = (*records)->FindCall(gone);
+    REQUIRE(found.ok());
+    CHECK_FALSE(found->has_value());
+  }
+  for (const char* kept : {"old-queued", "old-running", "ended-at-cutoff", "new"}) {
+    auto found = (*records)->FindCall(kept);
+    REQUIRE(found.ok());
+    CHECK(found->has_value());
+  }
+  auto again = (*records)->CallsEndedBefore(5000);
+  REQUIRE(again.ok());
+  CHECK(again->empty());
+}
+
 TEST_CASE("a database that cannot be opened is a clear error", "[agent_records]") {
   auto records = AgentRecords::Open("/nonexistent-folder/agent.db");
   REQUIRE_FALSE(records.ok());

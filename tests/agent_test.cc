@@ -20,6 +20,7 @@
 #include <string>
 #include <thread>
 
+#include "agents/agent_records.h"
 #include "builder/content_store.h"
 #include "builder/registry_client.h"
 #include "core/atomic_file.h"
@@ -892,6 +893,62 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     REQUIRE(deleted);
     CHECK(deleted->status == 200);
     CHECK_FALSE(fs::exists(data_dir / "volumes/demo/data"));
+  }
+
+  SECTION("calls that ended over --call-retention ago are pruned at start with their output") {
+    REQUIRE(Put(client, Desired(1, digest))->status == 200);
+    auto run = [&] {
+      auto queued = client.Post("/v1/apps/demo/functions/echo/calls", "{}", "application/json");
+      REQUIRE(queued);
+      REQUIRE(queued->status == 202);
+      std::string id = json::parse(queued->body)["id"];
+      REQUIRE(FinishedCall(client, id)["exit_code"] == 3);
+      return id;
+    };
+    const std::string old_id = run(), recent_id = run();
+    REQUIRE(fs::exists(data_dir / "calls" / old_id / "stdout"));
+    REQUIRE(agent.Kill(SIGTERM).ok());
+    // Back-dated while the agent is stopped: one call ended 8 days ago, and
+    // one still queued since then.
+    const std::int64_t eight_days_ms = 8LL * 24 * 3600 * 1000;
+    const std::string queued_id = "call-0000000000000000000000aa";
+    {
+      auto records = agents::AgentRecords::Open(data_dir / "agent.db");
+      REQUIRE(records.ok());
+      auto found = (*records)->FindCall(old_id);
+      REQUIRE(found.ok());
+      REQUIRE(found->has_value());
+      agents::CallRecord old = **found;
+      old.created_ms -= eight_days_ms;
+      old.started_ms -= eight_days_ms;
+      old.finished_ms -= eight_days_ms;
+      REQUIRE((*records)->SaveCall(old).ok());
+      agents::CallRecord queued{queued_id, "demo", "echo", agents::CallState::kQueued,
+                                0,         {},     "",     old.created_ms,
+                                0,         0,      "{}"};
+      REQUIRE((*records)->SaveCall(queued).ok());
+      fs::create_directories(data_dir / "calls" / queued_id);  // made as a call is queued
+    }
+    REQUIRE(agent.Restart().ok());  // the default retention, 7 days
+    auto restarted = agent.Client();
+    auto pruned = restarted.Get("/v1/calls/" + old_id);
+    REQUIRE(pruned);
+    CHECK(pruned->status == 404);
+    CHECK_FALSE(fs::exists(data_dir / "calls" / old_id));
+    json recent = Body(restarted.Get("/v1/calls/" + recent_id));
+    CHECK(recent["stdout"] == "hello agent \n");
+    CHECK(fs::exists(data_dir / "calls" / recent_id / "stdout"));
+    // The queued call is not pruned, however old: it runs.
+    json rerun = FinishedCall(restarted, queued_id);
+    INFO(rerun.dump());
+    CHECK(rerun["exit_code"] == 3);
+    CHECK(agent.Log().find("pruned 1 calls that ended over 168h ago") != std::string::npos);
+    // A retention that is no duration is refused, in one line.
+    auto refused = tests::RunGantry(
+        {"agent", "--data-dir", (dir.path() / "other").string(), "--call-retention", "0s"});
+    CHECK(refused.exit_code != 0);
+    CHECK(refused.err.find("--call-retention: expected a duration above 0") != std::string::npos);
+    CHECK_FALSE(fs::exists(dir.path() / "other"));
   }
 
   SECTION("the agent survives kill -9 mid-call and cleans what it left") {

@@ -13,6 +13,7 @@
 #include "agents/router.h"
 #include "core/atomic_file.h"
 #include "core/gantry_home.h"
+#include "core/quantity.h"
 #include "toolchain/exit_code.h"
 #include "toolchain/reporter.h"
 #include "toolchain/stop_signals.h"
@@ -33,6 +34,7 @@ struct AgentCommand {
   std::string metrics_auth = "token";
   std::optional<int> dashboard_port;  // none: no dashboard
   std::string web_domain;             // "": web functions at /apps/APP/FUNCTION only
+  std::string call_retention = "7d";  // how long ended calls are kept
   std::string log_format;  // "": gantry's own --log-format, else text on a terminal, JSON elsewhere
   CLI::App* gantry = nullptr;  // the global options
 };
@@ -82,6 +84,14 @@ int RunAgent(const AgentCommand& command) {
   ConfigureLogging(spdlog::get_level() <= spdlog::level::debug,
                    log_format == "json" ? LogFormat::kJson : LogFormat::kText);
 
+  auto call_retention = core::ParseDuration(command.call_retention);
+  if (!call_retention || call_retention->count() <= 0) {
+    return Fail({core::ErrorCode::kInvalidArgument,
+                 "--call-retention: expected a duration above 0 such as 7d or 12h, got " +
+                     command.call_retention,
+                 {}});
+  }
+
   StopSignals stop_signals;
 
   agents::AgentOptions options;
@@ -91,6 +101,7 @@ int RunAgent(const AgentCommand& command) {
   options.gpus = command.gpus;
   options.runtime = command.runtime;
   options.version = GANTRY_VERSION;
+  options.call_retention = *call_retention;
   auto agent = agents::Agent::Open(options);
   if (!agent) return Fail(agent.error());
   std::optional<std::filesystem::path> token_file;
@@ -179,6 +190,9 @@ void AddAgentVerb(CLI::App& gantry, int* exit_code) {
                    "The agent's log on stderr: text, or json (one object per line); default: "
                    "text on a terminal, json elsewhere")
       ->check(CLI::IsMember({"text", "json"}));
+  verb->add_option("--call-retention", command->call_retention,
+                   "How long a job call's record and output are kept after it ended (7d, 12h)")
+      ->capture_default_str();
   command->gantry = &gantry;
   verb->callback([command, exit_code] { *exit_code = RunAgent(*command); });
 }
