@@ -983,6 +983,69 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
   }
 }
 
+TEST_CASE("a container runc is creating when the agent gets SIGTERM is stopped", "[agent][runc]") {
+  if (!tests::ContainersOrSkip()) return;
+  tests::TempDir dir("gantry-agent-stop-test");
+  fs::path store = dir.path() / "store";
+  std::string digest = tests::RequireBusyboxImage(dir.path(), store);
+  // The agent's runtime is runc behind a script that holds each `run`
+  // (announced in `creating`) until the test lets it go on: the container
+  // is made only after the agent has begun to stop. What the agent sends
+  // the held `run` meanwhile (its SIGTERM) is noted, not obeyed.
+  const fs::path creating = dir.path() / "creating", go = dir.path() / "go";
+  const fs::path runtime = dir.path() / "runc";
+  std::ofstream(runtime) << "#!/bin/sh\n"
+                         << "case \" $* \" in *\" run \"*)\n"
+                         << "  trap 'touch " << (dir.path() / "termed").string() << "' TERM\n"
+                         << "  touch " << creating.string() << "\n"
+                         << "  while [ ! -e " << go.string() << " ]; do sleep 0.01; done;;\n"
+                         << "esac\n"
+                         << "exec /usr/sbin/runc \"$@\"\n";
+  fs::permissions(runtime, fs::perms::owner_all);
+  fs::path data_dir = dir.path() / "agent";
+  auto started_agent = tests::RequireAgent(data_dir, store, dir.path() / "agent.log",
+                                           {"--runtime", runtime.string()});
+  tests::AgentProcess& agent = *started_agent;
+  auto client = agent.Client();
+  REQUIRE(Put(client, Desired(1, digest))->status == 200);
+  // `stream` says "first", then waits for a file that never comes.
+  auto queued = client.Post("/v1/apps/demo/functions/stream/calls", "{}", "application/json");
+  REQUIRE(queued);
+  REQUIRE(queued->status == 202);
+  std::string id = json::parse(queued->body)["id"];
+  for (int i = 0; i < 1000 && !fs::exists(creating); ++i) std::this_thread::sleep_for(10ms);
+  REQUIRE(fs::exists(creating));
+
+  // SIGTERM now. The agent stops the attempt as it stops any: `runc kill`
+  // finds no container yet, so it signals the `run`, which the script notes;
+  // only then does runc make the container, during the stop's grace.
+  const fs::path termed = dir.path() / "termed";
+  std::atomic<bool> stopped = false;
+  std::thread stop([&] { stopped = agent.Kill(SIGTERM).ok(); });
+  for (int i = 0; i < 1000 && !fs::exists(termed); ++i) std::this_thread::sleep_for(10ms);
+  const bool run_was_signalled = fs::exists(termed);
+  std::ofstream(go).close();
+  stop.join();
+  INFO(agent.Log());
+  CHECK(run_was_signalled);
+  // It stopped in time (AgentProcess waits 10 s), and left no container.
+  CHECK(stopped);
+  auto runc_list =
+      core::RunSubprocess({{"/usr/sbin/runc", "--root", (data_dir / "runc").string(), "list", "-q"},
+                           {"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+                           std::nullopt,
+                           core::Output::Capture(),
+                           core::Output::Capture()});
+  REQUIRE(runc_list.ok());
+  CHECK(runc_list->stdout_text.empty());
+  CHECK(fs::is_empty(data_dir / "containers"));
+  REQUIRE(agent.Restart().ok());
+  auto restarted = agent.Client();
+  json call = Body(restarted.Get("/v1/calls/" + id));
+  CHECK(call["state"] == "interrupted");
+  CHECK(call["stdout"] == "first\n");  // its container was made, and stopped
+}
+
 TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-agent-tls-test");
