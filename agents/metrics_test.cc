@@ -106,7 +106,7 @@ TEST_CASE("the agent's metric families are named by Prometheus conventions", "[m
     CHECK((type == "counter") == name.ends_with("_total"));
     if (type == "histogram") CHECK(name.ends_with("_seconds"));
   }
-  CHECK(names.size() == 12);
+  CHECK(names.size() == 13);
 }
 
 }  // namespace
