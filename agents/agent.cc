@@ -62,6 +62,8 @@ constexpr std::chrono::seconds kBudgetInterval{1};
 
 /// How often the calls past their retention are pruned.
 constexpr std::chrono::hours kCallPruneInterval{1};
+/// Calls pruned in one transaction of agent.db.
+constexpr int kCallPruneBatch = 500;
 
 std::string FunctionKey(const std::string& app, const std::string& function) {
   return app + "/" + function;
@@ -158,7 +160,6 @@ core::Result<std::unique_ptr<Agent>> Agent::Open(const AgentOptions& options) {
                 std::move(secrets).value(), std::make_unique<AgentRecords>(*database),
                 std::move(ledger).value(), std::move(store).value(), *version));
   if (auto recovered = agent->Recover(); !recovered.ok()) return recovered.error();
-  agent->PruneCalls();
   agent->pruner_ = std::thread([agent = agent.get()] { agent->PruneCallsPeriodically(); });
   agent->scheduler_->Start();
   agent->budget_->Start();
@@ -269,31 +270,50 @@ void Agent::Shutdown() {
 
 void Agent::PruneCalls() {
   const std::int64_t before_ms = core::NowMs() - options_.call_retention.count();
-  auto expired = records_->CallsEndedBefore(before_ms);
-  if (!expired) {
-    spdlog::warn("agent: cannot prune old calls: {}", expired.error().message);
-    return;
-  }
-  std::vector<std::string> pruned;
-  for (const CallRecord& call : *expired) {
-    std::error_code error;
-    fs::remove_all(CallsDir(options_.data_dir) / call.id, error);
-    if (error) {
-      spdlog::warn("agent: cannot prune the output of {}: {}", call.id, error.message());
-      continue;
+  std::size_t pruned = 0;
+  // In batches, each its own transaction: the database's other users (call
+  // records, the usage ledger) wait for one batch at the most.
+  while (true) {
+    {
+      std::lock_guard lock(prune_mutex_);
+      if (prune_stop_) break;
     }
-    pruned.push_back(call.id);
+    auto expired = records_->CallsEndedBefore(before_ms, kCallPruneBatch);
+    if (!expired) {
+      spdlog::warn("agent: cannot prune old calls: {}", expired.error().message);
+      break;
+    }
+    std::vector<std::string> removed;
+    for (const std::string& id : *expired) {
+      // Its output first: a prune cut short leaves records, which the next takes.
+      std::error_code error;
+      fs::remove_all(CallsDir(options_.data_dir) / id, error);
+      if (error) {
+        spdlog::warn("agent: cannot prune the output of {}: {}", id, error.message());
+        continue;
+      }
+      removed.push_back(id);
+    }
+    if (auto deleted = records_->DeleteEndedCalls(removed); !deleted.ok()) {
+      spdlog::warn("agent: cannot prune old calls: {}", deleted.error().message);
+      break;
+    }
+    pruned += removed.size();
+    // A batch with an output that could not go is not asked for again.
+    if (expired->size() < static_cast<std::size_t>(kCallPruneBatch) ||
+        removed.size() < expired->size()) {
+      break;
+    }
   }
-  if (pruned.empty()) return;
-  if (auto deleted = records_->DeleteEndedCalls(pruned); !deleted.ok()) {
-    spdlog::warn("agent: cannot prune old calls: {}", deleted.error().message);
-    return;
-  }
-  spdlog::info("agent: pruned {} calls that ended over {} ago", pruned.size(),
+  if (pruned == 0) return;
+  spdlog::info("agent: pruned {} calls that ended over {} ago", pruned,
                core::FormatDuration(options_.call_retention));
 }
 
 void Agent::PruneCallsPeriodically() {
+  // At start, then every kCallPruneInterval; off the start's path, as a
+  // long-unpruned agent may have many calls to let go.
+  PruneCalls();
   std::unique_lock lock(prune_mutex_);
   while (!prune_wake_.wait_for(lock, kCallPruneInterval, [this] { return prune_stop_; })) {
     lock.unlock();

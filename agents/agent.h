@@ -181,11 +181,12 @@ class Agent {
   /// leaves out what the guard refuses) and its queued and running calls end
   /// with `why`.
   void StopApp(const std::string& app, const core::Error& why);
-  /// Deletes the calls that ended more than options_.call_retention ago:
-  /// their output folders, then their records (a record whose folder is
-  /// gone is pruned again the next time, should its deletion fail).
+  /// Deletes the calls that ended more than options_.call_retention ago, in
+  /// batches until none is left or Shutdown() begins: their output folders,
+  /// then their records (a record whose folder is gone is pruned again the
+  /// next time, should its deletion fail).
   void PruneCalls();
-  /// PruneCalls() every kCallPruneInterval until Shutdown().
+  /// PruneCalls() at once, then every kCallPruneInterval, until Shutdown().
   void PruneCallsPeriodically();
   /// Gives the scheduler the scheduled job functions that can run here.
   void SyncSchedules();

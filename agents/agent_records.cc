@@ -168,11 +168,19 @@ core::Result<std::vector<CallRecord>> AgentRecords::RecentCalls(const std::strin
                    {app, std::int64_t{limit}});
 }
 
-core::Result<std::vector<CallRecord>> AgentRecords::CallsEndedBefore(std::int64_t ended_before_ms) {
-  return ReadCalls(
-      "WHERE state NOT IN ('queued', 'running') AND MAX(finished_ms, created_ms) < ? "
-      "ORDER BY MAX(finished_ms, created_ms), id",
-      {ended_before_ms});
+core::Result<std::vector<std::string>> AgentRecords::CallsEndedBefore(std::int64_t ended_before_ms,
+                                                                      int limit) {
+  std::lock_guard lock(database_->mutex());
+  SqlStatement row(database_->handle(),
+                   "SELECT id FROM calls WHERE state NOT IN ('queued', 'running') AND "
+                   "MAX(finished_ms, created_ms) < ? ORDER BY MAX(finished_ms, created_ms), id "
+                   "LIMIT ?",
+                   {ended_before_ms, std::int64_t{limit}});
+  std::vector<std::string> ids;
+  std::optional<core::Error> error;
+  while (row.Next(&error, "cannot read calls")) ids.push_back(row.Text(0));
+  if (error) return *error;
+  return ids;
 }
 
 core::Status AgentRecords::DeleteEndedCalls(const std::vector<std::string>& ids) {

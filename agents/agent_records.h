@@ -79,10 +79,11 @@ class AgentRecords {
   core::Result<std::vector<CallRecord>> UnfinishedCalls();
   /// The newest `limit` calls of `app` ("": every app), newest first.
   core::Result<std::vector<CallRecord>> RecentCalls(const std::string& app, int limit);
-  /// The calls that ended before `ended_before_ms` (Unix epoch ms; a call
-  /// without an end time counts from its creation), oldest first: those a
-  /// retention period lets go. Queued and running calls are never among them.
-  core::Result<std::vector<CallRecord>> CallsEndedBefore(std::int64_t ended_before_ms);
+  /// The ids of at most `limit` calls that ended before `ended_before_ms`
+  /// (Unix epoch ms; a call without an end time counts from its creation),
+  /// oldest first: those a retention period lets go. Queued and running
+  /// calls are never among them.
+  core::Result<std::vector<std::string>> CallsEndedBefore(std::int64_t ended_before_ms, int limit);
   /// Deletes the records of the calls `ids` that have ended (a queued or
   /// running one is kept), in one transaction.
   core::Status DeleteEndedCalls(const std::vector<std::string>& ids);

@@ -114,11 +114,14 @@ TEST_CASE("calls that ended before a time are found and deleted, never unfinishe
   save("ended-at-cutoff", CallState::kSucceeded, 1000, 5000);
   save("new", CallState::kTimedOut, 6000, 7000);
 
-  auto expired = (*records)->CallsEndedBefore(5000);
+  auto expired = (*records)->CallsEndedBefore(5000, 10);
   REQUIRE(expired.ok());
-  std::vector<std::string> ids;
-  for (const CallRecord& call : *expired) ids.push_back(call.id);
+  std::vector<std::string> ids = *expired;
   CHECK(ids == std::vector<std::string>{"old-interrupted-no-end", "old-failed", "old-succeeded"});
+  // In batches: the oldest first.
+  auto first = (*records)->CallsEndedBefore(5000, 2);
+  REQUIRE(first.ok());
+  CHECK(*first == std::vector<std::string>{"old-interrupted-no-end", "old-failed"});
 
   // Asked to delete an unfinished call too, it keeps it.
   ids.push_back("old-running");
@@ -133,7 +136,7 @@ TEST_CASE("calls that ended before a time are found and deleted, never unfinishe
     REQUIRE(found.ok());
     CHECK(found->has_value());
   }
-  auto again = (*records)->CallsEndedBefore(5000);
+  auto again = (*records)->CallsEndedBefore(5000, 10);
   REQUIRE(again.ok());
   CHECK(again->empty());
 }

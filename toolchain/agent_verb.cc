@@ -85,9 +85,10 @@ int RunAgent(const AgentCommand& command) {
                    log_format == "json" ? LogFormat::kJson : LogFormat::kText);
 
   auto call_retention = core::ParseDuration(command.call_retention);
-  if (!call_retention || call_retention->count() <= 0) {
+  // Shorter, and a call could go while its caller still reads it.
+  if (!call_retention || *call_retention < std::chrono::minutes(1)) {
     return Fail({core::ErrorCode::kInvalidArgument,
-                 "--call-retention: expected a duration above 0 such as 7d or 12h, got " +
+                 "--call-retention: expected a duration of 1m or more such as 7d or 12h, got " +
                      command.call_retention,
                  {}});
   }
