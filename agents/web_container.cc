@@ -136,8 +136,10 @@ core::Result<core::UniqueFd> WebContainer::Connect() const {
   core::UniqueFd socket_fd;
   {
     std::lock_guard lock(mutex_);
-    // netns_ is kept open for as long as this object lives.
-    if (!netns_.valid()) {
+    // netns_ is kept open for as long as this object lives; the spare
+    // sockets of a container that stopped are of no use.
+    if (!netns_.valid() || state_ == WebContainerState::kStopped) {
+      spare_sockets_.clear();
       return core::Error{core::ErrorCode::kConflict, "container " + id_ + " is not running", {}};
     }
     if (spare_sockets_.empty()) {
