@@ -346,9 +346,9 @@ ApiServer::ApiServer(Agent& agent, ApiOptions options)
     AddDashboardRoutes();
   }
   AddRoutes();
-  std::lock_guard lock(streams_mutex_);
-  open_streams_ = {{"calls", 0}, {"logs", 0}};
-  agent_.metrics().api_streams.Replace({{{{"route", "calls"}}, 0}, {{{"route", "logs"}}, 0}});
+  // Both routes are on the gauge from the start, at 0.
+  ChangeStreams("calls", 0);
+  ChangeStreams("logs", 0);
 }
 
 ApiServer::~ApiServer() {
@@ -647,16 +647,17 @@ void ApiServer::StreamCall(const CallRecord& call, httplib::Response& response) 
       CountStream("calls"));
 }
 
+void ApiServer::ChangeStreams(const std::string& route, int change) {
+  std::lock_guard lock(streams_mutex_);
+  open_streams_[route] += change;
+  std::map<MetricLabels, double> values;
+  for (const auto& [name, open] : open_streams_) values[{{"route", name}}] = open;
+  agent_.metrics().api_streams.Replace(std::move(values));
+}
+
 std::function<void(bool)> ApiServer::CountStream(const std::string& route) {
-  auto count = [this](const std::string& route, int change) {
-    std::lock_guard lock(streams_mutex_);
-    open_streams_[route] += change;
-    std::map<MetricLabels, double> values;
-    for (const auto& [name, open] : open_streams_) values[{{"route", name}}] = open;
-    agent_.metrics().api_streams.Replace(std::move(values));
-  };
-  count(route, +1);
-  return [count, route](bool) { count(route, -1); };
+  ChangeStreams(route, +1);
+  return [this, route](bool) { ChangeStreams(route, -1); };
 }
 
 void ApiServer::AddDashboardRoutes() {

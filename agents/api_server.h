@@ -77,6 +77,9 @@ class ApiServer {
   /// the gauge gantry_api_streams until the returned releaser, which
   /// httplib runs when the response ends, however it ends.
   std::function<void(bool)> CountStream(const std::string& route);
+  /// Adds `change` to the streamed responses of `route` open now, and
+  /// publishes every route's count to the gauge.
+  void ChangeStreams(const std::string& route, int change);
 
   Agent& agent_;
   ApiOptions options_;
