@@ -1,7 +1,9 @@
 #include "agents/router.h"
 
 #include <httplib.h>
+#include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cctype>
@@ -30,12 +32,39 @@ bool IsServerHeader(const std::string& name) {
          name == "LOCAL_PORT";
 }
 
-bool SendAll(int fd, std::string_view data) {
-  while (!data.empty()) {
-    ssize_t sent = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+/// Sends `head` and then `body` on `fd`, in one call when the socket takes
+/// them (a request of the usual size); false, with errno set, when the
+/// peer goes, or takes no byte for `timeout`.
+bool SendRequest(int fd, std::string_view head, std::string_view body,
+                 std::chrono::milliseconds timeout) {
+  iovec pieces[2] = {{const_cast<char*>(head.data()), head.size()},
+                     {const_cast<char*>(body.data()), body.size()}};
+  iovec* next = pieces;
+  std::size_t left = body.empty() ? 1 : 2;
+  while (left > 0) {
+    msghdr message{};
+    message.msg_iov = next;
+    message.msg_iovlen = left;
+    ssize_t sent = sendmsg(fd, &message, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent < 0 && errno == EINTR) continue;
+    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      pollfd writable{fd, POLLOUT, 0};
+      int ready = poll(&writable, 1, static_cast<int>(timeout.count()));
+      if (ready == 0) errno = ETIMEDOUT;
+      if (ready <= 0 && errno != EINTR) return false;
+      continue;
+    }
     if (sent <= 0) return false;
-    data.remove_prefix(static_cast<std::size_t>(sent));
+    for (auto count = static_cast<std::size_t>(sent); count > 0;) {
+      std::size_t taken = std::min(count, next->iov_len);
+      next->iov_base = static_cast<char*>(next->iov_base) + taken;
+      next->iov_len -= taken;
+      count -= taken;
+      if (next->iov_len == 0) {
+        ++next;
+        --left;
+      }
+    }
   }
   return true;
 }
@@ -307,12 +336,10 @@ void Router::Serve(const httplib::Request& request, httplib::Response& response,
   head += "Connection: close\r\n\r\n";
 
   int fd = connection->get();
-  // A container that stops answering for its function's timeout is given up on.
-  timeval timeout{};
-  timeout.tv_sec = static_cast<time_t>(
-      std::max<std::int64_t>(1, target->function->function().function.timeout.count() / 1000));
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  if (!SendAll(fd, head) || !SendAll(fd, request.body)) {
+  // A container that takes no byte of the request, or sends none of its
+  // response, for the function's timeout is given up on (Connect's socket
+  // bounds each read by it).
+  if (!SendRequest(fd, head, request.body, lease->container().IoTimeout())) {
     return fail(502, "bad-gateway",
                 std::string("cannot send the request to the container: ") + std::strerror(errno));
   }

@@ -25,6 +25,8 @@ using namespace std::chrono_literals;
 
 /// SIGTERM to SIGKILL when a web container is stopped.
 constexpr std::chrono::milliseconds kStopGrace = 2s;
+/// How long Connect waits for the container's server to accept.
+constexpr std::chrono::milliseconds kConnectTimeout = 5s;
 
 core::Error SystemError(const std::string& what) {
   return core::Error{core::ErrorCode::kIo, what + ": " + std::strerror(errno), {}};
@@ -39,8 +41,11 @@ void SetTimeout(int fd, int option, std::chrono::milliseconds timeout) {
 
 /// `count` TCP sockets made inside the network namespace `netns` (a socket
 /// belongs to the namespace it was made in, wherever it is used after):
-/// the calling thread enters it for the socket() calls only.
-core::Result<std::vector<core::UniqueFd>> SocketsInNamespace(int netns, std::size_t count) {
+/// the calling thread enters it for the socket() calls only. Each is set up
+/// for Connect before it is needed: no Nagle, connect() bounded by 5 s,
+/// reads by `read_timeout`.
+core::Result<std::vector<core::UniqueFd>> SocketsInNamespace(
+    int netns, std::size_t count, std::chrono::milliseconds read_timeout) {
   // The namespace this thread goes back to: the agent's own.
   thread_local core::UniqueFd own(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (!own.valid()) return SystemError("cannot open this thread's network namespace");
@@ -67,24 +72,13 @@ core::Result<std::vector<core::UniqueFd>> SocketsInNamespace(int netns, std::siz
     errno = socket_errno;
     return SystemError("cannot make a socket in the container's network namespace");
   }
-  return sockets;
-}
-
-/// `socket_fd` (made in a container's namespace) connected to
-/// 127.0.0.1:port there.
-core::Result<core::UniqueFd> ConnectLoopback(core::UniqueFd socket_fd, int port) {
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  SetTimeout(socket_fd.get(), SO_SNDTIMEO, 5s);  // bounds connect() too
-  if (connect(socket_fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-    return SystemError("cannot connect to the container's port " + std::to_string(port));
+  for (const core::UniqueFd& socket_fd : sockets) {
+    int on = 1;
+    setsockopt(socket_fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+    SetTimeout(socket_fd.get(), SO_SNDTIMEO, kConnectTimeout);  // bounds connect()
+    SetTimeout(socket_fd.get(), SO_RCVTIMEO, read_timeout);
   }
-  SetTimeout(socket_fd.get(), SO_SNDTIMEO, 0ms);
-  int on = 1;
-  setsockopt(socket_fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-  return socket_fd;
+  return sockets;
 }
 
 }  // namespace
@@ -103,19 +97,21 @@ const char* WebContainerStateName(WebContainerState state) {
 
 std::shared_ptr<WebContainer> WebContainer::Start(std::string id, PreparedFunction function,
                                                   const ContainerParts& parts,
-                                                  std::function<void()> on_change) {
-  std::shared_ptr<WebContainer> container(
-      new WebContainer(std::move(id), std::move(function), parts, std::move(on_change)));
+                                                  std::function<void()> on_change,
+                                                  std::function<void()> on_spares_low) {
+  std::shared_ptr<WebContainer> container(new WebContainer(
+      std::move(id), std::move(function), parts, std::move(on_change), std::move(on_spares_low)));
   container->runner_ = std::thread([raw = container.get()] { raw->Run(); });
   return container;
 }
 
 WebContainer::WebContainer(std::string id, PreparedFunction function, const ContainerParts& parts,
-                           std::function<void()> on_change)
+                           std::function<void()> on_change, std::function<void()> on_spares_low)
     : id_(std::move(id)),
       function_(std::move(function)),
       parts_(parts),
-      on_change_(std::move(on_change)) {}
+      on_change_(std::move(on_change)),
+      on_spares_low_(std::move(on_spares_low)) {}
 
 WebContainer::~WebContainer() {
   Stop();
@@ -132,8 +128,13 @@ void WebContainer::SetFailure(const std::string& why) {
   if (failure_.empty()) failure_ = why;
 }
 
+std::chrono::milliseconds WebContainer::IoTimeout() const {
+  return std::max<std::chrono::milliseconds>(1s, function_.function.timeout);
+}
+
 core::Result<core::UniqueFd> WebContainer::Connect() const {
   core::UniqueFd socket_fd;
+  bool spares_low = false;
   {
     std::lock_guard lock(mutex_);
     // netns_ is kept open for as long as this object lives; the spare
@@ -143,14 +144,48 @@ core::Result<core::UniqueFd> WebContainer::Connect() const {
       return core::Error{core::ErrorCode::kConflict, "container " + id_ + " is not running", {}};
     }
     if (spare_sockets_.empty()) {
-      auto made = SocketsInNamespace(netns_.get(), kSpareSockets);
+      // Faster than StockSockets was asked to be: made here, in the request's time.
+      auto made = SocketsInNamespace(netns_.get(), kSpareSockets, IoTimeout());
       if (!made) return made.error();
       spare_sockets_ = std::move(made).value();
     }
     socket_fd = std::move(spare_sockets_.back());
     spare_sockets_.pop_back();
+    spares_low = spare_sockets_.size() < kSpareSockets / 2 && !spares_asked_;
+    spares_asked_ = spares_asked_ || spares_low;
   }
-  return ConnectLoopback(std::move(socket_fd), kWebPort);
+  if (spares_low && on_spares_low_) on_spares_low_();
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(kWebPort));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(socket_fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
+    return SystemError("cannot connect to the container's port " + std::to_string(kWebPort));
+  }
+  return socket_fd;
+}
+
+void WebContainer::StockSockets() {
+  int netns = -1;
+  std::size_t missing = 0;
+  {
+    std::lock_guard lock(mutex_);
+    spares_asked_ = false;
+    if (!netns_.valid() || state_ == WebContainerState::kStopped) return;
+    netns = netns_.get();  // open, and the same, for as long as this object lives
+    missing = kSpareSockets - std::min(kSpareSockets, spare_sockets_.size());
+  }
+  if (missing == 0) return;
+  // No lock held while they are made: requests take spares meanwhile. A
+  // failure here is Connect's to report, when it has to make its own.
+  auto made = SocketsInNamespace(netns, missing, IoTimeout());
+  if (!made) return;
+  std::lock_guard lock(mutex_);
+  if (state_ == WebContainerState::kStopped) return;
+  for (core::UniqueFd& socket_fd : *made) {
+    if (spare_sockets_.size() >= kSpareSockets) break;
+    spare_sockets_.push_back(std::move(socket_fd));
+  }
 }
 
 bool WebContainer::HealthAnswers() const {

@@ -43,11 +43,18 @@ const char* WebContainerStateName(WebContainerState state);
 /// container's own threads, with no lock of the container held) when it
 /// becomes ready and when it has stopped. Its output goes to the function's
 /// log line by line as it writes it (OutputLog), how it ended when it stops.
+///
+/// Connect takes a socket from a stock made in the namespace beforehand, so
+/// that a request pays for connect() alone; `on_spares_low` is called (from
+/// the request's thread, no lock of the container held) when the stock is
+/// down to half, once until StockSockets runs: its owner then calls
+/// StockSockets from a thread of its own, while requests go on.
 class WebContainer {
  public:
   static std::shared_ptr<WebContainer> Start(std::string id, PreparedFunction function,
                                              const ContainerParts& parts,
-                                             std::function<void()> on_change);
+                                             std::function<void()> on_change,
+                                             std::function<void()> on_spares_low);
   /// Stop(), then waits for the container to be gone.
   ~WebContainer();
 
@@ -58,15 +65,23 @@ class WebContainer {
   /// Whether it ever became ready.
   bool was_ready() const { return was_ready_.load(); }
 
-  /// A TCP connection to its server (127.0.0.1:kWebPort in its namespace).
+  /// A TCP connection to its server (127.0.0.1:kWebPort in its namespace),
+  /// without Nagle's algorithm, made within 5 s. A blocking read from it
+  /// fails after the function's timeout (at least 1 s) without a byte, a
+  /// blocking send after 5 s without progress.
   core::Result<core::UniqueFd> Connect() const;
+  /// How long a request to it may wait for its server to take or send a
+  /// byte: the function's timeout, at least 1 s.
+  std::chrono::milliseconds IoTimeout() const;
+  /// Fills the stock of sockets Connect takes from, when it is running.
+  void StockSockets();
 
   /// Asks it to stop: SIGTERM, a grace of 2 s, SIGKILL. Returns at once.
   void Stop() { stop_ = true; }
 
  private:
   WebContainer(std::string id, PreparedFunction function, const ContainerParts& parts,
-               std::function<void()> on_change);
+               std::function<void()> on_change, std::function<void()> on_spares_low);
   void Run();
   /// Waits for runc's pid file, then for the server to answer; marks it ready.
   void Probe(const std::filesystem::path& pid_file, std::chrono::steady_clock::time_point deadline);
@@ -77,16 +92,19 @@ class WebContainer {
   PreparedFunction function_;
   ContainerParts parts_;
   std::function<void()> on_change_;
+  std::function<void()> on_spares_low_;
   std::atomic<WebContainerState> state_ = WebContainerState::kStarting;
   std::atomic<bool> was_ready_ = false;
   std::atomic<bool> stop_ = false;
-  /// Sockets Connect makes in the container's namespace at once: entering
-  /// a namespace (two setns calls) is paid once per this many connections.
-  static constexpr std::size_t kSpareSockets = 8;
+  /// The stock of sockets made in the container's namespace ahead of
+  /// Connect: entering a namespace (two setns calls) is paid once per this
+  /// many connections at most, and not in a request's time.
+  static constexpr std::size_t kSpareSockets = 16;
 
-  mutable std::mutex mutex_;  // guards netns_, spare_sockets_ and failure_
+  mutable std::mutex mutex_;  // guards netns_, spare_sockets_, spares_asked_ and failure_
   core::UniqueFd netns_;      // /proc/PID/ns/net of the container's process
   mutable std::vector<core::UniqueFd> spare_sockets_;  // made in netns_, not connected yet
+  mutable bool spares_asked_ = false;                  // on_spares_low_ called, not stocked since
   std::string failure_;
   std::thread runner_;
 };

@@ -165,9 +165,23 @@ void WebFunction::ScaleLoop() {
                 std::any_of(containers_.begin(), containers_.end(), [](const Entry& entry) {
                   return entry.container->state() != WebContainerState::kReady || entry.draining;
                 });
-    wake_scaler_.wait_for(lock, busy ? kBusyTick : kIdleTick, [&] { return wake_ || stopping_; });
-    wake_ = false;
+    const Clock::time_point due = last_tick_ + (busy ? kBusyTick : kIdleTick);
+    wake_scaler_.wait_until(lock, due, [&] { return wake_ || restock_ || stopping_; });
     if (stopping_) break;
+    if (restock_) {
+      // Sockets for the router, made here so that no request waits for them.
+      restock_ = false;
+      std::vector<std::shared_ptr<WebContainer>> ready;
+      for (const Entry& entry : containers_) {
+        if (entry.container->state() == WebContainerState::kReady) ready.push_back(entry.container);
+      }
+      lock.unlock();
+      for (const auto& container : ready) container->StockSockets();
+      ready.clear();  // may be the last hold: joins threads that call back into this object
+      lock.lock();
+      if (!wake_ && !stopping_ && Clock::now() < due) continue;  // woken for the stock alone
+    }
+    wake_ = false;
     auto gone = Tick(Clock::now());
     lock.unlock();
     gone.clear();  // joins their threads, which may call back into this object
@@ -246,12 +260,17 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
         if (cold)
           parts_.metrics->cold_starts.Add({{"app", function_.app}, {"function", function.name}});
       }
-      containers_.push_back({WebContainer::Start(id, function_, parts_,
-                                                 [this] {
-                                                   std::lock_guard lock(mutex_);
-                                                   Wake();
-                                                 }),
-                             0, false});
+      auto on_change = [this] {
+        std::lock_guard lock(mutex_);
+        Wake();
+      };
+      auto on_spares_low = [this] {
+        std::lock_guard lock(mutex_);
+        restock_ = true;
+        wake_scaler_.notify_one();
+      };
+      containers_.push_back(
+          {WebContainer::Start(id, function_, parts_, on_change, on_spares_low), 0, false});
     }
   } else if (desired < have) {
     // Starting containers serve nothing yet: they go first, then the least busy.

@@ -55,7 +55,9 @@ class WebLease {
 /// starting ones first, then those with fewest in flight). A container that
 /// stops without being asked (it exited, or was not ready in time) counts
 /// as a crash: the next start waits 1 s, doubled per crash in a row up to
-/// 60 s, and the status says so until a container is ready again.
+/// 60 s, and the status says so until a container is ready again. When a
+/// container's stock of sockets runs low, the loop refills it
+/// (WebContainer::StockSockets), between ticks, so that requests find one.
 class WebFunction : public std::enable_shared_from_this<WebFunction> {
  public:
   static std::shared_ptr<WebFunction> Start(PreparedFunction function, ContainerParts parts);
@@ -109,7 +111,7 @@ class WebFunction : public std::enable_shared_from_this<WebFunction> {
 
   mutable std::mutex mutex_;
   // Two, so that a request's end, the common event, wakes no thread when
-  // none waits: the scaling loop wakes on Wake() only.
+  // none waits: the scaling loop wakes on Wake() and for a low socket stock only.
   std::condition_variable changed_;  // waiting requests: an input may be free
   std::condition_variable wake_scaler_;
   std::vector<Entry> containers_;
@@ -121,6 +123,7 @@ class WebFunction : public std::enable_shared_from_this<WebFunction> {
   double concurrency_integral_ = 0;  // request-milliseconds since the last tick
   Clock::time_point last_change_, last_tick_;
   bool wake_ = false;
+  bool restock_ = false;  // a container's socket stock is low: StockSockets on each ready one
   bool retiring_ = false;
   bool stopping_ = false;
   Autoscaler autoscaler_;

@@ -31,8 +31,9 @@ using nlohmann::json;
 using namespace std::chrono_literals;
 
 /// A busybox httpd serving /www on $PORT, with CGI scripts: env (what the
-/// request looked like inside), stream (three lines, a second apart) and slow
-/// (a second long; says how many requests its container was serving).
+/// request looked like inside), sum (the body's size and sha256), stream
+/// (three lines, a second apart) and slow (a second long; says how many
+/// requests its container was serving).
 const char* const kWebServer = R"SH(
 mkdir -p /www/cgi-bin
 echo hello > /www/index.html
@@ -46,6 +47,13 @@ echo "host=$HTTP_X_FORWARDED_HOST"
 echo "for=$HTTP_X_FORWARDED_FOR"
 echo "auth=$HTTP_AUTHORIZATION"
 echo "body=$(cat)"
+END
+cat > /www/cgi-bin/sum <<'END'
+#!/bin/sh
+cat > /tmp/body.$$
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "$(wc -c < /tmp/body.$$) sha256:$(sha256sum < /tmp/body.$$ | cut -d' ' -f1)"
+rm /tmp/body.$$
 END
 cat > /www/cgi-bin/stream <<'END'
 #!/bin/sh
@@ -173,6 +181,14 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(echoed->body.find("prefix=/apps/demo/site\n") != std::string::npos);
     CHECK(echoed->body.find("for=127.0.0.1\n") != std::string::npos);
     CHECK(echoed->body.find("body=ping\n") != std::string::npos);
+    // A body larger than the sockets' buffers goes in pieces, as the
+    // container reads it.
+    std::string large(12 << 20, '\0');
+    for (std::size_t i = 0; i < large.size(); ++i) large[i] = static_cast<char>(i * 7919 % 251);
+    auto summed = anonymous.Post("/apps/demo/site/cgi-bin/sum", large, "application/octet-stream");
+    REQUIRE(summed);
+    CHECK(summed->status == 200);
+    CHECK(summed->body == std::to_string(large.size()) + " " + core::Sha256Digest(large) + "\n");
     // No byte past the container's Content-Length reaches the client's connection.
     auto overlong = anonymous.Get("/apps/demo/site/cgi-bin/overlong");
     REQUIRE(overlong);
