@@ -134,6 +134,7 @@ std::chrono::milliseconds WebContainer::IoTimeout() const {
 
 core::Result<core::UniqueFd> WebContainer::Connect() const {
   core::UniqueFd socket_fd;
+  int netns = -1;
   bool spares_low = false;
   {
     std::lock_guard lock(mutex_);
@@ -144,17 +145,22 @@ core::Result<core::UniqueFd> WebContainer::Connect() const {
       return core::Error{core::ErrorCode::kConflict, "container " + id_ + " is not running", {}};
     }
     if (spare_sockets_.empty()) {
-      // Faster than StockSockets was asked to be: made here, in the request's time.
-      auto made = SocketsInNamespace(netns_.get(), kSpareSockets, IoTimeout());
-      if (!made) return made.error();
-      spare_sockets_ = std::move(made).value();
+      netns = netns_.get();
+    } else {
+      socket_fd = std::move(spare_sockets_.back());
+      spare_sockets_.pop_back();
     }
-    socket_fd = std::move(spare_sockets_.back());
-    spare_sockets_.pop_back();
     spares_low = spare_sockets_.size() < kSpareSockets / 2 && !spares_asked_;
     spares_asked_ = spares_asked_ || spares_low;
   }
   if (spares_low && on_spares_low_) on_spares_low_();
+  if (!socket_fd.valid()) {
+    // None made ahead (the first connection, or requests faster than the
+    // stock is filled): this one is made in the request's time.
+    auto made = SocketsInNamespace(netns, 1, IoTimeout());
+    if (!made) return made.error();
+    socket_fd = std::move(made->front());
+  }
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<std::uint16_t>(kWebPort));

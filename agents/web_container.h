@@ -45,10 +45,11 @@ const char* WebContainerStateName(WebContainerState state);
 /// log line by line as it writes it (OutputLog), how it ended when it stops.
 ///
 /// Connect takes a socket from a stock made in the namespace beforehand, so
-/// that a request pays for connect() alone; `on_spares_low` is called (from
-/// the request's thread, no lock of the container held) when the stock is
-/// down to half, once until StockSockets runs: its owner then calls
-/// StockSockets from a thread of its own, while requests go on.
+/// that a request pays for connect() alone (with the stock empty, it makes
+/// one itself); `on_spares_low` is called (from the connecting thread, no
+/// lock of the container held) when the stock is below half, once until
+/// StockSockets runs: its owner then calls StockSockets from a thread of
+/// its own, while requests go on.
 class WebContainer {
  public:
   static std::shared_ptr<WebContainer> Start(std::string id, PreparedFunction function,
@@ -97,8 +98,8 @@ class WebContainer {
   std::atomic<bool> was_ready_ = false;
   std::atomic<bool> stop_ = false;
   /// The stock of sockets made in the container's namespace ahead of
-  /// Connect: entering a namespace (two setns calls) is paid once per this
-  /// many connections at most, and not in a request's time.
+  /// Connect: entering a namespace (two setns calls) is paid once per half
+  /// this many connections, and not in a request's time.
   static constexpr std::size_t kSpareSockets = 16;
 
   mutable std::mutex mutex_;  // guards netns_, spare_sockets_, spares_asked_ and failure_

@@ -171,13 +171,14 @@ void WebFunction::ScaleLoop() {
     if (restock_) {
       // Sockets for the router, made here so that no request waits for them.
       restock_ = false;
-      std::vector<std::shared_ptr<WebContainer>> ready;
+      std::vector<std::shared_ptr<WebContainer>> running;
       for (const Entry& entry : containers_) {
-        if (entry.container->state() == WebContainerState::kReady) ready.push_back(entry.container);
+        if (entry.container->state() != WebContainerState::kStopped)
+          running.push_back(entry.container);
       }
       lock.unlock();
-      for (const auto& container : ready) container->StockSockets();
-      ready.clear();  // may be the last hold: joins threads that call back into this object
+      for (const auto& container : running) container->StockSockets();
+      running.clear();  // may be the last hold: joins threads that call back into this object
       lock.lock();
       if (!wake_ && !stopping_ && Clock::now() < due) continue;  // woken for the stock alone
     }

@@ -13,8 +13,12 @@
 //     container left, GET /apps/bench/cold/ timed from the request sent to
 //     its first byte. The image is cached (the PUT unpacked its layers).
 //  3. The router's latency: wrk (`-t2 -cN -d GANTRY_BENCH_SECONDS, default 5,
-//     --latency`) at N = 1, 50 and 200 connections against three paths to
-//     the same `hot` container's /index.html:
+//     --latency`) at N = 1, 50 and 200 connections, each sending its next
+//     request as soon as it has an answer (which saturates busybox httpd at
+//     50 and 200: those rows are mostly its queue), then at 50 and 200
+//     connections paced to 150 requests a second in all (a wrk script's
+//     delay()), against three paths to the same `hot` container's
+//     /index.html:
 //       direct: wrk run inside the container's network namespace (nsenter),
 //               straight to 127.0.0.1:8000;
 //       nginx:  nginx (Debian nginx-light, 2 workers, access log off, HTTP/1.0
@@ -64,6 +68,10 @@ using Clock = std::chrono::steady_clock;
 
 constexpr char kPath[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 constexpr int kNginxPort = 8081;
+/// Requests a second that the paced rows offer: under what busybox httpd
+/// (a fork per connection) answers on a 2-core VM (about 350), so that
+/// those rows measure the proxies rather than the container's queue.
+constexpr int kPacedRate = 150;
 
 /// httpd on $PORT behind a shell that exits on SIGTERM (the kernel then ends httpd).
 const char* const kServer =
@@ -189,18 +197,36 @@ double ToMilliseconds(double value, const std::string& unit) {
   return value;  // "ms"
 }
 
+/// One row of the latency table: wrk's connections, and the rate they
+/// offer together (0: each sends its next request as soon as it has an
+/// answer; otherwise each waits connections/rate seconds between its
+/// requests on average, by a wrk script's delay()).
+struct Load {
+  int connections = 1;
+  int rate = 0;
+  std::string script;  // the wrk script that paces them, "" for none
+
+  std::string Name() const {
+    std::string name = std::to_string(connections);
+    if (rate > 0) name += " at " + std::to_string(rate) + "/s";
+    return name;
+  }
+};
+
 core::Result<WrkFigures> RunWrk(std::optional<int> netns_pid, const std::string& url,
-                                int connections, int seconds) {
+                                const Load& load, int seconds) {
   core::SubprocessOptions options;
   if (netns_pid) {
     options.argv = {"nsenter", "--net=/proc/" + std::to_string(*netns_pid) + "/ns/net"};
   }
   for (const std::string& arg :
-       {std::string("wrk"), "-t" + std::to_string(std::min(2, connections)),
-        "-c" + std::to_string(connections), "-d" + std::to_string(seconds) + "s",
-        std::string("--latency"), url}) {
+       {std::string("wrk"), "-t" + std::to_string(std::min(2, load.connections)),
+        "-c" + std::to_string(load.connections), "-d" + std::to_string(seconds) + "s",
+        std::string("--latency")}) {
     options.argv.push_back(arg);
   }
+  if (!load.script.empty()) options.argv.insert(options.argv.end(), {"-s", load.script});
+  options.argv.push_back(url);
   options.env = {kPath};
   options.stdout_to = core::Output::Capture();
   options.stderr_to = core::Output::Capture();
@@ -316,7 +342,7 @@ core::Status Bench() {
       "\nlatency of GET /index.html on one warm busybox httpd container (ms), wrk --latency,\n"
       "medians of %d rounds of the three paths back to back:\n",
       rounds);
-  std::printf("  %-5s | %-17s | %-29s | %-29s\n", "conns", "direct p50/p99",
+  std::printf("  %-11s | %-17s | %-29s | %-29s\n", "connections", "direct p50/p99",
               "nginx p50/p99 (+p50/+p99)", "router p50/p99 (+p50/+p99)");
   const std::string router_url = (*agent)->address() + "/apps/bench/hot/index.html";
   auto agent_pid = AgentPid();
@@ -346,28 +372,40 @@ core::Status Bench() {
       if (!figures.errors.empty()) errors += (errors.empty() ? "" : "; ") + figures.errors;
     }
   };
-  for (int connections : {1, 50, 200}) {
+  std::vector<Load> loads = {{1, 0, ""}, {50, 0, ""}, {200, 0, ""}};
+  for (int connections : {50, 200}) {
+    Load paced{connections, kPacedRate, ""};
+    paced.script = (scratch.path() / ("paced-" + std::to_string(connections) + ".lua")).string();
+    // Each wait drawn from 0 to twice the mean, so that the connections do
+    // not send in waves; each wrk thread seeded apart.
+    std::ofstream(paced.script)
+        << "function init(args) math.randomseed(tonumber(tostring({}):match('0x(%x+)'), 16)) end\n"
+        << "function delay() return math.random(0, " << 2 * connections * 1000 / kPacedRate
+        << ") end\n";
+    loads.push_back(paced);
+  }
+  for (const Load& load : loads) {
     PathRuns direct, proxied, routed;
     for (int round = 0; round < rounds; ++round) {
-      auto direct_run = RunWrk(*pid, "http://127.0.0.1:8000/index.html", connections, seconds);
+      auto direct_run = RunWrk(*pid, "http://127.0.0.1:8000/index.html", load, seconds);
       if (!direct_run) return direct_run.error();
       direct.Add(*direct_run, 0);
       auto nginx_run = cpu_per_request(nginx->pid(), /*children=*/true, [&] {
-        return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
-                      connections, seconds);
+        return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html", load,
+                      seconds);
       });
       if (!nginx_run) return nginx_run.error();
       proxied.Add(nginx_run->first, nginx_run->second);
       auto router_run = cpu_per_request(*agent_pid, /*children=*/false, [&] {
-        return RunWrk(std::nullopt, router_url, connections, seconds);
+        return RunWrk(std::nullopt, router_url, load, seconds);
       });
       if (!router_run) return router_run.error();
       routed.Add(router_run->first, router_run->second);
     }
     using bench::Median;
     std::printf(
-        "  %-5d | %7.2f / %7.2f | %6.2f / %6.2f (%+5.2f/%+5.2f) | %6.2f / %6.2f (%+5.2f/%+5.2f)\n",
-        connections, Median(direct.p50), Median(direct.p99), Median(proxied.p50),
+        "  %-11s | %7.2f / %7.2f | %6.2f / %6.2f (%+5.2f/%+5.2f) | %6.2f / %6.2f (%+5.2f/%+5.2f)\n",
+        load.Name().c_str(), Median(direct.p50), Median(direct.p99), Median(proxied.p50),
         Median(proxied.p99), Median(proxied.p50) - Median(direct.p50),
         Median(proxied.p99) - Median(direct.p99), Median(routed.p50), Median(routed.p99),
         Median(routed.p50) - Median(direct.p50), Median(routed.p99) - Median(direct.p99));
