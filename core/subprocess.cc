@@ -389,7 +389,7 @@ const std::string& Subprocess::stderr_text() const {
   return state_->stderr_text;
 }
 
-Result<bool> Subprocess::Wait(std::optional<std::chrono::milliseconds> timeout) {
+Result<bool> Subprocess::Wait(std::optional<std::chrono::milliseconds> timeout, int wake_fd) {
   State& state = *state_;
   if (state.reaped) return true;
   using Clock = std::chrono::steady_clock;
@@ -413,13 +413,20 @@ Result<bool> Subprocess::Wait(std::optional<std::chrono::milliseconds> timeout) 
       if (left.count() <= 0) return false;
       wait_ms = static_cast<int>(std::min<long long>(left.count(), 1 << 30));
     }
+    // The pidfd turns readable when the child ends; without one, short
+    // sleeps between the waitpid above.
+    pollfd items[2];
+    nfds_t count = 0;
     if (state.pidfd.valid()) {
-      pollfd item{state.pidfd.get(), POLLIN, 0};
-      if (poll(&item, 1, wait_ms) < 0 && errno != EINTR)
-        return ErrnoError("cannot wait for " + state.program);
+      items[count++] = pollfd{state.pidfd.get(), POLLIN, 0};
     } else {
-      usleep(static_cast<useconds_t>(wait_ms < 0 ? 10000 : std::min(wait_ms, 10) * 1000));
+      wait_ms = wait_ms < 0 ? 10 : std::min(wait_ms, 10);
     }
+    const nfds_t wake_index = count;
+    if (wake_fd >= 0) items[count++] = pollfd{wake_fd, POLLIN, 0};
+    if (poll(items, count, wait_ms) < 0 && errno != EINTR)
+      return ErrnoError("cannot wait for " + state.program);
+    if (wake_fd >= 0 && (items[wake_index].revents & POLLIN)) return false;
   }
 }
 

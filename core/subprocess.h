@@ -112,7 +112,11 @@ class Subprocess {
   /// Waits until the child ends, or `timeout` passes: true when it ended
   /// (then exit(), stdout_text() and stderr_text() are final), false when
   /// the timeout passed first. Once ended, further calls return true at once.
-  Result<bool> Wait(std::optional<std::chrono::milliseconds> timeout = std::nullopt);
+  /// A `wake_fd` (>= 0) is polled beside the child: once it is readable,
+  /// Wait returns false as at the timeout (a StopFlag's fd: a stop asked for
+  /// while it sleeps).
+  Result<bool> Wait(std::optional<std::chrono::milliseconds> timeout = std::nullopt,
+                    int wake_fd = -1);
 
   /// Sends `signal` to the child; a child that has already ended is fine.
   Status Signal(int signal);

@@ -9,7 +9,9 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 
+#include "core/stop_flag.h"
 #include "core/unique_fd.h"
 #include "tests/temp_dir.h"
 
@@ -184,6 +186,39 @@ TEST_CASE("Subprocess waits with a deadline and signals", "[subprocess]") {
   // Ended: signalling and waiting again are harmless.
   CHECK(child->Signal(SIGKILL).ok());
   CHECK(*child->Wait(0ms));
+}
+
+TEST_CASE("Subprocess stops waiting once its wake fd is readable, not before the child ends",
+          "[subprocess]") {
+  auto child = Subprocess::Start(Shell("exec sleep 30"));
+  REQUIRE(child.ok());
+  StopFlag stop;
+  REQUIRE(stop.fd().ok());
+  std::thread setter([&] {
+    std::this_thread::sleep_for(20ms);
+    stop.Set();
+  });
+  // No timeout: only the flag, set while it sleeps, ends this wait.
+  auto ended = child->Wait(std::nullopt, *stop.fd());
+  setter.join();
+  REQUIRE(ended.ok());
+  CHECK_FALSE(*ended);
+  CHECK_FALSE(child->ended());
+  REQUIRE(child->Signal(SIGKILL).ok());
+  ended = child->Wait(10s);
+  REQUIRE(ended.ok());
+  CHECK(*ended);
+  CHECK(child->exit().signal == SIGKILL);
+
+  // A quiet wake fd: the wait ends with the child, as without one.
+  StopFlag quiet;
+  REQUIRE(quiet.fd().ok());
+  auto exiting = Subprocess::Start(Shell("sleep 0.1; exit 3"));
+  REQUIRE(exiting.ok());
+  ended = exiting->Wait(std::nullopt, *quiet.fd());
+  REQUIRE(ended.ok());
+  CHECK(*ended);
+  CHECK(exiting->exit().code == 3);
 }
 
 TEST_CASE("RunSubprocess kills a child that outlives its timeout", "[subprocess]") {
