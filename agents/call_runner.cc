@@ -222,8 +222,8 @@ std::optional<std::string> CallRunner::Cancelled(const std::string& call_id) {
 void CallRunner::Cancel(const std::string& call_id, const std::string& reason) {
   std::lock_guard lock(mutex_);
   cancelled_.emplace(call_id, reason);
-  // A running attempt sees its flag within 20 ms: SIGTERM, grace, SIGKILL.
-  if (auto flag = stop_flags_.find(call_id); flag != stop_flags_.end()) *flag->second = true;
+  // A running attempt wakes on its flag at once: SIGTERM, grace, SIGKILL.
+  if (auto flag = stop_flags_.find(call_id); flag != stop_flags_.end()) flag->second->Set();
 }
 
 void CallRunner::Shutdown() {
@@ -238,7 +238,7 @@ void CallRunner::Shutdown() {
     // attempt that makes one after this sees stopping_ in its new flag):
     // each stops its container as at a timeout, SIGTERM, the grace, then
     // SIGKILL, also one that runc is still creating.
-    for (auto& [call_id, flag] : stop_flags_) *flag = true;
+    for (auto& [call_id, flag] : stop_flags_) flag->Set();
   }
   auto deadline = std::chrono::steady_clock::now() + kStopGrace + kStopWait;
   while (std::chrono::steady_clock::now() < deadline) {
@@ -359,14 +359,16 @@ core::Result<ContainerExit> CallRunner::Attempt(const CallRecord& call, const Pr
       result = written.error();
     } else {
       RunOptions options;
-      std::shared_ptr<std::atomic<bool>> stop;
+      std::shared_ptr<core::StopFlag> stop;
       {
         // The flag and the container's entry are made together, under the
         // lock Shutdown takes to raise every flag: none is missed.
         std::lock_guard lock(mutex_);
         auto& flag = stop_flags_[call.id];
-        if (!flag)
-          flag = std::make_shared<std::atomic<bool>>(cancelled_.count(call.id) > 0 || stopping_);
+        if (!flag) {
+          flag = std::make_shared<core::StopFlag>();
+          if (cancelled_.count(call.id) > 0 || stopping_) flag->Set();
+        }
         stop = flag;
         running_containers_.insert(container_id);
       }

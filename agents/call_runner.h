@@ -23,6 +23,7 @@
 #include "agents/image_layers.h"
 #include "agents/runc_runtime.h"
 #include "core/result.h"
+#include "core/stop_flag.h"
 
 namespace agents {
 
@@ -124,7 +125,7 @@ class CallRunner {
   /// The volume folders of each call from Run's start to its end, by call id.
   std::map<std::string, std::vector<std::filesystem::path>> volumes_in_use_;
   /// The stop flag of each call's running attempt (RunOptions::stop), by call id.
-  std::map<std::string, std::shared_ptr<std::atomic<bool>>> stop_flags_;
+  std::map<std::string, std::shared_ptr<core::StopFlag>> stop_flags_;
   /// Background calls' threads by a serial number; those that have ended
   /// are joined and dropped when the next one starts.
   std::map<std::uint64_t, std::thread> background_;

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/atomic_file.h"
+#include "core/stop_flag.h"
 #include "core/subprocess.h"
 #include "core/text.h"
 
@@ -185,31 +186,33 @@ core::Result<ContainerExit> RuncRuntime::Run(const fs::path& bundle, const std::
                           : core::Output::CaptureToFile(options.stderr_file, options.output_limit);
   command.stdout_to.on_data = options.on_stdout;
   command.stderr_to.on_data = options.on_stderr;
+  int wake_fd = -1;
+  if (options.stop) {
+    auto stop_fd = options.stop->fd();
+    if (!stop_fd) return stop_fd.error();
+    wake_fd = *stop_fd;
+  }
   auto runc = core::Subprocess::Start(std::move(command));
   if (!runc) return runc.error();
 
   ContainerExit exit;
+  // Asleep until runc ends, the timeout passes or a stop is asked for (the
+  // flag's fd turns readable): no step while it runs.
+  const auto deadline = options.timeout
+                            ? std::optional(std::chrono::steady_clock::now() + *options.timeout)
+                            : std::nullopt;
   core::Result<bool> ended = false;
-  if (!options.stop) {
-    ended = runc->Wait(options.timeout);
-  } else {
-    // Waits in short steps, to see a stop asked for from elsewhere.
-    constexpr std::chrono::milliseconds kStopPoll(20);
-    auto deadline = options.timeout
-                        ? std::optional(std::chrono::steady_clock::now() + *options.timeout)
-                        : std::nullopt;
-    while (ended && !*ended && !options.stop->load() &&
-           (!deadline || std::chrono::steady_clock::now() < *deadline)) {
-      auto step = std::chrono::milliseconds(kStopPoll);
-      if (deadline) {
-        step = std::min(step, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                  *deadline - std::chrono::steady_clock::now()));
-      }
-      ended = runc->Wait(std::max(step, std::chrono::milliseconds(0)));
+  while (ended && !*ended && !(options.stop && options.stop->IsSet()) &&
+         (!deadline || std::chrono::steady_clock::now() < *deadline)) {
+    std::optional<std::chrono::milliseconds> left;
+    if (deadline) {
+      left = std::chrono::ceil<std::chrono::milliseconds>(*deadline -
+                                                          std::chrono::steady_clock::now());
     }
+    ended = runc->Wait(left, wake_fd);
   }
   if (ended && !*ended) {
-    exit.timed_out = !(options.stop && options.stop->load());
+    exit.timed_out = !(options.stop && options.stop->IsSet());
     exit.stopped = !exit.timed_out;
     ended = Stop(id, *runc, options.grace);
   }

@@ -1,6 +1,5 @@
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -12,6 +11,7 @@
 #include "core/result.h"
 
 namespace core {
+class StopFlag;
 class Subprocess;
 struct SubprocessOptions;
 }  // namespace core
@@ -42,9 +42,9 @@ struct RunOptions {
   /// on the thread that reads them: what logs its output line by line.
   std::function<void(std::string_view)> on_stdout;
   std::function<void(std::string_view)> on_stderr;
-  /// When it turns true, the container is stopped as at its timeout
-  /// (SIGTERM, grace, SIGKILL); seen within 20 ms.
-  const std::atomic<bool>* stop = nullptr;
+  /// Once set, the container is stopped as at its timeout (SIGTERM,
+  /// grace, SIGKILL): Run sleeps on its fd, so that a stop is seen at once.
+  const core::StopFlag* stop = nullptr;
 };
 
 /// A container runc knows of (`runc list`).

@@ -13,6 +13,7 @@
 #include "agents/container_root.h"
 #include "agents/host_limits.h"
 #include "agents/runtime_spec.h"
+#include "core/stop_flag.h"
 #include "tests/temp_dir.h"
 
 namespace agents {
@@ -214,6 +215,28 @@ TEST_CASE("RuncRuntime stops a container at its timeout", "[runc]") {
     CHECK(exit->exit_code == 7);
     CHECK(Slurp(options.stdout_file) == "bye\n");
     CHECK(std::chrono::steady_clock::now() - start < 15s);
+  }
+  SECTION("a stop asked for while it runs stops it the same way, as stopped") {
+    const std::string id = containers.Id("stop");
+    RunOptions options = containers.Options(id);
+    options.timeout = 60s;
+    options.grace = 20s;
+    core::StopFlag stop;
+    options.stop = &stop;
+    // Set from the thread that reads its output, once its trap is set.
+    options.on_stdout = [&stop](std::string_view data) {
+      if (data.find("ready") != std::string_view::npos) stop.Set();
+    };
+    auto exit = containers.runtime().Run(
+        containers.Bundle(
+            id, {"sh", "-c", "trap 'echo bye; exit 7' TERM; echo ready; sleep 100 & wait"}),
+        id, options);
+    REQUIRE(exit.ok());
+    CHECK(exit->stopped);
+    CHECK_FALSE(exit->timed_out);
+    CHECK(exit->exit_code == 7);
+    CHECK(Slurp(options.stdout_file) == "ready\nbye\n");
+    CHECK_FALSE(containers.Listed(id, ""));
   }
 }
 

@@ -220,12 +220,12 @@ bool WebContainer::HealthAnswers() const {
 void WebContainer::Probe(const fs::path& pid_file, std::chrono::steady_clock::time_point deadline) {
   auto started = std::chrono::steady_clock::now();
   bool listening = false;
-  while (!stop_) {
+  while (!stop_.IsSet()) {
     auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
       SetFailure("not ready within " +
                  std::to_string(function_.function.web->startup_timeout.count()) + " ms");
-      stop_ = true;
+      stop_.Set();
       return;
     }
     bool has_namespace;
@@ -316,11 +316,12 @@ void WebContainer::Run() {
   options.pid_file = pid_file;
   options.stop = &stop_;
   core::Result<ContainerExit> exit = ContainerExit{0, false, true};
-  if (!stop_) {
+  if (!stop_.IsSet()) {
     UsageMeter meter = MeterContainer(parts_, function_, id_, "", gpus);
     exit = parts_.runtime->Run(dir, id_, options);
   }
-  bool asked_to_stop = stop_.exchange(true);  // ends the prober too
+  bool asked_to_stop = stop_.IsSet();
+  stop_.Set();  // ends the prober too
   prober.join();
 
   std::string outcome;

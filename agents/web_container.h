@@ -12,6 +12,7 @@
 
 #include "agents/function_container.h"
 #include "core/result.h"
+#include "core/stop_flag.h"
 #include "core/unique_fd.h"
 
 namespace agents {
@@ -78,7 +79,7 @@ class WebContainer {
   void StockSockets();
 
   /// Asks it to stop: SIGTERM, a grace of 2 s, SIGKILL. Returns at once.
-  void Stop() { stop_ = true; }
+  void Stop() { stop_.Set(); }
 
  private:
   WebContainer(std::string id, PreparedFunction function, const ContainerParts& parts,
@@ -96,7 +97,7 @@ class WebContainer {
   std::function<void()> on_spares_low_;
   std::atomic<WebContainerState> state_ = WebContainerState::kStarting;
   std::atomic<bool> was_ready_ = false;
-  std::atomic<bool> stop_ = false;
+  core::StopFlag stop_;
   /// The stock of sockets made in the container's namespace ahead of
   /// Connect: entering a namespace (two setns calls) is paid once per half
   /// this many connections, and not in a request's time.
