@@ -40,12 +40,11 @@ constexpr std::size_t kServerThreads = 256;
 constexpr std::size_t kKeepAliveRequests = 100;
 
 /// How long a streamed response (a followed log, a streamed call) may send
-/// nothing before it sends a heartbeat line. cpp-httplib 0.11's
-/// `DataSink::is_writable` only asks whether the socket takes more bytes,
-/// which a socket whose client has closed its end still does: a write is
-/// what finds out (the first to a closed peer draws its reset, the next
-/// fails), so a client that went away releases its thread within about two
-/// intervals.
+/// nothing before it sends a heartbeat line. `DataSink::is_writable` only
+/// says whether a write has failed yet (HttpListener): a write is what
+/// finds a closed client out (the first to a closed peer draws its reset,
+/// the next fails), so a client that went away releases its thread within
+/// about two intervals.
 constexpr auto kHeartbeatInterval = std::chrono::seconds(2);
 
 /// How long what the agent sent may stay unacknowledged before the kernel
@@ -274,13 +273,10 @@ std::string NextCallEvents(Agent& agent, CallStream* stream, bool* ended) {
   return lines;
 }
 
-/// An HTTP server, or an HTTPS one with the options' certificate (TLS 1.2 at least).
-std::unique_ptr<httplib::Server> MakeServer(const ApiOptions& options) {
-  if (!options.tls_cert || !options.tls_key) return std::make_unique<httplib::Server>();
-  auto tls =
-      std::make_unique<httplib::SSLServer>(options.tls_cert->c_str(), options.tls_key->c_str());
-  if (tls->is_valid()) SSL_CTX_set_min_proto_version(tls->ssl_context(), TLS1_2_VERSION);
-  return tls;
+/// An HTTP listener, or an HTTPS one with the options' certificate.
+std::unique_ptr<HttpListener> MakeServer(const ApiOptions& options) {
+  if (!options.tls_cert || !options.tls_key) return std::make_unique<HttpListener>();
+  return std::make_unique<HttpListener>(*options.tls_cert, *options.tls_key);
 }
 
 /// Binds `server` to `host`:`port` (0: any free one); the port bound.
@@ -384,7 +380,7 @@ core::Status ApiServer::Serve() {
   // stopped once it listens.
   for (bool stopped = false; dashboard.joinable() && !dashboard_done;) {
     if (!stopped && dashboard_->is_running()) {
-      dashboard_->stop();
+      dashboard_->Stop();
       stopped = true;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -398,8 +394,8 @@ core::Status ApiServer::Serve() {
 
 void ApiServer::Stop() {
   stopping_ = true;
-  if (server_) server_->stop();
-  if (dashboard_) dashboard_->stop();
+  if (server_) server_->Stop();
+  if (dashboard_) dashboard_->Stop();
 }
 
 void ApiServer::AddRoutes() {

@@ -12,6 +12,7 @@
 
 #include "agents/agent.h"
 #include "agents/dashboard_session.h"
+#include "agents/http_listener.h"
 #include "agents/router.h"
 #include "core/result.h"
 
@@ -84,9 +85,9 @@ class ApiServer {
   Agent& agent_;
   ApiOptions options_;
   Router router_;
-  std::unique_ptr<httplib::Server> server_;
-  std::unique_ptr<httplib::Server> dashboard_;  // null without a dashboard port
-  std::optional<DashboardSessions> sessions_;   // drawn at Bind
+  std::unique_ptr<HttpListener> server_;
+  std::unique_ptr<HttpListener> dashboard_;    // null without a dashboard port
+  std::optional<DashboardSessions> sessions_;  // drawn at Bind
   int port_ = 0;
   int dashboard_port_ = 0;
   std::atomic<bool> stopping_ = false;  // ends followed log streams

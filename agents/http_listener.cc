@@ -1,0 +1,249 @@
+#include "agents/http_listener.h"
+
+#include <netdb.h>
+#include <openssl/err.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace agents {
+namespace {
+
+struct TlsFree {
+  void operator()(SSL* tls) const { SSL_free(tls); }
+};
+
+timeval Timeval(time_t seconds, time_t microseconds) {
+  return timeval{.tv_sec = seconds, .tv_usec = static_cast<suseconds_t>(microseconds)};
+}
+
+bool SameTimeval(const timeval& a, const timeval& b) {
+  return a.tv_sec == b.tv_sec && a.tv_usec == b.tv_usec;
+}
+
+/// The numeric address and port of `socket`'s peer (`peer`) or its own end.
+void SocketAddress(int socket, bool peer, std::string* ip, int* port) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  auto* raw = reinterpret_cast<sockaddr*>(&address);
+  if ((peer ? getpeername(socket, raw, &length) : getsockname(socket, raw, &length)) != 0) return;
+  std::array<char, NI_MAXHOST> host{};
+  std::array<char, NI_MAXSERV> service{};
+  if (getnameinfo(raw, length, host.data(), host.size(), service.data(), service.size(),
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+    return;
+  }
+  *ip = host.data();
+  *port = std::atoi(service.data());
+}
+
+/// OpenSSL writes with write(2): a client gone makes it raise SIGPIPE,
+/// which would end the agent. Blocked in this thread, the write fails with
+/// EPIPE instead (children start with no signal blocked: core::Subprocess).
+void BlockPipeSignalInThisThread() {
+  thread_local bool blocked = false;
+  if (blocked) return;
+  sigset_t pipe_signal;
+  sigemptyset(&pipe_signal);
+  sigaddset(&pipe_signal, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+  blocked = true;
+}
+
+/// One accepted connection as httplib reads and writes it: buffered reads
+/// (httplib reads a request's head a byte at a time) straight from the
+/// socket or its TLS session, which wait as long as the socket's
+/// SO_RCVTIMEO; writes that wait as long as its SO_SNDTIMEO. The peer's and
+/// own addresses are looked up once, not for each request.
+class ConnectionStream final : public httplib::Stream {
+ public:
+  ConnectionStream(int socket, SSL* tls, timeval read_timeout)
+      : socket_(socket), tls_(tls), read_timeout_(read_timeout) {
+    SocketAddress(socket, /*peer=*/true, &remote_ip_, &remote_port_);
+    SocketAddress(socket, /*peer=*/false, &local_ip_, &local_port_);
+  }
+
+  /// Whether a read would find bytes now or within the read timeout.
+  bool is_readable() const override {
+    if (begin_ < end_ || (tls_ && SSL_pending(tls_) > 0)) return true;
+    pollfd ready{socket_, POLLIN, 0};
+    int timeout_ms = static_cast<int>(read_timeout_.tv_sec * 1000 + read_timeout_.tv_usec / 1000);
+    return poll(&ready, 1, timeout_ms) > 0;
+  }
+  /// Whether no write has failed yet. httplib asks before each piece of a
+  /// response; the write itself waits for room, and is what finds a client
+  /// that went away (its first write to a closed peer draws a reset).
+  bool is_writable() const override { return !write_failed_; }
+
+  ssize_t read(char* into, size_t size) override {
+    if (begin_ == end_) {
+      // A large read goes straight to the caller's buffer.
+      if (size >= buffer_.size()) return Receive(into, size);
+      ssize_t received = Receive(buffer_.data(), buffer_.size());
+      if (received <= 0) return received;
+      begin_ = 0;
+      end_ = static_cast<size_t>(received);
+    }
+    size_t count = std::min(size, end_ - begin_);
+    std::memcpy(into, buffer_.data() + begin_, count);
+    begin_ += count;
+    return static_cast<ssize_t>(count);
+  }
+
+  ssize_t write(const char* data, size_t size) override {
+    ssize_t wrote = -1;
+    if (tls_) {
+      ERR_clear_error();
+      wrote = SSL_write(tls_, data, static_cast<int>(size));
+      if (wrote <= 0) wrote = -1;
+    } else {
+      do {
+        wrote = send(socket_, data, size, MSG_NOSIGNAL);
+      } while (wrote < 0 && errno == EINTR);
+    }
+    if (wrote < 0) write_failed_ = true;
+    return wrote;
+  }
+
+  void get_remote_ip_and_port(std::string& ip, int& port) const override {
+    ip = remote_ip_;
+    port = remote_port_;
+  }
+  void get_local_ip_and_port(std::string& ip, int& port) const override {
+    ip = local_ip_;
+    port = local_port_;
+  }
+  socket_t socket() const override { return socket_; }
+
+  /// Waits up to `keep_alive` for the first bytes of the next request
+  /// (none while a pipelined one is buffered already); false when the
+  /// client closed, the wait ran out or Stop shut the reading end.
+  bool WaitForRequest(timeval keep_alive) {
+    if (begin_ < end_) return true;
+    bool own_timeout = !SameTimeval(keep_alive, read_timeout_);
+    if (own_timeout) setsockopt(socket_, SOL_SOCKET, SO_RCVTIMEO, &keep_alive, sizeof keep_alive);
+    ssize_t received = Receive(buffer_.data(), buffer_.size());
+    if (own_timeout)
+      setsockopt(socket_, SOL_SOCKET, SO_RCVTIMEO, &read_timeout_, sizeof read_timeout_);
+    if (received <= 0) return false;
+    begin_ = 0;
+    end_ = static_cast<size_t>(received);
+    return true;
+  }
+
+ private:
+  /// One read from the socket or the TLS session: the count, 0 at the
+  /// client's end, -1 on an error or the timeout.
+  ssize_t Receive(char* into, size_t size) {
+    if (tls_) {
+      ERR_clear_error();
+      int received = SSL_read(tls_, into, static_cast<int>(size));
+      if (received > 0) return received;
+      return SSL_get_error(tls_, received) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+    }
+    ssize_t received;
+    do {
+      received = recv(socket_, into, size, 0);
+    } while (received < 0 && errno == EINTR);
+    return received;
+  }
+
+  const int socket_;
+  SSL* const tls_;
+  const timeval read_timeout_;
+  std::string remote_ip_, local_ip_;
+  int remote_port_ = 0, local_port_ = 0;
+  std::array<char, 16 << 10> buffer_;
+  size_t begin_ = 0, end_ = 0;  // what is buffered and not read yet
+  bool write_failed_ = false;
+};
+
+}  // namespace
+
+HttpListener::HttpListener() : wants_tls_(false) {}
+
+HttpListener::HttpListener(const std::filesystem::path& cert, const std::filesystem::path& key)
+    : wants_tls_(true), tls_context_(SSL_CTX_new(TLS_server_method())) {
+  SSL_CTX* context = tls_context_.get();
+  if (!context) return;
+  SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
+  SSL_CTX_set_options(context, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (SSL_CTX_use_certificate_chain_file(context, cert.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(context, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(context) != 1) {
+    tls_context_.reset();
+  }
+}
+
+HttpListener::~HttpListener() = default;
+
+bool HttpListener::is_valid() const {
+  return !wants_tls_ || tls_context_ != nullptr;
+}
+
+void HttpListener::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    // A connection asleep in its read wakes with nothing to read; one
+    // serving a request finds its next read ended.
+    for (int socket : connections_) shutdown(socket, SHUT_RD);
+  }
+  stop();
+}
+
+bool HttpListener::process_and_close_socket(socket_t socket) {
+  bool served = false;
+  bool registered = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) registered = connections_.insert(socket).second;
+  }
+  if (registered) {
+    timeval read_timeout = Timeval(read_timeout_sec_, read_timeout_usec_);
+    timeval write_timeout = Timeval(write_timeout_sec_, write_timeout_usec_);
+    setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &read_timeout, sizeof read_timeout);
+    setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &write_timeout, sizeof write_timeout);
+    if (!tls_context_) {
+      served = ServeConnection(socket, nullptr);
+    } else {
+      BlockPipeSignalInThisThread();
+      std::unique_ptr<SSL, TlsFree> tls(SSL_new(tls_context_.get()));
+      ERR_clear_error();
+      if (tls && SSL_set_fd(tls.get(), socket) == 1 && SSL_accept(tls.get()) == 1) {
+        served = ServeConnection(socket, tls.get());
+        // close_notify for a client that finished cleanly; none on a
+        // connection that failed.
+        if (served) SSL_shutdown(tls.get());
+      }
+    }
+    std::lock_guard lock(mutex_);
+    connections_.erase(socket);
+  }
+  shutdown(socket, SHUT_RDWR);
+  close(socket);
+  return served;
+}
+
+bool HttpListener::ServeConnection(int socket, SSL* tls) {
+  ConnectionStream stream(socket, tls, Timeval(read_timeout_sec_, read_timeout_usec_));
+  const timeval keep_alive = Timeval(keep_alive_timeout_sec_, 0);
+  bool served = false;
+  for (size_t left = keep_alive_max_count_; left > 0 && svr_sock_ != INVALID_SOCKET; --left) {
+    if (!stream.WaitForRequest(keep_alive)) break;
+    bool client_closes = false;
+    // The last request the count allows is answered with Connection: close.
+    served = process_request(stream, left == 1, client_closes, nullptr);
+    if (!served || client_closes) break;
+  }
+  return served;
+}
+
+}  // namespace agents

@@ -1,0 +1,240 @@
+#include "agents/http_listener.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "core/sha256.h"
+#include "core/unique_fd.h"
+#include "tests/temp_dir.h"
+#include "tests/tls_certificate.h"
+
+namespace agents {
+namespace {
+
+/// A listener serving on a loopback port in its own thread; GET /echo/X
+/// answers X, POST /digest the body's size and sha256, GET /peer the
+/// client's address and port as the handler saw them.
+class ServedListener {
+ public:
+  explicit ServedListener(std::unique_ptr<HttpListener> listener,
+                          std::function<void(HttpListener&)> configure = {})
+      : listener_(std::move(listener)) {
+    if (configure) configure(*listener_);
+    listener_->Get("/echo/(.*)", [](const httplib::Request& request, httplib::Response& response) {
+      response.set_content(request.matches[1].str(), "text/plain");
+    });
+    listener_->Post("/digest", [](const httplib::Request& request, httplib::Response& response) {
+      response.set_content(
+          std::to_string(request.body.size()) + " " + core::Sha256Digest(request.body),
+          "text/plain");
+    });
+    listener_->Get("/peer", [](const httplib::Request& request, httplib::Response& response) {
+      response.set_content(request.remote_addr + ":" + std::to_string(request.remote_port),
+                           "text/plain");
+    });
+    port_ = listener_->bind_to_any_port("127.0.0.1");
+    REQUIRE(port_ > 0);
+    thread_ = std::thread([this] { listener_->listen_after_bind(); });
+    // A Stop before the loop runs would be lost (httplib stops a running
+    // server only).
+    while (!listener_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~ServedListener() { Stop(); }
+
+  int port() const { return port_; }
+  void Stop() {
+    if (!thread_.joinable()) return;
+    listener_->Stop();
+    thread_.join();
+  }
+
+ private:
+  std::unique_ptr<HttpListener> listener_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+/// A raw TCP connection to the port, whose reads give up after 30 s
+/// (a listener that never answers fails the test instead of hanging it).
+core::UniqueFd Connect(int port) {
+  core::UniqueFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  REQUIRE(socket.valid());
+  timeval limit{.tv_sec = 30, .tv_usec = 0};
+  setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+  return socket;
+}
+
+void SendAll(int socket, const std::string& bytes) {
+  REQUIRE(send(socket, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(bytes.size()));
+}
+
+/// Reads until `text` has come `times` times or the connection ends (or
+/// the 30 s limit); all that was read.
+std::string ReadUntil(int socket, const std::string& text, int times) {
+  std::string received;
+  auto count = [&] {
+    int found = 0;
+    for (auto at = received.find(text); at != std::string::npos;
+         at = received.find(text, at + text.size())) {
+      ++found;
+    }
+    return found;
+  };
+  char buffer[4096];
+  while (count() < times) {
+    ssize_t got = recv(socket, buffer, sizeof buffer, 0);
+    if (got <= 0) break;
+    received.append(buffer, static_cast<std::size_t>(got));
+  }
+  return received;
+}
+
+/// What a read on `socket` finds once the listener is done with it: 0 when
+/// the listener closed it, -1 when the 30 s limit ran out first.
+ssize_t ReadAtEnd(int socket) {
+  char buffer[4096];
+  ssize_t got;
+  while ((got = recv(socket, buffer, sizeof buffer, 0)) > 0) {
+  }
+  return got;
+}
+
+TEST_CASE("the listener answers pipelined requests on one connection in order", "[http_listener]") {
+  ServedListener served(std::make_unique<HttpListener>());
+  core::UniqueFd socket = Connect(served.port());
+  SendAll(
+      socket.get(),
+      "GET /echo/first HTTP/1.1\r\nHost: x\r\n\r\nGET /echo/second HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string both = ReadUntil(socket.get(), "\r\n\r\nsecond", 1);
+  // Their bodies, the last bytes of each response, in the order asked.
+  auto first = both.find("\r\n\r\nfirst");
+  auto second = both.find("\r\n\r\nsecond");
+  CHECK(first != std::string::npos);
+  CHECK(second != std::string::npos);
+  CHECK(first < second);
+
+  // A request that arrives in pieces is read whole.
+  for (std::string piece : {"GET /echo/th", "ird HTTP/1.1\r\nHo", "st: x\r\n", "\r\n"}) {
+    SendAll(socket.get(), piece);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::string third = ReadUntil(socket.get(), "third", 1);
+  CHECK(third.starts_with("HTTP/1.1 200"));
+  CHECK(third.ends_with("\r\n\r\nthird"));
+}
+
+TEST_CASE("the listener reads a request body larger than its buffer whole", "[http_listener]") {
+  ServedListener served(std::make_unique<HttpListener>());
+  std::string body(3 << 20, '\0');
+  for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>(i * 7 + i / 4096);
+  httplib::Client client("127.0.0.1", served.port());
+  auto answer = client.Post("/digest", body, "application/octet-stream");
+  REQUIRE(answer);
+  CHECK(answer->status == 200);
+  CHECK(answer->body == std::to_string(body.size()) + " " + core::Sha256Digest(body));
+}
+
+TEST_CASE("the listener tells a handler the client's address and port", "[http_listener]") {
+  ServedListener served(std::make_unique<HttpListener>());
+  core::UniqueFd socket = Connect(served.port());
+  sockaddr_in own{};
+  socklen_t length = sizeof own;
+  REQUIRE(getsockname(socket.get(), reinterpret_cast<sockaddr*>(&own), &length) == 0);
+  // Asked twice on one connection: the address is looked up once and kept.
+  SendAll(socket.get(),
+          "GET /peer HTTP/1.1\r\nHost: x\r\n\r\nGET /peer HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string expected = "127.0.0.1:" + std::to_string(ntohs(own.sin_port));
+  std::string answers = ReadUntil(socket.get(), expected, 2);
+  auto first = answers.find(expected);
+  REQUIRE(first != std::string::npos);
+  CHECK(answers.find(expected, first + 1) != std::string::npos);
+}
+
+TEST_CASE("the listener closes a connection after its keep-alive count of requests",
+          "[http_listener]") {
+  ServedListener served(std::make_unique<HttpListener>(),
+                        [](HttpListener& listener) { listener.set_keep_alive_max_count(2); });
+  core::UniqueFd socket = Connect(served.port());
+  SendAll(socket.get(), "GET /echo/a HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string first = ReadUntil(socket.get(), "\r\n\r\na", 1);
+  CHECK(first.find("Connection: close") == std::string::npos);
+  SendAll(socket.get(), "GET /echo/b HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string second = ReadUntil(socket.get(), "\r\n\r\nb", 1);
+  CHECK(second.find("Connection: close") != std::string::npos);
+  CHECK(ReadAtEnd(socket.get()) == 0);
+}
+
+TEST_CASE("the listener closes a connection idle for its keep-alive timeout", "[http_listener]") {
+  ServedListener served(std::make_unique<HttpListener>(),
+                        [](HttpListener& listener) { listener.set_keep_alive_timeout(1); });
+  core::UniqueFd idle = Connect(served.port());
+  CHECK(ReadAtEnd(idle.get()) == 0);
+  core::UniqueFd after_one = Connect(served.port());
+  SendAll(after_one.get(), "GET /echo/a HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(after_one.get(), "\r\n\r\na", 1).starts_with("HTTP/1.1 200"));
+  CHECK(ReadAtEnd(after_one.get()) == 0);
+}
+
+TEST_CASE("Stop ends the connections that wait for their next request", "[http_listener]") {
+  // Kept alive for an hour: only Stop can end them within the test.
+  ServedListener served(std::make_unique<HttpListener>(),
+                        [](HttpListener& listener) { listener.set_keep_alive_timeout(3600); });
+  core::UniqueFd never_asked = Connect(served.port());
+  core::UniqueFd asked_once = Connect(served.port());
+  SendAll(asked_once.get(), "GET /echo/a HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(asked_once.get(), "\r\n\r\na", 1).starts_with("HTTP/1.1 200"));
+  served.Stop();  // returns once the listener's loop and its connections are done
+  CHECK(ReadAtEnd(never_asked.get()) == 0);
+  CHECK(ReadAtEnd(asked_once.get()) == 0);
+}
+
+TEST_CASE("the listener serves HTTPS with its certificate and refuses one it cannot load",
+          "[http_listener]") {
+  tests::TempDir dir("gantry-http-listener-test");
+  auto cert = dir.path() / "cert.pem";
+  auto key = dir.path() / "key.pem";
+  auto made = tests::MakeLoopbackCertificate(cert, key);
+  INFO((made.ok() ? "" : made.error().message));
+  REQUIRE(made.ok());
+
+  CHECK_FALSE(HttpListener(dir.path() / "missing.pem", key).is_valid());
+  CHECK_FALSE(HttpListener(key, key).is_valid());  // a key is no certificate
+  auto listener = std::make_unique<HttpListener>(cert, key);
+  REQUIRE(listener->is_valid());
+  ServedListener served(std::move(listener));
+
+  httplib::SSLClient client("127.0.0.1", served.port());
+  client.set_ca_cert_path(cert.c_str());
+  client.enable_server_certificate_verification(true);
+  client.set_keep_alive(true);
+  for (std::string word : {"one", "two"}) {
+    auto answer = client.Get("/echo/" + word);
+    REQUIRE(answer);
+    CHECK(answer->status == 200);
+    CHECK(answer->body == word);
+  }
+  std::string body(1 << 20, 'z');
+  auto digest = client.Post("/digest", body, "application/octet-stream");
+  REQUIRE(digest);
+  CHECK(digest->body == std::to_string(body.size()) + " " + core::Sha256Digest(body));
+
+  // Cleartext on the TLS port gets no HTTP answer.
+  core::UniqueFd plain = Connect(served.port());
+  SendAll(plain.get(), "GET /echo/a HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(plain.get(), "HTTP/1.1", 1).find("HTTP/1.1") == std::string::npos);
+}
+
+}  // namespace
+}  // namespace agents
