@@ -6,12 +6,14 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 namespace agents {
 namespace {
@@ -98,18 +100,35 @@ class ConnectionStream final : public httplib::Stream {
   }
 
   ssize_t write(const char* data, size_t size) override {
-    ssize_t wrote = -1;
-    if (tls_) {
-      ERR_clear_error();
-      wrote = SSL_write(tls_, data, static_cast<int>(size));
-      if (wrote <= 0) wrote = -1;
-    } else {
-      do {
-        wrote = send(socket_, data, size, MSG_NOSIGNAL);
-      } while (wrote < 0 && errno == EINTR);
+    std::string_view bytes(data, size);
+    if (awaiting_head_ && !IsInterimHead(bytes)) {
+      awaiting_head_ = false;
+      if (!IsChunkedHead(bytes)) {
+        held_head_ = bytes;
+        return static_cast<ssize_t>(size);
+      }
     }
-    if (wrote < 0) write_failed_ = true;
-    return wrote;
+    bool sent = Send(held_head_, bytes);
+    held_head_.clear();
+    if (!sent) {
+      write_failed_ = true;
+      return -1;
+    }
+    return static_cast<ssize_t>(size);
+  }
+
+  /// The next write is a response's head: held until its body's first
+  /// bytes (one send for both, as nginx's postpone_output does) unless it
+  /// starts a chunked stream, whose client may act on the head alone.
+  void ExpectResponse() { awaiting_head_ = true; }
+  /// Sends a held head whose response ended without a body (HEAD, 204, a
+  /// handler that failed); false when that send failed.
+  bool Flush() {
+    if (held_head_.empty()) return true;
+    bool sent = Send(held_head_, {});
+    held_head_.clear();
+    if (!sent) write_failed_ = true;
+    return sent;
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
@@ -142,6 +161,7 @@ class ConnectionStream final : public httplib::Stream {
   /// One read from the socket or the TLS session: the count, 0 at the
   /// client's end, -1 on an error or the timeout.
   ssize_t Receive(char* into, size_t size) {
+    if (!Flush()) return -1;
     if (tls_) {
       ERR_clear_error();
       int received = SSL_read(tls_, into, static_cast<int>(size));
@@ -155,6 +175,48 @@ class ConnectionStream final : public httplib::Stream {
     return received;
   }
 
+  static bool IsInterimHead(std::string_view bytes) {
+    return bytes.starts_with("HTTP/1.1 1") || bytes.starts_with("HTTP/1.0 1");
+  }
+  static bool IsChunkedHead(std::string_view bytes) {
+    return bytes.find("\r\nTransfer-Encoding: chunked\r\n") != std::string_view::npos;
+  }
+
+  /// Sends `first` then `second`, whole, as one write where it can; false
+  /// on an error or the write timeout.
+  bool Send(std::string_view first, std::string_view second) {
+    if (tls_) {
+      // One TLS record for both where they are small.
+      std::string joined;
+      if (!first.empty() && !second.empty()) {
+        joined.reserve(first.size() + second.size());
+        joined.append(first).append(second);
+        first = joined;
+        second = {};
+      }
+      for (std::string_view part : {first, second}) {
+        ERR_clear_error();
+        if (!part.empty() && SSL_write(tls_, part.data(), static_cast<int>(part.size())) <= 0)
+          return false;
+      }
+      return true;
+    }
+    while (!first.empty() || !second.empty()) {
+      iovec parts[2] = {{const_cast<char*>(first.data()), first.size()},
+                        {const_cast<char*>(second.data()), second.size()}};
+      msghdr message{};
+      message.msg_iov = first.empty() ? &parts[1] : parts;
+      message.msg_iovlen = first.empty() ? 1 : 2;
+      ssize_t sent = sendmsg(socket_, &message, MSG_NOSIGNAL);
+      if (sent < 0 && errno == EINTR) continue;
+      if (sent < 0) return false;
+      size_t from_first = std::min(first.size(), static_cast<size_t>(sent));
+      first.remove_prefix(from_first);
+      second.remove_prefix(static_cast<size_t>(sent) - from_first);
+    }
+    return true;
+  }
+
   const int socket_;
   SSL* const tls_;
   const timeval read_timeout_;
@@ -163,6 +225,8 @@ class ConnectionStream final : public httplib::Stream {
   std::array<char, 16 << 10> buffer_;
   size_t begin_ = 0, end_ = 0;  // what is buffered and not read yet
   bool write_failed_ = false;
+  bool awaiting_head_ = false;
+  std::string held_head_;  // a response's head waiting for its body
 };
 
 }  // namespace
@@ -239,8 +303,9 @@ bool HttpListener::ServeConnection(int socket, SSL* tls) {
   for (size_t left = keep_alive_max_count_; left > 0 && svr_sock_ != INVALID_SOCKET; --left) {
     if (!stream.WaitForRequest(keep_alive)) break;
     bool client_closes = false;
+    stream.ExpectResponse();
     // The last request the count allows is answered with Connection: close.
-    served = process_request(stream, left == 1, client_closes, nullptr);
+    served = process_request(stream, left == 1, client_closes, nullptr) && stream.Flush();
     if (!served || client_closes) break;
   }
   return served;

@@ -6,6 +6,8 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <future>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -19,7 +21,8 @@ namespace {
 
 /// A listener serving on a loopback port in its own thread; GET /echo/X
 /// answers X, POST /digest the body's size and sha256, GET /peer the
-/// client's address and port as the handler saw them.
+/// client's address and port as the handler saw them, GET /empty 204, and
+/// GET /stream a chunked "late" once release() was called.
 class ServedListener {
  public:
   explicit ServedListener(std::unique_ptr<HttpListener> listener,
@@ -38,6 +41,18 @@ class ServedListener {
       response.set_content(request.remote_addr + ":" + std::to_string(request.remote_port),
                            "text/plain");
     });
+    listener_->Get("/empty", [](const httplib::Request&, httplib::Response& response) {
+      response.status = 204;
+    });
+    listener_->Get("/stream", [this](const httplib::Request&, httplib::Response& response) {
+      response.set_chunked_content_provider("text/plain",
+                                            [this](std::size_t, httplib::DataSink& sink) {
+                                              released_.wait();
+                                              sink.write("late", 4);
+                                              sink.done();
+                                              return true;
+                                            });
+    });
     port_ = listener_->bind_to_any_port("127.0.0.1");
     REQUIRE(port_ > 0);
     thread_ = std::thread([this] { listener_->listen_after_bind(); });
@@ -45,9 +60,15 @@ class ServedListener {
     // server only).
     while (!listener_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  ~ServedListener() { Stop(); }
+  ~ServedListener() {
+    release();  // a test that failed early leaves no handler waiting
+    Stop();
+  }
 
   int port() const { return port_; }
+  void release() {
+    std::call_once(released_once_, [this] { release_.set_value(); });
+  }
   void Stop() {
     if (!thread_.joinable()) return;
     listener_->Stop();
@@ -56,6 +77,9 @@ class ServedListener {
 
  private:
   std::unique_ptr<HttpListener> listener_;
+  std::promise<void> release_;
+  std::shared_future<void> released_ = release_.get_future().share();
+  std::once_flag released_once_;
   int port_ = 0;
   std::thread thread_;
 };
@@ -133,6 +157,38 @@ TEST_CASE("the listener answers pipelined requests on one connection in order", 
   std::string third = ReadUntil(socket.get(), "third", 1);
   CHECK(third.starts_with("HTTP/1.1 200"));
   CHECK(third.ends_with("\r\n\r\nthird"));
+}
+
+TEST_CASE("a response head goes out with its body, at once for a stream, or at its end",
+          "[http_listener]") {
+  ServedListener served(std::make_unique<HttpListener>());
+  core::UniqueFd socket = Connect(served.port());
+  // Without a body, the head still goes out once the handler is done.
+  SendAll(socket.get(), "HEAD /echo/abc HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string head = ReadUntil(socket.get(), "\r\n\r\n", 1);
+  CHECK(head.starts_with("HTTP/1.1 200"));
+  CHECK(head.find("Content-Length: 3") != std::string::npos);
+  SendAll(socket.get(), "GET /empty HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(socket.get(), "\r\n\r\n", 1).starts_with("HTTP/1.1 204"));
+
+  // A chunked stream's head arrives while its handler still waits for
+  // the first piece.
+  SendAll(socket.get(), "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string stream_head = ReadUntil(socket.get(), "\r\n\r\n", 1);
+  CHECK(stream_head.starts_with("HTTP/1.1 200"));
+  CHECK(stream_head.find("Transfer-Encoding: chunked") != std::string::npos);
+  served.release();
+  std::string late = ReadUntil(socket.get(), "\r\n0\r\n\r\n", 1);
+  CHECK(late.find("late") != std::string::npos);
+
+  // 100 Continue goes out before the body it asks for is read.
+  std::string body = "twelve bytes";
+  SendAll(socket.get(),
+          "POST /digest HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 12\r\n\r\n");
+  CHECK(ReadUntil(socket.get(), "\r\n\r\n", 1).starts_with("HTTP/1.1 100 Continue"));
+  SendAll(socket.get(), body);
+  std::string digest = "12 " + core::Sha256Digest(body);
+  CHECK(ReadUntil(socket.get(), digest, 1).ends_with("\r\n\r\n" + digest));
 }
 
 TEST_CASE("the listener reads a request body larger than its buffer whole", "[http_listener]") {
