@@ -13,7 +13,7 @@ namespace {
 /// append the next. Version 1 is the schema of the agents that kept no
 /// version (their agent.db is at 0 with some of these tables, hence IF NOT
 /// EXISTS).
-constexpr std::array<const char*, 3> kMigrations = {
+constexpr std::array<const char*, 4> kMigrations = {
     // 1: the desired state, job calls, schedule fires.
     R"sql(
 CREATE TABLE IF NOT EXISTS desired (
@@ -92,6 +92,13 @@ BEGIN
       billable_seconds = billable_seconds + excluded.billable_seconds,
       cost_usd = cost_usd + excluded.cost_usd;
 END;
+)sql",
+    // 4: ended calls by when they ended, what the hourly prune of expired
+    // calls reads (AgentRecords::kCallsEndedBeforeSql), which scanned every
+    // call before.
+    R"sql(
+CREATE INDEX calls_by_end ON calls (MAX(finished_ms, created_ms), id)
+  WHERE state NOT IN ('queued', 'running');
 )sql",
 };
 

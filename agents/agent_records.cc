@@ -171,10 +171,7 @@ core::Result<std::vector<CallRecord>> AgentRecords::RecentCalls(const std::strin
 core::Result<std::vector<std::string>> AgentRecords::CallsEndedBefore(std::int64_t ended_before_ms,
                                                                       int limit) {
   std::lock_guard lock(database_->mutex());
-  SqlStatement row(database_->handle(),
-                   "SELECT id FROM calls WHERE state NOT IN ('queued', 'running') AND "
-                   "MAX(finished_ms, created_ms) < ? ORDER BY MAX(finished_ms, created_ms), id "
-                   "LIMIT ?",
+  SqlStatement row(database_->handle(), kCallsEndedBeforeSql,
                    {ended_before_ms, std::int64_t{limit}});
   std::vector<std::string> ids;
   std::optional<core::Error> error;

@@ -84,6 +84,11 @@ class AgentRecords {
   /// oldest first: those a retention period lets go. Queued and running
   /// calls are never among them.
   core::Result<std::vector<std::string>> CallsEndedBefore(std::int64_t ended_before_ms, int limit);
+  /// Its query, read through the index calls_by_end (agent_database.cc;
+  /// agent_records_test.cc checks the plan).
+  static constexpr const char* kCallsEndedBeforeSql =
+      "SELECT id FROM calls WHERE state NOT IN ('queued', 'running') AND "
+      "MAX(finished_ms, created_ms) < ? ORDER BY MAX(finished_ms, created_ms), id LIMIT ?";
   /// Deletes the records of the calls `ids` that have ended (a queued or
   /// running one is kept), in one transaction.
   core::Status DeleteEndedCalls(const std::vector<std::string>& ids);

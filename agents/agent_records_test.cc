@@ -1,6 +1,9 @@
 #include "agents/agent_records.h"
 
 #include <catch2/catch.hpp>
+#include <mutex>
+#include <optional>
+#include <string>
 
 #include "tests/temp_dir.h"
 
@@ -139,6 +142,27 @@ TEST_CASE("calls that ended before a time are found and deleted, never unfinishe
   auto again = (*records)->CallsEndedBefore(5000, 10);
   REQUIRE(again.ok());
   CHECK(again->empty());
+}
+
+TEST_CASE("the prune of ended calls reads them through an index, not a scan of all calls",
+          "[agent_records]") {
+  tests::TempDir dir("gantry-records-test");
+  auto records = AgentRecords::Open(dir.path() / "agent.db");
+  REQUIRE(records.ok());
+  AgentDatabase& database = *(*records)->database();
+  std::lock_guard lock(database.mutex());
+  SqlStatement plan(
+      database.handle(),
+      (std::string("EXPLAIN QUERY PLAN ") + AgentRecords::kCallsEndedBeforeSql).c_str(),
+      {std::int64_t{5000}, std::int64_t{10}});
+  std::string steps;
+  std::optional<core::Error> error;
+  while (plan.Next(&error, "cannot explain")) steps += plan.Text(3) + "\n";
+  REQUIRE_FALSE(error);
+  INFO(steps);
+  CHECK(steps.find("USING INDEX calls_by_end") != std::string::npos);
+  CHECK(steps.find("SCAN calls\n") == std::string::npos);
+  CHECK(steps.find("TEMP B-TREE") == std::string::npos);  // no sort either: the index's order
 }
 
 TEST_CASE("a database that cannot be opened is a clear error", "[agent_records]") {

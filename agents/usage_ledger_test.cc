@@ -380,7 +380,8 @@ TEST_CASE("the totals by function are the sum of every record, kept as records c
     REQUIRE(database
                 ->Execute("DROP TRIGGER usage_closes; DROP TABLE usage_closed_totals; "
                           "DROP INDEX usage_by_end; CREATE INDEX usage_open ON usage (end_ms) "
-                          "WHERE end_ms IS NULL; PRAGMA user_version = 2")
+                          "WHERE end_ms IS NULL; DROP INDEX calls_by_end; "
+                          "PRAGMA user_version = 2")
                 .ok());
   }
   database.reset();
@@ -413,6 +414,10 @@ TEST_CASE("an agent.db of an older agent is migrated, one of a newer refused", "
                      "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
                      "WHERE type = 'index' AND tbl_name = 'usage' AND name NOT LIKE "
                      "'sqlite_%' ORDER BY name)") == "usage_by_end,usage_by_start");
+    CHECK(FirstValue(*database,
+                     "SELECT group_concat(name) FROM (SELECT name FROM sqlite_master "
+                     "WHERE type = 'index' AND tbl_name = 'calls' AND name NOT LIKE "
+                     "'sqlite_%' ORDER BY name)") == "calls_by_end,calls_by_state");
     CHECK(FirstValue(*database, "PRAGMA journal_mode") == "wal");
     std::lock_guard lock(database->mutex());
     REQUIRE(database->Execute("PRAGMA user_version = 99").ok());
