@@ -18,11 +18,17 @@
 namespace agents {
 namespace {
 
+/// A held head and a body up to this size go in one TLS record.
+constexpr size_t kJoinedTlsBytes = 16 << 10;
+
 struct TlsFree {
   void operator()(SSL* tls) const { SSL_free(tls); }
 };
 
+/// A socket timeout of httplib's setting. Zero is "do not wait" to httplib
+/// but "wait for ever" to SO_RCVTIMEO: it becomes a microsecond.
 timeval Timeval(time_t seconds, time_t microseconds) {
+  if (seconds == 0 && microseconds == 0) microseconds = 1;
   return timeval{.tv_sec = seconds, .tv_usec = static_cast<suseconds_t>(microseconds)};
 }
 
@@ -117,12 +123,19 @@ class ConnectionStream final : public httplib::Stream {
     return static_cast<ssize_t>(size);
   }
 
+  /// Whether a read or a write failed (a timeout, a reset, a TLS error):
+  /// the connection is not reused, and a TLS session gets no close_notify
+  /// (OpenSSL forbids SSL_shutdown after such an error).
+  bool failed() const { return read_failed_ || write_failed_; }
+
   /// The next write is a response's head: held until its body's first
   /// bytes (one send for both, as nginx's postpone_output does) unless it
   /// starts a chunked stream, whose client may act on the head alone.
   void ExpectResponse() { awaiting_head_ = true; }
-  /// Sends a held head whose response ended without a body (HEAD, 204, a
-  /// handler that failed); false when that send failed.
+  /// Sends a held head whose response ended without a body (HEAD, 204);
+  /// false when that send failed. A response that failed before its first
+  /// body bytes is not flushed: its client gets no head rather than a head
+  /// whose body is cut short.
   bool Flush() {
     if (held_head_.empty()) return true;
     bool sent = Send(held_head_, {});
@@ -164,14 +177,17 @@ class ConnectionStream final : public httplib::Stream {
     if (!Flush()) return -1;
     if (tls_) {
       ERR_clear_error();
-      int received = SSL_read(tls_, into, static_cast<int>(size));
+      int received = SSL_read(tls_, into, static_cast<int>(std::min<size_t>(size, 1 << 30)));
       if (received > 0) return received;
-      return SSL_get_error(tls_, received) == SSL_ERROR_ZERO_RETURN ? 0 : -1;
+      if (SSL_get_error(tls_, received) == SSL_ERROR_ZERO_RETURN) return 0;
+      read_failed_ = true;
+      return -1;
     }
     ssize_t received;
     do {
       received = recv(socket_, into, size, 0);
     } while (received < 0 && errno == EINTR);
+    if (received < 0) read_failed_ = true;
     return received;
   }
 
@@ -186,18 +202,22 @@ class ConnectionStream final : public httplib::Stream {
   /// on an error or the write timeout.
   bool Send(std::string_view first, std::string_view second) {
     if (tls_) {
-      // One TLS record for both where they are small.
+      // One TLS record for both where the second is small; a large body
+      // is not copied for it.
       std::string joined;
-      if (!first.empty() && !second.empty()) {
+      if (!first.empty() && !second.empty() && second.size() <= kJoinedTlsBytes) {
         joined.reserve(first.size() + second.size());
         joined.append(first).append(second);
         first = joined;
         second = {};
       }
       for (std::string_view part : {first, second}) {
-        ERR_clear_error();
-        if (!part.empty() && SSL_write(tls_, part.data(), static_cast<int>(part.size())) <= 0)
-          return false;
+        while (!part.empty()) {
+          int piece = static_cast<int>(std::min<size_t>(part.size(), 1 << 30));
+          ERR_clear_error();
+          if (SSL_write(tls_, part.data(), piece) <= 0) return false;
+          part.remove_prefix(static_cast<size_t>(piece));
+        }
       }
       return true;
     }
@@ -224,6 +244,7 @@ class ConnectionStream final : public httplib::Stream {
   int remote_port_ = 0, local_port_ = 0;
   std::array<char, 16 << 10> buffer_;
   size_t begin_ = 0, end_ = 0;  // what is buffered and not read yet
+  bool read_failed_ = false;
   bool write_failed_ = false;
   bool awaiting_head_ = false;
   std::string held_head_;  // a response's head waiting for its body
@@ -261,6 +282,13 @@ void HttpListener::Stop() {
     for (int socket : connections_) shutdown(socket, SHUT_RD);
   }
   stop();
+  // httplib's stop() acts on a listener that runs; one stopped before it
+  // runs has its socket closed here, and listen_after_bind() then returns
+  // at once.
+  if (socket_t listening = svr_sock_.exchange(INVALID_SOCKET); listening != INVALID_SOCKET) {
+    shutdown(listening, SHUT_RDWR);
+    close(listening);
+  }
 }
 
 bool HttpListener::process_and_close_socket(socket_t socket) {
@@ -287,6 +315,7 @@ bool HttpListener::process_and_close_socket(socket_t socket) {
         // connection that failed.
         if (served) SSL_shutdown(tls.get());
       }
+      ERR_clear_error();  // what failed here is not the next handler's error
     }
     std::lock_guard lock(mutex_);
     connections_.erase(socket);
@@ -305,10 +334,13 @@ bool HttpListener::ServeConnection(int socket, SSL* tls) {
     bool client_closes = false;
     stream.ExpectResponse();
     // The last request the count allows is answered with Connection: close.
-    served = process_request(stream, left == 1, client_closes, nullptr) && stream.Flush();
+    // httplib does not check every write (a body's, say): a failed one
+    // ends the connection here, not a request later.
+    served = process_request(stream, left == 1, client_closes, nullptr) && stream.Flush() &&
+             !stream.failed();
     if (!served || client_closes) break;
   }
-  return served;
+  return served && !stream.failed();
 }
 
 }  // namespace agents

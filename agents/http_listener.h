@@ -33,9 +33,11 @@ class HttpListener final : public httplib::Server {
 
   bool is_valid() const override;
 
-  /// Stops listening, ends every connection's wait for its next request
-  /// and returns once listen_after_bind() has returned or will at once.
-  /// A request being served runs to its end (its reads end early).
+  /// Stops listening (before listen_after_bind() runs too: it then returns
+  /// at once) and ends every connection's wait for its next request. A
+  /// request being served runs to its end (its reads end early, a write
+  /// waits as long as the write timeout); listen_after_bind() returns when
+  /// the last has.
   void Stop();
 
  private:

@@ -56,8 +56,8 @@ class ServedListener {
     port_ = listener_->bind_to_any_port("127.0.0.1");
     REQUIRE(port_ > 0);
     thread_ = std::thread([this] { listener_->listen_after_bind(); });
-    // A Stop before the loop runs would be lost (httplib stops a running
-    // server only).
+    // Running before the test goes on: the tests of a running listener's
+    // Stop see no Stop before it runs (its own test case).
     while (!listener_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   ~ServedListener() {
@@ -254,6 +254,21 @@ TEST_CASE("Stop ends the connections that wait for their next request", "[http_l
   served.Stop();  // returns once the listener's loop and its connections are done
   CHECK(ReadAtEnd(never_asked.get()) == 0);
   CHECK(ReadAtEnd(asked_once.get()) == 0);
+}
+
+TEST_CASE("a listener stopped before it runs returns from listen at once", "[http_listener]") {
+  HttpListener listener;
+  REQUIRE(listener.bind_to_any_port("127.0.0.1") > 0);
+  listener.Stop();
+  auto listened = std::async(std::launch::async, [&] { return listener.listen_after_bind(); });
+  bool returned = listened.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+  CHECK(returned);
+  if (!returned) {
+    // httplib's own stop() ends a listener that runs.
+    while (!listener.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    listener.stop();
+  }
+  listened.wait();
 }
 
 TEST_CASE("the listener serves HTTPS with its certificate and refuses one it cannot load",
