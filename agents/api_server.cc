@@ -366,26 +366,18 @@ core::Status ApiServer::Bind() {
 }
 
 core::Status ApiServer::Serve() {
-  std::atomic<bool> dashboard_done = false;
   std::thread dashboard;
   if (dashboard_) {
-    dashboard = std::thread([&] {
+    dashboard = std::thread([this] {
       if (!dashboard_->listen_after_bind())
         spdlog::error("agent: the dashboard's listener stopped with an error");
-      dashboard_done = true;
     });
   }
   bool served = server_->listen_after_bind();
-  // A stop before the dashboard's thread listens would be lost: it is
-  // stopped once it listens.
-  for (bool stopped = false; dashboard.joinable() && !dashboard_done;) {
-    if (!stopped && dashboard_->is_running()) {
-      dashboard_->Stop();
-      stopped = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  if (dashboard.joinable()) {
+    dashboard_->Stop();  // listening yet or not: HttpListener::Stop ends it either way
+    dashboard.join();
   }
-  if (dashboard.joinable()) dashboard.join();
   if (!served) {
     return core::Error{core::ErrorCode::kIo, "the API server stopped with an error", {}};
   }
