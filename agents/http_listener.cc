@@ -94,10 +94,7 @@ class ConnectionStream final : public httplib::Stream {
     if (begin_ == end_) {
       // A large read goes straight to the caller's buffer.
       if (size >= buffer_.size()) return Receive(into, size);
-      ssize_t received = Receive(buffer_.data(), buffer_.size());
-      if (received <= 0) return received;
-      begin_ = 0;
-      end_ = static_cast<size_t>(received);
+      if (ssize_t received = Fill(); received <= 0) return received;
     }
     size_t count = std::min(size, end_ - begin_);
     std::memcpy(into, buffer_.data() + begin_, count);
@@ -161,16 +158,21 @@ class ConnectionStream final : public httplib::Stream {
     if (begin_ < end_) return true;
     bool own_timeout = !SameTimeval(keep_alive, read_timeout_);
     if (own_timeout) setsockopt(socket_, SOL_SOCKET, SO_RCVTIMEO, &keep_alive, sizeof keep_alive);
-    ssize_t received = Receive(buffer_.data(), buffer_.size());
+    ssize_t received = Fill();
     if (own_timeout)
       setsockopt(socket_, SOL_SOCKET, SO_RCVTIMEO, &read_timeout_, sizeof read_timeout_);
-    if (received <= 0) return false;
-    begin_ = 0;
-    end_ = static_cast<size_t>(received);
-    return true;
+    return received > 0;
   }
 
  private:
+  /// Reads into the empty buffer: Receive's count.
+  ssize_t Fill() {
+    ssize_t received = Receive(buffer_.data(), buffer_.size());
+    begin_ = 0;
+    end_ = received > 0 ? static_cast<size_t>(received) : 0;
+    return received;
+  }
+
   /// One read from the socket or the TLS session: the count, 0 at the
   /// client's end, -1 on an error or the timeout.
   ssize_t Receive(char* into, size_t size) {
