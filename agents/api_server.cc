@@ -28,8 +28,9 @@ namespace {
 using nlohmann::json;
 
 /// Calls with ?wait=true, followed logs and web requests hold a thread each
-/// for as long as they last (a connection kept alive holds one too): the
-/// pool is sized for many of them, not for the CPUs.
+/// for as long as they last (a connection kept alive between requests holds
+/// none once half of them wait so: HttpListener parks it): the pool is sized
+/// for many of them, not for the CPUs.
 constexpr std::size_t kServerThreads = 256;
 
 /// Requests one kept-alive connection may make before the server closes
@@ -275,8 +276,8 @@ std::string NextCallEvents(Agent& agent, CallStream* stream, bool* ended) {
 
 /// An HTTP listener, or an HTTPS one with the options' certificate.
 std::unique_ptr<HttpListener> MakeServer(const ApiOptions& options) {
-  if (!options.tls_cert || !options.tls_key) return std::make_unique<HttpListener>();
-  return std::make_unique<HttpListener>(*options.tls_cert, *options.tls_key);
+  if (!options.tls_cert || !options.tls_key) return std::make_unique<HttpListener>(kServerThreads);
+  return std::make_unique<HttpListener>(kServerThreads, *options.tls_cert, *options.tls_key);
 }
 
 /// Binds `server` to `host`:`port` (0: any free one); the port bound.
@@ -297,11 +298,10 @@ core::Result<int> BindServer(httplib::Server& server, const std::string& host, i
       {}};
 }
 
-/// What every listener of the agent shares: body limit, threads, no Nagle,
+/// What every listener of the agent shares: body limit, no Nagle,
 /// JSON errors.
 void ConfigureServer(httplib::Server& server, std::size_t max_body_bytes) {
   server.set_payload_max_length(max_body_bytes);
-  server.new_task_queue = [] { return new httplib::ThreadPool(kServerThreads); };
   server.set_keep_alive_max_count(kKeepAliveRequests);
   // Responses go out in pieces (head, then each piece of a relayed body):
   // with Nagle's algorithm a piece would wait for the client's delayed ACK.

@@ -3,23 +3,31 @@
 #include <netdb.h>
 #include <openssl/err.h>
 #include <poll.h>
-#include <pthread.h>
-#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "core/subprocess.h"
 
 namespace agents {
 namespace {
 
 /// A held head and a body up to this size go in one TLS record.
 constexpr size_t kJoinedTlsBytes = 16 << 10;
+
+/// Seconds in a day: the longest a parked connection's watcher sleeps.
+constexpr time_t kDay = 24 * 60 * 60;
 
 struct TlsFree {
   void operator()(SSL* tls) const { SSL_free(tls); }
@@ -50,19 +58,6 @@ void SocketAddress(int socket, bool peer, std::string* ip, int* port) {
   }
   *ip = host.data();
   *port = std::atoi(service.data());
-}
-
-/// OpenSSL writes with write(2): a client gone makes it raise SIGPIPE,
-/// which would end the agent. Blocked in this thread, the write fails with
-/// EPIPE instead (children start with no signal blocked: core::Subprocess).
-void BlockPipeSignalInThisThread() {
-  thread_local bool blocked = false;
-  if (blocked) return;
-  sigset_t pipe_signal;
-  sigemptyset(&pipe_signal);
-  sigaddset(&pipe_signal, SIGPIPE);
-  pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
-  blocked = true;
 }
 
 /// One accepted connection as httplib reads and writes it: buffered reads
@@ -150,6 +145,11 @@ class ConnectionStream final : public httplib::Stream {
     port = local_port_;
   }
   socket_t socket() const override { return socket_; }
+
+  /// Whether bytes of a next request were read already (pipelined).
+  bool Buffered() const {
+    return begin_ < end_ || (tls_ && (SSL_pending(tls_) > 0 || SSL_has_pending(tls_) == 1));
+  }
 
   /// Waits up to `keep_alive` for the first bytes of the next request
   /// (none while a pipelined one is buffered already); false when the
@@ -254,10 +254,58 @@ class ConnectionStream final : public httplib::Stream {
 
 }  // namespace
 
-HttpListener::HttpListener() : wants_tls_(false) {}
+struct HttpListener::Connection {
+  Connection(int socket, std::unique_ptr<SSL, TlsFree> tls, timeval read_timeout,
+             std::size_t requests)
+      : socket(socket),
+        tls(std::move(tls)),
+        stream(socket, this->tls.get(), read_timeout),
+        requests_left(requests) {}
 
-HttpListener::HttpListener(const std::filesystem::path& cert, const std::filesystem::path& key)
-    : wants_tls_(true), tls_context_(SSL_CTX_new(TLS_server_method())) {
+  const int socket;
+  const std::unique_ptr<SSL, TlsFree> tls;  // null for plain HTTP
+  ConnectionStream stream;
+  std::size_t requests_left;
+  bool served = true;          // whether its last request was answered whole
+  bool in_epoll = false;       // added to the parking's set once
+  Clock::time_point deadline;  // while parked: its keep-alive timeout
+};
+
+/// httplib's thread pool for the listener's connections; parking runs from
+/// its start to its shutdown, so that a parked connection woken always
+/// finds threads to take it.
+class HttpListener::ConnectionPool final : public httplib::TaskQueue {
+ public:
+  ConnectionPool(HttpListener& listener, std::size_t threads)
+      : listener_(listener), threads_(threads) {
+    listener_.StartParking(&threads_);
+  }
+  void enqueue(std::function<void()> job) override { threads_.enqueue(std::move(job)); }
+  /// Ends the parking first: what it handed over runs before the threads end.
+  void shutdown() override {
+    listener_.StopParking();
+    threads_.shutdown();
+  }
+
+ private:
+  HttpListener& listener_;
+  httplib::ThreadPool threads_;
+};
+
+HttpListener::HttpListener(std::size_t threads)
+    : threads_(threads),
+      epoll_(epoll_create1(EPOLL_CLOEXEC)),
+      wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+  new_task_queue = [this] { return new ConnectionPool(*this, threads_); };
+  epoll_event wake{.events = EPOLLIN, .data = {.fd = wake_.get()}};
+  epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &wake);
+}
+
+HttpListener::HttpListener(std::size_t threads, const std::filesystem::path& cert,
+                           const std::filesystem::path& key)
+    : HttpListener(threads) {
+  wants_tls_ = true;
+  tls_context_.reset(SSL_CTX_new(TLS_server_method()));
   SSL_CTX* context = tls_context_.get();
   if (!context) return;
   SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
@@ -272,7 +320,7 @@ HttpListener::HttpListener(const std::filesystem::path& cert, const std::filesys
 HttpListener::~HttpListener() = default;
 
 bool HttpListener::is_valid() const {
-  return !wants_tls_ || tls_context_ != nullptr;
+  return epoll_.valid() && wake_.valid() && (!wants_tls_ || tls_context_ != nullptr);
 }
 
 void HttpListener::Stop() {
@@ -280,7 +328,8 @@ void HttpListener::Stop() {
     std::lock_guard lock(mutex_);
     stopping_ = true;
     // A connection asleep in its read wakes with nothing to read; one
-    // serving a request finds its next read ended.
+    // serving a request finds its next read ended. A parked one is ended
+    // when the pool shuts down, or sooner by its wake.
     for (int socket : connections_) shutdown(socket, SHUT_RD);
   }
   stop();
@@ -294,55 +343,182 @@ void HttpListener::Stop() {
 }
 
 bool HttpListener::process_and_close_socket(socket_t socket) {
-  bool served = false;
-  bool registered = false;
   {
     std::lock_guard lock(mutex_);
-    if (!stopping_) registered = connections_.insert(socket).second;
-  }
-  if (registered) {
-    timeval read_timeout = Timeval(read_timeout_sec_, read_timeout_usec_);
-    timeval write_timeout = Timeval(write_timeout_sec_, write_timeout_usec_);
-    setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &read_timeout, sizeof read_timeout);
-    setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &write_timeout, sizeof write_timeout);
-    if (!tls_context_) {
-      served = ServeConnection(socket, nullptr);
-    } else {
-      BlockPipeSignalInThisThread();
-      std::unique_ptr<SSL, TlsFree> tls(SSL_new(tls_context_.get()));
-      ERR_clear_error();
-      if (tls && SSL_set_fd(tls.get(), socket) == 1 && SSL_accept(tls.get()) == 1) {
-        served = ServeConnection(socket, tls.get());
-        // close_notify for a client that finished cleanly; none on a
-        // connection that failed.
-        if (served) SSL_shutdown(tls.get());
-      }
-      ERR_clear_error();  // what failed here is not the next handler's error
+    if (stopping_ || !connections_.insert(socket).second) {
+      close(socket);
+      return false;
     }
-    std::lock_guard lock(mutex_);
-    connections_.erase(socket);
   }
-  shutdown(socket, SHUT_RDWR);
-  close(socket);
-  return served;
+  timeval read_timeout = Timeval(read_timeout_sec_, read_timeout_usec_);
+  timeval write_timeout = Timeval(write_timeout_sec_, write_timeout_usec_);
+  setsockopt(socket, SOL_SOCKET, SO_RCVTIMEO, &read_timeout, sizeof read_timeout);
+  setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &write_timeout, sizeof write_timeout);
+  std::unique_ptr<SSL, TlsFree> tls;
+  if (tls_context_) tls.reset(SSL_new(tls_context_.get()));
+  auto connection =
+      std::make_unique<Connection>(socket, std::move(tls), read_timeout, keep_alive_max_count_);
+  if (tls_context_) {
+    SSL* session = connection->tls.get();
+    ERR_clear_error();
+    if (!session || SSL_set_fd(session, socket) != 1 || SSL_accept(session) != 1) {
+      connection->served = false;  // no close_notify on a failed handshake
+      End(std::move(connection));
+      return false;
+    }
+  }
+  Serve(std::move(connection), /*woken=*/false);
+  return true;
 }
 
-bool HttpListener::ServeConnection(int socket, SSL* tls) {
-  ConnectionStream stream(socket, tls, Timeval(read_timeout_sec_, read_timeout_usec_));
+void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
+  // OpenSSL writes with write(2): a client gone would raise SIGPIPE, which
+  // ends the agent. Any pool thread may serve a TLS connection.
+  core::BlockPipeSignalInThisThread();
+  ConnectionStream& stream = connection->stream;
   const timeval keep_alive = Timeval(keep_alive_timeout_sec_, 0);
-  bool served = false;
-  for (size_t left = keep_alive_max_count_; left > 0 && svr_sock_ != INVALID_SOCKET; --left) {
-    if (!stream.WaitForRequest(keep_alive)) break;
+  while (connection->requests_left > 0 && svr_sock_ != INVALID_SOCKET) {
+    // In this thread while fewer than half of them wait so, or when the
+    // request is here already; parked otherwise.
+    bool in_thread = waiting_.fetch_add(1) < threads_ / 2 || woken || stream.Buffered();
+    if (!in_thread) {
+      --waiting_;
+      connection = Park(std::move(connection));
+      if (!connection) return;
+      ++waiting_;  // no parking: it waits here after all
+    }
+    woken = false;
+    bool asked = stream.WaitForRequest(keep_alive);
+    --waiting_;
+    if (!asked) break;
     bool client_closes = false;
     stream.ExpectResponse();
     // The last request the count allows is answered with Connection: close.
     // httplib does not check every write (a body's, say): a failed one
     // ends the connection here, not a request later.
-    served = process_request(stream, left == 1, client_closes, nullptr) && stream.Flush() &&
-             !stream.failed();
-    if (!served || client_closes) break;
+    connection->served =
+        process_request(stream, connection->requests_left == 1, client_closes, nullptr) &&
+        stream.Flush() && !stream.failed();
+    --connection->requests_left;
+    if (!connection->served || client_closes) break;
   }
-  return served && !stream.failed();
+  End(std::move(connection));
+}
+
+std::unique_ptr<HttpListener::Connection> HttpListener::Park(
+    std::unique_ptr<Connection> connection) {
+  std::lock_guard lock(mutex_);
+  const int socket = connection->socket;
+  epoll_event event{.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data = {.fd = socket}};
+  if (!pool_ || epoll_ctl(epoll_.get(), connection->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+                          socket, &event) != 0) {
+    return connection;
+  }
+  connection->in_epoll = true;
+  // A keep-alive of "for ever" is a day at a time, which keeps the sum in range.
+  connection->deadline =
+      Clock::now() + std::chrono::seconds(std::clamp<time_t>(keep_alive_timeout_sec_, 0, kDay));
+  auto [at, added] = deadlines_.emplace(connection->deadline, socket);
+  parked_.emplace(socket, std::move(connection));
+  // The watcher sleeps until the earliest deadline: one earlier wakes it.
+  if (at == deadlines_.begin()) {
+    uint64_t one = 1;
+    (void)!write(wake_.get(), &one, sizeof one);
+  }
+  return nullptr;
+}
+
+std::unique_ptr<HttpListener::Connection> HttpListener::Unpark(int socket) {
+  auto parked = parked_.find(socket);
+  if (parked == parked_.end()) return nullptr;
+  std::unique_ptr<Connection> connection = std::move(parked->second);
+  parked_.erase(parked);
+  deadlines_.erase({connection->deadline, socket});
+  return connection;
+}
+
+void HttpListener::End(std::unique_ptr<Connection> connection) {
+  // close_notify for a client that finished cleanly; none on a connection
+  // that failed (OpenSSL forbids SSL_shutdown after such an error).
+  if (connection->tls && connection->served && !connection->stream.failed()) {
+    core::BlockPipeSignalInThisThread();
+    SSL_shutdown(connection->tls.get());
+  }
+  ERR_clear_error();  // what failed here is not the next handler's error
+  const int socket = connection->socket;
+  // A child forked meanwhile may hold the socket open past close(): its
+  // epoll entry goes now, so that no stale event names a reused number.
+  if (connection->in_epoll) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, socket, nullptr);
+  connection.reset();
+  {
+    std::lock_guard lock(mutex_);
+    connections_.erase(socket);
+  }
+  shutdown(socket, SHUT_RDWR);
+  close(socket);
+}
+
+void HttpListener::StartParking(httplib::TaskQueue* pool) {
+  std::lock_guard lock(mutex_);
+  pool_ = pool;
+  watcher_ = std::thread([this] { WatchParked(); });
+}
+
+void HttpListener::StopParking() {
+  std::vector<std::unique_ptr<Connection>> parked;
+  {
+    std::lock_guard lock(mutex_);
+    pool_ = nullptr;
+    while (!parked_.empty()) parked.push_back(Unpark(parked_.begin()->first));
+  }
+  // Ended idle, as a wait in a thread would end: no close_notify, whose
+  // write could wait on a client that reads nothing.
+  for (auto& connection : parked) connection->served = false;
+  uint64_t one = 1;
+  (void)!write(wake_.get(), &one, sizeof one);
+  if (watcher_.joinable()) watcher_.join();
+  for (auto& connection : parked) End(std::move(connection));
+}
+
+void HttpListener::WatchParked() {
+  std::array<epoll_event, 64> events;
+  std::unique_lock lock(mutex_);
+  while (pool_) {
+    int timeout_ms = -1;
+    if (!deadlines_.empty()) {
+      auto left = deadlines_.begin()->first - Clock::now();
+      timeout_ms = static_cast<int>(std::clamp<int64_t>(
+          std::chrono::ceil<std::chrono::milliseconds>(left).count(), 0, kDay * 1000));
+    }
+    lock.unlock();
+    int ready =
+        epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
+    lock.lock();
+    if (!pool_) break;
+    for (int i = 0; i < ready; ++i) {
+      int socket = events[static_cast<size_t>(i)].data.fd;
+      if (socket == wake_.get()) {
+        uint64_t count;
+        (void)!read(wake_.get(), &count, sizeof count);
+        continue;
+      }
+      // std::function copies its callable: the job owns the connection by
+      // a raw pointer, which the pool runs before it ends.
+      if (Connection* woken = Unpark(socket).release()) {
+        pool_->enqueue([this, woken] { Serve(std::unique_ptr<Connection>(woken), true); });
+      }
+    }
+    std::vector<std::unique_ptr<Connection>> idle;
+    const auto now = Clock::now();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      idle.push_back(Unpark(deadlines_.begin()->second));
+      idle.back()->served = false;  // ended idle: no close_notify, as in StopParking
+    }
+    if (idle.empty()) continue;
+    lock.unlock();
+    for (auto& connection : idle) End(std::move(connection));
+    lock.lock();
+  }
 }
 
 }  // namespace agents

@@ -3,10 +3,18 @@
 #include <httplib.h>
 #include <openssl/ssl.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
+#include <thread>
+#include <utility>
+
+#include "core/unique_fd.h"
 
 namespace agents {
 
@@ -19,22 +27,32 @@ namespace agents {
 /// its timeout or Stop, and reads and writes without a poll before each:
 /// an idle connection costs nothing, and a request a handful of calls.
 ///
+/// A connection holds one of the listener's threads while a request is
+/// served. Between requests it waits in its thread's read while fewer than
+/// half the threads wait so (the fastest way back: no hand-over); beyond
+/// that it is parked, its socket in an epoll set that one thread watches,
+/// and a thread takes it up again when its next request comes. Open
+/// connections are thus not bounded by the threads; requests served at once
+/// are. It sets `new_task_queue` itself.
+///
 /// Timeouts are the server's own settings, applied to the socket once:
 /// `set_read_timeout` bounds each read within a request, `set_write_timeout`
 /// each write, `set_keep_alive_timeout` the wait for the next request.
 class HttpListener final : public httplib::Server {
  public:
-  /// Plain HTTP.
-  HttpListener();
+  /// Plain HTTP, serving up to `threads` requests at once.
+  explicit HttpListener(std::size_t threads);
   /// HTTPS with this PEM certificate chain and key, TLS 1.2 at least;
   /// is_valid() is false when they cannot be loaded.
-  HttpListener(const std::filesystem::path& cert, const std::filesystem::path& key);
+  HttpListener(std::size_t threads, const std::filesystem::path& cert,
+               const std::filesystem::path& key);
   ~HttpListener() override;
 
   bool is_valid() const override;
 
   /// Stops listening (before listen_after_bind() runs too: it then returns
-  /// at once) and ends every connection's wait for its next request. A
+  /// at once) and ends every connection's wait for its next request, parked
+  /// or not. A
   /// request being served runs to its end (its reads end early, a write
   /// waits as long as the write timeout); listen_after_bind() returns when
   /// the last has.
@@ -45,18 +63,48 @@ class HttpListener final : public httplib::Server {
     void operator()(SSL_CTX* context) const { SSL_CTX_free(context); }
   };
 
+  using Clock = std::chrono::steady_clock;
+  struct Connection;     // an accepted socket, its TLS session and buffer
+  class ConnectionPool;  // the threads, which start and stop the parking
+
   /// httplib's worker calls it with each accepted connection; it owns and
   /// closes `socket`.
   bool process_and_close_socket(socket_t socket) override;
-  /// Serves requests on `socket` until the client is done, a timeout, the
-  /// keep-alive count or Stop; `tls` null for plain HTTP.
-  bool ServeConnection(int socket, SSL* tls);
+  /// Serves requests on `connection` until the client is done, a timeout,
+  /// the keep-alive count or Stop, then ends it, unless it parks it between
+  /// two requests. `woken`: it comes from the parking with bytes to read.
+  void Serve(std::unique_ptr<Connection> connection, bool woken);
+  /// Hands `connection` to the parking until its next request or its
+  /// keep-alive timeout: null then; `connection` back when there is no
+  /// parking (before or after the pool, or epoll refused it).
+  std::unique_ptr<Connection> Park(std::unique_ptr<Connection> connection);
+  /// Takes `connection` out of the parking; the mutex held.
+  std::unique_ptr<Connection> Unpark(int socket);
+  /// Closes `connection`, with a TLS close_notify when it ended cleanly.
+  void End(std::unique_ptr<Connection> connection);
+  /// While the listener runs with `pool`: parks connections and watches
+  /// them in a thread of its own.
+  void StartParking(httplib::TaskQueue* pool);
+  /// Ends the parked connections and the watching; Park then gives back
+  /// those it is given.
+  void StopParking();
+  /// The watching thread: a parked connection with bytes to read goes to
+  /// the pool, one idle past its keep-alive timeout is ended.
+  void WatchParked();
 
-  const bool wants_tls_;
+  const std::size_t threads_;
+  bool wants_tls_ = false;
   std::unique_ptr<SSL_CTX, TlsContextFree> tls_context_;
+  std::atomic<std::size_t> waiting_ = 0;  // threads in a read for a next request
+  core::UniqueFd epoll_;                  // the parked connections, and wake_
+  core::UniqueFd wake_;                   // an eventfd: the watcher looks again
+  std::thread watcher_;
   std::mutex mutex_;
   std::set<int> connections_;  // open ones, which Stop wakes
   bool stopping_ = false;
+  httplib::TaskQueue* pool_ = nullptr;  // while parking
+  std::map<int, std::unique_ptr<Connection>> parked_;
+  std::set<std::pair<Clock::time_point, int>> deadlines_;  // of parked_
 };
 
 }  // namespace agents

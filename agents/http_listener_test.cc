@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core/sha256.h"
 #include "core/unique_fd.h"
@@ -136,7 +137,10 @@ ssize_t ReadAtEnd(int socket) {
 }
 
 TEST_CASE("the listener answers pipelined requests on one connection in order", "[http_listener]") {
-  ServedListener served(std::make_unique<HttpListener>());
+  // Many threads: a connection waits for its next request in its thread.
+  // One: it is parked between requests, and taken up again.
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  ServedListener served(std::make_unique<HttpListener>(threads));
   core::UniqueFd socket = Connect(served.port());
   SendAll(
       socket.get(),
@@ -161,7 +165,10 @@ TEST_CASE("the listener answers pipelined requests on one connection in order", 
 
 TEST_CASE("a response head goes out with its body, at once for a stream, or at its end",
           "[http_listener]") {
-  ServedListener served(std::make_unique<HttpListener>());
+  // Many threads: a connection waits for its next request in its thread.
+  // One: it is parked between requests, and taken up again.
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  ServedListener served(std::make_unique<HttpListener>(threads));
   core::UniqueFd socket = Connect(served.port());
   // Without a body, the head still goes out once the handler is done.
   SendAll(socket.get(), "HEAD /echo/abc HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -192,7 +199,10 @@ TEST_CASE("a response head goes out with its body, at once for a stream, or at i
 }
 
 TEST_CASE("the listener reads a request body larger than its buffer whole", "[http_listener]") {
-  ServedListener served(std::make_unique<HttpListener>());
+  // Many threads: a connection waits for its next request in its thread.
+  // One: it is parked between requests, and taken up again.
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  ServedListener served(std::make_unique<HttpListener>(threads));
   std::string body(3 << 20, '\0');
   for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>(i * 7 + i / 4096);
   httplib::Client client("127.0.0.1", served.port());
@@ -203,7 +213,10 @@ TEST_CASE("the listener reads a request body larger than its buffer whole", "[ht
 }
 
 TEST_CASE("the listener tells a handler the client's address and port", "[http_listener]") {
-  ServedListener served(std::make_unique<HttpListener>());
+  // Many threads: a connection waits for its next request in its thread.
+  // One: it is parked between requests, and taken up again.
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  ServedListener served(std::make_unique<HttpListener>(threads));
   core::UniqueFd socket = Connect(served.port());
   sockaddr_in own{};
   socklen_t length = sizeof own;
@@ -220,7 +233,10 @@ TEST_CASE("the listener tells a handler the client's address and port", "[http_l
 
 TEST_CASE("the listener closes a connection after its keep-alive count of requests",
           "[http_listener]") {
-  ServedListener served(std::make_unique<HttpListener>(),
+  // Many threads: a connection waits for its next request in its thread.
+  // One: it is parked between requests, and taken up again.
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  ServedListener served(std::make_unique<HttpListener>(threads),
                         [](HttpListener& listener) { listener.set_keep_alive_max_count(2); });
   core::UniqueFd socket = Connect(served.port());
   SendAll(socket.get(), "GET /echo/a HTTP/1.1\r\nHost: x\r\n\r\n");
@@ -233,7 +249,10 @@ TEST_CASE("the listener closes a connection after its keep-alive count of reques
 }
 
 TEST_CASE("the listener closes a connection idle for its keep-alive timeout", "[http_listener]") {
-  ServedListener served(std::make_unique<HttpListener>(),
+  // Many threads: a connection waits for its next request in its thread.
+  // One: it is parked between requests, and taken up again.
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  ServedListener served(std::make_unique<HttpListener>(threads),
                         [](HttpListener& listener) { listener.set_keep_alive_timeout(1); });
   core::UniqueFd idle = Connect(served.port());
   CHECK(ReadAtEnd(idle.get()) == 0);
@@ -245,7 +264,10 @@ TEST_CASE("the listener closes a connection idle for its keep-alive timeout", "[
 
 TEST_CASE("Stop ends the connections that wait for their next request", "[http_listener]") {
   // Kept alive for an hour: only Stop can end them within the test.
-  ServedListener served(std::make_unique<HttpListener>(),
+  // Many threads: a connection waits for its next request in its thread.
+  // One: it is parked between requests, and taken up again.
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  ServedListener served(std::make_unique<HttpListener>(threads),
                         [](HttpListener& listener) { listener.set_keep_alive_timeout(3600); });
   core::UniqueFd never_asked = Connect(served.port());
   core::UniqueFd asked_once = Connect(served.port());
@@ -256,8 +278,30 @@ TEST_CASE("Stop ends the connections that wait for their next request", "[http_l
   CHECK(ReadAtEnd(asked_once.get()) == 0);
 }
 
+TEST_CASE("a listener keeps more connections open than it has threads", "[http_listener]") {
+  // Two threads: one connection waits in a thread, the others are parked.
+  // Kept alive for an hour: a connection that held its thread would keep
+  // the rest from being served (until the 30 s read limit fails the test).
+  ServedListener served(std::make_unique<HttpListener>(2),
+                        [](HttpListener& listener) { listener.set_keep_alive_timeout(3600); });
+  std::vector<core::UniqueFd> sockets;
+  for (int i = 0; i < 8; ++i) sockets.push_back(Connect(served.port()));
+  for (int round = 0; round < 2; ++round) {
+    for (std::size_t i = 0; i < sockets.size(); ++i) {
+      std::string word = "c" + std::to_string(i) + "r" + std::to_string(round);
+      SendAll(sockets[i].get(), "GET /echo/" + word + " HTTP/1.1\r\nHost: x\r\n\r\n");
+      std::string answer = ReadUntil(sockets[i].get(), "\r\n\r\n" + word, 1);
+      INFO("connection " << i << ", round " << round);
+      CHECK(answer.starts_with("HTTP/1.1 200"));
+      CHECK(answer.ends_with("\r\n\r\n" + word));
+    }
+  }
+  served.Stop();
+  for (auto& socket : sockets) CHECK(ReadAtEnd(socket.get()) == 0);
+}
+
 TEST_CASE("a listener stopped before it runs returns from listen at once", "[http_listener]") {
-  HttpListener listener;
+  HttpListener listener(64);
   REQUIRE(listener.bind_to_any_port("127.0.0.1") > 0);
   listener.Stop();
   auto listened = std::async(std::launch::async, [&] { return listener.listen_after_bind(); });
@@ -280,9 +324,10 @@ TEST_CASE("the listener serves HTTPS with its certificate and refuses one it can
   INFO((made.ok() ? "" : made.error().message));
   REQUIRE(made.ok());
 
-  CHECK_FALSE(HttpListener(dir.path() / "missing.pem", key).is_valid());
-  CHECK_FALSE(HttpListener(key, key).is_valid());  // a key is no certificate
-  auto listener = std::make_unique<HttpListener>(cert, key);
+  CHECK_FALSE(HttpListener(1, dir.path() / "missing.pem", key).is_valid());
+  CHECK_FALSE(HttpListener(1, key, key).is_valid());  // a key is no certificate
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  auto listener = std::make_unique<HttpListener>(threads, cert, key);
   REQUIRE(listener->is_valid());
   ServedListener served(std::move(listener));
 

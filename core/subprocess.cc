@@ -183,13 +183,20 @@ void Subprocess::State::ReadInto(UniqueFd& fd, std::string& text, std::size_t li
   }
 }
 
-void Subprocess::State::Pump() {
-  // A child that exits without reading its stdin makes write() fail with
-  // EPIPE; the signal that comes with it stays blocked in this thread.
+void BlockPipeSignalInThisThread() {
+  thread_local bool blocked = false;
+  if (blocked) return;
   sigset_t pipe_signal;
   sigemptyset(&pipe_signal);
   sigaddset(&pipe_signal, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &pipe_signal, nullptr);
+  blocked = true;
+}
+
+void Subprocess::State::Pump() {
+  // A child that exits without reading its stdin makes write() fail with
+  // EPIPE, not end the process.
+  BlockPipeSignalInThisThread();
 
   bool stopping = false;
   while (!stopping && (stdin_write.valid() || stdout_read.valid() || stderr_read.valid())) {

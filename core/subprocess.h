@@ -81,6 +81,12 @@ struct ProcessExit {
 /// (or the default search path). kNotFound says it is not installed.
 Result<std::string> ResolveProgram(const std::string& name, const std::vector<std::string>& env);
 
+/// Blocks SIGPIPE in the calling thread (a cheap no-op after the first
+/// call in it): a write to a pipe or socket whose reader is gone then fails
+/// with EPIPE instead of ending the process. Children that Subprocess starts
+/// begin with no signal blocked.
+void BlockPipeSignalInThisThread();
+
 /// One child process, owned: started by Start, reaped by Wait or by the
 /// destructor, which kills it (SIGKILL) and waits when it is still running,
 /// so that no child outlives its owner unnoticed. Use it for every program
