@@ -28,10 +28,13 @@ namespace {
 using nlohmann::json;
 
 /// Calls with ?wait=true, followed logs and web requests hold a thread each
-/// for as long as they last (a connection kept alive between requests holds
-/// none once half of them wait so: HttpListener parks it): the pool is sized
-/// for many of them, not for the CPUs.
-constexpr std::size_t kServerThreads = 256;
+/// for as long as they last: the pool is sized for many of them, not for the
+/// CPUs. A connection kept alive waits for its next request in a thread
+/// while fewer than half of them wait so, parked beyond (HttpListener): 256
+/// connections wait the quickest way, and 256 threads are left for requests.
+constexpr std::size_t kServerThreads = 512;
+/// The dashboard's: a few browsers.
+constexpr std::size_t kDashboardThreads = 64;
 
 /// Requests one kept-alive connection may make before the server closes
 /// it (httplib's default is 5, nginx's 1000): a client's new connection
@@ -274,10 +277,11 @@ std::string NextCallEvents(Agent& agent, CallStream* stream, bool* ended) {
   return lines;
 }
 
-/// An HTTP listener, or an HTTPS one with the options' certificate.
-std::unique_ptr<HttpListener> MakeServer(const ApiOptions& options) {
-  if (!options.tls_cert || !options.tls_key) return std::make_unique<HttpListener>(kServerThreads);
-  return std::make_unique<HttpListener>(kServerThreads, *options.tls_cert, *options.tls_key);
+/// An HTTP listener of `threads`, or an HTTPS one with the options'
+/// certificate.
+std::unique_ptr<HttpListener> MakeServer(const ApiOptions& options, std::size_t threads) {
+  if (!options.tls_cert || !options.tls_key) return std::make_unique<HttpListener>(threads);
+  return std::make_unique<HttpListener>(threads, *options.tls_cert, *options.tls_key);
 }
 
 /// Binds `server` to `host`:`port` (0: any free one); the port bound.
@@ -336,9 +340,9 @@ ApiServer::ApiServer(Agent& agent, ApiOptions options)
     : agent_(agent),
       options_(std::move(options)),
       router_(agent, options_.token, options_.tls_cert && options_.tls_key, options_.web_domain),
-      server_(MakeServer(options_)) {
+      server_(MakeServer(options_, kServerThreads)) {
   if (options_.dashboard_port) {
-    dashboard_ = MakeServer(options_);
+    dashboard_ = MakeServer(options_, kDashboardThreads);
     AddDashboardRoutes();
   }
   AddRoutes();
