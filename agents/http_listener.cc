@@ -459,6 +459,12 @@ void HttpListener::End(std::unique_ptr<Connection> connection) {
 }
 
 void HttpListener::StartParking(httplib::TaskQueue* pool) {
+  // httplib listens with a backlog of 5: a burst of new connections that
+  // the accepting thread is a few behind would have its SYNs dropped, each
+  // retried a second later. The kernel's limit instead (nginx: 511).
+  if (socket_t listening = svr_sock_; listening != INVALID_SOCKET) {
+    ::listen(listening, SOMAXCONN);
+  }
   std::lock_guard lock(mutex_);
   pool_ = pool;
   watcher_ = std::thread([this] { WatchParked(); });

@@ -83,7 +83,8 @@ class HttpListener final : public httplib::Server {
   /// Closes `connection`, with a TLS close_notify when it ended cleanly.
   void End(std::unique_ptr<Connection> connection);
   /// While the listener runs with `pool`: parks connections and watches
-  /// them in a thread of its own.
+  /// them in a thread of its own. It also raises the listening socket's
+  /// backlog, httplib's being 5.
   void StartParking(httplib::TaskQueue* pool);
   /// Ends the parked connections and the watching; Park then gives back
   /// those it is given.
