@@ -14,6 +14,7 @@
 
 #include "core/sha256.h"
 #include "core/unique_fd.h"
+#include "tests/raw_connection.h"
 #include "tests/temp_dir.h"
 #include "tests/tls_certificate.h"
 
@@ -85,56 +86,20 @@ class ServedListener {
   std::thread thread_;
 };
 
-/// A raw TCP connection to the port, whose reads give up after 30 s
-/// (a listener that never answers fails the test instead of hanging it).
+/// A raw TCP connection to the port (tests::ConnectLoopback): what goes
+/// over it is what the listener sent.
 core::UniqueFd Connect(int port) {
-  core::UniqueFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  core::UniqueFd socket = tests::ConnectLoopback(port);
   REQUIRE(socket.valid());
-  timeval limit{.tv_sec = 30, .tv_usec = 0};
-  setsockopt(socket.get(), SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
   return socket;
 }
 
 void SendAll(int socket, const std::string& bytes) {
-  REQUIRE(send(socket, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-          static_cast<ssize_t>(bytes.size()));
+  REQUIRE(tests::SendAll(socket, bytes));
 }
 
-/// Reads until `text` has come `times` times or the connection ends (or
-/// the 30 s limit); all that was read.
-std::string ReadUntil(int socket, const std::string& text, int times) {
-  std::string received;
-  auto count = [&] {
-    int found = 0;
-    for (auto at = received.find(text); at != std::string::npos;
-         at = received.find(text, at + text.size())) {
-      ++found;
-    }
-    return found;
-  };
-  char buffer[4096];
-  while (count() < times) {
-    ssize_t got = recv(socket, buffer, sizeof buffer, 0);
-    if (got <= 0) break;
-    received.append(buffer, static_cast<std::size_t>(got));
-  }
-  return received;
-}
-
-/// What a read on `socket` finds once the listener is done with it: 0 when
-/// the listener closed it, -1 when the 30 s limit ran out first.
-ssize_t ReadAtEnd(int socket) {
-  char buffer[4096];
-  ssize_t got;
-  while ((got = recv(socket, buffer, sizeof buffer, 0)) > 0) {
-  }
-  return got;
-}
+using tests::ReadAtEnd;
+using tests::ReadUntil;
 
 TEST_CASE("the listener answers pipelined requests on one connection in order", "[http_listener]") {
   // Many threads: a connection waits for its next request in its thread.

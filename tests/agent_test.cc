@@ -31,6 +31,7 @@
 #include "tests/busybox_image.h"
 #include "tests/docker_registry.h"
 #include "tests/gantry_command.h"
+#include "tests/raw_connection.h"
 #include "tests/tar_builder.h"
 #include "tests/temp_dir.h"
 #include "tests/tls_certificate.h"
@@ -1085,6 +1086,37 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   plain.set_read_timeout(2, 0);
   auto cleartext = plain.Get("/healthz");
   CHECK((!cleartext || cleartext->status != 200));
+}
+
+TEST_CASE("the agent keeps more connections open than its API has threads", "[agent]") {
+  if (!tests::ContainersOrSkip()) return;
+  tests::TempDir dir("gantry-agent-connections-test");
+  auto started_agent =
+      tests::RequireAgent(dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log");
+  const std::string& address = started_agent->address();  // http://127.0.0.1:PORT
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  // 600 kept-alive connections, beyond the API listener's 512 threads
+  // (api_server.cc), made one after the other, then each asking twice.
+  // Were each to hold a thread between requests, the last ones would wait
+  // until the first idled out (5 s), which would then be closed before
+  // their second request. With httplib's listen backlog of 5, one connect
+  // in ten waited a second for its SYN's retry, and the first connections
+  // idled out before the last was made.
+  std::vector<core::UniqueFd> sockets;
+  for (int i = 0; i < 600; ++i) {
+    sockets.push_back(tests::ConnectLoopback(port));
+    REQUIRE(sockets.back().valid());
+  }
+  for (int round = 0; round < 2; ++round) {
+    int answered = 0;
+    for (const core::UniqueFd& socket : sockets) {
+      if (!tests::SendAll(socket.get(), "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")) continue;
+      std::string answer = tests::ReadUntil(socket.get(), "{\"ok\":true}\n");
+      if (answer.starts_with("HTTP/1.1 200") && answer.ends_with("{\"ok\":true}\n")) ++answered;
+    }
+    INFO("round " << round);
+    CHECK(answered == 600);
+  }
 }
 
 }  // namespace
