@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <memory>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -73,7 +74,25 @@ ProcessExit FromWaitStatus(int status) {
   return {WEXITSTATUS(status), 0};
 }
 
-// The child's side, between fork and exec: async-signal-safe calls only.
+/// What the child is given: all of it made before the clone.
+struct ChildPlan {
+  const char* program;
+  char* const* argv;
+  char* const* envp;
+  const int* stdio;  // three descriptors
+  bool private_mount_namespace;
+  bool own_process_group;
+  int error_fd;
+  int max_fd;
+};
+
+/// The stack the child runs on until its exec: what ExecChild needs, with
+/// room to spare.
+constexpr std::size_t kChildStackBytes = 256 << 10;
+
+// The child's side, between clone and exec. It shares the parent's memory
+// (CLONE_VM, as posix_spawn does), the parent's thread waiting until the
+// exec: async-signal-safe calls only, and no writes but to its own stack.
 [[noreturn]] void ExecChild(const char* program, char* const* argv, char* const* envp,
                             const int stdio[3], bool private_mount_namespace,
                             bool own_process_group, int error_fd, int max_fd) {
@@ -105,6 +124,32 @@ ProcessExit FromWaitStatus(int status) {
   }
   (void)!write(error_fd, &failure, sizeof failure);
   _exit(127);
+}
+
+int StartChild(void* plan_pointer) {
+  const auto& plan = *static_cast<const ChildPlan*>(plan_pointer);
+  ExecChild(plan.program, plan.argv, plan.envp, plan.stdio, plan.private_mount_namespace,
+            plan.own_process_group, plan.error_fd, plan.max_fd);
+}
+
+/// Starts the child of `plan` the way posix_spawn does: clone with the
+/// parent's memory (CLONE_VM), this thread waiting until the child execs or
+/// exits (CLONE_VFORK). A fork would copy the agent's address space first,
+/// which grows with its threads (one mapping for each stack): 3.7 ms with
+/// 256 idle threads, 8.6 ms with 512, against 0.9 ms with none, here. Every
+/// signal is blocked meanwhile, so that no handler of the parent runs on
+/// the child's stack before the child resets them. The child's pid, or -1.
+pid_t CloneChild(const ChildPlan& plan) {
+  std::unique_ptr<char[]> stack(new char[kChildStackBytes]);
+  sigset_t all, before;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &before);
+  pid_t pid = clone(StartChild, stack.get() + kChildStackBytes, CLONE_VM | CLONE_VFORK | SIGCHLD,
+                    const_cast<ChildPlan*>(&plan));
+  int clone_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &before, nullptr);
+  errno = clone_errno;
+  return pid;
 }
 
 }  // namespace
@@ -247,7 +292,7 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
   auto state = std::make_unique<State>();
   state->program = *program;
 
-  // Everything the child touches is made here, before fork.
+  // Everything the child touches is made here, before the clone.
   std::vector<char*> argv = {state->program.data()};
   for (std::size_t i = 1; i < options.argv.size(); ++i) argv.push_back(options.argv[i].data());
   argv.push_back(nullptr);
@@ -317,13 +362,16 @@ Result<Subprocess> Subprocess::Start(SubprocessOptions options) {
     max_fd = static_cast<int>(std::min<rlim_t>(files.rlim_cur, 1 << 20));
   const int stdio[3] = {child_stdio[0].get(), child_stdio[1].get(), child_stdio[2].get()};
 
-  pid_t pid = fork();
+  const ChildPlan plan{.program = state->program.c_str(),
+                       .argv = argv.data(),
+                       .envp = envp.data(),
+                       .stdio = stdio,
+                       .private_mount_namespace = options.private_mount_namespace,
+                       .own_process_group = options.own_process_group,
+                       .error_fd = exec_errors->write.get(),
+                       .max_fd = max_fd};
+  pid_t pid = CloneChild(plan);
   if (pid < 0) return ErrnoError("cannot start " + state->program);
-  if (pid == 0) {
-    ExecChild(state->program.c_str(), argv.data(), envp.data(), stdio,
-              options.private_mount_namespace, options.own_process_group, exec_errors->write.get(),
-              max_fd);
-  }
   state->pid = pid;
   // Also from this side, so that the group exists whichever runs first (a
   // child that has exec'd already refuses it, with its own call made).

@@ -94,9 +94,12 @@ void BlockPipeSignalInThisThread();
 /// fork/exec details right.
 ///
 /// Everything the child needs (argv, envp, open files, pipes) is prepared
-/// before fork; between fork and exec the child makes only async-signal-safe
-/// system calls: it resets signal handlers and mask, wires fds 0-2, marks
-/// every other descriptor close-on-exec and execs. A failed exec is reported
+/// before the child is made, as posix_spawn makes it: a clone sharing the
+/// parent's memory (no copy of a large process's address space), the
+/// calling thread waiting until the exec. Between the two the child makes
+/// only async-signal-safe system calls and writes only its own stack: it
+/// resets signal handlers and mask, wires fds 0-2, marks every other
+/// descriptor close-on-exec and execs. A failed exec is reported
 /// by Start as an error, not as an exit code.
 ///
 /// stdin data and captured output go through one pump thread (poll), so a
