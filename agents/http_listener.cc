@@ -446,7 +446,7 @@ void HttpListener::End(std::unique_ptr<Connection> connection) {
   }
   ERR_clear_error();  // what failed here is not the next handler's error
   const int socket = connection->socket;
-  // A child forked meanwhile may hold the socket open past close(): its
+  // A child started meanwhile may hold the socket open past close(): its
   // epoll entry goes now, so that no stale event names a reused number.
   if (connection->in_epoll) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, socket, nullptr);
   connection.reset();

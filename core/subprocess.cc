@@ -93,9 +93,7 @@ constexpr std::size_t kChildStackBytes = 256 << 10;
 // The child's side, between clone and exec. It shares the parent's memory
 // (CLONE_VM, as posix_spawn does), the parent's thread waiting until the
 // exec: async-signal-safe calls only, and no writes but to its own stack.
-[[noreturn]] void ExecChild(const char* program, char* const* argv, char* const* envp,
-                            const int stdio[3], bool private_mount_namespace,
-                            bool own_process_group, int error_fd, int max_fd) {
+[[noreturn]] void ExecChild(const ChildPlan& plan) {
   struct sigaction default_action {};
   default_action.sa_handler = SIG_DFL;
   for (int signal = 1; signal < NSIG; ++signal) sigaction(signal, &default_action, nullptr);
@@ -104,11 +102,11 @@ constexpr std::size_t kChildStackBytes = 256 << 10;
   sigprocmask(SIG_SETMASK, &none, nullptr);
 
   int failure = 0;
-  if (own_process_group && setpgid(0, 0) != 0) failure = errno;
+  if (plan.own_process_group && setpgid(0, 0) != 0) failure = errno;
   for (int target = 0; target < 3 && failure == 0; ++target) {
-    if (dup2(stdio[target], target) < 0) failure = errno;
+    if (dup2(plan.stdio[target], target) < 0) failure = errno;
   }
-  if (failure == 0 && private_mount_namespace &&
+  if (failure == 0 && plan.private_mount_namespace &&
       (unshare(CLONE_NEWNS) != 0 || mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr))) {
     static const char kNote[] =
         "gantry: no mount namespace of its own; what it mounts stays on the host\n";
@@ -117,19 +115,17 @@ constexpr std::size_t kChildStackBytes = 256 << 10;
   if (failure == 0) {
     // Descriptors other threads opened without O_CLOEXEC must not leak.
     if (syscall(SYS_close_range, 3u, ~0u, 4u /* CLOSE_RANGE_CLOEXEC */) != 0) {
-      for (int fd = 3; fd < max_fd; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
+      for (int fd = 3; fd < plan.max_fd; ++fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
-    execve(program, argv, envp);
+    execve(plan.program, plan.argv, plan.envp);
     failure = errno;
   }
-  (void)!write(error_fd, &failure, sizeof failure);
+  (void)!write(plan.error_fd, &failure, sizeof failure);
   _exit(127);
 }
 
-int StartChild(void* plan_pointer) {
-  const auto& plan = *static_cast<const ChildPlan*>(plan_pointer);
-  ExecChild(plan.program, plan.argv, plan.envp, plan.stdio, plan.private_mount_namespace,
-            plan.own_process_group, plan.error_fd, plan.max_fd);
+int StartChild(void* plan) {
+  ExecChild(*static_cast<const ChildPlan*>(plan));
 }
 
 /// Starts the child of `plan` the way posix_spawn does: clone with the
