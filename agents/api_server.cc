@@ -37,11 +37,11 @@ constexpr std::size_t kServerThreads = 512;
 constexpr std::size_t kDashboardThreads = 64;
 
 /// Requests one kept-alive connection may make before the server closes
-/// it (httplib's default is 5, nginx's 1000): a client's new connection
-/// costs it a handshake and the server a hand-over to another thread, but
-/// while more connections than threads are open, the ones waiting get a
-/// thread only when a connection ends or idles out.
-constexpr std::size_t kKeepAliveRequests = 100;
+/// it, as nginx's `keepalive_requests` (httplib's default is 5): a client's
+/// new connection costs it a handshake and the server an accept and a
+/// hand-over to another thread. A connection between requests holds no
+/// thread (HttpListener parks it), so a long-lived one starves no other.
+constexpr std::size_t kKeepAliveRequests = 1000;
 
 /// How long a streamed response (a followed log, a streamed call) may send
 /// nothing before it sends a heartbeat line. `DataSink::is_writable` only
