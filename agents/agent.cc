@@ -305,9 +305,39 @@ void Agent::PruneCalls() {
       break;
     }
   }
-  if (pruned == 0) return;
-  spdlog::info("agent: pruned {} calls that ended over {} ago", pruned,
-               core::FormatDuration(options_.call_retention));
+  if (pruned > 0) {
+    spdlog::info("agent: pruned {} calls that ended over {} ago", pruned,
+                 core::FormatDuration(options_.call_retention));
+  }
+  RemoveFoldersWithoutCalls(before_ms);
+}
+
+void Agent::RemoveFoldersWithoutCalls(std::int64_t before_ms) {
+  // Only folders untouched for the retention: a call being queued makes
+  // its folder a moment before its record.
+  const auto before = std::chrono::system_clock::time_point(std::chrono::milliseconds(before_ms));
+  std::size_t removed = 0;
+  std::error_code error;
+  for (const fs::directory_entry& entry :
+       fs::directory_iterator(CallsDir(options_.data_dir), error)) {
+    const std::string id = entry.path().filename().string();
+    std::error_code entry_error;
+    auto written = entry.last_write_time(entry_error);
+    if (entry_error || !id.starts_with("call-") ||
+        std::chrono::file_clock::to_sys(written) >= before) {
+      continue;
+    }
+    auto found = records_->FindCall(id);
+    if (!found || found->has_value()) continue;
+    if (fs::remove_all(entry.path(), entry_error); entry_error) {
+      spdlog::warn("agent: cannot remove {}, a call folder without a call: {}",
+                   entry.path().string(), entry_error.message());
+      continue;
+    }
+    ++removed;
+  }
+  if (error) spdlog::warn("agent: cannot list the calls' folders: {}", error.message());
+  if (removed > 0) spdlog::info("agent: removed {} call folders without a call", removed);
 }
 
 void Agent::PruneCallsPeriodically() {

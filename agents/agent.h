@@ -184,8 +184,12 @@ class Agent {
   /// Deletes the calls that ended more than options_.call_retention ago, in
   /// batches until none is left or Shutdown() begins: their output folders,
   /// then their records (a record whose folder is gone is pruned again the
-  /// next time, should its deletion fail).
+  /// next time, should its deletion fail); then RemoveFoldersWithoutCalls.
   void PruneCalls();
+  /// Removes the folders in calls/ that no call record names and that were
+  /// last written before `before_ms`: left by a call whose record could
+  /// not be saved, or by a crash between the two.
+  void RemoveFoldersWithoutCalls(std::int64_t before_ms);
   /// PruneCalls() at once, then every kCallPruneInterval, until Shutdown().
   void PruneCallsPeriodically();
   /// Gives the scheduler the scheduled job functions that can run here.

@@ -119,7 +119,10 @@ core::Result<CallRecord> CallRunner::Submit(const std::string& app, const std::s
                        {}};
   }
   if (fire) fire->last_call = call.id;
-  if (auto saved = parts_.records->SaveCall(call, fire); !saved.ok()) return saved.error();
+  if (auto saved = parts_.records->SaveCall(call, fire); !saved.ok()) {
+    fs::remove_all(parts_.calls_dir / call.id, error);  // no call names it
+    return saved.error();
+  }
   return call;
 }
 

@@ -944,6 +944,14 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
       REQUIRE((*records)->SaveCall(queued).ok());
       fs::create_directories(data_dir / "calls" / queued_id);  // made as a call is queued
     }
+    // Folders no call names (a record that could not be saved, a crash
+    // between the folder and the record): one untouched for 8 days, one new.
+    const fs::path orphan = data_dir / "calls" / "call-0000000000000000000000bb";
+    const fs::path new_orphan = data_dir / "calls" / "call-0000000000000000000000cc";
+    fs::create_directories(orphan);
+    fs::create_directories(new_orphan);
+    std::ofstream(orphan / "stdout") << "left\n";
+    fs::last_write_time(orphan, fs::last_write_time(orphan) - std::chrono::hours(8 * 24));
     REQUIRE(agent.Restart().ok());  // the default retention, 7 days
     auto restarted = agent.Client();
     // Pruned by the agent's pruning thread, which starts with it.
@@ -963,6 +971,11 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     INFO(rerun.dump());
     CHECK(rerun["exit_code"] == 3);
     CHECK(agent.Log().find("pruned 1 calls that ended over 168h ago") != std::string::npos);
+    // Swept by the same thread, once its prune is done.
+    for (int i = 0; i < 500 && fs::exists(orphan); ++i) std::this_thread::sleep_for(20ms);
+    CHECK_FALSE(fs::exists(orphan));
+    CHECK(fs::exists(new_orphan));
+    CHECK(agent.Log().find("removed 1 call folders without a call") != std::string::npos);
     // A retention that is no duration is refused, in one line.
     auto refused = tests::RunGantry(
         {"agent", "--data-dir", (dir.path() / "other").string(), "--call-retention", "0s"});
