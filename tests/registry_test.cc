@@ -461,6 +461,28 @@ TEST_CASE(
   REQUIRE(pull.exit_code == 0);
   CHECK(pull.out == reference + " " + built + "\n");
   CHECK(pull.err.find("3 blobs downloaded") != std::string::npos);
+
+  // The CA where Docker itself keeps it (this registry's port alone, gone
+  // after the case): a host set up for `docker pull` needs nothing more.
+  fs::remove_all(ca_folder);
+  const fs::path docker_ca_folder = fs::path("/etc/docker/certs.d") / registry->domain();
+  struct RemovedAfter {
+    fs::path folder;
+    ~RemovedAfter() {
+      std::error_code ignored;
+      fs::remove_all(folder, ignored);
+    }
+  } removed_after{docker_ca_folder};
+  std::error_code made_folder;
+  fs::create_directories(docker_ca_folder, made_folder);
+  if (made_folder) return;  // not root: /etc is not this test's to write
+  fs::copy_file(certificate, docker_ca_folder / "ca.crt");
+  fs::path docker_pulled_store = pulled.path() / "docker-ca-store";
+  CommandOutput docker_pull =
+      RunGantry({"pull", reference, "--store", docker_pulled_store.string()}, environment);
+  INFO(docker_pull.err);
+  CHECK(docker_pull.exit_code == 0);
+  CHECK(docker_pull.out == reference + " " + built + "\n");
 }
 
 TEST_CASE("gantry pull rejects a corrupted blob and keeps nothing of it") {
