@@ -306,6 +306,25 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     CHECK(node["host_id"].get<std::string>().size() >= 16);
   }
 
+  SECTION("a call runs in a container of an image whose layers are zstd") {
+    auto zstd = tests::BuildBusyboxImage(GANTRY_BINARY, dir.path() / "zstd", store, "zstd");
+    INFO((zstd.ok() ? "" : zstd.error().message));
+    REQUIRE(zstd.ok());
+    auto content = builder::ContentStore::Open(store);
+    REQUIRE(content);
+    json manifest = json::parse(content->ReadBlob(*zstd).value());
+    REQUIRE(manifest["layers"].size() == 2);
+    for (const json& layer : manifest["layers"])
+      CHECK(layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd");
+    auto applied = Put(client, Desired(1, *zstd));
+    REQUIRE(applied);
+    INFO(applied->body);
+    REQUIRE(applied->status == 200);
+    json echo = Call(client, "echo", {{"args", {"zstd"}}, {"stdin", "from stdin\n"}});
+    CHECK(echo["stdout"] == "hello agent zstd\nfrom stdin\n");
+    CHECK(echo["exit_code"] == 3);
+  }
+
   SECTION("job calls return output and exit codes; timeouts, retries, secrets, volumes") {
     auto applied = Put(client, Desired(1, digest));
     REQUIRE(applied);

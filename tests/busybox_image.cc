@@ -20,6 +20,7 @@ constexpr char kAppYaml[] = R"(app: agenttest
 images:
   box:
     from: scratch
+    compression: COMPRESSION
     steps:
       - copy: {src: ./bin, dst: /bin}
       - run: /bin/busybox --install -s /bin
@@ -38,7 +39,7 @@ bool CanRunContainers() {
 }
 
 core::Result<std::string> BuildBusyboxImage(const fs::path& gantry_binary, const fs::path& work_dir,
-                                            const fs::path& store) {
+                                            const fs::path& store, const std::string& compression) {
   const fs::path context = work_dir / "context";
   std::error_code error;
   fs::create_directories(context / "bin", error);
@@ -47,7 +48,9 @@ core::Result<std::string> BuildBusyboxImage(const fs::path& gantry_binary, const
   if (error)
     return IoError("cannot make the busybox context in " + context.string() + ": " +
                    error.message());
-  std::ofstream(context / "app.yaml", std::ios::binary) << kAppYaml;
+  std::string app = kAppYaml;
+  app.replace(app.find("COMPRESSION"), 11, compression);
+  std::ofstream(context / "app.yaml", std::ios::binary) << app;
 
   core::SubprocessOptions options;
   options.argv = {gantry_binary.string(), "build", (context / "app.yaml").string(), "--output",

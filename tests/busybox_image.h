@@ -15,12 +15,14 @@ namespace tests {
 bool CanRunContainers();
 
 /// Writes an app under `work_dir`/context whose image `box` is /bin/busybox
-/// with its applets installed in /bin (from scratch), builds it with
-/// `gantry_binary build ... --output STORE -q` (this process's environment
-/// passed on) into the content store `store`, and returns the image's
-/// manifest digest: an error with gantry's stderr when the build fails.
+/// with its applets installed in /bin (from scratch), its layers of
+/// `compression` ("gzip" or "zstd"), builds it with `gantry_binary build
+/// ... --output STORE -q` (this process's environment passed on) into the
+/// content store `store`, and returns the image's manifest digest: an error
+/// with gantry's stderr when the build fails.
 core::Result<std::string> BuildBusyboxImage(const std::filesystem::path& gantry_binary,
                                             const std::filesystem::path& work_dir,
-                                            const std::filesystem::path& store);
+                                            const std::filesystem::path& store,
+                                            const std::string& compression = "gzip");
 
 }  // namespace tests
