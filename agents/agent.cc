@@ -314,24 +314,30 @@ void Agent::PruneCalls() {
 
 void Agent::RemoveFoldersWithoutCalls(std::int64_t before_ms) {
   // Only folders untouched for the retention: a call being queued makes
-  // its folder a moment before its record.
+  // its folder a moment before its record. A folder's time is when a file
+  // was last made in it, not when its output last grew, so one of a call
+  // still running can be as old: the record decides.
   const auto before = std::chrono::system_clock::time_point(std::chrono::milliseconds(before_ms));
   std::size_t removed = 0;
   std::error_code error;
-  for (const fs::directory_entry& entry :
-       fs::directory_iterator(CallsDir(options_.data_dir), error)) {
-    const std::string id = entry.path().filename().string();
+  for (fs::directory_iterator entry(CallsDir(options_.data_dir), error), end;
+       !error && entry != end; entry.increment(error)) {
+    {
+      std::lock_guard lock(prune_mutex_);
+      if (prune_stop_) return;
+    }
+    const std::string id = entry->path().filename().string();
     std::error_code entry_error;
-    auto written = entry.last_write_time(entry_error);
+    auto written = entry->last_write_time(entry_error);
     if (entry_error || !id.starts_with("call-") ||
         std::chrono::file_clock::to_sys(written) >= before) {
       continue;
     }
     auto found = records_->FindCall(id);
     if (!found || found->has_value()) continue;
-    if (fs::remove_all(entry.path(), entry_error); entry_error) {
+    if (fs::remove_all(entry->path(), entry_error); entry_error) {
       spdlog::warn("agent: cannot remove {}, a call folder without a call: {}",
-                   entry.path().string(), entry_error.message());
+                   entry->path().string(), entry_error.message());
       continue;
     }
     ++removed;

@@ -39,8 +39,9 @@ constexpr std::size_t kDashboardThreads = 64;
 /// Requests one kept-alive connection may make before the server closes
 /// it, as nginx's `keepalive_requests` (httplib's default is 5): a client's
 /// new connection costs it a handshake and the server an accept and a
-/// hand-over to another thread. A connection between requests holds no
-/// thread (HttpListener parks it), so a long-lived one starves no other.
+/// hand-over to another thread. Between requests a connection holds a
+/// thread only while fewer than half of them wait so, and is parked
+/// beyond (HttpListener), so a long-lived one starves no other.
 constexpr std::size_t kKeepAliveRequests = 1000;
 
 /// How long a streamed response (a followed log, a streamed call) may send

@@ -120,7 +120,11 @@ core::Result<CallRecord> CallRunner::Submit(const std::string& app, const std::s
   }
   if (fire) fire->last_call = call.id;
   if (auto saved = parts_.records->SaveCall(call, fire); !saved.ok()) {
-    fs::remove_all(parts_.calls_dir / call.id, error);  // no call names it
+    // No call names it; should this fail, the prune's sweep takes it.
+    if (fs::remove_all(parts_.calls_dir / call.id, error); error) {
+      spdlog::warn("agent: cannot remove the folder of {}, which was not saved: {}", call.id,
+                   error.message());
+    }
     return saved.error();
   }
   return call;

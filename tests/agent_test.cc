@@ -971,6 +971,10 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     fs::create_directories(new_orphan);
     std::ofstream(orphan / "stdout") << "left\n";
     fs::last_write_time(orphan, fs::last_write_time(orphan) - std::chrono::hours(8 * 24));
+    // A folder as old whose call is on record (a recent one's) stays.
+    const fs::path recent_folder = data_dir / "calls" / recent_id;
+    fs::last_write_time(recent_folder,
+                        fs::last_write_time(recent_folder) - std::chrono::hours(8 * 24));
     REQUIRE(agent.Restart().ok());  // the default retention, 7 days
     auto restarted = agent.Client();
     // Pruned by the agent's pruning thread, which starts with it.
@@ -982,19 +986,24 @@ TEST_CASE("the agent runs job calls in real runc containers", "[agent][runc]") {
     REQUIRE(pruned);
     CHECK(pruned->status == 404);
     CHECK_FALSE(fs::exists(data_dir / "calls" / old_id));
+    // The same thread sweeps the folders no call names once its prune is
+    // done, and logs it when the sweep ends.
+    for (int i = 0;
+         i < 500 && agent.Log().find("removed 1 call folders without a call") == std::string::npos;
+         ++i) {
+      std::this_thread::sleep_for(20ms);
+    }
+    CHECK(agent.Log().find("removed 1 call folders without a call") != std::string::npos);
+    CHECK_FALSE(fs::exists(orphan));
+    CHECK(fs::exists(new_orphan));
     json recent = Body(restarted.Get("/v1/calls/" + recent_id));
     CHECK(recent["stdout"] == "hello agent \n");
-    CHECK(fs::exists(data_dir / "calls" / recent_id / "stdout"));
+    CHECK(fs::exists(recent_folder / "stdout"));
     // The queued call is not pruned, however old: it runs.
     json rerun = FinishedCall(restarted, queued_id);
     INFO(rerun.dump());
     CHECK(rerun["exit_code"] == 3);
     CHECK(agent.Log().find("pruned 1 calls that ended over 168h ago") != std::string::npos);
-    // Swept by the same thread, once its prune is done.
-    for (int i = 0; i < 500 && fs::exists(orphan); ++i) std::this_thread::sleep_for(20ms);
-    CHECK_FALSE(fs::exists(orphan));
-    CHECK(fs::exists(new_orphan));
-    CHECK(agent.Log().find("removed 1 call folders without a call") != std::string::npos);
     // A retention that is no duration is refused, in one line.
     auto refused = tests::RunGantry(
         {"agent", "--data-dir", (dir.path() / "other").string(), "--call-retention", "0s"});

@@ -4,6 +4,8 @@
 
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
 #include <system_error>
 
 #include "core/atomic_file.h"
@@ -49,7 +51,8 @@ core::Result<std::string> BuildBusyboxImage(const fs::path& gantry_binary, const
     return IoError("cannot make the busybox context in " + context.string() + ": " +
                    error.message());
   std::string app = kAppYaml;
-  app.replace(app.find("COMPRESSION"), 11, compression);
+  const std::string_view placeholder = "COMPRESSION";
+  app.replace(app.find(placeholder), placeholder.size(), compression);
   std::ofstream(context / "app.yaml", std::ios::binary) << app;
 
   core::SubprocessOptions options;
