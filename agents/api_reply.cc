@@ -6,15 +6,23 @@ namespace agents {
 
 using nlohmann::json;
 
+std::string JsonText(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+std::string ErrorText(const std::string& code, const std::string& message) {
+  return JsonText({{"error", {{"code", code}, {"message", message}}}});
+}
+
 void Reply(httplib::Response& response, int status, const json& body) {
   response.status = status;
-  response.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
-                       "application/json");
+  response.set_content(JsonText(body), "application/json");
 }
 
 void ReplyError(httplib::Response& response, int status, const std::string& code,
                 const std::string& message) {
-  Reply(response, status, {{"error", {{"code", code}, {"message", message}}}});
+  response.status = status;
+  response.set_content(ErrorText(code, message), "application/json");
 }
 
 int HttpStatusOf(core::ErrorCode code) {

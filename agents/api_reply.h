@@ -14,8 +14,13 @@ namespace agents {
 /// How the API and the router answer: JSON bodies, and errors as
 /// {"error": {"code", "message"}} with the HTTP status their code maps to.
 
-/// `body` as the response, in JSON text that survives any bytes (a
-/// container's output need not be UTF-8).
+/// `body` as JSON text that survives any bytes (a container's output need
+/// not be UTF-8), with a newline: what every reply's body is.
+std::string JsonText(const nlohmann::json& body);
+/// {"error": {"code", "message"}} as JsonText writes it.
+std::string ErrorText(const std::string& code, const std::string& message);
+
+/// `body` as the response (JsonText).
 void Reply(httplib::Response& response, int status, const nlohmann::json& body);
 void ReplyError(httplib::Response& response, int status, const std::string& code,
                 const std::string& message);

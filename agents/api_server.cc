@@ -340,7 +340,8 @@ void ConfigureServer(httplib::Server& server, std::size_t max_body_bytes) {
 ApiServer::ApiServer(Agent& agent, ApiOptions options)
     : agent_(agent),
       options_(std::move(options)),
-      router_(agent, options_.token, options_.tls_cert && options_.tls_key, options_.web_domain),
+      router_(agent, options_.token, options_.tls_cert && options_.tls_key, options_.web_domain,
+              options_.max_body_bytes),
       server_(MakeServer(options_, kServerThreads)) {
   if (options_.dashboard_port) {
     dashboard_ = MakeServer(options_, kDashboardThreads);
@@ -399,23 +400,27 @@ void ApiServer::AddRoutes() {
   httplib::Server& server = *server_;
   ConfigureServer(server, options_.max_body_bytes);
 
+  // Web functions' requests are the router's, read and answered on the
+  // connection: httplib never sees them.
+  server_->SetInterceptor([this](std::string_view head, httplib::Stream& stream, bool last) {
+    return router_.Serve(head, stream, last);
+  });
   // Authentication comes before routing and before the body is read: a
   // request without the token learns nothing, not even which routes exist.
   server.set_pre_routing_handler(
       [this](const httplib::Request& request, httplib::Response& response) {
-        // A name under the web domain is the functions', every path: it goes
-        // to the router's route, whose own checks apply (httplib routes on
-        // the path alone, and this is its last hook before the body is
-        // read; `target` keeps what the client sent).
-        if (router_.ServesHost(request)) {
-          const_cast<httplib::Request&>(request).path = Router::kHostRoute;
-          return httplib::Server::HandlerResponse::Unhandled;
+        // A request for web functions (by path, or a name under the web
+        // domain, every path) whose head was too long for the router: it
+        // never reaches the API's routes.
+        if (router_.Takes(request)) {
+          ReplyError(response, 431, "invalid-argument",
+                     "the request's head is longer than " +
+                         std::to_string(HttpListener::kMaxHeadBytes >> 10) + " KiB");
+          return httplib::Server::HandlerResponse::Handled;
         }
         if (request.path == "/healthz") return httplib::Server::HandlerResponse::Unhandled;
         if (request.path == "/metrics" && !options_.metrics_need_token)
           return httplib::Server::HandlerResponse::Unhandled;
-        // Web functions: the router checks each one's own `web.auth`.
-        if (request.path.starts_with("/apps/")) return httplib::Server::HandlerResponse::Unhandled;
         if (AuthorizationMatches(request.get_header_value("Authorization"), options_.token)) {
           return httplib::Server::HandlerResponse::Unhandled;
         }
@@ -423,28 +428,6 @@ void ApiServer::AddRoutes() {
         ReplyError(response, 401, "unauthorized", "missing or wrong bearer token");
         return httplib::Server::HandlerResponse::Handled;
       });
-
-  const std::string web_path = R"(/apps/([a-z0-9][a-z0-9_-]*)/([a-z0-9][a-z0-9_-]*)(/.*)?)";
-  httplib::Server::Handler route = [this](const httplib::Request& request,
-                                          httplib::Response& response) {
-    router_.Handle(request, response, request.matches[1], request.matches[2]);
-  };
-  server.Get(web_path, route);
-  server.Post(web_path, route);
-  server.Put(web_path, route);
-  server.Patch(web_path, route);
-  server.Delete(web_path, route);
-  server.Options(web_path, route);
-  httplib::Server::Handler host_route = [this](const httplib::Request& request,
-                                               httplib::Response& response) {
-    router_.HandleHost(request, response);
-  };
-  server.Get(Router::kHostRoute, host_route);
-  server.Post(Router::kHostRoute, host_route);
-  server.Put(Router::kHostRoute, host_route);
-  server.Patch(Router::kHostRoute, host_route);
-  server.Delete(Router::kHostRoute, host_route);
-  server.Options(Router::kHostRoute, host_route);
 
   // The routes that only read, also on the dashboard's listener at
   // /ui/v1/…, where (and only where) its session cookie stands for the token.

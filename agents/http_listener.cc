@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agents/http_message.h"
 #include "core/subprocess.h"
 
 namespace agents {
@@ -151,6 +152,31 @@ class ConnectionStream final : public httplib::Stream {
     return begin_ < end_ || (tls_ && (SSL_pending(tls_) > 0 || SSL_has_pending(tls_) == 1));
   }
 
+  /// The next request's head, whole, as far as the buffer holds it
+  /// (reading more as needed): "" when it is longer, or the connection
+  /// failed or ended first. Nothing is consumed.
+  std::string_view PeekHead() {
+    while (true) {
+      std::string_view buffered(buffer_.data() + begin_, end_ - begin_);
+      if (std::size_t length = HeadLength(buffered); length != std::string_view::npos)
+        return buffered.substr(0, length);
+      if (buffered.size() == buffer_.size() || read_failed_) return {};
+      if (begin_ > 0) {
+        std::memmove(buffer_.data(), buffer_.data() + begin_, buffered.size());
+        begin_ = 0;
+        end_ = buffered.size();
+      }
+      ssize_t received = Receive(buffer_.data() + end_, buffer_.size() - end_);
+      if (received <= 0) return {};
+      end_ += static_cast<size_t>(received);
+    }
+  }
+  /// Moves the read position by `count` bytes of the buffer: forward past
+  /// a head PeekHead gave, or back to its start (negative).
+  void Skip(std::ptrdiff_t count) {
+    begin_ = static_cast<size_t>(static_cast<std::ptrdiff_t>(begin_) + count);
+  }
+
   /// Waits up to `keep_alive` for the first bytes of the next request
   /// (none while a pipelined one is buffered already); false when the
   /// client closed, the wait ran out or Stop shut the reading end.
@@ -244,7 +270,7 @@ class ConnectionStream final : public httplib::Stream {
   const timeval read_timeout_;
   std::string remote_ip_, local_ip_;
   int remote_port_ = 0, local_port_ = 0;
-  std::array<char, 16 << 10> buffer_;
+  std::array<char, HttpListener::kMaxHeadBytes> buffer_;
   size_t begin_ = 0, end_ = 0;  // what is buffered and not read yet
   bool read_failed_ = false;
   bool write_failed_ = false;
@@ -393,16 +419,36 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
     if (!asked) break;
     bool client_closes = false;
     stream.ExpectResponse();
+    const bool last = connection->requests_left == 1;
+    if (std::optional<bool> kept = Intercept(*connection, last)) {
+      // A held head (a response without a body) goes out, kept or not.
+      bool flushed = stream.Flush();
+      connection->served = *kept && flushed && !stream.failed();
+      --connection->requests_left;
+      if (!connection->served) break;
+      continue;
+    }
     // The last request the count allows is answered with Connection: close.
     // httplib does not check every write (a body's, say): a failed one
     // ends the connection here, not a request later.
     connection->served =
-        process_request(stream, connection->requests_left == 1, client_closes, nullptr) &&
-        stream.Flush() && !stream.failed();
+        process_request(stream, last, client_closes, nullptr) && stream.Flush() && !stream.failed();
     --connection->requests_left;
     if (!connection->served || client_closes) break;
   }
   End(std::move(connection));
+}
+
+std::optional<bool> HttpListener::Intercept(Connection& connection, bool last) {
+  if (!interceptor_) return std::nullopt;
+  ConnectionStream& stream = connection.stream;
+  std::string_view head = stream.PeekHead();
+  if (head.empty()) return std::nullopt;
+  const auto length = static_cast<std::ptrdiff_t>(head.size());
+  stream.Skip(length);
+  std::optional<bool> kept = interceptor_(head, stream, last);
+  if (!kept) stream.Skip(-length);  // httplib reads it again
+  return kept;
 }
 
 std::unique_ptr<HttpListener::Connection> HttpListener::Park(

@@ -7,10 +7,13 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <string_view>
 #include <thread>
 #include <utility>
 
@@ -50,6 +53,21 @@ class HttpListener final : public httplib::Server {
 
   bool is_valid() const override;
 
+  /// Serves a request outside httplib, whole (the router's way: httplib's
+  /// parsing and writing cost more than the relay). It is given the
+  /// request's head (its bytes up to and including the blank line, valid
+  /// until its first read) and the connection, positioned at the body. It
+  /// returns nullopt, having read and written nothing, when httplib is to
+  /// serve the request; else whether the connection may serve another.
+  /// `last`: the keep-alive count allows no other request on it.
+  using Interceptor =
+      std::function<std::optional<bool>(std::string_view head, httplib::Stream& stream, bool last)>;
+  /// Offers every request whose head fits in kMaxHeadBytes to
+  /// `interceptor` first. Set before listening.
+  void SetInterceptor(Interceptor interceptor) { interceptor_ = std::move(interceptor); }
+  /// The longest head an interceptor is offered: longer ones go to httplib.
+  static constexpr std::size_t kMaxHeadBytes = 16 << 10;
+
   /// Stops listening (before listen_after_bind() runs too: it then returns
   /// at once) and ends every connection's wait for its next request, parked
   /// or not. A
@@ -74,6 +92,9 @@ class HttpListener final : public httplib::Server {
   /// the keep-alive count or Stop, then ends it, unless it parks it between
   /// two requests. `woken`: it comes from the parking with bytes to read.
   void Serve(std::unique_ptr<Connection> connection, bool woken);
+  /// Offers the request `connection` has begun to the interceptor: what it
+  /// returned, or nullopt without one or without a whole head.
+  std::optional<bool> Intercept(Connection& connection, bool last);
   /// Hands `connection` to the parking until its next request or its
   /// keep-alive timeout: null then; `connection` back when there is no
   /// parking (before or after the pool, or epoll refused it).
@@ -94,6 +115,7 @@ class HttpListener final : public httplib::Server {
   void WatchParked();
 
   const std::size_t threads_;
+  Interceptor interceptor_;
   bool wants_tls_ = false;
   std::unique_ptr<SSL_CTX, TlsContextFree> tls_context_;
   std::atomic<std::size_t> waiting_ = 0;  // threads in a read for a next request

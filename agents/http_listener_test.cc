@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -211,6 +212,82 @@ TEST_CASE("the listener closes a connection after its keep-alive count of reques
   std::string second = ReadUntil(socket.get(), "\r\n\r\nb", 1);
   CHECK(second.find("Connection: close") != std::string::npos);
   CHECK(ReadAtEnd(socket.get()) == 0);
+}
+
+TEST_CASE("an interceptor serves the requests it takes on the connection, httplib the others",
+          "[http_listener]") {
+  // It takes /mine/…: its body (a Content-Length's worth) read from the
+  // stream, answered with the head it was given; /mine/last says "last"
+  // when the keep-alive count allows no other, and /mine/end ends the
+  // connection.
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  std::vector<std::string> heads;
+  std::mutex mutex;
+  auto intercept = [&](std::string_view head, httplib::Stream& stream,
+                       bool last) -> std::optional<bool> {
+    if (!head.starts_with("GET /mine/") && !head.starts_with("POST /mine/")) return std::nullopt;
+    {
+      std::lock_guard lock(mutex);
+      heads.emplace_back(head);
+    }
+    std::string body;
+    if (std::size_t at = head.find("Content-Length: "); at != std::string_view::npos) {
+      body.resize(std::stoul(std::string(head.substr(at + 16))));
+      for (std::size_t read = 0; read < body.size();) {
+        ssize_t count = stream.read(body.data() + read, body.size() - read);
+        if (count <= 0) return false;
+        read += static_cast<std::size_t>(count);
+      }
+    }
+    std::string answer = "mine:" + body + (last ? ":last" : "");
+    std::string response =
+        "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(answer.size()) + "\r\n\r\n" + answer;
+    stream.write(response.data(), response.size());
+    return !head.starts_with("GET /mine/end");
+  };
+  ServedListener served(std::make_unique<HttpListener>(threads), [&](HttpListener& listener) {
+    listener.SetInterceptor(intercept);
+    listener.set_keep_alive_max_count(4);
+  });
+  core::UniqueFd socket = Connect(served.port());
+  // Pipelined, the interceptor's and httplib's in turn, each body read by
+  // whoever serves it.
+  SendAll(socket.get(),
+          "POST /mine/a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"
+          "GET /echo/theirs HTTP/1.1\r\nHost: x\r\n\r\n"
+          "POST /digest HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyz"
+          "GET /mine/last HTTP/1.1\r\n\r\n");
+  std::string answers = ReadUntil(socket.get(), "mine::last");
+  INFO(answers);
+  std::size_t mine = answers.find("\r\n\r\nmine:abc");
+  std::size_t theirs = answers.find("\r\n\r\ntheirs");
+  std::size_t digest = answers.find("\r\n\r\n3 " + core::Sha256Digest("xyz"));
+  std::size_t last = answers.find("\r\n\r\nmine::last");
+  CHECK(mine != std::string::npos);
+  CHECK(theirs > mine);
+  CHECK(digest > theirs);
+  CHECK(last > digest);
+  CHECK(ReadAtEnd(socket.get()) == 0);  // the count of 4 is spent
+  {
+    std::lock_guard lock(mutex);
+    REQUIRE(heads.size() == 2);
+    CHECK(heads[0] == "POST /mine/a HTTP/1.1\r\nContent-Length: 3\r\n\r\n");
+  }
+
+  // Its false ends the connection.
+  core::UniqueFd ended = Connect(served.port());
+  SendAll(ended.get(), "GET /mine/end HTTP/1.1\r\n\r\n");
+  CHECK(ReadUntil(ended.get(), "mine:").ends_with("\r\n\r\nmine:"));
+  CHECK(ReadAtEnd(ended.get()) == 0);
+
+  // A head longer than it is offered goes to httplib.
+  core::UniqueFd long_head = Connect(served.port());
+  const std::string filler(6 << 10, 'x');
+  SendAll(long_head.get(), "GET /mine/long HTTP/1.1\r\nA: " + filler + "\r\nB: " + filler +
+                               "\r\nC: " + filler + "\r\n\r\n");
+  CHECK(ReadUntil(long_head.get(), "\r\n\r\n").starts_with("HTTP/1.1 404"));
+  std::lock_guard lock(mutex);
+  CHECK(heads.size() == 3);  // /mine/end's, and not the long one's
 }
 
 TEST_CASE("the listener closes a connection idle for its keep-alive timeout", "[http_listener]") {

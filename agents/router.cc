@@ -9,28 +9,15 @@
 #include <cctype>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 
 #include "agents/api_reply.h"
 #include "agents/api_token.h"
-#include "agents/upstream_response.h"
+#include "agents/http_message.h"
 
 namespace agents {
 namespace {
-
-/// A header name as RFC 9110 5.1 allows it (a token).
-bool IsHeaderToken(const std::string& name) {
-  return !name.empty() && std::all_of(name.begin(), name.end(), [](unsigned char c) {
-    return std::isalnum(c) ||
-           std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-  });
-}
-
-/// Headers httplib adds to a request itself: not the client's, not relayed.
-bool IsServerHeader(const std::string& name) {
-  return name == "REMOTE_ADDR" || name == "REMOTE_PORT" || name == "LOCAL_ADDR" ||
-         name == "LOCAL_PORT";
-}
 
 /// Sends `head` and then `body` on `fd`, in one call when the socket takes
 /// them (a request of the usual size); false, with errno set, when the
@@ -71,8 +58,7 @@ bool SendRequest(int fd, std::string_view head, std::string_view body,
 
 /// One web request as GET /metrics counts it: its status class, and its
 /// time from arrival to the end of its response (a relayed body's last
-/// byte), recorded when the last holder (the handler, or the relay of the
-/// body) lets it go.
+/// byte), recorded when it goes.
 struct RequestOutcome {
   RequestOutcome(AgentMetrics& metrics, MetricLabels function)
       : metrics(metrics), function(std::move(function)) {}
@@ -92,20 +78,18 @@ struct RequestOutcome {
   int status = 0;
 };
 
-/// What a relay of one response body holds while httplib pulls it: the
-/// container's input (released when the relay ends), the connection, and
-/// bytes read past the head.
-struct Relay {
-  WebLease lease;
-  core::UniqueFd connection;
+/// A container's response body as the router relays it: bytes read past
+/// the head first, then the connection's, decoded when chunked, never a
+/// byte past a length.
+struct UpstreamBody {
+  int connection;
   std::string pending;
   std::optional<ChunkedDecoder> chunked;
-  std::optional<std::uint64_t> remaining;  // of a body with a length: no byte past it is relayed
+  std::optional<std::uint64_t> remaining;  // of a body with a length
   bool ended = false;
-  std::shared_ptr<RequestOutcome> outcome;  // counted once the body has been relayed
 
   /// The next piece of the body (decoded when chunked), "" at its end;
-  /// false when the container's connection failed.
+  /// false when the container's connection failed or ended it early.
   bool Next(std::string* piece) {
     piece->clear();
     if (remaining && *remaining == 0) ended = true;
@@ -115,7 +99,7 @@ struct Relay {
         raw.swap(pending);
       } else {
         char buffer[64 << 10];
-        ssize_t count = recv(connection.get(), buffer, sizeof buffer, 0);
+        ssize_t count = recv(connection, buffer, sizeof buffer, 0);
         if (count < 0 && errno == EINTR) continue;
         if (count < 0) return false;
         if (count == 0) {
@@ -142,7 +126,110 @@ struct Relay {
   }
 };
 
+/// An app's or a function's name as the router's paths take it:
+/// [a-z0-9][a-z0-9_-]*.
+bool IsName(std::string_view name) {
+  return !name.empty() && name.front() != '_' && name.front() != '-' &&
+         std::all_of(name.begin(), name.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+         });
+}
+
+/// The methods a web function is sent (CONNECT and TRACE are not).
+bool IsForwardedMethod(std::string_view method) {
+  for (std::string_view allowed : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
+    if (method == allowed) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+/// A response the router writes on a client's connection: HTTP/1.1, its
+/// body delimited by a length, else chunked (HTTP/1.0: by closing), the
+/// connection kept for the next request unless the client or the router
+/// ends it.
+class ClientReply {
+ public:
+  ClientReply(httplib::Stream& stream, bool http10, bool keep_alive)
+      : stream_(stream), http10_(http10), keep_alive_(keep_alive) {}
+
+  int status() const { return status_; }
+  /// Whether the connection may serve another request once this is done.
+  bool keep_alive() const { return keep_alive_ && !body_unread_ && !failed_; }
+  /// The connection ends with this response.
+  void Close() { keep_alive_ = false; }
+  /// Whether the request's body is (still) unread: an answer then ends the
+  /// connection, as that body is no next request.
+  void BodyUnread(bool unread) { body_unread_ = unread; }
+
+  /// The head: `status` and `reason`, header lines `fields` (each ending in
+  /// CRLF), and the body's `length` when known. Without `body` (HEAD, 204,
+  /// 304) none follows: `length` is only said.
+  bool Head(int status, std::string_view reason, std::string_view fields,
+            std::optional<std::uint64_t> length, bool body) {
+    status_ = status;
+    std::string head = "HTTP/1.1 " + std::to_string(status) + " ";
+    head.append(reason.empty() ? ReasonPhrase(status) : reason).append("\r\n").append(fields);
+    if (length) {
+      head += "Content-Length: " + std::to_string(*length) + "\r\n";
+    } else if (body && http10_) {
+      Close();  // its end is the connection's
+    } else if (body) {
+      chunked_ = true;
+      head += "Transfer-Encoding: chunked\r\n";
+    }
+    if (!keep_alive()) {
+      head += "Connection: close\r\n";
+    } else if (http10_) {
+      head += "Connection: keep-alive\r\n";
+    }
+    head += "\r\n";
+    return Write(head);
+  }
+  /// A piece of the body, as a chunk when it is chunked.
+  bool Body(std::string_view piece) {
+    if (!chunked_) return Write(piece);
+    char size[24];
+    int length = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+    std::string chunk;
+    chunk.reserve(static_cast<std::size_t>(length) + piece.size() + 2);
+    chunk.append(size, static_cast<std::size_t>(length)).append(piece).append("\r\n");
+    return Write(chunk);
+  }
+  /// The end of a chunked body.
+  bool End() { return !chunked_ || Write("0\r\n\r\n"); }
+
+  /// The API's JSON error, {"error": {"code", "message"}}.
+  void Error(int status, const std::string& code, const std::string& message,
+             std::string_view fields = "") {
+    std::string body = ErrorText(code, message);
+    std::string head_fields = "Content-Type: application/json\r\n";
+    head_fields.append(fields);
+    if (Head(status, ReasonPhrase(status), head_fields, body.size(), true)) Body(body);
+  }
+  void Error(const core::Error& error) {
+    Error(HttpStatusOf(error.code), core::ErrorCodeName(error.code), error.message);
+  }
+
+  /// An interim 100 Continue: the client may send the body it holds back.
+  bool Continue() { return Write("HTTP/1.1 100 Continue\r\n\r\n"); }
+
+ private:
+  bool Write(std::string_view bytes) {
+    if (failed_) return false;
+    if (stream_.write(bytes.data(), bytes.size()) < 0) failed_ = true;
+    return !failed_;
+  }
+
+  httplib::Stream& stream_;
+  const bool http10_;
+  bool keep_alive_;
+  bool body_unread_ = false;
+  bool chunked_ = false;
+  int status_ = 0;
+  bool failed_ = false;
+};
 
 core::Status Router::CheckWebDomain(const std::string& domain,
                                     const std::vector<std::string>& own_names) {
@@ -190,124 +277,178 @@ std::string Router::NameUnderDomain(std::string host, const std::string& domain)
   return host;
 }
 
-std::string Router::HostUnderDomain(const httplib::Request& request) const {
-  return NameUnderDomain(request.get_header_value("Host"), web_domain_);
+bool Router::Takes(const httplib::Request& request) const {
+  return request.path.starts_with("/apps/") ||
+         !NameUnderDomain(request.get_header_value("Host"), web_domain_).empty();
 }
 
-bool Router::ServesHost(const httplib::Request& request) const {
-  return !HostUnderDomain(request).empty();
-}
-
-void Router::HandleHost(const httplib::Request& request, httplib::Response& response) const {
-  const std::string host = HostUnderDomain(request);
-  if (host.empty()) return ReplyError(response, 404, "not-found", "no such route");
-  // FUNCTION.APP: two labels before the domain, no more.
-  std::string_view names(host.data(), host.size() - web_domain_.size() - 1);
-  std::size_t dot = names.find('.');
-  if (dot == std::string_view::npos || dot == 0 || dot + 1 == names.size() ||
-      names.find('.', dot + 1) != std::string_view::npos) {
-    return ReplyError(
-        response, 404, "not-found",
-        "no web function at " + host + ": web functions are at FUNCTION.APP." + web_domain_);
+std::optional<bool> Router::Serve(std::string_view head, httplib::Stream& stream, bool last) const {
+  auto parsed = ParseRequestHead(head);
+  if (!parsed || !*parsed) {
+    ClientReply reply(stream, /*http10=*/false, /*keep_alive=*/false);
+    reply.Error(400, "invalid-argument",
+                parsed ? "the request's head: incomplete" : parsed.error().message);
+    return false;
   }
-  Serve(request, response, std::string(names.substr(dot + 1)), std::string(names.substr(0, dot)),
-        "");
+  const RequestHead& request = **parsed;
+  std::string app, function, prefix;
+  const std::string host =
+      NameUnderDomain(std::string(request.Find("Host").value_or("")), web_domain_);
+  ClientReply reply(stream, request.minor_version == 0, !last && request.keep_alive());
+  if (!host.empty()) {
+    // FUNCTION.APP: two labels before the domain, no more.
+    std::string_view names(host.data(), host.size() - web_domain_.size() - 1);
+    std::size_t dot = names.find('.');
+    if (dot == std::string_view::npos || dot == 0 || dot + 1 == names.size() ||
+        names.find('.', dot + 1) != std::string_view::npos) {
+      reply.Close();
+      reply.Error(
+          404, "not-found",
+          "no web function at " + host + ": web functions are at FUNCTION.APP." + web_domain_);
+      return reply.keep_alive();
+    }
+    app = names.substr(dot + 1);
+    function = names.substr(0, dot);
+  } else if (request.target.starts_with("/apps/")) {
+    // /apps/APP/FUNCTION, then "/…", "?…" or nothing.
+    std::string_view path(request.target);
+    path = path.substr(0, path.find('?')).substr(6);
+    std::size_t slash = path.find('/');
+    std::string_view app_name = path.substr(0, slash);
+    std::string_view rest = slash == std::string_view::npos ? "" : path.substr(slash + 1);
+    std::string_view function_name = rest.substr(0, rest.find('/'));
+    if (slash == std::string_view::npos || !IsName(app_name) || !IsName(function_name)) {
+      reply.Close();
+      reply.Error(404, "not-found", "no such route");
+      return reply.keep_alive();
+    }
+    app = app_name;
+    function = function_name;
+    prefix = "/apps/" + app + "/" + function;
+  } else {
+    return std::nullopt;  // the API's
+  }
+  Forward(request, stream, reply, app, function, prefix);
+  return reply.keep_alive();
 }
 
-void Router::Handle(const httplib::Request& request, httplib::Response& response,
-                    const std::string& app, const std::string& function) const {
-  Serve(request, response, app, function, "/apps/" + app + "/" + function);
-}
+void Router::Forward(const RequestHead& request, httplib::Stream& stream, ClientReply& reply,
+                     const std::string& app, const std::string& function,
+                     const std::string& prefix) const {
+  auto body_framing = RequestBodyOf(request);
+  if (!body_framing) {
+    reply.Close();
+    return reply.Error(400, "invalid-argument", body_framing.error().message);
+  }
+  const bool has_body = body_framing->chunked || body_framing->length > 0;
+  reply.BodyUnread(has_body);
 
-void Router::Serve(const httplib::Request& request, httplib::Response& response,
-                   const std::string& app, const std::string& function,
-                   const std::string& prefix) const {
   auto target = agent_.FindWebFunction(app, function);
-  // Counted once the handler returns with the response's status, or, when
-  // a body is relayed, once the relay ends: every request to a web function
+  // Counted once the response has ended: every request to a web function
   // of this host, refusals (a budget's 402, 401, 503) too. One to no such
   // function is not: its labels would be whatever a client sent.
-  std::shared_ptr<RequestOutcome> outcome;
+  std::optional<RequestOutcome> outcome;
   if (target || target.error().code != core::ErrorCode::kNotFound) {
-    outcome = std::make_shared<RequestOutcome>(agent_.metrics(),
-                                               MetricLabels{{"app", app}, {"function", function}});
+    outcome.emplace(agent_.metrics(), MetricLabels{{"app", app}, {"function", function}});
   }
   struct StatusOnReturn {
-    RequestOutcome* outcome;
-    const httplib::Response& response;
+    std::optional<RequestOutcome>& outcome;
+    const ClientReply& reply;
     ~StatusOnReturn() {
-      if (outcome) outcome->status = response.status;
+      if (outcome) outcome->status = reply.status();
     }
-  } status_on_return{outcome.get(), response};
-  if (!target) return ReplyError(response, target.error());
+  } status_on_return{outcome, reply};
+  if (!target) return reply.Error(target.error());
   // A request that its function cannot answer because the app's budget
   // stopped it meanwhile (its containers went while it waited or was being
   // forwarded) gets the budget's 402, not what the stop did to it.
   auto fail = [&](int status, const std::string& code, const std::string& message) {
-    if (auto refusal = agent_.BudgetRefusal(app)) return ReplyError(response, *refusal);
-    ReplyError(response, status, code, message);
+    if (auto refusal = agent_.BudgetRefusal(app)) return reply.Error(*refusal);
+    reply.Error(status, code, message);
   };
   const WebState& web = target->web;
-  const std::string authorization = request.get_header_value("Authorization");
+  const std::string authorization(request.Find("Authorization").value_or(""));
   if ((web.auth == WebAuth::kToken && !AuthorizationMatches(authorization, token_)) ||
       (web.auth == WebAuth::kKey && !AuthorizationKeyMatches(authorization, target->key_sha256))) {
-    response.set_header("WWW-Authenticate", "Bearer");
-    return ReplyError(response, 401, "unauthorized",
-                      std::string("this endpoint needs ") +
-                          (web.auth == WebAuth::kToken ? "the agent's token" : "the app's key"));
+    return reply.Error(401, "unauthorized",
+                       std::string("this endpoint needs ") +
+                           (web.auth == WebAuth::kToken ? "the agent's token" : "the app's key"),
+                       "WWW-Authenticate: Bearer\r\n");
   }
   // After the credentials: what an app spends is not for anyone who asks.
-  if (auto refusal = agent_.BudgetRefusal(app)) return ReplyError(response, *refusal);
-  if (!target->function) return ReplyError(response, 503, "unavailable", target->unavailable);
-
-  // The target as the client sent it, less the prefix.
-  if (!request.target.starts_with(prefix) ||
-      (request.target.size() > prefix.size() && request.target[prefix.size()] != '/' &&
-       request.target[prefix.size()] != '?')) {
-    return ReplyError(
-        response, 400, "invalid-argument",
-        "the path must begin with " + (prefix.empty() ? "/" : prefix) + " as written");
+  if (auto refusal = agent_.BudgetRefusal(app)) return reply.Error(*refusal);
+  if (!target->function) return reply.Error(503, "unavailable", target->unavailable);
+  if (!IsForwardedMethod(request.method)) {
+    return reply.Error(405, "invalid-argument",
+                       "a web function takes GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS",
+                       "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n");
   }
-  std::string forwarded = request.target.substr(prefix.size());
-  if (forwarded.empty() || forwarded[0] == '?') forwarded = "/" + forwarded;
+  if (body_framing->length > max_body_bytes_) {
+    return reply.Error(
+        413, "invalid-argument",
+        "the request body is larger than " + std::to_string(max_body_bytes_) + " bytes");
+  }
 
-  // Waiting requests hold a server thread each: past a bound, the API and
-  // the other functions would starve.
+  // The body, whole, before a container is sought: a cold start does not
+  // wait for a slow client, nor a container's input.
+  std::string body;
+  if (has_body) {
+    if (!body_framing->chunked) body.reserve(static_cast<std::size_t>(body_framing->length));
+    if (request.minor_version == 1 && request.Find("Expect") &&
+        HeaderNameIs(*request.Find("Expect"), "100-continue") && !reply.Continue()) {
+      return;
+    }
+    std::optional<ChunkedDecoder> chunked;
+    if (body_framing->chunked) chunked.emplace();
+    char buffer[64 << 10];
+    while (chunked ? !chunked->done() : body.size() < body_framing->length) {
+      std::uint64_t wanted = chunked ? chunked->wanted() : body_framing->length - body.size();
+      ssize_t count = stream.read(
+          buffer, static_cast<std::size_t>(std::min<std::uint64_t>(wanted, sizeof buffer)));
+      if (count <= 0) return;  // the client went, or sent nothing for the read timeout
+      std::string_view piece(buffer, static_cast<std::size_t>(count));
+      if (!chunked) {
+        body.append(piece);
+      } else if (auto fed = chunked->Feed(piece, &body); !fed) {
+        return reply.Error(400, "invalid-argument", fed.error().message);
+      }
+      if (body.size() > max_body_bytes_) {
+        return reply.Error(
+            413, "invalid-argument",
+            "the request body is larger than " + std::to_string(max_body_bytes_) + " bytes");
+      }
+    }
+    reply.BodyUnread(false);
+  }
+
+  // Waiting requests hold a listener thread each: past a bound, the API
+  // and the other functions would starve.
   if (queued_.fetch_add(1) >= kMaxWaitingRequests) {
     --queued_;
-    return ReplyError(response, 503, "unavailable",
-                      "the agent has " + std::to_string(kMaxWaitingRequests) +
-                          " requests waiting for containers already");
+    return reply.Error(503, "unavailable",
+                       "the agent has " + std::to_string(kMaxWaitingRequests) +
+                           " requests waiting for containers already");
   }
   auto lease = target->function->Acquire();
   --queued_;
   if (!lease) {
-    if (auto refusal = agent_.BudgetRefusal(app)) return ReplyError(response, *refusal);
-    return ReplyError(response, lease.error());
+    if (auto refusal = agent_.BudgetRefusal(app)) return reply.Error(*refusal);
+    return reply.Error(lease.error());
   }
   auto connection = lease->container().Connect();
   if (!connection) return fail(502, "bad-gateway", connection.error().message);
 
-  std::string head = request.method + " " + forwarded + " HTTP/1.0\r\n";
+  // The target as the client sent it, less the prefix.
+  std::string_view forwarded = std::string_view(request.target).substr(prefix.size());
+  std::string upstream_head = request.method + " ";
+  if (forwarded.empty() || forwarded[0] == '?') upstream_head += "/";
+  upstream_head.append(forwarded).append(" HTTP/1.0\r\n");
   std::string forwarded_for;
   // Headers the client's Connection names are about its connection alone.
-  std::string connection_tokens = "," + request.get_header_value("Connection") + ",";
-  for (char& c : connection_tokens)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  connection_tokens.erase(std::remove(connection_tokens.begin(), connection_tokens.end(), ' '),
-                          connection_tokens.end());
+  const bool names_headers = request.Find("Connection").has_value();
   for (const auto& [name, value] : request.headers) {
-    if (IsServerHeader(name)) continue;
-    if (!IsHeaderToken(name) ||
-        value.find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
-      return ReplyError(response, 400, "invalid-argument",
-                        "a request header has a bad name or a line break in its value");
-    }
-    std::string lower = name;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (IsHopByHopHeader(name) || connection_tokens.find("," + lower + ",") != std::string::npos)
-      continue;
-    // The router answers 100-continue itself; the body is already read.
+    if (IsHopByHopHeader(name) || (names_headers && request.ConnectionHas(name))) continue;
+    // The router answers 100-continue itself; the body is read whole.
     if (HeaderNameIs(name, "Content-Length") || HeaderNameIs(name, "Expect")) continue;
     // The agent's credentials stay with the agent, whatever the function's auth.
     if (HeaderNameIs(name, "Authorization") &&
@@ -322,24 +463,28 @@ void Router::Serve(const httplib::Request& request, httplib::Response& response,
         HeaderNameIs(name, "X-Forwarded-Prefix")) {
       continue;
     }
-    head += name + ": " + value + "\r\n";
+    upstream_head.append(name).append(": ").append(value).append("\r\n");
   }
-  head += "X-Forwarded-For: " + forwarded_for + request.remote_addr + "\r\n";
-  head += std::string("X-Forwarded-Proto: ") + (tls_ ? "https" : "http") + "\r\n";
-  if (request.has_header("Host"))
-    head += "X-Forwarded-Host: " + request.get_header_value("Host") + "\r\n";
-  if (!prefix.empty()) head += "X-Forwarded-Prefix: " + prefix + "\r\n";
-  if (!request.body.empty() || request.method == "POST" || request.method == "PUT" ||
+  std::string remote_ip;
+  int remote_port = 0;
+  stream.get_remote_ip_and_port(remote_ip, remote_port);
+  upstream_head += "X-Forwarded-For: " + forwarded_for + remote_ip + "\r\n";
+  upstream_head += std::string("X-Forwarded-Proto: ") + (tls_ ? "https" : "http") + "\r\n";
+  if (auto client_host = request.Find("Host")) {
+    upstream_head.append("X-Forwarded-Host: ").append(*client_host).append("\r\n");
+  }
+  if (!prefix.empty()) upstream_head += "X-Forwarded-Prefix: " + prefix + "\r\n";
+  if (!body.empty() || request.method == "POST" || request.method == "PUT" ||
       request.method == "PATCH") {
-    head += "Content-Length: " + std::to_string(request.body.size()) + "\r\n";
+    upstream_head += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   }
-  head += "Connection: close\r\n\r\n";
+  upstream_head += "Connection: close\r\n\r\n";
 
   int fd = connection->get();
   // A container that takes no byte of the request, or sends none of its
   // response, for the function's timeout is given up on (Connect's socket
   // bounds each read by it).
-  if (!SendRequest(fd, head, request.body, lease->container().IoTimeout())) {
+  if (!SendRequest(fd, upstream_head, body, lease->container().IoTimeout())) {
     return fail(502, "bad-gateway",
                 std::string("cannot send the request to the container: ") + std::strerror(errno));
   }
@@ -359,7 +504,7 @@ void Router::Serve(const httplib::Request& request, httplib::Response& response,
     received.append(buffer, static_cast<std::size_t>(count));
     while (true) {
       auto parsed = ParseResponseHead(received);
-      if (!parsed) return ReplyError(response, 502, "bad-gateway", parsed.error().message);
+      if (!parsed) return reply.Error(502, "bad-gateway", parsed.error().message);
       upstream = std::move(parsed).value();
       // An interim 1xx (100 Continue, 103 Early Hints) is not the answer.
       if (!upstream || upstream->status / 100 != 1 || upstream->status == 101) break;
@@ -368,53 +513,33 @@ void Router::Serve(const httplib::Request& request, httplib::Response& response,
     }
   }
 
-  response.status = upstream->status;
-  std::string content_type = upstream->Find("Content-Type").value_or("");
+  std::string fields;
   for (const auto& [name, value] : upstream->headers) {
-    if (IsHopByHopHeader(name) || HeaderNameIs(name, "Content-Length") ||
-        HeaderNameIs(name, "Content-Type")) {
-      continue;
-    }
-    response.set_header(name, value);
+    if (IsHopByHopHeader(name) || HeaderNameIs(name, "Content-Length")) continue;
+    fields.append(name).append(": ").append(value).append("\r\n");
   }
-  bool no_body = request.method == "HEAD" || upstream->status / 100 == 1 ||
-                 upstream->status == 204 || upstream->status == 304;
-  if (no_body) {
-    if (!content_type.empty()) response.set_header("Content-Type", content_type);
+  const bool chunked = upstream->chunked();
+  const std::optional<std::uint64_t> length = chunked ? std::nullopt : upstream->content_length();
+  // No body: a HEAD's response says the length its GET's would have.
+  if (request.method == "HEAD" || upstream->status / 100 == 1 || upstream->status == 204 ||
+      upstream->status == 304) {
+    reply.Head(upstream->status, upstream->reason, fields,
+               upstream->status == 204 || upstream->status / 100 == 1 ? std::nullopt : length,
+               /*body=*/false);
     return;
   }
-
-  auto relay = std::make_shared<Relay>(
-      Relay{std::move(lease).value(), std::move(connection).value(),
-            received.substr(upstream->head_bytes), std::nullopt, std::nullopt, false, outcome});
-  if (upstream->chunked()) relay->chunked.emplace();
-  auto length = upstream->content_length();
-  if (length && !upstream->chunked()) relay->remaining = *length;
-  // With a Range header the container has sliced the body already: httplib
-  // must not slice it again, as it would a body it is given with a length.
-  if (length && !upstream->chunked() && !request.has_header("Range")) {
-    response.set_content_provider(
-        static_cast<std::size_t>(*length), content_type,
-        [relay](std::size_t, std::size_t, httplib::DataSink& sink) {
-          std::string piece;
-          if (!relay->Next(&piece) || piece.empty()) return false;  // cut short
-          return sink.write(piece.data(), piece.size());
-        },
-        [relay](bool) { relay->connection.Reset(); });
-    return;
+  if (!reply.Head(upstream->status, upstream->reason, fields, length, /*body=*/true)) return;
+  UpstreamBody relayed{fd, received.substr(upstream->head_bytes), std::nullopt, length, false};
+  if (chunked) relayed.chunked.emplace();
+  std::string piece;
+  while (true) {
+    // A body the container cut short is cut short for the client too: its
+    // connection ends without the body's end.
+    if (!relayed.Next(&piece)) return reply.Close();
+    if (piece.empty()) break;
+    if (!reply.Body(piece)) return;
   }
-  response.set_chunked_content_provider(
-      content_type,
-      [relay](std::size_t, httplib::DataSink& sink) {
-        std::string piece;
-        if (!relay->Next(&piece)) return false;
-        if (piece.empty()) {
-          sink.done();
-          return true;
-        }
-        return sink.write(piece.data(), piece.size());
-      },
-      [relay](bool) { relay->connection.Reset(); });
+  reply.End();
 }
 
 }  // namespace agents

@@ -1,18 +1,23 @@
 #pragma once
 
 #include <atomic>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "agents/agent.h"
+#include "agents/http_message.h"
 #include "core/result.h"
 
 namespace httplib {
+class Stream;
 struct Request;
-struct Response;
 }  // namespace httplib
 
 namespace agents {
+
+class ClientReply;  // router.cc: a response written on the client's connection
 
 /// The agent's router: serves every web function at
 /// /apps/APP/FUNCTION/… on the agent's own address. For each request it
@@ -28,6 +33,10 @@ namespace agents {
 /// and server-sent events pass unbuffered; a body with a length keeps it).
 /// The container's input is held until the whole body has been relayed.
 ///
+/// It reads its requests and writes its responses itself, on the API
+/// listener's connections (HttpListener::Interceptor), HTTP/1.1 with
+/// keep-alive: httplib serves the API's routes only.
+///
 /// With a web domain (`gantry agent --web-domain DOMAIN`) it also serves
 /// each web function at http://FUNCTION.APP.DOMAIN/… (the Host header, any
 /// case, with or without a port): the same checks, queue and relay, the
@@ -41,16 +50,18 @@ namespace agents {
 class Router {
  public:
   /// Requests waiting for a container, over all functions, at most: each
-  /// holds one of the API server's 256 threads while it waits.
+  /// holds one of the API listener's threads while it waits.
   static constexpr int kMaxWaitingRequests = 128;
-  /// The API server's route for requests under the web domain, whatever
-  /// their path: no /apps/APP/FUNCTION path can be it (no name begins
-  /// with `-`), and HandleHost answers 404 to one that is not under it.
-  static constexpr const char* kHostRoute = "/apps/-host";
 
   /// `web_domain`: lower case, as CheckWebDomain accepts it; "" for none.
-  Router(Agent& agent, std::string token, bool tls, std::string web_domain)
-      : agent_(agent), token_(std::move(token)), tls_(tls), web_domain_(std::move(web_domain)) {}
+  /// `max_body_bytes`: the largest request body taken (a larger one: 413).
+  Router(Agent& agent, std::string token, bool tls, std::string web_domain,
+         std::size_t max_body_bytes)
+      : agent_(agent),
+        token_(std::move(token)),
+        tls_(tls),
+        web_domain_(std::move(web_domain)),
+        max_body_bytes_(max_body_bytes) {}
 
   /// A web domain as --web-domain takes it: DNS labels of lower-case
   /// letters, digits and `-`, separated by dots (`fn.example.com`), that
@@ -60,23 +71,25 @@ class Router {
   static core::Status CheckWebDomain(const std::string& domain,
                                      const std::vector<std::string>& own_names);
 
-  /// Handles one request whose path matched /apps/APP/FUNCTION[/…].
-  void Handle(const httplib::Request& request, httplib::Response& response, const std::string& app,
-              const std::string& function) const;
-  /// Whether the request's Host is a name under the web domain: its every
-  /// path is for HandleHost, never for the API.
-  bool ServesHost(const httplib::Request& request) const;
-  /// Handles one request whose Host is under the web domain, any path.
-  void HandleHost(const httplib::Request& request, httplib::Response& response) const;
+  /// The API listener's interceptor (HttpListener::Interceptor): reads and
+  /// answers, on the client's connection, a request to
+  /// /apps/APP/FUNCTION[/…] or one whose Host is under the web domain;
+  /// nullopt for any other (the API's), having read and written nothing.
+  /// A head that is not HTTP/1.x gets a 400 here, whatever its target.
+  /// Returns whether the connection may serve another request.
+  std::optional<bool> Serve(std::string_view head, httplib::Stream& stream, bool last) const;
+
+  /// Whether httplib was given a request that is the router's (its path
+  /// under /apps/, or its Host under the web domain): one whose head was
+  /// too long for the listener to offer it here.
+  bool Takes(const httplib::Request& request) const;
 
  private:
-  /// Handle and HandleHost: the request to `function` of `app`, its
-  /// target with `prefix` stripped ("" by host name).
-  void Serve(const httplib::Request& request, httplib::Response& response, const std::string& app,
-             const std::string& function, const std::string& prefix) const;
-  /// The request's Host, lower case, without port or trailing dot, when
-  /// it is a name under the web domain; "" otherwise.
-  std::string HostUnderDomain(const httplib::Request& request) const;
+  /// The request to `function` of `app`, its target with `prefix`
+  /// stripped ("" by host name), answered on `reply`'s connection.
+  void Forward(const RequestHead& request, httplib::Stream& stream, ClientReply& reply,
+               const std::string& app, const std::string& function,
+               const std::string& prefix) const;
   /// `host` (a Host header's value), lower case, without port or trailing
   /// dot, when it is a name under `domain`; "" otherwise.
   static std::string NameUnderDomain(std::string host, const std::string& domain);
@@ -85,6 +98,7 @@ class Router {
   std::string token_;
   bool tls_;
   std::string web_domain_;
+  std::size_t max_body_bytes_;
   mutable std::atomic<int> queued_ = 0;
 };
 

@@ -1119,6 +1119,11 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   auto refused = anonymous.Get("/v1/node");
   REQUIRE(refused);
   CHECK(refused->status == 401);
+  // The router reads and answers its own requests on TLS connections too.
+  auto no_function = anonymous.Get("/apps/demo/nope/");
+  REQUIRE(no_function);
+  CHECK(no_function->status == 404);
+  CHECK(Body(no_function)["error"]["message"] == "no web function demo/nope on this host");
   // Plain HTTP on the TLS port gets nothing.
   std::string address = core::ReadFile(dir.path() / "agent/address").value();
   CHECK(address.starts_with("https://127.0.0.1:"));

@@ -22,6 +22,7 @@
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/gantry_command.h"
+#include "tests/raw_connection.h"
 #include "tests/temp_dir.h"
 
 namespace {
@@ -297,6 +298,124 @@ TEST_CASE("web functions are served through the router in real runc containers",
     // The first piece came before the script wrote the second tick.
     REQUIRE(pieces.size() >= 2);
     CHECK(pieces.front().find("tick 2") == std::string::npos);
+  }
+
+  SECTION("the router speaks HTTP/1.1 itself: keep-alive, HEAD, chunked and 100-continue bodies") {
+    const int port = std::stoi(agent.address().substr(agent.address().rfind(':') + 1));
+    // Two requests to a function and one to the API, pipelined on one
+    // connection, answered in order; the connection stays open.
+    auto kept = tests::ConnectLoopback(port);
+    REQUIRE(kept.valid());
+    REQUIRE(tests::SendAll(kept.get(),
+                           "GET /apps/demo/site/index.html HTTP/1.1\r\nHost: a\r\n\r\n"
+                           "HEAD /apps/demo/site/index.html HTTP/1.1\r\nHost: a\r\n\r\n"
+                           "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n"));
+    std::string answers = tests::ReadUntil(kept.get(), "\"ok\"");
+    INFO(answers);
+    std::size_t head = answers.find("HTTP/1.1 200 OK\r\n");
+    std::size_t hello = answers.find("\r\n\r\nhello\n");
+    std::size_t head_of_head = answers.find("HTTP/1.1 200 OK\r\n", hello);
+    std::size_t health = answers.find("HTTP/1.1 200 OK\r\n", head_of_head + 1);
+    CHECK(head == 0);
+    CHECK(hello != std::string::npos);
+    REQUIRE(head_of_head != std::string::npos);
+    REQUIRE(health != std::string::npos);
+    // HEAD: the length its GET would have, and no body.
+    std::string_view head_answer(answers.data() + head_of_head, health - head_of_head);
+    CHECK(head_answer.find("Content-Length: 6\r\n") != std::string_view::npos);
+    CHECK(head_answer.ends_with("\r\n\r\n"));
+    CHECK(answers.find("Connection: close") == std::string::npos);
+    REQUIRE(tests::SendAll(kept.get(), "GET /apps/demo/site/ HTTP/1.1\r\nHost: a\r\n\r\n"));
+    CHECK(tests::ReadUntil(kept.get(), "hello\n").ends_with("\r\n\r\nhello\n"));
+
+    // A chunked body is decoded and sent with its length; a response of no
+    // length (busybox's CGI) comes back chunked.
+    REQUIRE(
+        tests::SendAll(kept.get(),
+                       "POST /apps/demo/site/cgi-bin/env HTTP/1.1\r\nHost: a\r\n"
+                       "Transfer-Encoding: chunked\r\n\r\n2\r\npi\r\n2;x=y\r\nng\r\n0\r\n\r\n"));
+    std::string chunked = tests::ReadUntil(kept.get(), "\r\n0\r\n\r\n");
+    INFO(chunked);
+    CHECK(chunked.starts_with("HTTP/1.1 200 OK\r\n"));
+    CHECK(chunked.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+    CHECK(chunked.find("body=ping\n") != std::string::npos);
+
+    // Expect: 100-continue: the body is sent once the router says so.
+    REQUIRE(tests::SendAll(kept.get(),
+                           "POST /apps/demo/site/cgi-bin/env HTTP/1.1\r\nHost: a\r\n"
+                           "Content-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+    CHECK(tests::ReadUntil(kept.get(), "\r\n\r\n") == "HTTP/1.1 100 Continue\r\n\r\n");
+    REQUIRE(tests::SendAll(kept.get(), "pong"));
+    std::string continued = tests::ReadUntil(kept.get(), "\r\n0\r\n\r\n");
+    INFO(continued);
+    CHECK(continued.find("body=pong\n") != std::string::npos);
+
+    // HTTP/1.0 without keep-alive: a body of no length ends with the connection.
+    auto old = tests::ConnectLoopback(port);
+    REQUIRE(old.valid());
+    REQUIRE(tests::SendAll(old.get(), "GET /apps/demo/site/cgi-bin/env HTTP/1.0\r\n\r\n"));
+    std::string closed = tests::ReadUntil(old.get(), "body=\n");
+    INFO(closed);
+    CHECK(closed.starts_with("HTTP/1.1 200 OK\r\n"));
+    CHECK(closed.find("Connection: close\r\n") != std::string::npos);
+    CHECK(closed.find("Transfer-Encoding") == std::string::npos);
+    CHECK(tests::ReadAtEnd(old.get()) == 0);
+  }
+
+  SECTION("a request head or body the router must not take gets a clear error, and no container") {
+    const int port = std::stoi(agent.address().substr(agent.address().rfind(':') + 1));
+    const std::string big(6 << 10, 'x');
+    struct Refusal {
+      std::string request, status, message;
+      bool ends = true;  // the connection: what follows the head is no next request
+    };
+    for (const Refusal& bad : std::vector<Refusal>{
+             {"POST /apps/demo/site/ HTTP/1.1\r\nContent-Length: 4\r\n"
+              "Transfer-Encoding: chunked\r\n\r\n",
+              "400", "both Transfer-Encoding and Content-Length"},
+             {"POST /apps/demo/site/ HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", "400",
+              "a transfer coding other than chunked"},
+             {"POST /apps/demo/site/ HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n",
+              "400", "a bad Content-Length"},
+             {"GET /apps/demo/site/ HTTP/1.1\r\nHost : a\r\n\r\n", "400",
+              "a header with a bad name"},
+             {"GET /apps/demo/site/ HTTP/1.1\r\nX-A: 1\r\n 2\r\n\r\n", "400",
+              "a folded header line"},
+             {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "400", "not HTTP/1.0 or HTTP/1.1"},
+             {"GET /v1/status HTTP/1.1\r\nBad Name: x\r\n\r\n", "400", "a header with a bad name"},
+             {"TRACE /apps/demo/site/ HTTP/1.1\r\n\r\n", "405", "a web function takes GET", false},
+             {"POST /apps/demo/site/cgi-bin/sum HTTP/1.1\r\nContent-Length: 16777217\r\n\r\n",
+              "413", "the request body is larger than 16777216 bytes"},
+             {"POST /apps/demo/site/cgi-bin/sum HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "zz\r\n",
+              "400", "a chunked body: a bad chunk size"},
+             {"GET /apps/demo/site/ HTTP/1.1\r\nA: " + big + "\r\nB: " + big + "\r\nC: " + big +
+                  "\r\n\r\n",
+              "431", "the request's head is longer than 16 KiB", false},
+             {"GET /v1/status HTTP/1.1\r\nHost: site.demo.fn.test\r\nA: " + big + "\r\nB: " + big +
+                  "\r\nC: " + big + "\r\n\r\n",
+              "431", "the request's head is longer than 16 KiB"},
+         }) {
+      INFO(bad.request.substr(0, 120));
+      auto connection = tests::ConnectLoopback(port);
+      REQUIRE(connection.valid());
+      REQUIRE(tests::SendAll(connection.get(), bad.request));
+      std::string answer = tests::ReadUntil(connection.get(), "\"}}\n");
+      INFO(answer);
+      CHECK(answer.starts_with("HTTP/1.1 " + bad.status + " "));
+      CHECK(answer.find("application/json") != std::string::npos);
+      CHECK(answer.find(bad.message) != std::string::npos);
+      if (bad.ends) {
+        CHECK(tests::ReadAtEnd(connection.get()) == 0);
+      } else {  // a head read whole, and no body: the connection serves on
+        REQUIRE(tests::SendAll(connection.get(), "GET /healthz HTTP/1.1\r\n\r\n"));
+        CHECK(tests::ReadUntil(connection.get(), "\"ok\"").find("200 OK") != std::string::npos);
+      }
+    }
+    // None of them reached a container, nor started one.
+    json site = FunctionStatus(client, "site");
+    CHECK(Containers(site) == 0);
+    CHECK(site["desired_containers"] == 0);
   }
 
   SECTION("a burst scales up to max_containers and no further, one input each") {
