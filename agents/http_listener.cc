@@ -29,10 +29,32 @@ constexpr size_t kJoinedTlsBytes = 16 << 10;
 
 /// Seconds in a day: the longest a parked connection's watcher sleeps.
 constexpr time_t kDay = 24 * 60 * 60;
+/// The longest a connection ending before its request's body was read
+/// waits for the client to stop sending (nginx's lingering_time is 30 s).
+constexpr std::chrono::seconds kLingerTime{2};
 
 struct TlsFree {
   void operator()(SSL* tls) const { SSL_free(tls); }
 };
+
+/// Ends the sending half of `socket`, then reads and drops what its client
+/// still sends (a request's body that the answer came before) until the
+/// client closes or kLingerTime passes, as nginx's lingering close does:
+/// closing with bytes unread would reset the connection, and the client
+/// could lose the answer before it read it.
+void Linger(int socket) {
+  shutdown(socket, SHUT_WR);
+  const auto deadline = std::chrono::steady_clock::now() + kLingerTime;
+  std::array<char, 16 << 10> dropped;
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd readable{socket, POLLIN, 0};
+    if (left.count() <= 0 || poll(&readable, 1, static_cast<int>(left.count())) <= 0) return;
+    ssize_t received = recv(socket, dropped.data(), dropped.size(), MSG_DONTWAIT);
+    if (received == 0 || (received < 0 && errno != EINTR && errno != EAGAIN)) return;
+  }
+}
 
 /// A socket timeout of httplib's setting. Zero is "do not wait" to httplib
 /// but "wait for ever" to SO_RCVTIMEO: it becomes a microsecond.
@@ -156,10 +178,11 @@ class ConnectionStream final : public httplib::Stream {
   /// (reading more as needed): "" when it is longer, or the connection
   /// failed or ended first. Nothing is consumed.
   std::string_view PeekHead() {
-    while (true) {
+    for (std::size_t searched = 0;;) {
       std::string_view buffered(buffer_.data() + begin_, end_ - begin_);
-      if (std::size_t length = HeadLength(buffered); length != std::string_view::npos)
+      if (std::size_t length = HeadLength(buffered, searched); length != std::string_view::npos)
         return buffered.substr(0, length);
+      searched = buffered.size();
       if (buffered.size() == buffer_.size() || read_failed_) return {};
       if (begin_ > 0) {
         std::memmove(buffer_.data(), buffer_.data() + begin_, buffered.size());
@@ -293,6 +316,7 @@ struct HttpListener::Connection {
   ConnectionStream stream;
   std::size_t requests_left;
   bool served = true;          // whether its last request was answered whole
+  bool linger = false;         // its client may still be sending a body
   bool in_epoll = false;       // added to the parking's set once
   Clock::time_point deadline;  // while parked: its keep-alive timeout
 };
@@ -420,13 +444,14 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
     bool client_closes = false;
     stream.ExpectResponse();
     const bool last = connection->requests_left == 1;
-    if (std::optional<bool> kept = Intercept(*connection, last)) {
-      // A held head (a response without a body) goes out, kept or not.
+    if (std::optional<Answered> answered = Intercept(*connection, last)) {
+      // A held head (a response without a body) goes out, however it ends.
       bool flushed = stream.Flush();
-      connection->served = *kept && flushed && !stream.failed();
+      connection->served = *answered != Answered::kAbort && flushed && !stream.failed();
       --connection->requests_left;
-      if (!connection->served) break;
-      continue;
+      if (connection->served && *answered == Answered::kKeep) continue;
+      connection->linger = connection->served && *answered == Answered::kCloseUnread;
+      break;
     }
     // The last request the count allows is answered with Connection: close.
     // httplib does not check every write (a body's, say): a failed one
@@ -439,16 +464,16 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
   End(std::move(connection));
 }
 
-std::optional<bool> HttpListener::Intercept(Connection& connection, bool last) {
+std::optional<HttpListener::Answered> HttpListener::Intercept(Connection& connection, bool last) {
   if (!interceptor_) return std::nullopt;
   ConnectionStream& stream = connection.stream;
   std::string_view head = stream.PeekHead();
   if (head.empty()) return std::nullopt;
   const auto length = static_cast<std::ptrdiff_t>(head.size());
   stream.Skip(length);
-  std::optional<bool> kept = interceptor_(head, stream, last);
-  if (!kept) stream.Skip(-length);  // httplib reads it again
-  return kept;
+  std::optional<Answered> answered = interceptor_(head, stream, last);
+  if (!answered) stream.Skip(-length);  // httplib reads it again
+  return answered;
 }
 
 std::unique_ptr<HttpListener::Connection> HttpListener::Park(
@@ -492,6 +517,7 @@ void HttpListener::End(std::unique_ptr<Connection> connection) {
   }
   ERR_clear_error();  // what failed here is not the next handler's error
   const int socket = connection->socket;
+  if (connection->linger) Linger(socket);
   // A child started meanwhile may hold the socket open past close(): its
   // epoll entry goes now, so that no stale event names a reused number.
   if (connection->in_epoll) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, socket, nullptr);

@@ -53,15 +53,26 @@ class HttpListener final : public httplib::Server {
 
   bool is_valid() const override;
 
+  /// How a request an interceptor took leaves its connection.
+  enum class Answered {
+    kKeep,   // answered whole: the connection serves the next request
+    kClose,  // answered whole, and the connection ends (TLS: close_notify)
+    // Answered whole before its body was read: the connection ends with a
+    // lingering close, so that the body the client still sends does not
+    // reset the connection, and the answer with it, before it is read.
+    kCloseUnread,
+    kAbort,  // cut short (the client went, a response ended early): the
+             // connection is closed at once (TLS: no close_notify)
+  };
   /// Serves a request outside httplib, whole (the router's way: httplib's
   /// parsing and writing cost more than the relay). It is given the
-  /// request's head (its bytes up to and including the blank line, valid
+  /// request's head (its bytes up to and including the empty line, valid
   /// until its first read) and the connection, positioned at the body. It
   /// returns nullopt, having read and written nothing, when httplib is to
-  /// serve the request; else whether the connection may serve another.
-  /// `last`: the keep-alive count allows no other request on it.
-  using Interceptor =
-      std::function<std::optional<bool>(std::string_view head, httplib::Stream& stream, bool last)>;
+  /// serve the request. `last`: the keep-alive count allows no other
+  /// request on the connection.
+  using Interceptor = std::function<std::optional<Answered>(std::string_view head,
+                                                            httplib::Stream& stream, bool last)>;
   /// Offers every request whose head fits in kMaxHeadBytes to
   /// `interceptor` first. Set before listening.
   void SetInterceptor(Interceptor interceptor) { interceptor_ = std::move(interceptor); }
@@ -94,14 +105,15 @@ class HttpListener final : public httplib::Server {
   void Serve(std::unique_ptr<Connection> connection, bool woken);
   /// Offers the request `connection` has begun to the interceptor: what it
   /// returned, or nullopt without one or without a whole head.
-  std::optional<bool> Intercept(Connection& connection, bool last);
+  std::optional<Answered> Intercept(Connection& connection, bool last);
   /// Hands `connection` to the parking until its next request or its
   /// keep-alive timeout: null then; `connection` back when there is no
   /// parking (before or after the pool, or epoll refused it).
   std::unique_ptr<Connection> Park(std::unique_ptr<Connection> connection);
   /// Takes `connection` out of the parking; the mutex held.
   std::unique_ptr<Connection> Unpark(int socket);
-  /// Closes `connection`, with a TLS close_notify when it ended cleanly.
+  /// Closes `connection`, with a TLS close_notify when it ended cleanly,
+  /// lingering when its client may still be sending.
   void End(std::unique_ptr<Connection> connection);
   /// While the listener runs with `pool`: parks connections and watches
   /// them in a thread of its own. It also raises the listening socket's

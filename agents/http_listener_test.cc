@@ -224,7 +224,7 @@ TEST_CASE("an interceptor serves the requests it takes on the connection, httpli
   std::vector<std::string> heads;
   std::mutex mutex;
   auto intercept = [&](std::string_view head, httplib::Stream& stream,
-                       bool last) -> std::optional<bool> {
+                       bool last) -> std::optional<HttpListener::Answered> {
     if (!head.starts_with("GET /mine/") && !head.starts_with("POST /mine/")) return std::nullopt;
     {
       std::lock_guard lock(mutex);
@@ -235,7 +235,7 @@ TEST_CASE("an interceptor serves the requests it takes on the connection, httpli
       body.resize(std::stoul(std::string(head.substr(at + 16))));
       for (std::size_t read = 0; read < body.size();) {
         ssize_t count = stream.read(body.data() + read, body.size() - read);
-        if (count <= 0) return false;
+        if (count <= 0) return HttpListener::Answered::kAbort;
         read += static_cast<std::size_t>(count);
       }
     }
@@ -243,7 +243,8 @@ TEST_CASE("an interceptor serves the requests it takes on the connection, httpli
     std::string response =
         "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(answer.size()) + "\r\n\r\n" + answer;
     stream.write(response.data(), response.size());
-    return !head.starts_with("GET /mine/end");
+    return head.starts_with("GET /mine/end") ? HttpListener::Answered::kClose
+                                             : HttpListener::Answered::kKeep;
   };
   ServedListener served(std::make_unique<HttpListener>(threads), [&](HttpListener& listener) {
     listener.SetInterceptor(intercept);
@@ -274,7 +275,7 @@ TEST_CASE("an interceptor serves the requests it takes on the connection, httpli
     CHECK(heads[0] == "POST /mine/a HTTP/1.1\r\nContent-Length: 3\r\n\r\n");
   }
 
-  // Its false ends the connection.
+  // Its kClose ends the connection.
   core::UniqueFd ended = Connect(served.port());
   SendAll(ended.get(), "GET /mine/end HTTP/1.1\r\n\r\n");
   CHECK(ReadUntil(ended.get(), "mine:").ends_with("\r\n\r\nmine:"));

@@ -7,8 +7,9 @@
 namespace agents {
 namespace {
 
-constexpr std::size_t kMaxHeadBytes = 64 << 10;
+constexpr std::size_t kMaxResponseHead = 64 << 10;
 constexpr std::size_t kMaxChunkLine = 4096;
+constexpr std::size_t kMaxTrailers = 16 << 10;
 
 bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
@@ -46,9 +47,10 @@ constexpr std::string_view kRequest = "the request's head";
 constexpr std::string_view kChunked = "a chunked body";
 
 /// The header lines of `text` (the head less its first line and blank
-/// line) into *headers. `strict`, as a server reads a request: a folded
-/// line, a space before the colon, a name that is not a token or a control
-/// character in a value is refused, where a response's is tolerated.
+/// line) into *headers. A name that is not a token or a control character
+/// in a value is refused: the router would pass it on. `strict`, as a server
+/// reads a request: a folded line or a space before the colon is refused
+/// too, where a response's is tolerated.
 core::Status ParseFields(std::string_view text, bool strict, std::string_view of,
                          HttpHeaders* headers) {
   while (!text.empty()) {
@@ -65,13 +67,14 @@ core::Status ParseFields(std::string_view text, bool strict, std::string_view of
     if (colon == std::string_view::npos || colon == 0)
       return Malformed(of, "a header without a name");
     std::string_view name = line.substr(0, colon);
+    if (!strict) name = Trim(name);
     std::string_view value = Trim(line.substr(colon + 1));
-    if (strict && (!IsToken(name) || std::any_of(value.begin(), value.end(), [](char c) {
+    if (!IsToken(name) || std::any_of(value.begin(), value.end(), [](char c) {
           return IsControl(static_cast<unsigned char>(c));
-        }))) {
+        })) {
       return Malformed(of, "a header with a bad name or a control character in its value");
     }
-    headers->emplace_back(std::string(strict ? name : Trim(name)), std::string(value));
+    headers->emplace_back(std::string(name), std::string(value));
   }
   return core::Ok{};
 }
@@ -100,14 +103,15 @@ std::optional<std::string_view> FindHeader(const HttpHeaders& headers, std::stri
   return std::nullopt;
 }
 
-std::size_t HeadLength(std::string_view bytes) {
-  std::size_t end = bytes.find("\r\n\r\n");
-  std::size_t terminator = 4;
-  if (std::size_t bare = bytes.find("\n\n"); bare != std::string_view::npos && bare < end) {
-    end = bare;
-    terminator = 2;
+std::size_t HeadLength(std::string_view bytes, std::size_t searched) {
+  // An end found now may begin two bytes before: "\n\r" searched, "\n" new.
+  for (std::size_t newline = bytes.find('\n', searched < 2 ? 0 : searched - 2);
+       newline != std::string_view::npos; newline = bytes.find('\n', newline + 1)) {
+    std::string_view after = bytes.substr(newline + 1);
+    if (after.starts_with('\n')) return newline + 2;
+    if (after.starts_with("\r\n")) return newline + 3;
   }
-  return end == std::string_view::npos ? end : end + terminator;
+  return std::string_view::npos;
 }
 
 bool RequestHead::ConnectionHas(std::string_view token) const {
@@ -121,15 +125,20 @@ bool RequestHead::keep_alive() const {
   return minor_version == 1 ? !ConnectionHas("close") : ConnectionHas("keep-alive");
 }
 
-core::Result<std::optional<RequestHead>> ParseRequestHead(std::string_view bytes) {
-  std::size_t length = HeadLength(bytes);
-  if (length == std::string_view::npos || length > kMaxHeadBytes) {
-    if (bytes.size() > kMaxHeadBytes || length != std::string_view::npos)
-      return Malformed(kRequest, "longer than 64 KiB");
-    return std::optional<RequestHead>();
-  }
+bool RequestHead::expects_continue() const {
+  auto expect = Find("Expect");
+  return minor_version == 1 && expect && EqualsIgnoringCase(*expect, "100-continue");
+}
+
+core::Result<RequestHead> ParseRequestHead(std::string_view bytes) {
+  // One empty line before the request line is skipped (RFC 9112 2.2): an
+  // old client's CRLF after a POST's body.
+  std::size_t skipped = bytes.starts_with("\r\n") ? 2 : bytes.starts_with('\n') ? 1 : 0;
+  std::size_t length = HeadLength(bytes.substr(skipped));
+  if (length == std::string_view::npos) return Malformed(kRequest, "no empty line ends it");
+  bytes.remove_prefix(skipped);
   RequestHead head;
-  head.head_bytes = length;
+  head.head_bytes = skipped + length;
   std::string_view text = bytes.substr(0, length);
   std::size_t line_end = text.find('\n');
   std::string_view request_line = text.substr(0, line_end);
@@ -161,13 +170,21 @@ core::Result<std::optional<RequestHead>> ParseRequestHead(std::string_view bytes
       }) > 1) {
     return Malformed(kRequest, "more than one Host");
   }
-  return std::optional<RequestHead>(std::move(head));
+  return head;
 }
 
 core::Result<RequestBody> RequestBodyOf(const RequestHead& head) {
   std::vector<std::string_view> codings = HeaderList(head.headers, "Transfer-Encoding");
   std::vector<std::string_view> lengths = HeaderList(head.headers, "Content-Length");
+  // A header with no value frames nothing a server can trust.
+  if (codings.empty() && FindHeader(head.headers, "Transfer-Encoding"))
+    return Malformed(kRequest, "an empty Transfer-Encoding");
+  if (lengths.empty() && FindHeader(head.headers, "Content-Length"))
+    return Malformed(kRequest, "a bad Content-Length");
   if (!codings.empty()) {
+    // HTTP/1.0 has no transfer codings: its framing is not to be trusted
+    // (RFC 9112 6.1).
+    if (head.minor_version == 0) return Malformed(kRequest, "Transfer-Encoding in HTTP/1.0");
     if (!lengths.empty()) return Malformed(kRequest, "both Transfer-Encoding and Content-Length");
     if (codings.size() != 1 || !EqualsIgnoringCase(codings.front(), "chunked")) {
       return Malformed(kRequest, "a transfer coding other than chunked");
@@ -215,7 +232,7 @@ std::optional<std::uint64_t> UpstreamResponseHead::content_length() const {
 core::Result<std::optional<UpstreamResponseHead>> ParseResponseHead(std::string_view bytes) {
   std::size_t length = HeadLength(bytes);
   if (length == std::string_view::npos) {
-    if (bytes.size() > kMaxHeadBytes) return Malformed(kResponse, "a head longer than 64 KiB");
+    if (bytes.size() > kMaxResponseHead) return Malformed(kResponse, "a head longer than 64 KiB");
     return std::optional<UpstreamResponseHead>();
   }
   UpstreamResponseHead head;
@@ -306,6 +323,8 @@ core::Status ChunkedDecoder::Feed(std::string_view input, std::string* out) {
           if (!line.empty()) return Malformed(kChunked, "chunk data longer than its size");
           state_ = State::kSize;
         } else if (state_ == State::kTrailer) {
+          trailer_bytes_ += line_.size() + 1;
+          if (trailer_bytes_ > kMaxTrailers) return Malformed(kChunked, "trailers past 16 KiB");
           if (line.empty()) state_ = State::kDone;
         } else {
           line = line.substr(0, line.find(';'));  // chunk extensions are ignored

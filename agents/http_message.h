@@ -21,9 +21,11 @@ using HttpHeaders = std::vector<std::pair<std::string, std::string>>;
 std::optional<std::string_view> FindHeader(const HttpHeaders& headers, std::string_view name);
 
 /// The length of the head at the start of `bytes`, up to and including the
-/// blank line that ends it (CRLF CRLF, or a bare LF LF as browsers and
-/// nginx tolerate); npos while that line has not come.
-std::size_t HeadLength(std::string_view bytes);
+/// first empty line, which ends it (CRLF, or a bare LF as browsers and nginx
+/// tolerate); npos while it has not come. `searched`: how many bytes at the
+/// start an earlier call found no end in (a head read as it arrives is not
+/// searched again from its start).
+std::size_t HeadLength(std::string_view bytes, std::size_t searched = 0);
 
 /// The request line and headers of a client's HTTP/1.x request.
 struct RequestHead {
@@ -41,6 +43,9 @@ struct RequestHead {
   /// Whether the client keeps its connection for another request: HTTP/1.1
   /// unless it says `Connection: close`, HTTP/1.0 only with `keep-alive`.
   bool keep_alive() const;
+  /// Whether the client waits for a 100 Continue before it sends the body
+  /// (HTTP/1.1, `Expect: 100-continue`).
+  bool expects_continue() const;
 };
 
 /// How a request's body is delimited (RFC 9112 6): chunked, or a length
@@ -50,16 +55,18 @@ struct RequestBody {
   std::uint64_t length = 0;
 };
 
-/// Reads a request head from the start of `bytes` as a server must (RFC
-/// 9112 2-5): nullopt while its blank line has not come; kParse when it is
-/// no HTTP/1.x request head: a bad request line, a header name that is not
-/// a token, a space before a colon, a folded line, a control character in
-/// a value, more than one Host, or a head over 64 KiB.
-core::Result<std::optional<RequestHead>> ParseRequestHead(std::string_view bytes);
+/// Reads the request head at the start of `bytes` as a server must (RFC
+/// 9112 2-5; one empty line before it is skipped): kParse when it is no
+/// whole HTTP/1.x request head: no empty line ends it, a bad request line,
+/// a header name that is not a token, a space before a colon, a folded line,
+/// a control character in a value, more than one Host. Its length is the
+/// caller's to bound (the listener offers heads of up to 16 KiB).
+core::Result<RequestHead> ParseRequestHead(std::string_view bytes);
 
 /// The body's framing: kParse when a server must refuse it (RFC 9112 6.3):
 /// both Transfer-Encoding and Content-Length, a transfer coding other than
-/// chunked, Content-Length values that differ or are not a number.
+/// chunked or in HTTP/1.0, an empty one, Content-Length values that differ,
+/// are empty or are not a number.
 core::Result<RequestBody> RequestBodyOf(const RequestHead& head);
 
 /// The status line and headers of an HTTP/1.x response, as the router reads
@@ -78,7 +85,8 @@ struct UpstreamResponseHead {
 
 /// Reads a response head from the start of `bytes`: nullopt while the blank
 /// line that ends it has not arrived, kParse when what came is not an
-/// HTTP/1.x response head.
+/// HTTP/1.x response head (or one the router must not pass on: a header name
+/// that is not a token, a control character in a value, over 64 KiB).
 core::Result<std::optional<UpstreamResponseHead>> ParseResponseHead(std::string_view bytes);
 
 /// The reason phrase of the statuses the router answers itself ("Not
@@ -94,8 +102,8 @@ bool HeaderNameIs(std::string_view name, std::string_view wanted);
 bool IsHopByHopHeader(std::string_view name);
 
 /// Decodes a body in chunked transfer coding (RFC 9112 7.1) as it arrives, so
-/// that the router relays a streaming response chunk by chunk. Trailers are
-/// read and dropped.
+/// that the router relays a streaming response chunk by chunk. Trailers (up
+/// to 16 KiB) are read and dropped.
 class ChunkedDecoder {
  public:
   /// Appends the data `input` completes to *out. kParse on a malformed chunk.
@@ -112,6 +120,7 @@ class ChunkedDecoder {
   State state_ = State::kSize;
   std::string line_;  // a size or trailer line read so far
   std::uint64_t remaining_ = 0;
+  std::size_t trailer_bytes_ = 0;
 };
 
 }  // namespace agents

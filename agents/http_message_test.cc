@@ -31,8 +31,11 @@ TEST_CASE("a response head is read once its blank line has come", "[http_message
 }
 
 TEST_CASE("what is not an HTTP/1.x response head is refused", "[http_message]") {
-  for (const char* bad : {"SSH-2.0-OpenSSH\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n",
-                          "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "HTTP/2 200\r\n\r\n"}) {
+  for (const char* bad :
+       {"SSH-2.0-OpenSSH\r\n\r\n", "HTTP/1.1 2x0 OK\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "HTTP/2 200\r\n\r\n",
+        // Fields the router would pass on to its client.
+        "HTTP/1.1 200 OK\r\nX-A: a\rSet-Cookie: b\r\n\r\n", "HTTP/1.1 200 OK\r\nX(A): a\r\n\r\n"}) {
     INFO(bad);
     auto parsed = ParseResponseHead(bad);
     REQUIRE_FALSE(parsed.ok());
@@ -41,19 +44,37 @@ TEST_CASE("what is not an HTTP/1.x response head is refused", "[http_message]") 
   CHECK_FALSE(ParseResponseHead(std::string(70 << 10, 'x')).ok());
 }
 
-TEST_CASE("a request head is read as a server must, in order, once its blank line has come",
+TEST_CASE("a head ends at its first empty line, however its lines end", "[http_message]") {
+  constexpr auto npos = std::string_view::npos;
+  CHECK(HeadLength("GET / HTTP/1.1\r\nHost: a\r\n") == npos);
+  CHECK(HeadLength("GET / HTTP/1.1\r\nHost: a\r\n\r\nbody") == 27);
+  CHECK(HeadLength("GET / HTTP/1.1\nHost: a\n\nbody") == 24);
+  // An LF line then a CRLF one, and the reverse.
+  CHECK(HeadLength("GET / HTTP/1.1\nHost: a\n\r\nbody") == 25);
+  CHECK(HeadLength("GET / HTTP/1.1\r\nHost: a\r\n\nbody") == 26);
+  // Read as it arrives: each call searches on from where the last stopped,
+  // an end split over two reads found all the same.
+  const std::string head = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+  for (std::size_t split = 1; split < head.size(); ++split) {
+    INFO(split);
+    std::string_view first(head.data(), split);
+    REQUIRE(HeadLength(first) == npos);
+    CHECK(HeadLength(head, split) == head.size());
+  }
+}
+
+TEST_CASE("a request head is read as a server must, in order, up to its empty line",
           "[http_message]") {
   auto partial = ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\n");
-  REQUIRE(partial.ok());
-  CHECK_FALSE(partial->has_value());
+  REQUIRE_FALSE(partial.ok());
+  CHECK(partial.error().message == "the request's head: no empty line ends it");
 
   std::string bytes =
       "POST /apps/demo/site/x?y=1 HTTP/1.1\r\nHost: a\r\nX-Two:  a  \r\nx-two: b\r\n"
       "Content-Length: 5\r\n\r\nhello";
   auto parsed = ParseRequestHead(bytes);
   REQUIRE(parsed.ok());
-  REQUIRE(parsed->has_value());
-  const RequestHead& head = **parsed;
+  const RequestHead& head = *parsed;
   CHECK(head.method == "POST");
   CHECK(head.target == "/apps/demo/site/x?y=1");
   CHECK(head.minor_version == 1);
@@ -70,9 +91,19 @@ TEST_CASE("a request head is read as a server must, in order, once its blank lin
   // A bare LF ends lines and the head too, as nginx allows.
   auto bare = ParseRequestHead("GET / HTTP/1.0\nHost: b\n\n");
   REQUIRE(bare.ok());
-  REQUIRE(bare->has_value());
-  CHECK((*bare)->minor_version == 0);
-  CHECK((*bare)->Find("host") == "b");
+  CHECK(bare->minor_version == 0);
+  CHECK(bare->Find("host") == "b");
+
+  // One empty line before the request line is skipped, and counted.
+  auto after_body = ParseRequestHead("\r\nGET /x HTTP/1.1\r\n\r\n");
+  REQUIRE(after_body.ok());
+  CHECK(after_body->target == "/x");
+  CHECK(after_body->head_bytes == 21);
+
+  CHECK(ParseRequestHead("POST / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n")->expects_continue());
+  CHECK_FALSE(
+      ParseRequestHead("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n")->expects_continue());
+  CHECK_FALSE(ParseRequestHead("POST / HTTP/1.1\r\n\r\n")->expects_continue());
 }
 
 TEST_CASE("a request head a server must not take is refused with what is wrong", "[http_message]") {
@@ -99,18 +130,13 @@ TEST_CASE("a request head a server must not take is refused with what is wrong",
     CHECK(parsed.error().message.find("the request's head: ") == 0);
     CHECK(parsed.error().message.find(bad.message) != std::string::npos);
   }
-  // Past 64 KiB, with or without its end.
-  CHECK_FALSE(ParseRequestHead("GET / HTTP/1.1\r\n" + std::string(70 << 10, 'x')).ok());
-  CHECK_FALSE(
-      ParseRequestHead("GET / HTTP/1.1\r\nA: " + std::string(70 << 10, 'x') + "\r\n\r\n").ok());
 }
 
 TEST_CASE("a request's body framing and keep-alive follow RFC 9112", "[http_message]") {
   auto head = [](const std::string& text) {
     auto parsed = ParseRequestHead(text + "\r\n");
     REQUIRE(parsed.ok());
-    REQUIRE(parsed->has_value());
-    return **parsed;
+    return *parsed;
   };
   CHECK(RequestBodyOf(head("GET / HTTP/1.1\r\n"))->length == 0);
   CHECK(RequestBodyOf(head("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n"))->chunked);
@@ -121,6 +147,9 @@ TEST_CASE("a request's body framing and keep-alive follow RFC 9112", "[http_mess
            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n",
            "POST / HTTP/1.1\r\nContent-Length: -3\r\n",
            "POST / HTTP/1.1\r\nContent-Length: 3x\r\n",
+           "POST / HTTP/1.1\r\nContent-Length: \r\n",
+           "POST / HTTP/1.1\r\nTransfer-Encoding: \r\n",
+           "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n",
        }) {
     INFO(bad);
     auto body = RequestBodyOf(head(bad));
@@ -159,6 +188,13 @@ TEST_CASE("a chunked body is decoded however it is split", "[http_message]") {
   CHECK_FALSE(bad.Feed("zz\r\n", &out).ok());
   ChunkedDecoder overlong;
   CHECK_FALSE(overlong.Feed("2\r\nabc\r\n", &out).ok());
+  // Trailers without end: refused past 16 KiB, line by line under 4 KiB.
+  ChunkedDecoder trailers;
+  std::string trailer_lines = "0\r\n";
+  for (int i = 0; i < 20; ++i) trailer_lines += "T: " + std::string(1000, 'x') + "\r\n";
+  auto fed = trailers.Feed(trailer_lines, &out);
+  REQUIRE_FALSE(fed.ok());
+  CHECK(fed.error().message == "a chunked body: trailers past 16 KiB");
 }
 
 TEST_CASE("a chunked body fed as much as the decoder wants ends where the body does",

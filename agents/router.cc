@@ -58,13 +58,15 @@ bool SendRequest(int fd, std::string_view head, std::string_view body,
 
 /// One web request as GET /metrics counts it: its status class, and its
 /// time from arrival to the end of its response (a relayed body's last
-/// byte), recorded when it goes.
+/// byte), recorded when it goes. One that got no answer (its client went
+/// while its body was being read) is not counted.
 struct RequestOutcome {
   RequestOutcome(AgentMetrics& metrics, MetricLabels function)
       : metrics(metrics), function(std::move(function)) {}
   RequestOutcome(const RequestOutcome&) = delete;
   RequestOutcome& operator=(const RequestOutcome&) = delete;
   ~RequestOutcome() {
+    if (status == 0) return;
     metrics.request_seconds.Observe(
         function, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
     MetricLabels labels = function;
@@ -155,10 +157,17 @@ class ClientReply {
       : stream_(stream), http10_(http10), keep_alive_(keep_alive) {}
 
   int status() const { return status_; }
-  /// Whether the connection may serve another request once this is done.
-  bool keep_alive() const { return keep_alive_ && !body_unread_ && !failed_; }
+  /// How the connection goes on once this is done.
+  HttpListener::Answered answered() const {
+    if (failed_) return HttpListener::Answered::kAbort;
+    if (body_unread_) return HttpListener::Answered::kCloseUnread;
+    return keep_alive() ? HttpListener::Answered::kKeep : HttpListener::Answered::kClose;
+  }
   /// The connection ends with this response.
   void Close() { keep_alive_ = false; }
+  /// The response is cut short (its body, the client's request): the
+  /// connection ends at once, without the body's end.
+  void Abort() { failed_ = true; }
   /// Whether the request's body is (still) unread: an answer then ends the
   /// connection, as that body is no next request.
   void BodyUnread(bool unread) { body_unread_ = unread; }
@@ -216,6 +225,8 @@ class ClientReply {
   bool Continue() { return Write("HTTP/1.1 100 Continue\r\n\r\n"); }
 
  private:
+  bool keep_alive() const { return keep_alive_ && !body_unread_ && !failed_; }
+
   bool Write(std::string_view bytes) {
     if (failed_) return false;
     if (stream_.write(bytes.data(), bytes.size()) < 0) failed_ = true;
@@ -278,37 +289,35 @@ std::string Router::NameUnderDomain(std::string host, const std::string& domain)
 }
 
 bool Router::Takes(const httplib::Request& request) const {
-  return request.path.starts_with("/apps/") ||
+  return request.target.starts_with("/apps/") ||
          !NameUnderDomain(request.get_header_value("Host"), web_domain_).empty();
 }
 
-std::optional<bool> Router::Serve(std::string_view head, httplib::Stream& stream, bool last) const {
+std::optional<HttpListener::Answered> Router::Serve(std::string_view head, httplib::Stream& stream,
+                                                    bool last) const {
   auto parsed = ParseRequestHead(head);
-  if (!parsed || !*parsed) {
+  if (!parsed) {
     ClientReply reply(stream, /*http10=*/false, /*keep_alive=*/false);
-    reply.Error(400, "invalid-argument",
-                parsed ? "the request's head: incomplete" : parsed.error().message);
-    return false;
+    reply.BodyUnread(true);  // what follows a head not understood is not known
+    reply.Error(400, "invalid-argument", parsed.error().message);
+    return reply.answered();
   }
-  const RequestHead& request = **parsed;
-  std::string app, function, prefix;
+  const RequestHead& request = *parsed;
+  std::string app, function, prefix, not_found;
   const std::string host =
       NameUnderDomain(std::string(request.Find("Host").value_or("")), web_domain_);
-  ClientReply reply(stream, request.minor_version == 0, !last && request.keep_alive());
   if (!host.empty()) {
     // FUNCTION.APP: two labels before the domain, no more.
     std::string_view names(host.data(), host.size() - web_domain_.size() - 1);
     std::size_t dot = names.find('.');
     if (dot == std::string_view::npos || dot == 0 || dot + 1 == names.size() ||
         names.find('.', dot + 1) != std::string_view::npos) {
-      reply.Close();
-      reply.Error(
-          404, "not-found",
-          "no web function at " + host + ": web functions are at FUNCTION.APP." + web_domain_);
-      return reply.keep_alive();
+      not_found =
+          "no web function at " + host + ": web functions are at FUNCTION.APP." + web_domain_;
+    } else {
+      app = names.substr(dot + 1);
+      function = names.substr(0, dot);
     }
-    app = names.substr(dot + 1);
-    function = names.substr(0, dot);
   } else if (request.target.starts_with("/apps/")) {
     // /apps/APP/FUNCTION, then "/…", "?…" or nothing.
     std::string_view path(request.target);
@@ -318,30 +327,39 @@ std::optional<bool> Router::Serve(std::string_view head, httplib::Stream& stream
     std::string_view rest = slash == std::string_view::npos ? "" : path.substr(slash + 1);
     std::string_view function_name = rest.substr(0, rest.find('/'));
     if (slash == std::string_view::npos || !IsName(app_name) || !IsName(function_name)) {
-      reply.Close();
-      reply.Error(404, "not-found", "no such route");
-      return reply.keep_alive();
+      not_found = "no such route";
+    } else {
+      app = app_name;
+      function = function_name;
+      prefix = "/apps/" + app + "/" + function;
     }
-    app = app_name;
-    function = function_name;
-    prefix = "/apps/" + app + "/" + function;
   } else {
     return std::nullopt;  // the API's
   }
-  Forward(request, stream, reply, app, function, prefix);
-  return reply.keep_alive();
+
+  ClientReply reply(stream, request.minor_version == 0, !last && request.keep_alive());
+  auto body = RequestBodyOf(request);
+  if (!body) {
+    reply.BodyUnread(true);  // where the next request would begin is not known
+    reply.Error(400, "invalid-argument", body.error().message);
+    return reply.answered();
+  }
+  reply.BodyUnread(body->chunked || body->length > 0);
+  if (!not_found.empty()) {
+    reply.Error(404, "not-found", not_found);
+  } else if (!host.empty() && !request.target.starts_with('/')) {
+    // By host name the path is forwarded whole: an absolute URI or `*` is none.
+    reply.Error(400, "invalid-argument", "the request's target must be a path beginning with /");
+  } else {
+    Forward(request, *body, stream, reply, app, function, prefix);
+  }
+  return reply.answered();
 }
 
-void Router::Forward(const RequestHead& request, httplib::Stream& stream, ClientReply& reply,
-                     const std::string& app, const std::string& function,
-                     const std::string& prefix) const {
-  auto body_framing = RequestBodyOf(request);
-  if (!body_framing) {
-    reply.Close();
-    return reply.Error(400, "invalid-argument", body_framing.error().message);
-  }
-  const bool has_body = body_framing->chunked || body_framing->length > 0;
-  reply.BodyUnread(has_body);
+void Router::Forward(const RequestHead& request, const RequestBody& body_framing,
+                     httplib::Stream& stream, ClientReply& reply, const std::string& app,
+                     const std::string& function, const std::string& prefix) const {
+  const bool has_body = body_framing.chunked || body_framing.length > 0;
 
   auto target = agent_.FindWebFunction(app, function);
   // Counted once the response has ended: every request to a web function
@@ -383,7 +401,7 @@ void Router::Forward(const RequestHead& request, httplib::Stream& stream, Client
                        "a web function takes GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS",
                        "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n");
   }
-  if (body_framing->length > max_body_bytes_) {
+  if (body_framing.length > max_body_bytes_) {
     return reply.Error(
         413, "invalid-argument",
         "the request body is larger than " + std::to_string(max_body_bytes_) + " bytes");
@@ -393,19 +411,17 @@ void Router::Forward(const RequestHead& request, httplib::Stream& stream, Client
   // wait for a slow client, nor a container's input.
   std::string body;
   if (has_body) {
-    if (!body_framing->chunked) body.reserve(static_cast<std::size_t>(body_framing->length));
-    if (request.minor_version == 1 && request.Find("Expect") &&
-        HeaderNameIs(*request.Find("Expect"), "100-continue") && !reply.Continue()) {
-      return;
-    }
+    if (!body_framing.chunked) body.reserve(static_cast<std::size_t>(body_framing.length));
+    if (request.expects_continue() && !reply.Continue()) return;
     std::optional<ChunkedDecoder> chunked;
-    if (body_framing->chunked) chunked.emplace();
+    if (body_framing.chunked) chunked.emplace();
     char buffer[64 << 10];
-    while (chunked ? !chunked->done() : body.size() < body_framing->length) {
-      std::uint64_t wanted = chunked ? chunked->wanted() : body_framing->length - body.size();
+    while (chunked ? !chunked->done() : body.size() < body_framing.length) {
+      std::uint64_t wanted = chunked ? chunked->wanted() : body_framing.length - body.size();
       ssize_t count = stream.read(
           buffer, static_cast<std::size_t>(std::min<std::uint64_t>(wanted, sizeof buffer)));
-      if (count <= 0) return;  // the client went, or sent nothing for the read timeout
+      if (count <= 0)
+        return reply.Abort();  // the client went, or sent nothing for the read timeout
       std::string_view piece(buffer, static_cast<std::size_t>(count));
       if (!chunked) {
         body.append(piece);
@@ -535,7 +551,7 @@ void Router::Forward(const RequestHead& request, httplib::Stream& stream, Client
   while (true) {
     // A body the container cut short is cut short for the client too: its
     // connection ends without the body's end.
-    if (!relayed.Next(&piece)) return reply.Close();
+    if (!relayed.Next(&piece)) return reply.Abort();
     if (piece.empty()) break;
     if (!reply.Body(piece)) return;
   }

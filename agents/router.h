@@ -7,13 +7,9 @@
 #include <vector>
 
 #include "agents/agent.h"
+#include "agents/http_listener.h"
 #include "agents/http_message.h"
 #include "core/result.h"
-
-namespace httplib {
-class Stream;
-struct Request;
-}  // namespace httplib
 
 namespace agents {
 
@@ -76,8 +72,8 @@ class Router {
   /// /apps/APP/FUNCTION[/…] or one whose Host is under the web domain;
   /// nullopt for any other (the API's), having read and written nothing.
   /// A head that is not HTTP/1.x gets a 400 here, whatever its target.
-  /// Returns whether the connection may serve another request.
-  std::optional<bool> Serve(std::string_view head, httplib::Stream& stream, bool last) const;
+  std::optional<HttpListener::Answered> Serve(std::string_view head, httplib::Stream& stream,
+                                              bool last) const;
 
   /// Whether httplib was given a request that is the router's (its path
   /// under /apps/, or its Host under the web domain): one whose head was
@@ -85,10 +81,11 @@ class Router {
   bool Takes(const httplib::Request& request) const;
 
  private:
-  /// The request to `function` of `app`, its target with `prefix`
-  /// stripped ("" by host name), answered on `reply`'s connection.
-  void Forward(const RequestHead& request, httplib::Stream& stream, ClientReply& reply,
-               const std::string& app, const std::string& function,
+  /// The request to `function` of `app`, its body framed as `body_framing` and
+  /// not read yet, its target with `prefix` stripped ("" by host name),
+  /// answered on `reply`'s connection.
+  void Forward(const RequestHead& request, const RequestBody& body_framing, httplib::Stream& stream,
+               ClientReply& reply, const std::string& app, const std::string& function,
                const std::string& prefix) const;
   /// `host` (a Host header's value), lower case, without port or trailing
   /// dot, when it is a name under `domain`; "" otherwise.

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <array>
@@ -51,12 +52,17 @@ std::string ReadUntil(int socket, std::string_view text, int times) {
   return received;
 }
 
-ssize_t ReadAtEnd(int socket) {
+ssize_t ReadAtEnd(int socket, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
   std::array<char, 4096> buffer;
-  ssize_t got;
-  while ((got = recv(socket, buffer.data(), buffer.size(), 0)) > 0) {
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd readable{socket, POLLIN, 0};
+    if (left.count() <= 0 || poll(&readable, 1, static_cast<int>(left.count())) <= 0) return -1;
+    ssize_t got = recv(socket, buffer.data(), buffer.size(), 0);
+    if (got <= 0) return got;
   }
-  return got;
 }
 
 }  // namespace tests

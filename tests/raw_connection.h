@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <string_view>
 
@@ -26,8 +27,9 @@ bool SendAll(int socket, std::string_view bytes);
 std::string ReadUntil(int socket, std::string_view text, int times = 1);
 
 /// What a read on `socket` finds once the server is done with it, all that
-/// came before skipped: 0 when the server closed it, -1 when the 30 s limit
+/// came before skipped: 0 when the server closed it, -1 when `limit` (a
+/// keep-alive timeout's wait, or less to see a connection ended at once)
 /// ran out first.
-ssize_t ReadAtEnd(int socket);
+ssize_t ReadAtEnd(int socket, std::chrono::milliseconds limit = std::chrono::seconds(30));
 
 }  // namespace tests
