@@ -101,7 +101,7 @@ class WebContainer {
   /// The stock of sockets made in the container's namespace ahead of
   /// Connect: entering a namespace (two setns calls) is paid once per half
   /// this many connections, and not in a request's time.
-  static constexpr std::size_t kSpareSockets = 16;
+  static constexpr std::size_t kSpareSockets = 64;
 
   mutable std::mutex mutex_;  // guards netns_, spare_sockets_, spares_asked_ and failure_
   core::UniqueFd netns_;      // /proc/PID/ns/net of the container's process

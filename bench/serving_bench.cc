@@ -28,7 +28,8 @@
 //     Each proxy's overhead is its figure less the direct one. The three
 //     paths run back to back GANTRY_BENCH_ROUNDS times (default 3), so that
 //     a change in the machine's load falls on all three; each figure is a
-//     median over the rounds.
+//     median over the rounds. GANTRY_BENCH_LOADS ("1,50 at 150/s") runs
+//     only the rows it names.
 //
 // It needs root, runc, /bin/busybox, wrk and nginx. Run it with
 // `ctest --test-dir build -L bench -R serving_bench --output-on-failure`, or
@@ -40,6 +41,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -384,7 +386,12 @@ core::Status Bench() {
         << ") end\n";
     loads.push_back(paced);
   }
+  // GANTRY_BENCH_LOADS ("1,50 at 150/s"): only the rows named, to look
+  // closer at one.
+  const char* only = std::getenv("GANTRY_BENCH_LOADS");
   for (const Load& load : loads) {
+    if (only && ("," + std::string(only) + ",").find("," + load.Name() + ",") == std::string::npos)
+      continue;
     PathRuns direct, proxied, routed;
     for (int round = 0; round < rounds; ++round) {
       auto direct_run = RunWrk(*pid, "http://127.0.0.1:8000/index.html", load, seconds);

@@ -1,4 +1,5 @@
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <climits>
@@ -94,6 +95,14 @@ int RunAgent(const AgentCommand& command) {
   }
 
   StopSignals stop_signals;
+  // The agent holds a socket per client connection and up to 64 spare
+  // sockets per web container: a soft limit of 1024 open files (the usual
+  // default) runs out long before the hard one, as nginx's would without
+  // worker_rlimit_nofile. Containers get their own limit in their spec.
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   agents::AgentOptions options;
   options.data_dir = command.data_dir.empty() ? core::GantryHome() / "agent"
