@@ -7,6 +7,7 @@
 
 #include <httplib.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <catch2/catch.hpp>
 #include <chrono>
@@ -30,6 +31,7 @@
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/gantry_command.h"
+#include "tests/raw_connection.h"
 #include "tests/temp_dir.h"
 
 namespace {
@@ -334,6 +336,19 @@ TEST_CASE("GET /metrics counts what a real agent did, in the Prometheus text for
     auto answer = client.Get(path);
     REQUIRE(answer);
     CHECK(answer->status == (std::string(path).ends_with("nothing") ? 404 : 200));
+  }
+
+  // A client that leaves while its body is being read got no answer: it is
+  // not counted. The router has done with it once it ends the connection.
+  {
+    const int port = std::stoi(agent->address().substr(agent->address().rfind(':') + 1));
+    auto leaving = tests::ConnectLoopback(port);
+    REQUIRE(leaving.valid());
+    REQUIRE(tests::SendAll(leaving.get(),
+                           "POST /apps/obs/site/ HTTP/1.1\r\nHost: a\r\n"
+                           "Content-Length: 100\r\n\r\nonly ten b"));
+    REQUIRE(shutdown(leaving.get(), SHUT_WR) == 0);
+    CHECK(tests::ReadAtEnd(leaving.get(), 5s) == 0);
   }
 
   // A request the router refuses is counted too (503: it cannot run here).

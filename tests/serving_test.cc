@@ -34,9 +34,9 @@ using namespace std::chrono_literals;
 /// A busybox httpd serving /www on $PORT, with CGI scripts: env (what the
 /// request looked like inside), sum (the body's size and sha256), stream
 /// (three lines, a second apart), slow (a second long; says how many
-/// requests its container was serving), overlong and short (a body longer,
-/// or shorter, than its Content-Length), nothing (a 204) and unchanged (a
-/// 304).
+/// requests its container was serving), framed (?LENGTH-BODY: a
+/// Content-Length that the body may overrun or fall short of), nothing (a
+/// 204) and unchanged (a 304).
 const char* const kWebServer = R"SH(
 mkdir -p /www/cgi-bin
 echo hello > /www/index.html
@@ -73,13 +73,9 @@ rm /tmp/active/$$
 printf 'Content-Type: text/plain\r\n\r\n'
 echo "concurrent=$n host=$(cat /tmp/id)"
 END
-cat > /www/cgi-bin/overlong <<'END'
+cat > /www/cgi-bin/framed <<'END'
 #!/bin/sh
-printf 'Content-Type: text/plain\r\nContent-Length: 3\r\n\r\nhello, and a second response'
-END
-cat > /www/cgi-bin/short <<'END'
-#!/bin/sh
-printf 'Content-Type: text/plain\r\nContent-Length: 100\r\n\r\ncut'
+printf 'Content-Type: text/plain\r\nContent-Length: %s\r\n\r\n%s' "${QUERY_STRING%%-*}" "${QUERY_STRING#*-}"
 END
 cat > /www/cgi-bin/nothing <<'END'
 #!/bin/sh
@@ -205,7 +201,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(summed->status == 200);
     CHECK(summed->body == std::to_string(large.size()) + " " + core::Sha256Digest(large) + "\n");
     // No byte past the container's Content-Length reaches the client's connection.
-    auto overlong = anonymous.Get("/apps/demo/site/cgi-bin/overlong");
+    auto overlong = anonymous.Get("/apps/demo/site/cgi-bin/framed?3-hello.and.a.second.response");
     REQUIRE(overlong);
     CHECK(overlong->body == "hel");
     auto missing = anonymous.Get("/apps/demo/site/no-such-file");
@@ -443,7 +439,8 @@ TEST_CASE("web functions are served through the router in real runc containers",
     // connection ends before the length it was told.
     auto cut = tests::ConnectLoopback(port);
     REQUIRE(cut.valid());
-    REQUIRE(tests::SendAll(cut.get(), "GET /apps/demo/site/cgi-bin/short HTTP/1.1\r\n\r\n"));
+    REQUIRE(
+        tests::SendAll(cut.get(), "GET /apps/demo/site/cgi-bin/framed?100-cut HTTP/1.1\r\n\r\n"));
     std::string short_answer = tests::ReadUntil(cut.get(), "\r\n\r\ncut");
     INFO(short_answer);
     CHECK(short_answer.find("Content-Length: 100\r\n") != std::string::npos);
