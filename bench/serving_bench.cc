@@ -26,10 +26,13 @@
 //               proxying to :8000; wrk there too;
 //       router: wrk on the host against the agent's /apps/bench/hot/index.html.
 //     Each proxy's overhead is its figure less the direct one. The three
-//     paths run back to back GANTRY_BENCH_ROUNDS times (default 3), so that
-//     a change in the machine's load falls on all three; each figure is a
-//     median over the rounds. GANTRY_BENCH_LOADS ("1,50 at 150/s") runs
-//     only the rows it names.
+//     paths run back to back GANTRY_BENCH_ROUNDS times (default 3), each
+//     round starting one path later, so that a change in the machine's load
+//     falls on all three; each figure is a median over the rounds. Under
+//     each row, the router's p50 and p99 less nginx's in the same round:
+//     their median and range over the rounds, which tells a gap from the
+//     machine's spread. GANTRY_BENCH_LOADS ("1,50 at 150/s") runs only the
+//     rows it names.
 //
 // It needs root, runc, /bin/busybox, wrk and nginx. Run it with
 // `ctest --test-dir build -L bench -R serving_bench --output-on-failure`, or
@@ -39,6 +42,7 @@
 #include <httplib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -294,6 +298,19 @@ core::Result<core::Subprocess> StartNginx(const fs::path& dir, int netns_pid) {
   return nginx;
 }
 
+/// `figures` less `reference`, round by round: their median and range, as
+/// "+0.02 (-0.10 to +0.15)", so that a gap can be told from the spread.
+std::string RoundGaps(const std::vector<double>& figures, const std::vector<double>& reference) {
+  std::vector<double> gaps;
+  for (std::size_t round = 0; round < figures.size() && round < reference.size(); ++round)
+    gaps.push_back(figures[round] - reference[round]);
+  if (gaps.empty()) return "none";
+  const auto [low, high] = std::minmax_element(gaps.begin(), gaps.end());
+  char text[64];
+  std::snprintf(text, sizeof text, "%+.2f (%+.2f to %+.2f)", bench::Median(gaps), *low, *high);
+  return text;
+}
+
 core::Status Bench() {
   tests::TempDir scratch("gantry-serving-bench");
   auto digest = tests::BuildBusyboxImage(GANTRY_BINARY, scratch.path(), scratch.path() / "store");
@@ -393,21 +410,36 @@ core::Status Bench() {
     if (only && ("," + std::string(only) + ",").find("," + load.Name() + ",") == std::string::npos)
       continue;
     PathRuns direct, proxied, routed;
+    const std::function<core::Status()> paths[] = {
+        [&]() -> core::Status {
+          auto run = RunWrk(*pid, "http://127.0.0.1:8000/index.html", load, seconds);
+          if (!run) return run.error();
+          direct.Add(*run, 0);
+          return core::Ok{};
+        },
+        [&]() -> core::Status {
+          auto run = cpu_per_request(nginx->pid(), /*children=*/true, [&] {
+            return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
+                          load, seconds);
+          });
+          if (!run) return run.error();
+          proxied.Add(run->first, run->second);
+          return core::Ok{};
+        },
+        [&]() -> core::Status {
+          auto run = cpu_per_request(*agent_pid, /*children=*/false, [&] {
+            return RunWrk(std::nullopt, router_url, load, seconds);
+          });
+          if (!run) return run.error();
+          routed.Add(run->first, run->second);
+          return core::Ok{};
+        }};
+    // Each round starts one path later, so that none always runs first
+    // (after a pause) or last.
     for (int round = 0; round < rounds; ++round) {
-      auto direct_run = RunWrk(*pid, "http://127.0.0.1:8000/index.html", load, seconds);
-      if (!direct_run) return direct_run.error();
-      direct.Add(*direct_run, 0);
-      auto nginx_run = cpu_per_request(nginx->pid(), /*children=*/true, [&] {
-        return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html", load,
-                      seconds);
-      });
-      if (!nginx_run) return nginx_run.error();
-      proxied.Add(nginx_run->first, nginx_run->second);
-      auto router_run = cpu_per_request(*agent_pid, /*children=*/false, [&] {
-        return RunWrk(std::nullopt, router_url, load, seconds);
-      });
-      if (!router_run) return router_run.error();
-      routed.Add(router_run->first, router_run->second);
+      for (int step = 0; step < 3; ++step) {
+        if (auto ran = paths[(round + step) % 3](); !ran.ok()) return ran.error();
+      }
     }
     using bench::Median;
     std::printf(
@@ -416,6 +448,9 @@ core::Status Bench() {
         Median(proxied.p99), Median(proxied.p50) - Median(direct.p50),
         Median(proxied.p99) - Median(direct.p99), Median(routed.p50), Median(routed.p99),
         Median(routed.p50) - Median(direct.p50), Median(routed.p99) - Median(direct.p99));
+    std::printf("          router less nginx, round by round: p50 %s, p99 %s\n",
+                RoundGaps(routed.p50, proxied.p50).c_str(),
+                RoundGaps(routed.p99, proxied.p99).c_str());
     std::printf("          requests/s: direct %.0f, nginx %.0f, router %.0f\n", Median(direct.rate),
                 Median(proxied.rate), Median(routed.rate));
     std::printf("          CPU per request (us): nginx %.0f, router (the agent's process) %.0f\n",
