@@ -37,23 +37,20 @@ struct TlsFree {
   void operator()(SSL* tls) const { SSL_free(tls); }
 };
 
-/// Ends the sending half of `socket`, then reads and drops what its client
-/// still sends (a request's body that the answer came before) until the
-/// client closes or kLingerTime passes, as nginx's lingering close does:
-/// closing with bytes unread would reset the connection, and the client
-/// could lose the answer before it read it.
-void Linger(int socket) {
-  shutdown(socket, SHUT_WR);
-  const auto deadline = std::chrono::steady_clock::now() + kLingerTime;
+/// Reads and drops what the client of `socket` has sent, without waiting:
+/// false once it has closed its end (or the connection failed), true while
+/// it may send more. A lingering close's read (see End): closing with bytes
+/// unread would reset the connection, and the client could lose its answer
+/// before it read it. A bounded number of reads, so that a client sending
+/// without pause does not keep the watcher from the others.
+bool DropIncoming(int socket) {
   std::array<char, 16 << 10> dropped;
-  while (true) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-    pollfd readable{socket, POLLIN, 0};
-    if (left.count() <= 0 || poll(&readable, 1, static_cast<int>(left.count())) <= 0) return;
+  for (int reads = 0; reads < 64; ++reads) {
     ssize_t received = recv(socket, dropped.data(), dropped.size(), MSG_DONTWAIT);
-    if (received == 0 || (received < 0 && errno != EINTR && errno != EAGAIN)) return;
+    if (received > 0 || (received < 0 && errno == EINTR)) continue;
+    return received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
+  return true;
 }
 
 /// A socket timeout of httplib's setting. Zero is "do not wait" to httplib
@@ -318,7 +315,7 @@ struct HttpListener::Connection {
   bool served = true;          // whether its last request was answered whole
   bool linger = false;         // its client may still be sending a body
   bool in_epoll = false;       // added to the parking's set once
-  Clock::time_point deadline;  // while parked: its keep-alive timeout
+  Clock::time_point deadline;  // while parked: its keep-alive timeout, or its linger time
 };
 
 /// httplib's thread pool for the listener's connections; parking runs from
@@ -433,7 +430,10 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
     bool in_thread = waiting_.fetch_add(1) < threads_ / 2 || woken || stream.Buffered();
     if (!in_thread) {
       --waiting_;
-      connection = Park(std::move(connection));
+      // A keep-alive of "for ever" is a day at a time, which keeps the sum in range.
+      connection =
+          Park(std::move(connection), Clock::now() + std::chrono::seconds(std::clamp<time_t>(
+                                                         keep_alive_timeout_sec_, 0, kDay)));
       if (!connection) return;
       ++waiting_;  // no parking: it waits here after all
     }
@@ -476,8 +476,8 @@ std::optional<HttpListener::Answered> HttpListener::Intercept(Connection& connec
   return answered;
 }
 
-std::unique_ptr<HttpListener::Connection> HttpListener::Park(
-    std::unique_ptr<Connection> connection) {
+std::unique_ptr<HttpListener::Connection> HttpListener::Park(std::unique_ptr<Connection> connection,
+                                                             Clock::time_point deadline) {
   std::lock_guard lock(mutex_);
   const int socket = connection->socket;
   epoll_event event{.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data = {.fd = socket}};
@@ -486,9 +486,7 @@ std::unique_ptr<HttpListener::Connection> HttpListener::Park(
     return connection;
   }
   connection->in_epoll = true;
-  // A keep-alive of "for ever" is a day at a time, which keeps the sum in range.
-  connection->deadline =
-      Clock::now() + std::chrono::seconds(std::clamp<time_t>(keep_alive_timeout_sec_, 0, kDay));
+  connection->deadline = deadline;
   auto [at, added] = deadlines_.emplace(connection->deadline, socket);
   parked_.emplace(socket, std::move(connection));
   // The watcher sleeps until the earliest deadline: one earlier wakes it.
@@ -517,7 +515,16 @@ void HttpListener::End(std::unique_ptr<Connection> connection) {
   }
   ERR_clear_error();  // what failed here is not the next handler's error
   const int socket = connection->socket;
-  if (connection->linger) Linger(socket);
+  if (connection->linger) {
+    // A lingering close, as nginx's: the answer is out, and the body the
+    // client may still be sending is read and dropped from the parking,
+    // until the client closes or kLingerTime passes. No thread waits.
+    connection->served = false;  // its close_notify, if any, has gone
+    shutdown(socket, SHUT_WR);
+    connection = Park(std::move(connection), Clock::now() + kLingerTime);
+    if (!connection) return;
+    // No parking (the listener stops): closed at once.
+  }
   // A child started meanwhile may hold the socket open past close(): its
   // epoll entry goes now, so that no stale event names a reused number.
   if (connection->in_epoll) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, socket, nullptr);
@@ -573,6 +580,7 @@ void HttpListener::WatchParked() {
         epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout_ms);
     lock.lock();
     if (!pool_) break;
+    std::vector<std::unique_ptr<Connection>> lingering, ended;
     for (int i = 0; i < ready; ++i) {
       int socket = events[static_cast<size_t>(i)].data.fd;
       if (socket == wake_.get()) {
@@ -580,21 +588,35 @@ void HttpListener::WatchParked() {
         (void)!read(wake_.get(), &count, sizeof count);
         continue;
       }
+      std::unique_ptr<Connection> woken = Unpark(socket);
+      if (!woken) continue;
+      if (woken->linger) {
+        lingering.push_back(std::move(woken));
+        continue;
+      }
       // std::function copies its callable: the job owns the connection by
       // a raw pointer, which the pool runs before it ends.
-      if (Connection* woken = Unpark(socket).release()) {
-        pool_->enqueue([this, woken] { Serve(std::unique_ptr<Connection>(woken), true); });
-      }
+      Connection* next = woken.release();
+      pool_->enqueue([this, next] { Serve(std::unique_ptr<Connection>(next), true); });
     }
-    std::vector<std::unique_ptr<Connection>> idle;
     const auto now = Clock::now();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-      idle.push_back(Unpark(deadlines_.begin()->second));
-      idle.back()->served = false;  // ended idle: no close_notify, as in StopParking
+      ended.push_back(Unpark(deadlines_.begin()->second));
+      ended.back()->served = false;  // ended idle: no close_notify, as in StopParking
+      ended.back()->linger = false;  // or done lingering
     }
-    if (idle.empty()) continue;
+    if (lingering.empty() && ended.empty()) continue;
     lock.unlock();
-    for (auto& connection : idle) End(std::move(connection));
+    for (auto& connection : lingering) {
+      if (DropIncoming(connection->socket)) {
+        const Clock::time_point deadline = connection->deadline;
+        connection = Park(std::move(connection), deadline);
+        if (!connection) continue;
+      }
+      connection->linger = false;
+      ended.push_back(std::move(connection));
+    }
+    for (auto& connection : ended) End(std::move(connection));
     lock.lock();
   }
 }

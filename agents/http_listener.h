@@ -36,7 +36,9 @@ namespace agents {
 /// that it is parked, its socket in an epoll set that one thread watches,
 /// and a thread takes it up again when its next request comes. Open
 /// connections are thus not bounded by the threads; requests served at once
-/// are. It sets `new_task_queue` itself.
+/// are. A connection closed lingering (Answered::kCloseUnread) waits for its
+/// client's end in the parking too, not in a thread. It sets
+/// `new_task_queue` itself.
 ///
 /// Timeouts are the server's own settings, applied to the socket once:
 /// `set_read_timeout` bounds each read within a request, `set_write_timeout`
@@ -106,14 +108,16 @@ class HttpListener final : public httplib::Server {
   /// Offers the request `connection` has begun to the interceptor: what it
   /// returned, or nullopt without one or without a whole head.
   std::optional<Answered> Intercept(Connection& connection, bool last);
-  /// Hands `connection` to the parking until its next request or its
-  /// keep-alive timeout: null then; `connection` back when there is no
-  /// parking (before or after the pool, or epoll refused it).
-  std::unique_ptr<Connection> Park(std::unique_ptr<Connection> connection);
+  /// Hands `connection` to the parking until its next request (or, while
+  /// it lingers, its client's end) or `deadline`: null then; `connection`
+  /// back when there is no parking (before or after the pool, or epoll
+  /// refused it).
+  std::unique_ptr<Connection> Park(std::unique_ptr<Connection> connection,
+                                   Clock::time_point deadline);
   /// Takes `connection` out of the parking; the mutex held.
   std::unique_ptr<Connection> Unpark(int socket);
-  /// Closes `connection`, with a TLS close_notify when it ended cleanly,
-  /// lingering when its client may still be sending.
+  /// Closes `connection`, with a TLS close_notify when it ended cleanly;
+  /// when its client may still be sending, parks it to linger first.
   void End(std::unique_ptr<Connection> connection);
   /// While the listener runs with `pool`: parks connections and watches
   /// them in a thread of its own. It also raises the listening socket's
@@ -123,7 +127,8 @@ class HttpListener final : public httplib::Server {
   /// those it is given.
   void StopParking();
   /// The watching thread: a parked connection with bytes to read goes to
-  /// the pool, one idle past its keep-alive timeout is ended.
+  /// the pool, a lingering one has them dropped, and one past its deadline
+  /// (keep-alive timeout, or linger time) is ended.
   void WatchParked();
 
   const std::size_t threads_;

@@ -291,6 +291,45 @@ TEST_CASE("an interceptor serves the requests it takes on the connection, httpli
   CHECK(heads.size() == 3);  // /mine/end's, and not the long one's
 }
 
+/// An interceptor for POST /refuse: a 413 "refused" before the body is
+/// read, and a lingering close (the body is the client's to stop sending).
+void RefuseUploads(HttpListener& listener) {
+  listener.SetInterceptor([](std::string_view head, httplib::Stream& stream,
+                             bool) -> std::optional<HttpListener::Answered> {
+    if (!head.starts_with("POST /refuse")) return std::nullopt;
+    const std::string answer = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\n\r\nrefused";
+    stream.write(answer.data(), answer.size());
+    return HttpListener::Answered::kCloseUnread;
+  });
+}
+
+TEST_CASE("a connection answered before its body was read lingers without holding a thread",
+          "[http_listener]") {
+  // One thread: while the refused upload's connection lingers, the next
+  // connection is served all the same.
+  ServedListener served(std::make_unique<HttpListener>(1), RefuseUploads);
+  core::UniqueFd upload = Connect(served.port());
+  const std::string piece(64 << 10, 'x');
+  SendAll(upload.get(), "POST /refuse HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n" + piece);
+  CHECK(ReadUntil(upload.get(), "refused").ends_with("\r\n\r\nrefused"));
+
+  core::UniqueFd next = Connect(served.port());
+  SendAll(next.get(), "GET /echo/served HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(next.get(), "served").starts_with("HTTP/1.1 200"));
+  // The upload goes on, more than the sockets' buffers hold: the listener
+  // still reads and drops it (a listener that had closed the connection
+  // would reset it), so the lingering had not ended when the next
+  // connection was served.
+  CHECK(tests::SendAll(upload.get(), std::string(16 << 20, 'x')));
+  // It ends by itself, the client still sending, after the linger time.
+  bool reset = false;
+  for (int i = 0; i < 600 && !reset; ++i) {
+    reset = !tests::SendAll(upload.get(), piece);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(reset);
+}
+
 TEST_CASE("the listener closes a connection idle for its keep-alive timeout", "[http_listener]") {
   // Many threads: a connection waits for its next request in its thread.
   // One: it is parked between requests, and taken up again.
@@ -372,7 +411,7 @@ TEST_CASE("the listener serves HTTPS with its certificate and refuses one it can
   const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
   auto listener = std::make_unique<HttpListener>(threads, cert, key);
   REQUIRE(listener->is_valid());
-  ServedListener served(std::move(listener));
+  ServedListener served(std::move(listener), RefuseUploads);
 
   httplib::SSLClient client("127.0.0.1", served.port());
   client.set_ca_cert_path(cert.c_str());
@@ -388,6 +427,12 @@ TEST_CASE("the listener serves HTTPS with its certificate and refuses one it can
   auto digest = client.Post("/digest", body, "application/octet-stream");
   REQUIRE(digest);
   CHECK(digest->body == std::to_string(body.size()) + " " + core::Sha256Digest(body));
+  // An upload answered before it was read: the client sends it whole, then
+  // reads the answer, which the lingering close kept from a reset.
+  auto refused = client.Post("/refuse", std::string(8 << 20, 'z'), "application/octet-stream");
+  REQUIRE(refused);
+  CHECK(refused->status == 413);
+  CHECK(refused->body == "refused");
 
   // Cleartext on the TLS port gets no HTTP answer.
   core::UniqueFd plain = Connect(served.port());
