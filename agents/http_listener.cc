@@ -37,16 +37,16 @@ struct TlsFree {
   void operator()(SSL* tls) const { SSL_free(tls); }
 };
 
-/// Reads and drops what the client of `socket` has sent, without waiting:
-/// false once it has closed its end (or the connection failed), true while
-/// it may send more. A lingering close's read (see End): closing with bytes
-/// unread would reset the connection, and the client could lose its answer
-/// before it read it. A bounded number of reads, so that a client sending
-/// without pause does not keep the watcher from the others.
+/// Drops what the client of `socket` has sent, without waiting or copying
+/// it (MSG_TRUNC): false once it has closed its end (or the connection
+/// failed), true while it may send more. A lingering close's read (see
+/// End): closing with bytes unread would reset the connection, and the
+/// client could lose its answer before it read it. At most 4 MiB a call, so
+/// that a client sending without pause does not keep the watcher from the
+/// others.
 bool DropIncoming(int socket) {
-  std::array<char, 16 << 10> dropped;
-  for (int reads = 0; reads < 64; ++reads) {
-    ssize_t received = recv(socket, dropped.data(), dropped.size(), MSG_DONTWAIT);
+  for (int reads = 0; reads < 4; ++reads) {
+    ssize_t received = recv(socket, nullptr, 1 << 20, MSG_DONTWAIT | MSG_TRUNC);
     if (received > 0 || (received < 0 && errno == EINTR)) continue;
     return received < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
   }
@@ -523,7 +523,7 @@ void HttpListener::End(std::unique_ptr<Connection> connection) {
     shutdown(socket, SHUT_WR);
     connection = Park(std::move(connection), Clock::now() + kLingerTime);
     if (!connection) return;
-    // No parking (the listener stops): closed at once.
+    // No parking (the listener stops, or epoll refused it): closed at once.
   }
   // A child started meanwhile may hold the socket open past close(): its
   // epoll entry goes now, so that no stale event names a reused number.
@@ -557,8 +557,11 @@ void HttpListener::StopParking() {
     while (!parked_.empty()) parked.push_back(Unpark(parked_.begin()->first));
   }
   // Ended idle, as a wait in a thread would end: no close_notify, whose
-  // write could wait on a client that reads nothing.
-  for (auto& connection : parked) connection->served = false;
+  // write could wait on a client that reads nothing; and no more lingering.
+  for (auto& connection : parked) {
+    connection->served = false;
+    connection->linger = false;
+  }
   uint64_t one = 1;
   (void)!write(wake_.get(), &one, sizeof one);
   if (watcher_.joinable()) watcher_.join();
@@ -608,7 +611,9 @@ void HttpListener::WatchParked() {
     if (lingering.empty() && ended.empty()) continue;
     lock.unlock();
     for (auto& connection : lingering) {
-      if (DropIncoming(connection->socket)) {
+      // Its deadline holds however much it sends: one past it is not
+      // parked again (its deadline would never be looked at).
+      if (DropIncoming(connection->socket) && Clock::now() < connection->deadline) {
         const Clock::time_point deadline = connection->deadline;
         connection = Park(std::move(connection), deadline);
         if (!connection) continue;

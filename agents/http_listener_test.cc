@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -291,13 +293,28 @@ TEST_CASE("an interceptor serves the requests it takes on the connection, httpli
   CHECK(heads.size() == 3);  // /mine/end's, and not the long one's
 }
 
+/// Sends `piece` on `socket` again and again without pause until a send
+/// fails: its errno (EAGAIN when one waited 10 s: nothing reads), or 0
+/// after 60 s of sends that all went.
+int SendUntilFailed(int socket, const std::string& piece) {
+  const timeval limit{.tv_sec = 10, .tv_usec = 0};
+  setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (send(socket, piece.data(), piece.size(), MSG_NOSIGNAL) < 0 && errno != EINTR) return errno;
+  }
+  return 0;
+}
+
 /// An interceptor for POST /refuse: a 413 "refused" before the body is
 /// read, and a lingering close (the body is the client's to stop sending).
 void RefuseUploads(HttpListener& listener) {
   listener.SetInterceptor([](std::string_view head, httplib::Stream& stream,
                              bool) -> std::optional<HttpListener::Answered> {
     if (!head.starts_with("POST /refuse")) return std::nullopt;
-    const std::string answer = "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 7\r\n\r\nrefused";
+    const std::string answer =
+        "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 7\r\n\r\n"
+        "refused";
     stream.write(answer.data(), answer.size());
     return HttpListener::Answered::kCloseUnread;
   });
@@ -321,13 +338,26 @@ TEST_CASE("a connection answered before its body was read lingers without holdin
   // would reset it), so the lingering had not ended when the next
   // connection was served.
   CHECK(tests::SendAll(upload.get(), std::string(16 << 20, 'x')));
-  // It ends by itself, the client still sending, after the linger time.
-  bool reset = false;
-  for (int i = 0; i < 600 && !reset; ++i) {
-    reset = !tests::SendAll(upload.get(), piece);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // It ends by itself after the linger time, however much its client
+  // sends: here without pause, and 15 more refused uploads with it.
+  std::vector<core::UniqueFd> uploads;
+  uploads.push_back(std::move(upload));
+  for (int i = 0; i < 15; ++i) {
+    uploads.push_back(Connect(served.port()));
+    SendAll(uploads.back().get(), "POST /refuse HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n");
+    CHECK(ReadUntil(uploads.back().get(), "refused").ends_with("\r\n\r\nrefused"));
   }
-  CHECK(reset);
+  std::vector<std::future<int>> ends;
+  for (const core::UniqueFd& socket : uploads) {
+    ends.push_back(std::async(std::launch::async, [socket = socket.get(), &piece] {
+      return SendUntilFailed(socket, piece);
+    }));
+  }
+  for (auto& end : ends) {
+    const int error = end.get();
+    INFO(std::strerror(error));
+    CHECK((error == ECONNRESET || error == EPIPE));
+  }
 }
 
 TEST_CASE("the listener closes a connection idle for its keep-alive timeout", "[http_listener]") {
