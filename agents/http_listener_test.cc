@@ -293,12 +293,19 @@ TEST_CASE("an interceptor serves the requests it takes on the connection, httpli
   CHECK(heads.size() == 3);  // /mine/end's, and not the long one's
 }
 
-/// Sends `piece` on `socket` again and again without pause until a send
-/// fails: its errno (EAGAIN when one waited 10 s: nothing reads), or 0
-/// after 60 s of sends that all went.
-int SendUntilFailed(int socket, const std::string& piece) {
+/// A connection whose sends fail after 10 s of waiting (EAGAIN), so that a
+/// listener that stops reading without closing fails a test, not hangs it.
+core::UniqueFd ConnectWithSendLimit(int port) {
+  core::UniqueFd socket = Connect(port);
   const timeval limit{.tv_sec = 10, .tv_usec = 0};
-  setsockopt(socket, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  setsockopt(socket.get(), SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  return socket;
+}
+
+/// Sends `piece` on `socket` (ConnectWithSendLimit's) again and again
+/// without pause until a send fails: its errno, or 0 after 60 s of sends
+/// that all went.
+int SendUntilFailed(int socket, const std::string& piece) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {
     if (send(socket, piece.data(), piece.size(), MSG_NOSIGNAL) < 0 && errno != EINTR) return errno;
@@ -325,7 +332,7 @@ TEST_CASE("a connection answered before its body was read lingers without holdin
   // One thread: while the refused upload's connection lingers, the next
   // connection is served all the same.
   ServedListener served(std::make_unique<HttpListener>(1), RefuseUploads);
-  core::UniqueFd upload = Connect(served.port());
+  core::UniqueFd upload = ConnectWithSendLimit(served.port());
   const std::string piece(64 << 10, 'x');
   SendAll(upload.get(), "POST /refuse HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n" + piece);
   CHECK(ReadUntil(upload.get(), "refused").ends_with("\r\n\r\nrefused"));
@@ -343,7 +350,7 @@ TEST_CASE("a connection answered before its body was read lingers without holdin
   std::vector<core::UniqueFd> uploads;
   uploads.push_back(std::move(upload));
   for (int i = 0; i < 15; ++i) {
-    uploads.push_back(Connect(served.port()));
+    uploads.push_back(ConnectWithSendLimit(served.port()));
     SendAll(uploads.back().get(), "POST /refuse HTTP/1.1\r\nContent-Length: 100000000\r\n\r\n");
     CHECK(ReadUntil(uploads.back().get(), "refused").ends_with("\r\n\r\nrefused"));
   }
