@@ -38,6 +38,8 @@ class AgentProcess {
   /// unless `with_token` is false.
   httplib::Client Client(bool with_token = true) const;
   const std::string& address() const { return address_; }
+  /// The port of address(), for raw connections to it.
+  int port() const { return std::stoi(address_.substr(address_.rfind(':') + 1)); }
   /// Its dashboard's http://HOST:PORT with `--dashboard-port`, else "".
   const std::string& dashboard_address() const { return dashboard_address_; }
   const std::string& token() const { return token_; }

@@ -1139,8 +1139,7 @@ TEST_CASE("the agent keeps more connections open than its API has threads", "[ag
   tests::TempDir dir("gantry-agent-connections-test");
   auto started_agent =
       tests::RequireAgent(dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log");
-  const std::string& address = started_agent->address();  // http://127.0.0.1:PORT
-  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  const int port = started_agent->port();
   // 600 kept-alive connections, beyond the API listener's 512 threads
   // (api_server.cc), made one after the other, then each asking twice.
   // Were each to hold a thread between requests, the last ones would wait

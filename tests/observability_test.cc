@@ -341,7 +341,7 @@ TEST_CASE("GET /metrics counts what a real agent did, in the Prometheus text for
   // A client that leaves while its body is being read got no answer: it is
   // not counted. The router has done with it once it ends the connection.
   {
-    const int port = std::stoi(agent->address().substr(agent->address().rfind(':') + 1));
+    const int port = agent->port();
     auto leaving = tests::ConnectLoopback(port);
     REQUIRE(leaving.valid());
     REQUIRE(tests::SendAll(leaving.get(),

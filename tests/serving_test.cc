@@ -294,7 +294,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
     // Refused before its body is read, a large upload still gets its 401:
     // the router takes and drops the body before the connection ends,
     // rather than reset it, and the answer with it, under the client.
-    const int port = std::stoi(agent.address().substr(agent.address().rfind(':') + 1));
+    const int port = agent.port();
     auto upload = tests::ConnectLoopback(port);
     REQUIRE(upload.valid());
     const std::string body(8 << 20, 'u');
@@ -329,7 +329,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
   }
 
   SECTION("the router speaks HTTP/1.1 itself: keep-alive, HEAD, chunked and 100-continue bodies") {
-    const int port = std::stoi(agent.address().substr(agent.address().rfind(':') + 1));
+    const int port = agent.port();
     // Two requests to a function and one to the API, pipelined on one
     // connection, answered in order; the connection stays open.
     auto kept = tests::ConnectLoopback(port);
@@ -448,7 +448,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
   }
 
   SECTION("a request head or body the router must not take gets a clear error, and no container") {
-    const int port = std::stoi(agent.address().substr(agent.address().rfind(':') + 1));
+    const int port = agent.port();
     const std::string big(6 << 10, 'x');
     struct Refusal {
       std::string request, status, message;
