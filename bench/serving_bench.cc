@@ -51,7 +51,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
@@ -374,16 +373,6 @@ core::Status Bench() {
   const std::string router_url = (*agent)->address() + "/apps/bench/hot/index.html";
   auto agent_pid = AgentPid();
   if (!agent_pid) return agent_pid.error();
-  // CPU time per request (µs) of `pid` (and its children with `children`) during `run`.
-  auto cpu_per_request = [](pid_t pid, bool children,
-                            const std::function<core::Result<WrkFigures>()>& run)
-      -> core::Result<std::pair<WrkFigures, double>> {
-    const double before = CpuMs(pid, children);
-    auto figures = run();
-    if (!figures) return figures.error();
-    const double used_ms = CpuMs(pid, children) - before;
-    return std::pair{*figures, figures->requests > 0 ? used_ms * 1000 / figures->requests : 0};
-  };
   // Each round runs the three paths back to back, so that a change in the
   // machine's load falls on all three alike; a row holds each path's
   // medians over the rounds.
@@ -418,35 +407,38 @@ core::Status Bench() {
     if (only && ("," + std::string(only) + ",").find("," + load.Name() + ",") == std::string::npos)
       continue;
     PathRuns direct, proxied, routed;
-    const std::function<core::Status()> paths[] = {
-        [&]() -> core::Status {
-          auto run = RunWrk(*pid, "http://127.0.0.1:8000/index.html", load, seconds);
-          if (!run) return run.error();
-          direct.Add(*run, 0);
-          return core::Ok{};
-        },
-        [&]() -> core::Status {
-          auto run = cpu_per_request(nginx->pid(), /*children=*/true, [&] {
-            return RunWrk(*pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
-                          load, seconds);
-          });
-          if (!run) return run.error();
-          proxied.Add(run->first, run->second);
-          return core::Ok{};
-        },
-        [&]() -> core::Status {
-          auto run = cpu_per_request(*agent_pid, /*children=*/false, [&] {
-            return RunWrk(std::nullopt, router_url, load, seconds);
-          });
-          if (!run) return run.error();
-          routed.Add(run->first, run->second);
-          return core::Ok{};
-        }};
+    // A path: wrk's network namespace (none: the host's) and URL, and the
+    // process whose CPU time a request is charged (none for direct).
+    struct Path {
+      PathRuns& runs;
+      std::optional<int> netns_pid;
+      std::string url;
+      std::optional<pid_t> proxy;
+      bool proxy_children;
+    };
+    const Path paths[] = {
+        {direct, *pid, "http://127.0.0.1:8000/index.html", std::nullopt, false},
+        {proxied, *pid, "http://127.0.0.1:" + std::to_string(kNginxPort) + "/index.html",
+         nginx->pid(), true},
+        {routed, std::nullopt, router_url, *agent_pid, false}};
+    // One wrk run of `path`, with its proxy's CPU time a request (µs).
+    auto measure = [&](const Path& path) -> core::Status {
+      const double cpu_before = path.proxy ? CpuMs(*path.proxy, path.proxy_children) : 0;
+      auto run = RunWrk(path.netns_pid, path.url, load, seconds);
+      if (!run) return run.error();
+      double cpu_per_request = 0;
+      if (path.proxy && run->requests > 0) {
+        cpu_per_request =
+            (CpuMs(*path.proxy, path.proxy_children) - cpu_before) * 1000 / run->requests;
+      }
+      path.runs.Add(*run, cpu_per_request);
+      return core::Ok{};
+    };
     // Each round starts one path later, so that none always runs first
     // (after a pause) or last.
     for (int round = 0; round < rounds; ++round) {
       for (int step = 0; step < 3; ++step) {
-        if (auto ran = paths[(round + step) % 3](); !ran.ok()) return ran.error();
+        if (auto ran = measure(paths[(round + step) % 3]); !ran.ok()) return ran.error();
       }
     }
     using bench::Median;
