@@ -27,8 +27,9 @@ namespace {
 
 using nlohmann::json;
 
-/// Calls with ?wait=true, followed logs and web requests hold a thread each
-/// for as long as they last: the pool is sized for many of them, not for the
+/// Calls with ?wait=true and followed logs hold a thread each for as long as
+/// they last (a web request only while its container's bytes come; it is
+/// parked between them): the pool is sized for many of them, not for the
 /// CPUs. A connection kept alive waits for its next request in a thread
 /// while fewer than half of them wait so, parked beyond (HttpListener): 256
 /// connections wait the quickest way, and 256 threads are left for requests.

@@ -311,11 +311,13 @@ struct HttpListener::Connection {
   const int socket;
   const std::unique_ptr<SSL, TlsFree> tls;  // null for plain HTTP
   ConnectionStream stream;
+  std::unique_ptr<Unfinished> unfinished;  // a response waiting for its source
   std::size_t requests_left;
   bool served = true;          // whether its last request was answered whole
   bool linger = false;         // its client may still be sending a body
-  bool in_epoll = false;       // added to the parking's set once
-  Clock::time_point deadline;  // while parked: its keep-alive timeout, or its linger time
+  bool timed_out = false;      // its unfinished response's source sent nothing in time
+  bool in_epoll = false;       // its socket added to the parking's set once
+  Clock::time_point deadline;  // while parked: its keep-alive timeout, linger time or source's
 };
 
 /// httplib's thread pool for the listener's connections; parking runs from
@@ -342,7 +344,8 @@ class HttpListener::ConnectionPool final : public httplib::TaskQueue {
 HttpListener::HttpListener(std::size_t threads)
     : threads_(threads),
       epoll_(epoll_create1(EPOLL_CLOEXEC)),
-      wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
+      wake_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      stopped_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   new_task_queue = [this] { return new ConnectionPool(*this, threads_); };
   epoll_event wake{.events = EPOLLIN, .data = {.fd = wake_.get()}};
   epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &wake);
@@ -367,7 +370,8 @@ HttpListener::HttpListener(std::size_t threads, const std::filesystem::path& cer
 HttpListener::~HttpListener() = default;
 
 bool HttpListener::is_valid() const {
-  return epoll_.valid() && wake_.valid() && (!wants_tls_ || tls_context_ != nullptr);
+  return epoll_.valid() && wake_.valid() && stopped_.valid() &&
+         (!wants_tls_ || tls_context_ != nullptr);
 }
 
 void HttpListener::Stop() {
@@ -379,6 +383,8 @@ void HttpListener::Stop() {
     // when the pool shuts down, or sooner by its wake.
     for (int socket : connections_) shutdown(socket, SHUT_RD);
   }
+  uint64_t one = 1;
+  (void)!write(stopped_.get(), &one, sizeof one);  // ends the waits for sources
   stop();
   // httplib's stop() acts on a listener that runs; one stopped before it
   // runs has its socket closed here, and listen_after_bind() then returns
@@ -424,7 +430,14 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
   core::BlockPipeSignalInThisThread();
   ConnectionStream& stream = connection->stream;
   const timeval keep_alive = Timeval(keep_alive_timeout_sec_, 0);
-  while (connection->requests_left > 0 && svr_sock_ != INVALID_SOCKET) {
+  while (true) {
+    if (connection->unfinished) {
+      std::optional<Answered> answered = Resume(connection);
+      if (!answered) return;  // parked
+      if (!Answer(*connection, *answered)) break;
+      woken = false;
+    }
+    if (connection->requests_left == 0 || svr_sock_ == INVALID_SOCKET) break;
     // In this thread while fewer than half of them wait so, or when the
     // request is here already; parked otherwise.
     bool in_thread = waiting_.fetch_add(1) < threads_ / 2 || woken || stream.Buffered();
@@ -444,13 +457,12 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
     bool client_closes = false;
     stream.ExpectResponse();
     const bool last = connection->requests_left == 1;
-    if (std::optional<Answered> answered = Intercept(*connection, last)) {
-      // A held head (a response without a body) goes out, however it ends.
-      bool flushed = stream.Flush();
-      connection->served = *answered != Answered::kAbort && flushed && !stream.failed();
-      --connection->requests_left;
-      if (connection->served && *answered == Answered::kKeep) continue;
-      connection->linger = connection->served && *answered == Answered::kCloseUnread;
+    if (std::optional<Interception> intercepted = Intercept(*connection, last)) {
+      if (auto* unfinished = std::get_if<std::unique_ptr<Unfinished>>(&*intercepted)) {
+        connection->unfinished = std::move(*unfinished);
+        continue;
+      }
+      if (Answer(*connection, std::get<Answered>(*intercepted))) continue;
       break;
     }
     // The last request the count allows is answered with Connection: close.
@@ -464,28 +476,89 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
   End(std::move(connection));
 }
 
-std::optional<HttpListener::Answered> HttpListener::Intercept(Connection& connection, bool last) {
+std::optional<HttpListener::Interception> HttpListener::Intercept(Connection& connection,
+                                                                  bool last) {
   if (!interceptor_) return std::nullopt;
   ConnectionStream& stream = connection.stream;
   std::string_view head = stream.PeekHead();
   if (head.empty()) return std::nullopt;
   const auto length = static_cast<std::ptrdiff_t>(head.size());
   stream.Skip(length);
-  std::optional<Answered> answered = interceptor_(head, stream, last);
-  if (!answered) stream.Skip(-length);  // httplib reads it again
-  return answered;
+  std::optional<Interception> intercepted = interceptor_(head, stream, last);
+  if (!intercepted) stream.Skip(-length);  // httplib reads it again
+  return intercepted;
+}
+
+std::optional<HttpListener::Answered> HttpListener::Resume(
+    std::unique_ptr<Connection>& connection) {
+  Unfinished& unfinished = *connection->unfinished;
+  bool timed_out = std::exchange(connection->timed_out, false);
+  while (true) {
+    if (std::optional<Answered> answered = unfinished.Resume(timed_out)) {
+      connection->unfinished.reset();
+      return answered;
+    }
+    // In this thread while fewer than half of them wait so; parked otherwise.
+    if (waiting_.fetch_add(1) >= threads_ / 2) {
+      --waiting_;
+      connection = Park(std::move(connection), Clock::now() + unfinished.timeout());
+      if (!connection) return std::nullopt;
+      ++waiting_;  // no parking: it waits here after all
+    }
+    SourceWait waited = AwaitSource(unfinished);
+    --waiting_;
+    if (waited == SourceWait::kStopped) {
+      // Cut short, as a parked one is: a stream may never end by itself.
+      connection->unfinished.reset();
+      return Answered::kAbort;
+    }
+    timed_out = waited == SourceWait::kTimedOut;
+  }
+}
+
+HttpListener::SourceWait HttpListener::AwaitSource(const Unfinished& unfinished) const {
+  std::array<pollfd, 2> ready{pollfd{unfinished.source(), POLLIN, 0},
+                              pollfd{stopped_.get(), POLLIN, 0}};
+  const auto deadline = Clock::now() + unfinished.timeout();
+  while (true) {
+    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    int count =
+        poll(ready.data(), ready.size(), static_cast<int>(std::clamp<int64_t>(left, 0, INT32_MAX)));
+    if (count < 0 && errno == EINTR) continue;
+    if (count < 0) return SourceWait::kTimedOut;  // a poll that fails ends the wait, not loops
+    if (ready[1].revents != 0) return SourceWait::kStopped;
+    if (count == 0) return SourceWait::kTimedOut;
+    return SourceWait::kReady;  // bytes, its end, or an error for Resume to find
+  }
+}
+
+bool HttpListener::Answer(Connection& connection, Answered answered) {
+  // A held head (a response without a body) goes out, however it ends.
+  bool flushed = connection.stream.Flush();
+  connection.served = answered != Answered::kAbort && flushed && !connection.stream.failed();
+  --connection.requests_left;
+  connection.linger = connection.served && answered == Answered::kCloseUnread;
+  return connection.served && answered == Answered::kKeep;
 }
 
 std::unique_ptr<HttpListener::Connection> HttpListener::Park(std::unique_ptr<Connection> connection,
                                                              Clock::time_point deadline) {
   std::lock_guard lock(mutex_);
   const int socket = connection->socket;
+  // Its event names the connection's socket, whichever descriptor it
+  // watches: an unfinished response's source is added for one wait.
   epoll_event event{.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data = {.fd = socket}};
-  if (!pool_ || epoll_ctl(epoll_.get(), connection->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-                          socket, &event) != 0) {
-    return connection;
+  if (!pool_) return connection;
+  if (connection->unfinished) {
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->unfinished->source(), &event) != 0)
+      return connection;
+  } else {
+    if (epoll_ctl(epoll_.get(), connection->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket,
+                  &event) != 0) {
+      return connection;
+    }
+    connection->in_epoll = true;
   }
-  connection->in_epoll = true;
   connection->deadline = deadline;
   auto [at, added] = deadlines_.emplace(connection->deadline, socket);
   parked_.emplace(socket, std::move(connection));
@@ -503,7 +576,17 @@ std::unique_ptr<HttpListener::Connection> HttpListener::Unpark(int socket) {
   std::unique_ptr<Connection> connection = std::move(parked->second);
   parked_.erase(parked);
   deadlines_.erase({connection->deadline, socket});
+  if (connection->unfinished) {
+    epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection->unfinished->source(), nullptr);
+  }
   return connection;
+}
+
+void HttpListener::HandOver(std::unique_ptr<Connection> connection) {
+  // std::function copies its callable: the job owns the connection by a
+  // raw pointer, which the pool runs before it ends.
+  Connection* next = connection.release();
+  pool_->enqueue([this, next] { Serve(std::unique_ptr<Connection>(next), true); });
 }
 
 void HttpListener::End(std::unique_ptr<Connection> connection) {
@@ -597,16 +680,20 @@ void HttpListener::WatchParked() {
         lingering.push_back(std::move(woken));
         continue;
       }
-      // std::function copies its callable: the job owns the connection by
-      // a raw pointer, which the pool runs before it ends.
-      Connection* next = woken.release();
-      pool_->enqueue([this, next] { Serve(std::unique_ptr<Connection>(next), true); });
+      HandOver(std::move(woken));
     }
     const auto now = Clock::now();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-      ended.push_back(Unpark(deadlines_.begin()->second));
-      ended.back()->served = false;  // ended idle: no close_notify, as in StopParking
-      ended.back()->linger = false;  // or done lingering
+      std::unique_ptr<Connection> due = Unpark(deadlines_.begin()->second);
+      if (due->unfinished) {
+        // Its response ends in a thread, which may still write an error.
+        due->timed_out = true;
+        HandOver(std::move(due));
+        continue;
+      }
+      due->served = false;  // ended idle: no close_notify, as in StopParking
+      due->linger = false;  // or done lingering
+      ended.push_back(std::move(due));
     }
     if (lingering.empty() && ended.empty()) continue;
     lock.unlock();

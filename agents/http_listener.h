@@ -16,6 +16,7 @@
 #include <string_view>
 #include <thread>
 #include <utility>
+#include <variant>
 
 #include "core/unique_fd.h"
 
@@ -36,9 +37,10 @@ namespace agents {
 /// that it is parked, its socket in an epoll set that one thread watches,
 /// and a thread takes it up again when its next request comes. Open
 /// connections are thus not bounded by the threads; requests served at once
-/// are. A connection closed lingering (Answered::kCloseUnread) waits for its
-/// client's end in the parking too, not in a thread. It sets
-/// `new_task_queue` itself.
+/// are, those waiting for bytes from elsewhere (Unfinished) excepted: they
+/// are parked too. A connection closed lingering
+/// (Answered::kCloseUnread) waits for its client's end there as well, not in
+/// a thread. It sets `new_task_queue` itself.
 ///
 /// Timeouts are the server's own settings, applied to the socket once:
 /// `set_read_timeout` bounds each read within a request, `set_write_timeout`
@@ -66,15 +68,38 @@ class HttpListener final : public httplib::Server {
     kAbort,  // cut short (the client went, a response ended early): the
              // connection is closed at once (TLS: no close_notify)
   };
-  /// Serves a request outside httplib, whole (the router's way: httplib's
-  /// parsing and writing cost more than the relay). It is given the
-  /// request's head (its bytes up to and including the empty line, valid
-  /// until its first read) and the connection, positioned at the body. It
-  /// returns nullopt, having read and written nothing, when httplib is to
-  /// serve the request. `last`: the keep-alive count allows no other
-  /// request on the connection.
-  using Interceptor = std::function<std::optional<Answered>(std::string_view head,
-                                                            httplib::Stream& stream, bool last)>;
+  /// A response an interceptor has begun, or is about to, that waits for
+  /// bytes from elsewhere: a container's response, which the router relays.
+  /// Between its source's bytes it waits as a connection waits for its next
+  /// request: in its thread while fewer than half the threads wait so, and
+  /// otherwise parked until its source has bytes or its timeout passes. So
+  /// responses that wait (slow containers, streams between two events) hold
+  /// no more than half the threads. It lives as long as the connection, and
+  /// writes on it.
+  class Unfinished {
+   public:
+    virtual ~Unfinished() = default;
+    /// The descriptor whose bytes it waits for.
+    virtual int source() const = 0;
+    /// The longest it waits for them.
+    virtual std::chrono::milliseconds timeout() const = 0;
+    /// Goes on with the response, reading what its source has without
+    /// waiting: nullopt when it waits for more, or how the connection goes
+    /// on once it is done. `timed_out`: its source sent nothing for its
+    /// timeout, and it ends now.
+    virtual std::optional<Answered> Resume(bool timed_out) = 0;
+  };
+  /// What an interceptor did with a request: answered it (how the
+  /// connection goes on), or began an answer that waits for its source.
+  using Interception = std::variant<Answered, std::unique_ptr<Unfinished>>;
+  /// Serves a request outside httplib (the router's way: httplib's parsing
+  /// and writing cost more than the relay). It is given the request's head
+  /// (its bytes up to and including the empty line, valid until its first
+  /// read) and the connection, positioned at the body. It returns nullopt,
+  /// having read and written nothing, when httplib is to serve the request.
+  /// `last`: the keep-alive count allows no other request on the connection.
+  using Interceptor = std::function<std::optional<Interception>(
+      std::string_view head, httplib::Stream& stream, bool last)>;
   /// Offers every request whose head fits in kMaxHeadBytes to
   /// `interceptor` first. Set before listening.
   void SetInterceptor(Interceptor interceptor) { interceptor_ = std::move(interceptor); }
@@ -83,9 +108,9 @@ class HttpListener final : public httplib::Server {
 
   /// Stops listening (before listen_after_bind() runs too: it then returns
   /// at once) and ends every connection's wait for its next request, parked
-  /// or not. A
-  /// request being served runs to its end (its reads end early, a write
-  /// waits as long as the write timeout); listen_after_bind() returns when
+  /// or not. A request being served in a thread runs to its end (its reads
+  /// end early, a write waits as long as the write timeout); one parked
+  /// waiting for its source is cut short. listen_after_bind() returns when
   /// the last has.
   void Stop();
 
@@ -107,15 +132,28 @@ class HttpListener final : public httplib::Server {
   void Serve(std::unique_ptr<Connection> connection, bool woken);
   /// Offers the request `connection` has begun to the interceptor: what it
   /// returned, or nullopt without one or without a whole head.
-  std::optional<Answered> Intercept(Connection& connection, bool last);
-  /// Hands `connection` to the parking until its next request (or, while
-  /// it lingers, its client's end) or `deadline`: null then; `connection`
-  /// back when there is no parking (before or after the pool, or epoll
-  /// refused it).
+  std::optional<Interception> Intercept(Connection& connection, bool last);
+  /// Goes on with `connection`'s unfinished response until it is done: how
+  /// it ended; or nullopt, `connection` null, when it waits in the parking.
+  std::optional<Answered> Resume(std::unique_ptr<Connection>& connection);
+  enum class SourceWait { kReady, kTimedOut, kStopped };
+  /// Waits in this thread for `unfinished`'s source to have bytes, at most
+  /// its timeout, or until Stop.
+  SourceWait AwaitSource(const Unfinished& unfinished) const;
+  /// Ends an interceptor's request that was `answered` so: whether the
+  /// connection serves the next one.
+  static bool Answer(Connection& connection, Answered answered);
+  /// Hands `connection` to the parking until its next request (while it
+  /// lingers, its client's end; with an unfinished response, its source's
+  /// bytes) or `deadline`: null then; `connection` back when there is no
+  /// parking (before or after the pool, or epoll refused it).
   std::unique_ptr<Connection> Park(std::unique_ptr<Connection> connection,
                                    Clock::time_point deadline);
   /// Takes `connection` out of the parking; the mutex held.
   std::unique_ptr<Connection> Unpark(int socket);
+  /// Gives a connection out of the parking to a thread of the pool, which
+  /// serves its next request or goes on with its response; the mutex held.
+  void HandOver(std::unique_ptr<Connection> connection);
   /// Closes `connection`, with a TLS close_notify when it ended cleanly;
   /// when its client may still be sending, parks it to linger first.
   void End(std::unique_ptr<Connection> connection);
@@ -126,7 +164,8 @@ class HttpListener final : public httplib::Server {
   /// Ends the parked connections and the watching; Park then gives back
   /// those it is given.
   void StopParking();
-  /// The watching thread: a parked connection with bytes to read goes to
+  /// The watching thread: a parked connection with bytes to read (or an
+  /// unfinished response's source with bytes, or past its timeout) goes to
   /// the pool, a lingering one has them dropped, and one past its deadline
   /// (keep-alive timeout, or linger time) is ended.
   void WatchParked();
@@ -135,9 +174,10 @@ class HttpListener final : public httplib::Server {
   Interceptor interceptor_;
   bool wants_tls_ = false;
   std::unique_ptr<SSL_CTX, TlsContextFree> tls_context_;
-  std::atomic<std::size_t> waiting_ = 0;  // threads in a read for a next request
+  std::atomic<std::size_t> waiting_ = 0;  // threads waiting for a next request or a source
   core::UniqueFd epoll_;                  // the parked connections, and wake_
   core::UniqueFd wake_;                   // an eventfd: the watcher looks again
+  core::UniqueFd stopped_;                // an eventfd, readable once Stop was called
   std::thread watcher_;
   std::mutex mutex_;
   std::set<int> connections_;  // open ones, which Stop wakes

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
@@ -11,6 +12,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -365,6 +367,134 @@ TEST_CASE("a connection answered before its body was read lingers without holdin
     INFO(std::strerror(error));
     CHECK((error == ECONNRESET || error == EPIPE));
   }
+}
+
+/// An unfinished chunked response whose source is one end of a socket
+/// pair: each Resume writes what the other end sent as a chunk, and its end
+/// when that end closes. `resumed` counts the Resume calls, `timed_out`
+/// those told the source sent nothing in time, `gone` the responses
+/// destroyed.
+class PairedResponse final : public HttpListener::Unfinished {
+ public:
+  struct Counts {
+    std::atomic<int> resumed = 0, timed_out = 0, gone = 0;
+  };
+
+  PairedResponse(httplib::Stream& stream, core::UniqueFd source, std::chrono::milliseconds timeout,
+                 Counts& counts)
+      : stream_(stream), source_(std::move(source)), timeout_(timeout), counts_(counts) {
+    Write("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+  }
+  ~PairedResponse() override { ++counts_.gone; }
+
+  int source() const override { return source_.get(); }
+  std::chrono::milliseconds timeout() const override { return timeout_; }
+  std::optional<HttpListener::Answered> Resume(bool timed_out) override {
+    ++counts_.resumed;
+    if (timed_out) {
+      ++counts_.timed_out;
+      return HttpListener::Answered::kAbort;
+    }
+    while (true) {
+      char buffer[256];
+      ssize_t count = recv(source_.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+      if (count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return std::nullopt;
+      if (count <= 0) {
+        Write("0\r\n\r\n");
+        return HttpListener::Answered::kKeep;
+      }
+      std::ostringstream chunk;
+      chunk << std::hex << count << "\r\n" << std::string_view(buffer, count) << "\r\n";
+      Write(chunk.str());
+    }
+  }
+
+ private:
+  void Write(const std::string& bytes) { stream_.write(bytes.data(), bytes.size()); }
+
+  httplib::Stream& stream_;
+  core::UniqueFd source_;
+  std::chrono::milliseconds timeout_;
+  Counts& counts_;
+};
+
+TEST_CASE("a response waiting for its source is parked beyond half the threads",
+          "[http_listener]") {
+  PairedResponse::Counts counts;
+  std::mutex mutex;
+  std::vector<core::UniqueFd> producers;  // the other ends, one a GET /wait/MS
+  auto intercept = [&](std::string_view head, httplib::Stream& stream,
+                       bool) -> std::optional<HttpListener::Interception> {
+    if (head.starts_with("GET /now ")) {
+      const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nnow";
+      stream.write(answer.data(), answer.size());
+      return HttpListener::Answered::kKeep;
+    }
+    if (!head.starts_with("GET /wait/")) return std::nullopt;
+    int pair[2];
+    REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+    std::lock_guard lock(mutex);
+    producers.emplace_back(pair[1]);
+    return std::make_unique<PairedResponse>(
+        stream, core::UniqueFd(pair[0]),
+        std::chrono::milliseconds(std::stoi(std::string(head.substr(10)))), counts);
+  };
+  // Many threads: a response waits for its source in its thread. One: it
+  // is parked, and a response that held the thread while it waits would
+  // keep the second connection from being served (until the 30 s read
+  // limit fails the test).
+  const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
+  ServedListener served(std::make_unique<HttpListener>(threads),
+                        [&](HttpListener& listener) { listener.SetInterceptor(intercept); });
+  core::UniqueFd waiting = Connect(served.port());
+  SendAll(waiting.get(), "GET /wait/60000 HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(waiting.get(), "\r\n\r\n").starts_with("HTTP/1.1 200"));
+
+  core::UniqueFd other = Connect(served.port());
+  SendAll(other.get(), "GET /now HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(other.get(), "\r\n\r\nnow").starts_with("HTTP/1.1 200"));
+
+  // Its source's bytes go on with it, a piece at a time; its source's end
+  // ends it, and its connection serves the next request.
+  int producer = -1;
+  {
+    std::lock_guard lock(mutex);
+    REQUIRE(producers.size() == 1);
+    producer = producers[0].get();
+  }
+  const int resumed_before = counts.resumed;
+  REQUIRE(tests::SendAll(producer, "hello"));
+  CHECK(ReadUntil(waiting.get(), "5\r\nhello\r\n") == "5\r\nhello\r\n");
+  CHECK(counts.resumed > resumed_before);
+  REQUIRE(tests::SendAll(producer, "world"));
+  CHECK(ReadUntil(waiting.get(), "5\r\nworld\r\n") == "5\r\nworld\r\n");
+  {
+    std::lock_guard lock(mutex);
+    producers[0].Reset();
+  }
+  CHECK(ReadUntil(waiting.get(), "0\r\n\r\n") == "0\r\n\r\n");
+  SendAll(waiting.get(), "GET /now HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(waiting.get(), "\r\n\r\nnow").starts_with("HTTP/1.1 200"));
+  CHECK(counts.gone == 1);  // before the next request was read
+  CHECK(counts.timed_out == 0);
+
+  // One whose source sends nothing for its timeout is resumed to end, and
+  // cut short.
+  core::UniqueFd silent = Connect(served.port());
+  SendAll(silent.get(), "GET /wait/300 HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(silent.get(), "\r\n\r\n").starts_with("HTTP/1.1 200"));
+  CHECK(ReadAtEnd(silent.get()) == 0);
+  CHECK(counts.timed_out == 1);
+  CHECK(counts.gone == 2);
+
+  // Stop cuts short one that still waits, in a thread or parked.
+  core::UniqueFd stopped = Connect(served.port());
+  SendAll(stopped.get(), "GET /wait/60000 HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(stopped.get(), "\r\n\r\n").starts_with("HTTP/1.1 200"));
+  served.Stop();
+  CHECK(ReadAtEnd(stopped.get()) == 0);
+  CHECK(counts.gone == 3);
+  CHECK(counts.timed_out == 1);
 }
 
 TEST_CASE("the listener closes a connection idle for its keep-alive timeout", "[http_listener]") {

@@ -84,15 +84,22 @@ struct RequestOutcome {
 /// the head first, then the connection's, decoded when chunked, never a
 /// byte past a length.
 struct UpstreamBody {
+  enum class Read {
+    kPiece,  // a piece of the body
+    kEnd,    // the body's end
+    kWait,   // nothing new on the connection yet
+    kCut,    // the container's connection failed or ended the body early
+  };
+
   int connection;
   std::string pending;
   std::optional<ChunkedDecoder> chunked;
   std::optional<std::uint64_t> remaining;  // of a body with a length
   bool ended = false;
 
-  /// The next piece of the body (decoded when chunked), "" at its end;
-  /// false when the container's connection failed or ended it early.
-  bool Next(std::string* piece) {
+  /// The next piece of the body, decoded when chunked, into `piece`; read
+  /// without waiting.
+  Read Next(std::string* piece) {
     piece->clear();
     if (remaining && *remaining == 0) ended = true;
     while (piece->empty() && !ended) {
@@ -101,12 +108,14 @@ struct UpstreamBody {
         raw.swap(pending);
       } else {
         char buffer[64 << 10];
-        ssize_t count = recv(connection, buffer, sizeof buffer, 0);
+        ssize_t count = recv(connection, buffer, sizeof buffer, MSG_DONTWAIT);
         if (count < 0 && errno == EINTR) continue;
-        if (count < 0) return false;
+        if (count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Read::kWait;
+        if (count < 0) return Read::kCut;
         if (count == 0) {
           ended = true;
-          return (!chunked || chunked->done()) && (!remaining || *remaining == 0);
+          bool whole = (!chunked || chunked->done()) && (!remaining || *remaining == 0);
+          return whole ? Read::kEnd : Read::kCut;
         }
         raw.assign(buffer, static_cast<std::size_t>(count));
       }
@@ -120,11 +129,11 @@ struct UpstreamBody {
       } else if (!chunked) {
         *piece = std::move(raw);
       } else {
-        if (!chunked->Feed(raw, piece).ok()) return false;
+        if (!chunked->Feed(raw, piece).ok()) return Read::kCut;
         if (chunked->done()) ended = true;
       }
     }
-    return true;
+    return piece->empty() ? Read::kEnd : Read::kPiece;
   }
 };
 
@@ -242,6 +251,145 @@ class ClientReply {
   bool failed_ = false;
 };
 
+namespace {
+
+/// An error that a request's container caused, or the lack of one, unless
+/// the app's budget stopped its containers meanwhile (while the request
+/// waited or was being forwarded): the budget's 402 then, not what the stop
+/// did to the request.
+void ContainerError(ClientReply& reply, const Agent& agent, const std::string& app, int status,
+                    const std::string& code, const std::string& message) {
+  if (auto refusal = agent.BudgetRefusal(app)) return reply.Error(*refusal);
+  reply.Error(status, code, message);
+}
+
+/// A request forwarded to a container, and the container's response
+/// relayed to the client as it comes, whenever HttpListener resumes it (the
+/// container's connection has bytes): its head, then its body, a chunked or
+/// close-delimited one piece by piece (so that streams and server-sent
+/// events pass unbuffered), one with a length kept. It holds the
+/// container's input until the body has been relayed, and counts the
+/// request in GET /metrics when it goes.
+class Relay final : public HttpListener::Unfinished {
+ public:
+  /// `reply`: the client's, nothing written yet; `head_request`: a HEAD,
+  /// whose response has no body.
+  Relay(const Agent& agent, std::string app, bool head_request, ClientReply reply,
+        std::unique_ptr<RequestOutcome> outcome, WebLease lease, core::UniqueFd connection)
+      : agent_(agent),
+        app_(std::move(app)),
+        head_request_(head_request),
+        reply_(std::move(reply)),
+        outcome_(std::move(outcome)),
+        lease_(std::move(lease)),
+        connection_(std::move(connection)) {}
+  ~Relay() override {
+    if (outcome_) outcome_->status = reply_.status();
+  }
+
+  int source() const override { return connection_.get(); }
+  /// A container that sends nothing of its response for the function's
+  /// timeout is given up on.
+  std::chrono::milliseconds timeout() const override { return lease_.container().IoTimeout(); }
+
+  std::optional<HttpListener::Answered> Resume(bool timed_out) override {
+    if (!body_) {
+      if (timed_out) {
+        ContainerError(
+            reply_, agent_, app_, 504, "gateway-timeout",
+            "the container sent no response within " + std::to_string(timeout().count()) + " ms");
+        return reply_.answered();
+      }
+      std::optional<UpstreamResponseHead> upstream;
+      while (!upstream) {
+        char buffer[16 << 10];
+        ssize_t count = recv(connection_.get(), buffer, sizeof buffer, MSG_DONTWAIT);
+        if (count < 0 && errno == EINTR) continue;
+        if (count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return std::nullopt;
+        if (count <= 0) {
+          ContainerError(
+              reply_, agent_, app_, 502, "bad-gateway",
+              count == 0 ? "the container closed the connection without a response"
+                         : std::string("no response from the container: ") + std::strerror(errno));
+          return reply_.answered();
+        }
+        received_.append(buffer, static_cast<std::size_t>(count));
+        while (true) {
+          auto parsed = ParseResponseHead(received_);
+          if (!parsed) {
+            reply_.Error(502, "bad-gateway", parsed.error().message);
+            return reply_.answered();
+          }
+          upstream = std::move(parsed).value();
+          // An interim 1xx (100 Continue, 103 Early Hints) is not the answer.
+          if (!upstream || upstream->status / 100 != 1 || upstream->status == 101) break;
+          received_.erase(0, upstream->head_bytes);
+          upstream.reset();
+        }
+      }
+      if (!RelayHead(*upstream)) return reply_.answered();
+    }
+    // A body the container cut short, or stopped sending for its timeout,
+    // is cut short for the client too: its connection ends without the
+    // body's end.
+    std::string piece;
+    while (true) {
+      switch (timed_out ? UpstreamBody::Read::kCut : body_->Next(&piece)) {
+        case UpstreamBody::Read::kWait:
+          return std::nullopt;
+        case UpstreamBody::Read::kCut:
+          reply_.Abort();
+          return reply_.answered();
+        case UpstreamBody::Read::kEnd:
+          reply_.End();
+          return reply_.answered();
+        case UpstreamBody::Read::kPiece:
+          if (!reply_.Body(piece)) return reply_.answered();
+          break;
+      }
+    }
+  }
+
+ private:
+  /// Writes the client's head from the container's `upstream`: whether a
+  /// body follows (body_ set up to relay it).
+  bool RelayHead(const UpstreamResponseHead& upstream) {
+    std::string fields;
+    for (const auto& [name, value] : upstream.headers) {
+      if (IsHopByHopHeader(name) || HeaderNameIs(name, "Content-Length")) continue;
+      fields.append(name).append(": ").append(value).append("\r\n");
+    }
+    const bool chunked = upstream.chunked();
+    const std::optional<std::uint64_t> length = chunked ? std::nullopt : upstream.content_length();
+    // No body: a HEAD's response says the length its GET's would have.
+    if (head_request_ || upstream.status / 100 == 1 || upstream.status == 204 ||
+        upstream.status == 304) {
+      reply_.Head(upstream.status, upstream.reason, fields,
+                  upstream.status == 204 || upstream.status / 100 == 1 ? std::nullopt : length,
+                  /*body=*/false);
+      return false;
+    }
+    if (!reply_.Head(upstream.status, upstream.reason, fields, length, /*body=*/true)) return false;
+    body_.emplace(
+        UpstreamBody{connection_.get(), received_.substr(upstream.head_bytes), {}, length, false});
+    if (chunked) body_->chunked.emplace();
+    received_.clear();
+    return true;
+  }
+
+  const Agent& agent_;
+  const std::string app_;
+  const bool head_request_;
+  ClientReply reply_;
+  std::unique_ptr<RequestOutcome> outcome_;
+  WebLease lease_;
+  core::UniqueFd connection_;
+  std::string received_;              // of the head, not relayed yet
+  std::optional<UpstreamBody> body_;  // once the head is relayed
+};
+
+}  // namespace
+
 core::Status Router::CheckWebDomain(const std::string& domain,
                                     const std::vector<std::string>& own_names) {
   bool valid = !domain.empty() && domain.size() <= 253;
@@ -293,8 +441,8 @@ bool Router::Takes(const httplib::Request& request) const {
          !NameUnderDomain(request.get_header_value("Host"), web_domain_).empty();
 }
 
-std::optional<HttpListener::Answered> Router::Serve(std::string_view head, httplib::Stream& stream,
-                                                    bool last) const {
+std::optional<HttpListener::Interception> Router::Serve(std::string_view head,
+                                                        httplib::Stream& stream, bool last) const {
   auto parsed = ParseRequestHead(head);
   if (!parsed) {
     ClientReply reply(stream, /*http10=*/false, /*keep_alive=*/false);
@@ -350,61 +498,61 @@ std::optional<HttpListener::Answered> Router::Serve(std::string_view head, httpl
   } else if (!host.empty() && !request.target.starts_with('/')) {
     // By host name the path is forwarded whole: an absolute URI or `*` is none.
     reply.Error(400, "invalid-argument", "the request's target must be a path beginning with /");
-  } else {
-    Forward(request, *body, stream, reply, app, function, prefix);
+  } else if (auto relay = Forward(request, *body, stream, reply, app, function, prefix)) {
+    return relay;
   }
   return reply.answered();
 }
 
-void Router::Forward(const RequestHead& request, const RequestBody& body_framing,
-                     httplib::Stream& stream, ClientReply& reply, const std::string& app,
-                     const std::string& function, const std::string& prefix) const {
+std::unique_ptr<HttpListener::Unfinished> Router::Forward(
+    const RequestHead& request, const RequestBody& body_framing, httplib::Stream& stream,
+    ClientReply& reply, const std::string& app, const std::string& function,
+    const std::string& prefix) const {
   const bool has_body = body_framing.chunked || body_framing.length > 0;
 
   auto target = agent_.FindWebFunction(app, function);
   // Counted once the response has ended: every request to a web function
   // of this host, refusals (a budget's 402, 401, 503) too. One to no such
   // function is not: its labels would be whatever a client sent.
-  std::optional<RequestOutcome> outcome;
+  std::unique_ptr<RequestOutcome> outcome;
   if (target || target.error().code != core::ErrorCode::kNotFound) {
-    outcome.emplace(agent_.metrics(), MetricLabels{{"app", app}, {"function", function}});
+    outcome = std::make_unique<RequestOutcome>(agent_.metrics(),
+                                               MetricLabels{{"app", app}, {"function", function}});
   }
-  struct StatusOnReturn {
-    std::optional<RequestOutcome>& outcome;
-    const ClientReply& reply;
-    ~StatusOnReturn() {
-      if (outcome) outcome->status = reply.status();
-    }
-  } status_on_return{outcome, reply};
-  if (!target) return reply.Error(target.error());
-  // A request that its function cannot answer because the app's budget
-  // stopped it meanwhile (its containers went while it waited or was being
-  // forwarded) gets the budget's 402, not what the stop did to it.
-  auto fail = [&](int status, const std::string& code, const std::string& message) {
-    if (auto refusal = agent_.BudgetRefusal(app)) return reply.Error(*refusal);
-    reply.Error(status, code, message);
+  // An answer here is the reply's (no relay): its status is counted.
+  auto answered = [&]() -> std::unique_ptr<HttpListener::Unfinished> {
+    if (outcome) outcome->status = reply.status();
+    return nullptr;
   };
+  auto refuse = [&](auto&&... error) {
+    reply.Error(std::forward<decltype(error)>(error)...);
+    return answered();
+  };
+  auto fail = [&](int status, const std::string& code, const std::string& message) {
+    ContainerError(reply, agent_, app, status, code, message);
+    return answered();
+  };
+  if (!target) return refuse(target.error());
   const WebState& web = target->web;
   const std::string authorization(request.Find("Authorization").value_or(""));
   if ((web.auth == WebAuth::kToken && !AuthorizationMatches(authorization, token_)) ||
       (web.auth == WebAuth::kKey && !AuthorizationKeyMatches(authorization, target->key_sha256))) {
-    return reply.Error(401, "unauthorized",
-                       std::string("this endpoint needs ") +
-                           (web.auth == WebAuth::kToken ? "the agent's token" : "the app's key"),
-                       "WWW-Authenticate: Bearer\r\n");
+    return refuse(401, "unauthorized",
+                  std::string("this endpoint needs ") +
+                      (web.auth == WebAuth::kToken ? "the agent's token" : "the app's key"),
+                  "WWW-Authenticate: Bearer\r\n");
   }
   // After the credentials: what an app spends is not for anyone who asks.
-  if (auto refusal = agent_.BudgetRefusal(app)) return reply.Error(*refusal);
-  if (!target->function) return reply.Error(503, "unavailable", target->unavailable);
+  if (auto refusal = agent_.BudgetRefusal(app)) return refuse(*refusal);
+  if (!target->function) return refuse(503, "unavailable", target->unavailable);
   if (!IsForwardedMethod(request.method)) {
-    return reply.Error(405, "invalid-argument",
-                       "a web function takes GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS",
-                       "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n");
+    return refuse(405, "invalid-argument",
+                  "a web function takes GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS",
+                  "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n");
   }
   if (body_framing.length > max_body_bytes_) {
-    return reply.Error(
-        413, "invalid-argument",
-        "the request body is larger than " + std::to_string(max_body_bytes_) + " bytes");
+    return refuse(413, "invalid-argument",
+                  "the request body is larger than " + std::to_string(max_body_bytes_) + " bytes");
   }
 
   // The body, whole, before a container is sought: a cold start does not
@@ -412,7 +560,7 @@ void Router::Forward(const RequestHead& request, const RequestBody& body_framing
   std::string body;
   if (has_body) {
     if (!body_framing.chunked) body.reserve(static_cast<std::size_t>(body_framing.length));
-    if (request.expects_continue() && !reply.Continue()) return;
+    if (request.expects_continue() && !reply.Continue()) return answered();
     std::optional<ChunkedDecoder> chunked;
     if (body_framing.chunked) chunked.emplace();
     char buffer[64 << 10];
@@ -420,16 +568,18 @@ void Router::Forward(const RequestHead& request, const RequestBody& body_framing
       std::uint64_t wanted = chunked ? chunked->wanted() : body_framing.length - body.size();
       ssize_t count = stream.read(
           buffer, static_cast<std::size_t>(std::min<std::uint64_t>(wanted, sizeof buffer)));
-      if (count <= 0)
-        return reply.Abort();  // the client went, or sent nothing for the read timeout
+      if (count <= 0) {
+        reply.Abort();  // the client went, or sent nothing for the read timeout
+        return answered();
+      }
       std::string_view piece(buffer, static_cast<std::size_t>(count));
       if (!chunked) {
         body.append(piece);
       } else if (auto fed = chunked->Feed(piece, &body); !fed) {
-        return reply.Error(400, "invalid-argument", fed.error().message);
+        return refuse(400, "invalid-argument", fed.error().message);
       }
       if (body.size() > max_body_bytes_) {
-        return reply.Error(
+        return refuse(
             413, "invalid-argument",
             "the request body is larger than " + std::to_string(max_body_bytes_) + " bytes");
       }
@@ -441,15 +591,15 @@ void Router::Forward(const RequestHead& request, const RequestBody& body_framing
   // and the other functions would starve.
   if (queued_.fetch_add(1) >= kMaxWaitingRequests) {
     --queued_;
-    return reply.Error(503, "unavailable",
-                       "the agent has " + std::to_string(kMaxWaitingRequests) +
-                           " requests waiting for containers already");
+    return refuse(503, "unavailable",
+                  "the agent has " + std::to_string(kMaxWaitingRequests) +
+                      " requests waiting for containers already");
   }
   auto lease = target->function->Acquire();
   --queued_;
   if (!lease) {
-    if (auto refusal = agent_.BudgetRefusal(app)) return reply.Error(*refusal);
-    return reply.Error(lease.error());
+    const core::Error& error = lease.error();
+    return fail(HttpStatusOf(error.code), core::ErrorCodeName(error.code), error.message);
   }
   auto connection = lease->container().Connect();
   if (!connection) return fail(502, "bad-gateway", connection.error().message);
@@ -496,66 +646,16 @@ void Router::Forward(const RequestHead& request, const RequestBody& body_framing
   }
   upstream_head += "Connection: close\r\n\r\n";
 
-  int fd = connection->get();
-  // A container that takes no byte of the request, or sends none of its
-  // response, for the function's timeout is given up on (Connect's socket
-  // bounds each read by it).
-  if (!SendRequest(fd, upstream_head, body, lease->container().IoTimeout())) {
+  // A container that takes no byte of the request for the function's
+  // timeout is given up on (Connect's socket bounds each send by it); its
+  // response is the relay's.
+  if (!SendRequest(connection->get(), upstream_head, body, lease->container().IoTimeout())) {
     return fail(502, "bad-gateway",
                 std::string("cannot send the request to the container: ") + std::strerror(errno));
   }
-
-  std::string received;
-  std::optional<UpstreamResponseHead> upstream;
-  while (!upstream) {
-    char buffer[16 << 10];
-    ssize_t count = recv(fd, buffer, sizeof buffer, 0);
-    if (count < 0 && errno == EINTR) continue;
-    if (count <= 0) {
-      return fail(502, "bad-gateway",
-                  count == 0
-                      ? "the container closed the connection without a response"
-                      : std::string("no response from the container: ") + std::strerror(errno));
-    }
-    received.append(buffer, static_cast<std::size_t>(count));
-    while (true) {
-      auto parsed = ParseResponseHead(received);
-      if (!parsed) return reply.Error(502, "bad-gateway", parsed.error().message);
-      upstream = std::move(parsed).value();
-      // An interim 1xx (100 Continue, 103 Early Hints) is not the answer.
-      if (!upstream || upstream->status / 100 != 1 || upstream->status == 101) break;
-      received.erase(0, upstream->head_bytes);
-      upstream.reset();
-    }
-  }
-
-  std::string fields;
-  for (const auto& [name, value] : upstream->headers) {
-    if (IsHopByHopHeader(name) || HeaderNameIs(name, "Content-Length")) continue;
-    fields.append(name).append(": ").append(value).append("\r\n");
-  }
-  const bool chunked = upstream->chunked();
-  const std::optional<std::uint64_t> length = chunked ? std::nullopt : upstream->content_length();
-  // No body: a HEAD's response says the length its GET's would have.
-  if (request.method == "HEAD" || upstream->status / 100 == 1 || upstream->status == 204 ||
-      upstream->status == 304) {
-    reply.Head(upstream->status, upstream->reason, fields,
-               upstream->status == 204 || upstream->status / 100 == 1 ? std::nullopt : length,
-               /*body=*/false);
-    return;
-  }
-  if (!reply.Head(upstream->status, upstream->reason, fields, length, /*body=*/true)) return;
-  UpstreamBody relayed{fd, received.substr(upstream->head_bytes), std::nullopt, length, false};
-  if (chunked) relayed.chunked.emplace();
-  std::string piece;
-  while (true) {
-    // A body the container cut short is cut short for the client too: its
-    // connection ends without the body's end.
-    if (!relayed.Next(&piece)) return reply.Abort();
-    if (piece.empty()) break;
-    if (!reply.Body(piece)) return;
-  }
-  reply.End();
+  return std::make_unique<Relay>(agent_, app, request.method == "HEAD", std::move(reply),
+                                 std::move(outcome), std::move(lease).value(),
+                                 std::move(connection).value());
 }
 
 }  // namespace agents

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <atomic>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,8 +27,12 @@ class ClientReply;  // router.cc: a response written on the client's connection
 /// credentials dropped when the agent checked them, and `X-Forwarded-For`,
 /// `-Proto`, `-Host` and `-Prefix` set. The response is relayed as it
 /// arrives (a chunked or close-delimited body chunk by chunk, so streams
-/// and server-sent events pass unbuffered; a body with a length keeps it).
-/// The container's input is held until the whole body has been relayed.
+/// and server-sent events pass unbuffered; a body with a length keeps it),
+/// by an HttpListener::Unfinished: while the container has sent nothing
+/// new, the request is parked and holds no thread. One that sends nothing
+/// for the function's timeout is given up on (a 504, or its body cut
+/// short). The container's input is held until the whole body has been
+/// relayed.
 ///
 /// It reads its requests and writes its responses itself, on the API
 /// listener's connections (HttpListener::Interceptor), HTTP/1.1 with
@@ -70,10 +75,11 @@ class Router {
   /// The API listener's interceptor (HttpListener::Interceptor): reads and
   /// answers, on the client's connection, a request to
   /// /apps/APP/FUNCTION[/…] or one whose Host is under the web domain;
-  /// nullopt for any other (the API's), having read and written nothing.
+  /// nullopt for any other (the API's), having read and written nothing;
+  /// the relay of the container's response for one forwarded.
   /// A head that is not HTTP/1.x gets a 400 here, whatever its target.
-  std::optional<HttpListener::Answered> Serve(std::string_view head, httplib::Stream& stream,
-                                              bool last) const;
+  std::optional<HttpListener::Interception> Serve(std::string_view head, httplib::Stream& stream,
+                                                  bool last) const;
 
   /// Whether httplib was given a request that is the router's (its path
   /// under /apps/, or its Host under the web domain): one whose head was
@@ -83,10 +89,15 @@ class Router {
  private:
   /// The request to `function` of `app`, its body framed as `body_framing` and
   /// not read yet, its target with `prefix` stripped ("" by host name),
-  /// answered on `reply`'s connection.
-  void Forward(const RequestHead& request, const RequestBody& body_framing, httplib::Stream& stream,
-               ClientReply& reply, const std::string& app, const std::string& function,
-               const std::string& prefix) const;
+  /// answered on `reply`'s connection: sent to a container, the relay of
+  /// its response (`reply` then moved into it); null when `reply` answered
+  /// it here.
+  std::unique_ptr<HttpListener::Unfinished> Forward(const RequestHead& request,
+                                                    const RequestBody& body_framing,
+                                                    httplib::Stream& stream, ClientReply& reply,
+                                                    const std::string& app,
+                                                    const std::string& function,
+                                                    const std::string& prefix) const;
   /// `host` (a Host header's value), lower case, without port or trailing
   /// dot, when it is a name under `domain`; "" otherwise.
   static std::string NameUnderDomain(std::string host, const std::string& domain);

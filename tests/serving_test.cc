@@ -33,7 +33,8 @@ using namespace std::chrono_literals;
 
 /// A busybox httpd serving /www on $PORT, with CGI scripts: env (what the
 /// request looked like inside), sum (the body's size and sha256), stream
-/// (three lines, a second apart), slow (a second long; says how many
+/// (three lines, ?SECONDS apart, 1 by default), slow (?SECONDS long, 1 by
+/// default; says how many
 /// requests its container was serving), framed (?LENGTH-BODY: a
 /// Content-Length that the body may overrun or fall short of), nothing (a
 /// 204) and unchanged (a 304).
@@ -61,14 +62,14 @@ END
 cat > /www/cgi-bin/stream <<'END'
 #!/bin/sh
 printf 'Content-Type: text/event-stream\r\n\r\n'
-for i in 1 2 3; do echo "data: tick $i"; echo; sleep 1; done
+for i in 1 2 3; do echo "data: tick $i"; echo; sleep "${QUERY_STRING:-1}"; done
 END
 cat > /www/cgi-bin/slow <<'END'
 #!/bin/sh
 mkdir -p /tmp/active
 touch /tmp/active/$$
 n=$(ls /tmp/active | wc -l)
-sleep 1
+sleep "${QUERY_STRING:-1}"
 rm /tmp/active/$$
 printf 'Content-Type: text/plain\r\n\r\n'
 echo "concurrent=$n host=$(cat /tmp/id)"
@@ -148,6 +149,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
             {"private", WebFunction(digest, {{"web", {{"auth", "token"}}}})},
             {"keyed", WebFunction(digest, {{"web", {{"auth", "key"}}}})},
             {"busy", WebFunction(digest, {{"max_containers", 2}, {"max_inputs", 1}})},
+            {"hasty", WebFunction(digest, {{"timeout_ms", 1000}})},
             {"warm", WebFunction(digest, {{"min_containers", 1}, {"scaledown_window_ms", 500}})},
             {"broken", WebFunction(digest, {{"command", {"/bin/sh", "-c", "echo dying; exit 7"}},
                                             {"web", {{"queue_timeout_ms", 1500}}}})},
@@ -578,6 +580,25 @@ TEST_CASE("web functions are served through the router in real runc containers",
     REQUIRE(refused);
     CHECK(refused->status == 503);
     CHECK(refused->body.find("was ready within 500 ms") != std::string::npos);
+  }
+
+  SECTION("a container silent for its function's timeout: a 504, or its stream cut short") {
+    auto late = anonymous.Get("/apps/demo/hasty/cgi-bin/slow?5");
+    REQUIRE(late);
+    CHECK(late->status == 504);
+    CHECK(late->body.find("the container sent no response within 1000 ms") != std::string::npos);
+    // Within the timeout, the next request of the same container is served.
+    auto timely = anonymous.Get("/apps/demo/hasty/cgi-bin/slow?0");
+    REQUIRE(timely);
+    CHECK(timely->status == 200);
+
+    // A stream's pause longer than the timeout ends it, without its end.
+    core::UniqueFd stream = tests::ConnectLoopback(agent.port());
+    REQUIRE(tests::SendAll(stream.get(),
+                           "GET /apps/demo/hasty/cgi-bin/stream?5 HTTP/1.1\r\nHost: a\r\n\r\n"));
+    std::string received = tests::ReadUntil(stream.get(), "tick 1");
+    CHECK(received.find("Transfer-Encoding: chunked") != std::string::npos);
+    CHECK(tests::ReadAtEnd(stream.get(), 10s) == 0);
   }
 
   SECTION("jobs and unknown functions are not endpoints; web functions take no calls") {
