@@ -315,18 +315,21 @@ int SendUntilFailed(int socket, const std::string& piece) {
   return 0;
 }
 
-/// An interceptor for POST /refuse: a 413 "refused" before the body is
-/// read, and a lingering close (the body is the client's to stop sending).
+/// An interceptor's answer to POST /refuse: a 413 "refused" before the body
+/// is read, and a lingering close (the body is the client's to stop
+/// sending); nullopt for any other request.
+std::optional<HttpListener::Interception> Refuse(std::string_view head, httplib::Stream& stream) {
+  if (!head.starts_with("POST /refuse")) return std::nullopt;
+  const std::string answer =
+      "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 7\r\n\r\n"
+      "refused";
+  stream.write(answer.data(), answer.size());
+  return HttpListener::Answered::kCloseUnread;
+}
+
 void RefuseUploads(HttpListener& listener) {
-  listener.SetInterceptor([](std::string_view head, httplib::Stream& stream,
-                             bool) -> std::optional<HttpListener::Answered> {
-    if (!head.starts_with("POST /refuse")) return std::nullopt;
-    const std::string answer =
-        "HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\nContent-Length: 7\r\n\r\n"
-        "refused";
-    stream.write(answer.data(), answer.size());
-    return HttpListener::Answered::kCloseUnread;
-  });
+  listener.SetInterceptor(
+      [](std::string_view head, httplib::Stream& stream, bool) { return Refuse(head, stream); });
 }
 
 TEST_CASE("a connection answered before its body was read lingers without holding a thread",
@@ -578,7 +581,24 @@ TEST_CASE("the listener serves HTTPS with its certificate and refuses one it can
   const std::size_t threads = GENERATE(std::size_t{64}, std::size_t{1});
   auto listener = std::make_unique<HttpListener>(threads, cert, key);
   REQUIRE(listener->is_valid());
-  ServedListener served(std::move(listener), RefuseUploads);
+  // GET /later: a response that waits 100 ms for its source (parked with
+  // one thread), resumed on the TLS session by whichever thread takes it.
+  PairedResponse::Counts counts;
+  std::vector<std::thread> sources;
+  ServedListener served(std::move(listener), [&](HttpListener& listening) {
+    listening.SetInterceptor([&](std::string_view head, httplib::Stream& stream,
+                                 bool) -> std::optional<HttpListener::Interception> {
+      if (!head.starts_with("GET /later ")) return Refuse(head, stream);
+      int pair[2];
+      REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+      sources.emplace_back([source = core::UniqueFd(pair[1])] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        tests::SendAll(source.get(), "late");
+      });
+      return std::make_unique<PairedResponse>(stream, core::UniqueFd(pair[0]),
+                                              std::chrono::seconds(10), counts);
+    });
+  });
 
   httplib::SSLClient client("127.0.0.1", served.port());
   client.set_ca_cert_path(cert.c_str());
@@ -594,6 +614,12 @@ TEST_CASE("the listener serves HTTPS with its certificate and refuses one it can
   auto digest = client.Post("/digest", body, "application/octet-stream");
   REQUIRE(digest);
   CHECK(digest->body == std::to_string(body.size()) + " " + core::Sha256Digest(body));
+  auto later = client.Get("/later");
+  for (std::thread& source : sources) source.join();
+  REQUIRE(later);
+  CHECK(later->status == 200);
+  CHECK(later->body == "late");
+  CHECK(counts.resumed >= 2);  // once at first, once when "late" came
   // An upload answered before it was read: the client sends it whole, then
   // reads the answer, which the lingering close kept from a reset.
   auto refused = client.Post("/refuse", std::string(8 << 20, 'z'), "application/octet-stream");
