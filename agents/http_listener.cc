@@ -53,6 +53,22 @@ bool DropIncoming(int socket) {
   return true;
 }
 
+/// Now plus `wait`, a wait past a century taken as a century: a function's
+/// timeout may be as long as it likes, and steady_clock's nanoseconds end
+/// at 292 years.
+std::chrono::steady_clock::time_point DeadlineAfter(std::chrono::milliseconds wait) {
+  constexpr std::chrono::milliseconds kCentury = std::chrono::hours(24 * 365 * 100);
+  return std::chrono::steady_clock::now() +
+         std::clamp(wait, std::chrono::milliseconds(0), kCentury);
+}
+
+/// Whether the client of `socket` has closed its end (or the connection
+/// failed): a response it waits for is no longer wanted.
+bool ClientGone(int socket) {
+  pollfd gone{socket, POLLRDHUP, 0};
+  return poll(&gone, 1, 0) > 0;
+}
+
 /// A socket timeout of httplib's setting. Zero is "do not wait" to httplib
 /// but "wait for ever" to SO_RCVTIMEO: it becomes a microsecond.
 timeval Timeval(time_t seconds, time_t microseconds) {
@@ -432,7 +448,7 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
   const timeval keep_alive = Timeval(keep_alive_timeout_sec_, 0);
   while (true) {
     if (connection->unfinished) {
-      std::optional<Answered> answered = Resume(connection);
+      std::optional<Answered> answered = Resume(connection, woken);
       if (!answered) return;  // parked
       if (!Answer(*connection, *answered)) break;
       woken = false;
@@ -489,44 +505,49 @@ std::optional<HttpListener::Interception> HttpListener::Intercept(Connection& co
   return intercepted;
 }
 
-std::optional<HttpListener::Answered> HttpListener::Resume(
-    std::unique_ptr<Connection>& connection) {
+std::optional<HttpListener::Answered> HttpListener::Resume(std::unique_ptr<Connection>& connection,
+                                                           bool woken) {
   Unfinished& unfinished = *connection->unfinished;
-  bool timed_out = std::exchange(connection->timed_out, false);
+  // Woken from the parking: by its source, its deadline or its client's end.
+  SourceWait waited = SourceWait::kReady;
+  if (std::exchange(connection->timed_out, false)) {
+    waited = SourceWait::kTimedOut;
+  } else if (woken && ClientGone(connection->socket)) {
+    waited = SourceWait::kCut;
+  }
   while (true) {
-    if (std::optional<Answered> answered = unfinished.Resume(timed_out)) {
+    if (waited == SourceWait::kCut) {
+      connection->unfinished.reset();
+      return Answered::kAbort;
+    }
+    if (std::optional<Answered> answered = unfinished.Resume(waited == SourceWait::kTimedOut)) {
       connection->unfinished.reset();
       return answered;
     }
     // In this thread while fewer than half of them wait so; parked otherwise.
     if (waiting_.fetch_add(1) >= threads_ / 2) {
       --waiting_;
-      connection = Park(std::move(connection), Clock::now() + unfinished.timeout());
+      connection = Park(std::move(connection), DeadlineAfter(unfinished.timeout()));
       if (!connection) return std::nullopt;
       ++waiting_;  // no parking: it waits here after all
     }
-    SourceWait waited = AwaitSource(unfinished);
+    waited = AwaitSource(unfinished, connection->socket);
     --waiting_;
-    if (waited == SourceWait::kStopped) {
-      // Cut short, as a parked one is: a stream may never end by itself.
-      connection->unfinished.reset();
-      return Answered::kAbort;
-    }
-    timed_out = waited == SourceWait::kTimedOut;
   }
 }
 
-HttpListener::SourceWait HttpListener::AwaitSource(const Unfinished& unfinished) const {
-  std::array<pollfd, 2> ready{pollfd{unfinished.source(), POLLIN, 0},
+HttpListener::SourceWait HttpListener::AwaitSource(const Unfinished& unfinished, int client) const {
+  std::array<pollfd, 3> ready{pollfd{unfinished.source(), POLLIN, 0}, pollfd{client, POLLRDHUP, 0},
                               pollfd{stopped_.get(), POLLIN, 0}};
-  const auto deadline = Clock::now() + unfinished.timeout();
+  const auto deadline = DeadlineAfter(unfinished.timeout());
   while (true) {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
     int count =
         poll(ready.data(), ready.size(), static_cast<int>(std::clamp<int64_t>(left, 0, INT32_MAX)));
     if (count < 0 && errno == EINTR) continue;
     if (count < 0) return SourceWait::kTimedOut;  // a poll that fails ends the wait, not loops
-    if (ready[1].revents != 0) return SourceWait::kStopped;
+    if (ready[1].revents != 0 || ready[2].revents != 0) return SourceWait::kCut;
+    if (count == 0 && Clock::now() < deadline) continue;  // a wait longer than a poll takes
     if (count == 0) return SourceWait::kTimedOut;
     return SourceWait::kReady;  // bytes, its end, or an error for Resume to find
   }
@@ -550,8 +571,14 @@ std::unique_ptr<HttpListener::Connection> HttpListener::Park(std::unique_ptr<Con
   epoll_event event{.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data = {.fd = socket}};
   if (!pool_) return connection;
   if (connection->unfinished) {
-    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->unfinished->source(), &event) != 0)
+    // The client's end too (not its bytes: a pipelined request waits).
+    epoll_event hangup{.events = EPOLLRDHUP | EPOLLONESHOT, .data = {.fd = socket}};
+    if (epoll_ctl(epoll_.get(), connection->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket,
+                  &hangup) != 0 ||
+        epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->unfinished->source(), &event) != 0) {
       return connection;
+    }
+    connection->in_epoll = true;
   } else {
     if (epoll_ctl(epoll_.get(), connection->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket,
                   &event) != 0) {

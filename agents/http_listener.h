@@ -72,7 +72,9 @@ class HttpListener final : public httplib::Server {
   /// bytes from elsewhere: a container's response, which the router relays.
   /// Between its source's bytes it waits as a connection waits for its next
   /// request: in its thread while fewer than half the threads wait so, and
-  /// otherwise parked until its source has bytes or its timeout passes. So
+  /// otherwise parked until its source has bytes or its timeout passes. Its
+  /// client's closing cuts it short, as nginx's proxy does: nothing reads
+  /// it any more, and its source (a container's input) is given back. So
   /// responses that wait (slow containers, streams between two events) hold
   /// no more than half the threads. It lives as long as the connection, and
   /// writes on it.
@@ -135,11 +137,16 @@ class HttpListener final : public httplib::Server {
   std::optional<Interception> Intercept(Connection& connection, bool last);
   /// Goes on with `connection`'s unfinished response until it is done: how
   /// it ended; or nullopt, `connection` null, when it waits in the parking.
-  std::optional<Answered> Resume(std::unique_ptr<Connection>& connection);
-  enum class SourceWait { kReady, kTimedOut, kStopped };
+  /// `woken`: it comes from the parking.
+  std::optional<Answered> Resume(std::unique_ptr<Connection>& connection, bool woken);
+  enum class SourceWait {
+    kReady,     // the source has bytes (or ended)
+    kTimedOut,  // it sent nothing for the response's timeout
+    kCut,       // the client closed its end, or the listener stops: cut short
+  };
   /// Waits in this thread for `unfinished`'s source to have bytes, at most
-  /// its timeout, or until Stop.
-  SourceWait AwaitSource(const Unfinished& unfinished) const;
+  /// its timeout, unless its `client` closes or Stop comes first.
+  SourceWait AwaitSource(const Unfinished& unfinished, int client) const;
   /// Ends an interceptor's request that was `answered` so: whether the
   /// connection serves the next one.
   static bool Answer(Connection& connection, Answered answered);

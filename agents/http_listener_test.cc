@@ -490,13 +490,25 @@ TEST_CASE("a response waiting for its source is parked beyond half the threads",
   CHECK(counts.timed_out == 1);
   CHECK(counts.gone == 2);
 
+  // Its client's end cuts it short too, before its source sends a byte.
+  core::UniqueFd hanging_up = Connect(served.port());
+  SendAll(hanging_up.get(), "GET /wait/60000 HTTP/1.1\r\nHost: x\r\n\r\n");
+  CHECK(ReadUntil(hanging_up.get(), "\r\n\r\n").starts_with("HTTP/1.1 200"));
+  hanging_up.Reset();
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (counts.gone < 3 && std::chrono::steady_clock::now() < limit) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  CHECK(counts.gone == 3);
+  CHECK(counts.timed_out == 1);
+
   // Stop cuts short one that still waits, in a thread or parked.
   core::UniqueFd stopped = Connect(served.port());
   SendAll(stopped.get(), "GET /wait/60000 HTTP/1.1\r\nHost: x\r\n\r\n");
   CHECK(ReadUntil(stopped.get(), "\r\n\r\n").starts_with("HTTP/1.1 200"));
   served.Stop();
   CHECK(ReadAtEnd(stopped.get()) == 0);
-  CHECK(counts.gone == 3);
+  CHECK(counts.gone == 4);
   CHECK(counts.timed_out == 1);
 }
 

@@ -162,10 +162,12 @@ bool IsForwardedMethod(std::string_view method) {
 /// ends it.
 class ClientReply {
  public:
-  ClientReply(httplib::Stream& stream, bool http10, bool keep_alive)
-      : stream_(stream), http10_(http10), keep_alive_(keep_alive) {}
+  /// `head_request`: the request is a HEAD, whose responses have no body.
+  ClientReply(httplib::Stream& stream, bool http10, bool keep_alive, bool head_request)
+      : stream_(stream), http10_(http10), keep_alive_(keep_alive), head_request_(head_request) {}
 
   int status() const { return status_; }
+  bool head_request() const { return head_request_; }
   /// How the connection goes on once this is done.
   HttpListener::Answered answered() const {
     if (failed_) return HttpListener::Answered::kAbort;
@@ -224,7 +226,10 @@ class ClientReply {
     std::string body = ErrorText(code, message);
     std::string head_fields = "Content-Type: application/json\r\n";
     head_fields.append(fields);
-    if (Head(status, ReasonPhrase(status), head_fields, body.size(), true)) Body(body);
+    if (Head(status, ReasonPhrase(status), head_fields, body.size(), !head_request_) &&
+        !head_request_) {
+      Body(body);
+    }
   }
   void Error(const core::Error& error) {
     Error(HttpStatusOf(error.code), core::ErrorCodeName(error.code), error.message);
@@ -245,6 +250,7 @@ class ClientReply {
   httplib::Stream& stream_;
   const bool http10_;
   bool keep_alive_;
+  const bool head_request_;
   bool body_unread_ = false;
   bool chunked_ = false;
   int status_ = 0;
@@ -272,13 +278,11 @@ void ContainerError(ClientReply& reply, const Agent& agent, const std::string& a
 /// request in GET /metrics when it goes.
 class Relay final : public HttpListener::Unfinished {
  public:
-  /// `reply`: the client's, nothing written yet; `head_request`: a HEAD,
-  /// whose response has no body.
-  Relay(const Agent& agent, std::string app, bool head_request, ClientReply reply,
+  /// `reply`: the client's, nothing written yet.
+  Relay(const Agent& agent, std::string app, ClientReply reply,
         std::unique_ptr<RequestOutcome> outcome, WebLease lease, core::UniqueFd connection)
       : agent_(agent),
         app_(std::move(app)),
-        head_request_(head_request),
         reply_(std::move(reply)),
         outcome_(std::move(outcome)),
         lease_(std::move(lease)),
@@ -362,7 +366,7 @@ class Relay final : public HttpListener::Unfinished {
     const bool chunked = upstream.chunked();
     const std::optional<std::uint64_t> length = chunked ? std::nullopt : upstream.content_length();
     // No body: a HEAD's response says the length its GET's would have.
-    if (head_request_ || upstream.status / 100 == 1 || upstream.status == 204 ||
+    if (reply_.head_request() || upstream.status / 100 == 1 || upstream.status == 204 ||
         upstream.status == 304) {
       reply_.Head(upstream.status, upstream.reason, fields,
                   upstream.status == 204 || upstream.status / 100 == 1 ? std::nullopt : length,
@@ -379,7 +383,6 @@ class Relay final : public HttpListener::Unfinished {
 
   const Agent& agent_;
   const std::string app_;
-  const bool head_request_;
   ClientReply reply_;
   std::unique_ptr<RequestOutcome> outcome_;
   WebLease lease_;
@@ -445,7 +448,7 @@ std::optional<HttpListener::Interception> Router::Serve(std::string_view head,
                                                         httplib::Stream& stream, bool last) const {
   auto parsed = ParseRequestHead(head);
   if (!parsed) {
-    ClientReply reply(stream, /*http10=*/false, /*keep_alive=*/false);
+    ClientReply reply(stream, /*http10=*/false, /*keep_alive=*/false, /*head_request=*/false);
     reply.BodyUnread(true);  // what follows a head not understood is not known
     reply.Error(400, "invalid-argument", parsed.error().message);
     return reply.answered();
@@ -485,7 +488,8 @@ std::optional<HttpListener::Interception> Router::Serve(std::string_view head,
     return std::nullopt;  // the API's
   }
 
-  ClientReply reply(stream, request.minor_version == 0, !last && request.keep_alive());
+  ClientReply reply(stream, request.minor_version == 0, !last && request.keep_alive(),
+                    request.method == "HEAD");
   auto body = RequestBodyOf(request);
   if (!body) {
     reply.BodyUnread(true);  // where the next request would begin is not known
@@ -653,9 +657,8 @@ std::unique_ptr<HttpListener::Unfinished> Router::Forward(
     return fail(502, "bad-gateway",
                 std::string("cannot send the request to the container: ") + std::strerror(errno));
   }
-  return std::make_unique<Relay>(agent_, app, request.method == "HEAD", std::move(reply),
-                                 std::move(outcome), std::move(lease).value(),
-                                 std::move(connection).value());
+  return std::make_unique<Relay>(agent_, app, std::move(reply), std::move(outcome),
+                                 std::move(lease).value(), std::move(connection).value());
 }
 
 }  // namespace agents

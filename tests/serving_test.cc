@@ -150,6 +150,9 @@ TEST_CASE("web functions are served through the router in real runc containers",
             {"keyed", WebFunction(digest, {{"web", {{"auth", "key"}}}})},
             {"busy", WebFunction(digest, {{"max_containers", 2}, {"max_inputs", 1}})},
             {"hasty", WebFunction(digest, {{"timeout_ms", 1000}})},
+            {"single", WebFunction(digest, {{"max_containers", 1},
+                                            {"max_inputs", 1},
+                                            {"web", {{"queue_timeout_ms", 10000}}}})},
             {"warm", WebFunction(digest, {{"min_containers", 1}, {"scaledown_window_ms", 500}})},
             {"broken", WebFunction(digest, {{"command", {"/bin/sh", "-c", "echo dying; exit 7"}},
                                             {"web", {{"queue_timeout_ms", 1500}}}})},
@@ -358,6 +361,13 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(head_answer.find("Content-Length: 6\r\n") != std::string_view::npos);
     CHECK(head_answer.ends_with("\r\n\r\n"));
     CHECK(answers.find("Connection: close") == std::string::npos);
+    // A HEAD's error has no body either: the next answer follows its head.
+    std::string refused = pipelined("HEAD /apps/demo/nope/ HTTP/1.1\r\nHost: a\r\n\r\n");
+    INFO(refused);
+    CHECK(refused.starts_with("HTTP/1.1 404 "));
+    CHECK(refused.find("Content-Type: application/json\r\n") != std::string::npos);
+    CHECK(refused.find("\r\n\r\nHTTP/1.1 200 OK\r\n") != std::string::npos);
+    CHECK(refused.find("{\"error\"") == std::string::npos);
     REQUIRE(tests::SendAll(kept.get(), "GET /apps/demo/site/ HTTP/1.1\r\nHost: a\r\n\r\n"));
     CHECK(tests::ReadUntil(kept.get(), "hello\n").ends_with("\r\n\r\nhello\n"));
 
@@ -588,7 +598,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(late->status == 504);
     CHECK(late->body.find("the container sent no response within 1000 ms") != std::string::npos);
     // Within the timeout, the next request of the same container is served.
-    auto timely = anonymous.Get("/apps/demo/hasty/cgi-bin/slow?0");
+    auto timely = anonymous.Get("/apps/demo/hasty/index.html");
     REQUIRE(timely);
     CHECK(timely->status == 200);
 
@@ -596,9 +606,26 @@ TEST_CASE("web functions are served through the router in real runc containers",
     core::UniqueFd stream = tests::ConnectLoopback(agent.port());
     REQUIRE(tests::SendAll(stream.get(),
                            "GET /apps/demo/hasty/cgi-bin/stream?5 HTTP/1.1\r\nHost: a\r\n\r\n"));
-    std::string received = tests::ReadUntil(stream.get(), "tick 1");
+    std::string received = tests::ReadUntil(stream.get(), "\r\n0\r\n\r\n");  // or its end
+    INFO(received);
     CHECK(received.find("Transfer-Encoding: chunked") != std::string::npos);
+    CHECK(received.find("tick 1") != std::string::npos);
+    CHECK(received.find("\r\n0\r\n\r\n") == std::string::npos);
     CHECK(tests::ReadAtEnd(stream.get(), 10s) == 0);
+  }
+
+  SECTION("a client that leaves a stream gives its container's input back at once") {
+    // One container of one input: while the stream held it, the next
+    // request would wait for its minute, and get a 503 after 10 s.
+    core::UniqueFd stream = tests::ConnectLoopback(agent.port());
+    REQUIRE(tests::SendAll(stream.get(),
+                           "GET /apps/demo/single/cgi-bin/stream?60 HTTP/1.1\r\nHost: a\r\n\r\n"));
+    CHECK(tests::ReadUntil(stream.get(), "tick 1").find("tick 1") != std::string::npos);
+    stream.Reset();
+    auto next = anonymous.Get("/apps/demo/single/index.html");
+    REQUIRE(next);
+    CHECK(next->status == 200);
+    CHECK(next->body == "hello\n");
   }
 
   SECTION("jobs and unknown functions are not endpoints; web functions take no calls") {
