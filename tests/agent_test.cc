@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <httplib.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1137,11 +1138,22 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
 TEST_CASE("the agent keeps more connections open than its API has threads", "[agent]") {
   if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-agent-connections-test");
-  auto started_agent =
-      tests::RequireAgent(dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log");
-  const int port = started_agent->port();
+  // Started with a soft open-files limit of 512, as a service's 1024 would
+  // be for more connections: the agent raises it to the hard one.
+  struct rlimit files {};
+  REQUIRE(getrlimit(RLIMIT_NOFILE, &files) == 0);
+  struct rlimit lowered = {.rlim_cur = std::min<rlim_t>(512, files.rlim_cur),
+                           .rlim_max = files.rlim_max};
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &lowered) == 0);
+  auto started_agent = tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent",
+                                                  dir.path() / "store", dir.path() / "agent.log");
+  REQUIRE(setrlimit(RLIMIT_NOFILE, &files) == 0);  // before anything else can fail
+  INFO((started_agent.ok() ? "" : started_agent.error().message));
+  REQUIRE(started_agent.ok());
+  const int port = (*started_agent)->port();
   // 600 kept-alive connections, beyond the API listener's 512 threads
-  // (api_server.cc), made one after the other, then each asking twice.
+  // (api_server.cc) and the soft limit it was started with, made one after
+  // the other, then each asking twice.
   // Were each to hold a thread between requests, the last ones would wait
   // until the first idled out (5 s), which would then be closed before
   // their second request. With httplib's listen backlog of 5, one connect
