@@ -574,11 +574,13 @@ std::unique_ptr<HttpListener::Connection> HttpListener::Park(std::unique_ptr<Con
     // The client's end too (not its bytes: a pipelined request waits).
     epoll_event hangup{.events = EPOLLRDHUP | EPOLLONESHOT, .data = {.fd = socket}};
     if (epoll_ctl(epoll_.get(), connection->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket,
-                  &hangup) != 0 ||
-        epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->unfinished->source(), &event) != 0) {
+                  &hangup) != 0) {
       return connection;
     }
-    connection->in_epoll = true;
+    connection->in_epoll = true;  // End takes it out, whatever comes next
+    if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, connection->unfinished->source(), &event) != 0) {
+      return connection;
+    }
   } else {
     if (epoll_ctl(epoll_.get(), connection->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket,
                   &event) != 0) {
@@ -605,6 +607,11 @@ std::unique_ptr<HttpListener::Connection> HttpListener::Unpark(int socket) {
   deadlines_.erase({connection->deadline, socket});
   if (connection->unfinished) {
     epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, connection->unfinished->source(), nullptr);
+    // The client's hang-up watch is disarmed too (an event it queued is
+    // dropped): an event naming a connection that is not parked could name
+    // the next one given its descriptor, once this one ends.
+    epoll_event none{.events = EPOLLONESHOT, .data = {.fd = socket}};
+    epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, socket, &none);
   }
   return connection;
 }
