@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
@@ -91,6 +92,15 @@ head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' > /tmp/id
 exec httpd -f -p "$PORT" -h /www
 )SH";
 
+/// A busybox httpd on the port named by $HTTP_PORT (web.port_env) that
+/// listens at once and has its page, and its health path /ready, only 2 s
+/// later: a request forwarded when it merely listens gets a 404.
+const char* const kLateServer = R"SH(
+mkdir -p /www
+(sleep 2; echo ready > /www/index.html; echo ok > /www/ready) &
+exec httpd -f -p "$HTTP_PORT" -h /www
+)SH";
+
 json WebFunction(const std::string& digest, json settings) {
   json function = {{"image", {{"digest", digest}}},
                    {"command", {"/bin/sh", "-c", kWebServer}},
@@ -102,6 +112,12 @@ json WebFunction(const std::string& digest, json settings) {
 
 json Body(const httplib::Result& result) {
   return tests::Body(result, std::nullopt);  // any status: the test checks it
+}
+
+/// "STATUS BODY" of an answer, else "no answer" (no REQUIRE: the tests'
+/// callers run in threads).
+std::string Summary(const httplib::Result& answer) {
+  return answer ? std::to_string(answer->status) + " " + answer->body : "no answer";
 }
 
 json FunctionStatus(httplib::Client& client, const std::string& function) {
@@ -149,6 +165,17 @@ TEST_CASE("web functions are served through the router in real runc containers",
             {"private", WebFunction(digest, {{"web", {{"auth", "token"}}}})},
             {"keyed", WebFunction(digest, {{"web", {{"auth", "key"}}}})},
             {"busy", WebFunction(digest, {{"max_containers", 2}, {"max_inputs", 1}})},
+            {"pair",
+             WebFunction(digest,
+                         {{"min_containers", 2}, {"max_containers", 2}, {"max_inputs", 2}})},
+            {"queued",
+             WebFunction(digest, {{"max_containers", 1},
+                                  {"max_inputs", 1},
+                                  {"web", {{"max_queued", 1}, {"queue_timeout_ms", 10000}}}})},
+            {"late",
+             WebFunction(digest,
+                         {{"command", {"/bin/sh", "-c", kLateServer}},
+                          {"web", {{"port_env", "HTTP_PORT"}, {"health_path", "/ready"}}}})},
             {"hasty", WebFunction(digest, {{"timeout_ms", 1000}})},
             {"single", WebFunction(digest, {{"max_containers", 1},
                                             {"max_inputs", 1},
@@ -541,9 +568,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
     std::vector<std::thread> callers;
     for (int i = 0; i < kRequests; ++i) {
       callers.emplace_back([&, i] {
-        auto caller = agent.Client(false);
-        auto answer = caller.Get("/apps/demo/busy/cgi-bin/slow");
-        answers[i] = answer ? std::to_string(answer->status) + " " + answer->body : "no answer";
+        answers[i] = Summary(agent.Client(false).Get("/apps/demo/busy/cgi-bin/slow"));
       });
     }
     for (std::thread& caller : callers) caller.join();
@@ -557,6 +582,126 @@ TEST_CASE("web functions are served through the router in real runc containers",
     }
     CHECK(hosts.size() == 2);  // both containers served
     CHECK(most_containers.load() == 2);
+  }
+
+  SECTION("requests go to the ready container with the fewest in flight, up to max_inputs") {
+    REQUIRE(WaitForStatus(
+        client, "pair", [](const json& status) { return status["containers"]["ready"] == 2; },
+        20s));
+    auto in_flight = [&](int count) {
+      return WaitForStatus(
+          client, "pair", [&](const json& status) { return status["in_flight_requests"] == count; },
+          10s);
+    };
+    // One, then another while it runs: the idle container takes the second,
+    // where the first free one (max_inputs 2 lets it) would take both.
+    std::vector<std::string> answers(2);
+    std::thread first(
+        [&] { answers[0] = Summary(agent.Client(false).Get("/apps/demo/pair/cgi-bin/slow?2")); });
+    CHECK(in_flight(1));
+    answers[1] = Summary(agent.Client(false).Get("/apps/demo/pair/cgi-bin/slow?2"));
+    first.join();
+    for (const std::string& answer : answers) {
+      INFO(answer);
+      CHECK(answer.starts_with("200 concurrent=1 host="));
+    }
+    CHECK(answers[0].substr(answers[0].find("host=")) !=
+          answers[1].substr(answers[1].find("host=")));
+
+    // Five at once: two in each container, the fifth waits for an input.
+    constexpr int kRequests = 5;
+    answers.assign(kRequests, "");
+    std::vector<std::thread> callers;
+    for (int i = 0; i < kRequests; ++i) {
+      callers.emplace_back([&, i] {
+        answers[i] = Summary(agent.Client(false).Get("/apps/demo/pair/cgi-bin/slow?2"));
+      });
+    }
+    const bool one_queued = WaitForStatus(
+        client, "pair",
+        [](const json& status) {
+          return status["in_flight_requests"] == 4 && status["queued_requests"] == 1;
+        },
+        10s);
+    for (std::thread& caller : callers) caller.join();
+    CHECK(one_queued);
+    std::map<std::string, int> most;  // host: the most its container ran at once
+    for (const std::string& answer : answers) {
+      INFO(answer);
+      REQUIRE(answer.starts_with("200 concurrent="));
+      const int concurrent = std::stoi(answer.substr(answer.find('=') + 1));
+      CHECK(concurrent <= 2);
+      int& seen = most[answer.substr(answer.find("host="))];
+      seen = std::max(seen, concurrent);
+    }
+    CHECK(most.size() == 2);
+    for (const auto& [host, concurrent] : most) CHECK(concurrent == 2);
+  }
+
+  SECTION("a request beyond web.max_queued is refused at once; the queued one is served") {
+    REQUIRE(anonymous.Get("/apps/demo/queued/index.html")->status == 200);  // started
+    // Its one input held, one request waiting for it: a third has no room.
+    std::string held, waited;
+    std::thread holder(
+        [&] { held = Summary(agent.Client(false).Get("/apps/demo/queued/cgi-bin/slow?3")); });
+    const bool holding = WaitForStatus(
+        client, "queued", [](const json& status) { return status["in_flight_requests"] == 1; },
+        10s);
+    std::thread waiter(
+        [&] { waited = Summary(agent.Client(false).Get("/apps/demo/queued/index.html")); });
+    const bool waiting = WaitForStatus(
+        client, "queued", [](const json& status) { return status["queued_requests"] == 1; }, 10s);
+    auto refused = anonymous.Get("/apps/demo/queued/index.html");
+    holder.join();
+    waiter.join();
+    CHECK(holding);
+    CHECK(waiting);
+    REQUIRE(refused);
+    CHECK(refused->status == 503);
+    CHECK(Body(refused)["error"]["message"] == "too many requests waiting (1)");
+    CHECK(held.starts_with("200 concurrent=1 "));
+    CHECK(waited == "200 hello\n");
+  }
+
+  SECTION("a container is ready when its health_path answers; web.port_env names its port") {
+    // It listens at once, on $HTTP_PORT: only its health path holds the
+    // first request back until the page is there.
+    auto first = anonymous.Get("/apps/demo/late/index.html");
+    REQUIRE(first);
+    CHECK(first->status == 200);
+    CHECK(first->body == "ready\n");
+    CHECK(FunctionStatus(client, "late")["containers"]["ready"] == 1);
+  }
+
+  SECTION("a container replaced by a new generation finishes its request before it stops") {
+    REQUIRE(anonymous.Get("/apps/demo/site/index.html")->status == 200);
+    std::string held;
+    std::thread holder(
+        [&] { held = Summary(agent.Client(false).Get("/apps/demo/site/cgi-bin/slow?3")); });
+    const bool holding = WaitForStatus(
+        client, "site", [](const json& status) { return status["in_flight_requests"] == 1; }, 10s);
+    // A new generation changes the function: its container is replaced.
+    json changed = desired;
+    changed["generation"] = 2;
+    changed["apps"]["demo"]["functions"]["site"]["env"] = {{"GENERATION", "2"}};
+    auto reapplied = client.Put("/v1/desired", changed.dump(), "application/json");
+    const json during = FunctionStatus(client, "site");
+    holder.join();
+    CHECK(holding);
+    REQUIRE(reapplied);
+    CHECK(reapplied->status == 200);
+    INFO(during.dump());
+    // The old container is draining while its request runs (its state in
+    // the list: the new generation's serving does not hold it).
+    CHECK(std::any_of(during["container_list"].begin(), during["container_list"].end(),
+                      [](const json& container) { return container["state"] == "draining"; }));
+    INFO(held);
+    CHECK(held.starts_with("200 concurrent=1 host="));
+    // The next request is the new container's.
+    const std::string next = Summary(anonymous.Get("/apps/demo/site/cgi-bin/slow?0"));
+    INFO(next);
+    CHECK(next.starts_with("200 concurrent=1 host="));
+    CHECK(next.substr(next.find("host=")) != held.substr(held.find("host=")));
   }
 
   SECTION("min_containers stays warm without requests, past the scaledown window") {
