@@ -26,19 +26,20 @@ std::string FirstLine(std::string text) {
 }  // namespace
 
 AgentProcess::AgentProcess(fs::path gantry_binary, fs::path data_dir, fs::path store, fs::path log,
-                           std::vector<std::string> extra_args)
+                           std::vector<std::string> extra_args, std::vector<std::string> extra_env)
     : gantry_binary_(std::move(gantry_binary)),
       data_dir_(std::move(data_dir)),
       store_(std::move(store)),
       log_(std::move(log)),
-      extra_args_(std::move(extra_args)) {}
+      extra_args_(std::move(extra_args)),
+      extra_env_(std::move(extra_env)) {}
 
 core::Result<std::unique_ptr<AgentProcess>> AgentProcess::Start(
     fs::path gantry_binary, fs::path data_dir, fs::path store, fs::path log,
-    std::vector<std::string> extra_args) {
-  std::unique_ptr<AgentProcess> agent(new AgentProcess(std::move(gantry_binary),
-                                                       std::move(data_dir), std::move(store),
-                                                       std::move(log), std::move(extra_args)));
+    std::vector<std::string> extra_args, std::vector<std::string> extra_env) {
+  std::unique_ptr<AgentProcess> agent(
+      new AgentProcess(std::move(gantry_binary), std::move(data_dir), std::move(store),
+                       std::move(log), std::move(extra_args), std::move(extra_env)));
   if (auto started = agent->Restart(); !started.ok()) return started.error();
   return agent;
 }
@@ -57,6 +58,7 @@ core::Status AgentProcess::Restart() {
     options.argv.insert(options.argv.end(), {"--gpus", "fake:H100x1"});
   options.argv.insert(options.argv.end(), extra_args_.begin(), extra_args_.end());
   options.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
+  options.env.insert(options.env.end(), extra_env_.begin(), extra_env_.end());
   options.stdout_to = core::Output::File(log_);
   options.stderr_to = core::Output::File(log_);
   auto started = core::Subprocess::Start(options);

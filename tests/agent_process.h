@@ -18,15 +18,18 @@ namespace tests {
 
 /// `gantry agent --listen 127.0.0.1:0` with its data in `data_dir`, images
 /// from `store`, its log in `log` and `extra_args` (`--gpus fake:H100x1`
-/// unless they say otherwise). Stopped with SIGTERM (orderly: containers
+/// unless they say otherwise), and `extra_env` besides PATH and HOME
+/// (libfaketime's, for a test clock). Stopped with SIGTERM (orderly: containers
 /// stopped, the database closed) when the object goes, SIGKILL after 10 s.
 class AgentProcess {
  public:
   /// Starts it; an error with its log when it has not come up in 10 s.
-  static core::Result<std::unique_ptr<AgentProcess>> Start(
-      std::filesystem::path gantry_binary, std::filesystem::path data_dir,
-      std::filesystem::path store, std::filesystem::path log,
-      std::vector<std::string> extra_args = {});
+  static core::Result<std::unique_ptr<AgentProcess>> Start(std::filesystem::path gantry_binary,
+                                                           std::filesystem::path data_dir,
+                                                           std::filesystem::path store,
+                                                           std::filesystem::path log,
+                                                           std::vector<std::string> extra_args = {},
+                                                           std::vector<std::string> extra_env = {});
   ~AgentProcess();
 
   /// Starts it again (after Kill) on the same data dir.
@@ -54,10 +57,10 @@ class AgentProcess {
  private:
   AgentProcess(std::filesystem::path gantry_binary, std::filesystem::path data_dir,
                std::filesystem::path store, std::filesystem::path log,
-               std::vector<std::string> extra_args);
+               std::vector<std::string> extra_args, std::vector<std::string> extra_env);
 
   std::filesystem::path gantry_binary_, data_dir_, store_, log_;
-  std::vector<std::string> extra_args_;
+  std::vector<std::string> extra_args_, extra_env_;
   std::optional<core::Subprocess> process_;
   std::string address_, dashboard_address_, token_;
 };

@@ -13,6 +13,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -864,4 +865,56 @@ TEST_CASE("scheduled jobs fire on the agent, in real runc containers",
   auto restarted = agent.Client();
   json after = FunctionStatus(restarted, "ticker");
   CHECK(after["schedule"]["last_fire"].get<std::string>() >= last_fire);
+}
+
+TEST_CASE("a cron schedule fires once in each minute, on the minute, under a test clock",
+          "[serving][schedule][runc]") {
+  if (!tests::ContainersOrSkip()) return;
+  tests::TempDir dir("gantry-cron-test");
+  fs::path store = dir.path() / "store";
+  const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
+  // libfaketime runs the agent's wall clock ten times as fast (its monotonic
+  // clock as it is): "* * * * *" is due every six seconds.
+  auto started_agent = tests::AgentProcess::Start(
+      GANTRY_BINARY, dir.path() / "agent", store, dir.path() / "agent.log", {},
+      {"LD_PRELOAD=" FAKETIME_LIBRARY, "FAKETIME=+0 x10", "FAKETIME_DONT_FAKE_MONOTONIC=1"});
+  INFO((started_agent.ok() ? "" : started_agent.error().message));
+  REQUIRE(started_agent.ok());
+  tests::AgentProcess& agent = **started_agent;
+  auto client = agent.Client();
+  json desired = {{"generation", 1},
+                  {"apps",
+                   {{"demo",
+                     {{"functions",
+                       {{"minutely",
+                         {{"image", {{"digest", digest}}},
+                          {"command", {"/bin/true"}},
+                          {"schedule", {{"cron", "* * * * *"}, {"timezone", "UTC"}}}}}}}}}}}};
+  auto applied = client.Put("/v1/desired", desired.dump(), "application/json");
+  REQUIRE(applied);
+  REQUIRE(applied->status == 200);
+  INFO(agent.Log());
+  // Each call's creation, on the agent's (fast) clock.
+  std::vector<std::int64_t> created;
+  for (int i = 0; i < 900 && created.size() < 4; ++i) {
+    std::this_thread::sleep_for(100ms);
+    created.clear();
+    const json calls = Body(client.Get("/v1/calls?app=demo"));
+    for (const json& call : calls["calls"])
+      created.push_back(call["created_ms"].get<std::int64_t>());
+  }
+  REQUIRE(created.size() >= 4);
+  std::sort(created.begin(), created.end());
+  for (std::size_t i = 0; i < created.size(); ++i) {
+    INFO("call " << i << " created at " << created[i] << " ms");
+    // On the minute: the scheduler wakes at its due time, or at most a
+    // second (ten on this clock) after it; 20 s allows for a loaded machine.
+    CHECK(created[i] % 60000 < 20000);
+    // Once a minute: neither twice nor a minute left out.
+    if (i > 0) CHECK(created[i] / 60000 == created[i - 1] / 60000 + 1);
+  }
+  json schedule = FunctionStatus(client, "minutely")["schedule"];
+  INFO(schedule.dump());
+  CHECK(std::regex_search(schedule["last_fire"].get<std::string>(),
+                          std::regex("T[0-9]{2}:[0-9]{2}:00")));
 }
