@@ -472,11 +472,18 @@ TEST_CASE("drift is shown and repaired, and bad plans change nothing", "[planner
   INFO(rows.dump(2) << fleet.h100().Log());
   CHECK(rows.size() == 4);
   for (const json& row : rows) {
-    if (row["function"] == "site") CHECK(row["desired"] == 1);
+    if (row["function"] == "site") {
+      CHECK(row["desired"] == 1);
+      // Why it runs what it does: its one warm container, no request yet.
+      CHECK(row["scaling"].get<std::string>().starts_with("min_containers 1 kept warm"));
+    }
     if (row["function"] == "train") CHECK(row["agent"] == "gpu-h100");
     if (row["function"] == "infer") CHECK(row["agent"] == "gpu-a100");
     CHECK(row["drift"] == false);
   }
+  auto table = fleet.Gantry({"status", "fleet"});
+  INFO(table.out);
+  CHECK(table.out.find("scaling: min_containers 1 kept warm") != std::string::npos);
 
   // An agent that goes down after a plan was saved: applying it is refused
   // before anything is pushed to the other one, and planning names it.
