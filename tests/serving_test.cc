@@ -136,6 +136,13 @@ bool WaitForStatus(httplib::Client& client, const std::string& function,
   return false;
 }
 
+/// Polls the status until the function has `count` requests in flight (10 s at most).
+bool WaitForInFlight(httplib::Client& client, const std::string& function, int count) {
+  return WaitForStatus(
+      client, function,
+      [count](const json& status) { return status["in_flight_requests"] == count; }, 10s);
+}
+
 int Containers(const json& status) {
   return status["containers"]["ready"].get<int>() + status["containers"]["starting"].get<int>() +
          status["containers"]["draining"].get<int>();
@@ -589,17 +596,12 @@ TEST_CASE("web functions are served through the router in real runc containers",
     REQUIRE(WaitForStatus(
         client, "pair", [](const json& status) { return status["containers"]["ready"] == 2; },
         20s));
-    auto in_flight = [&](int count) {
-      return WaitForStatus(
-          client, "pair", [&](const json& status) { return status["in_flight_requests"] == count; },
-          10s);
-    };
     // One, then another while it runs: the idle container takes the second,
     // where the first free one (max_inputs 2 lets it) would take both.
     std::vector<std::string> answers(2);
     std::thread first(
         [&] { answers[0] = Summary(agent.Client(false).Get("/apps/demo/pair/cgi-bin/slow?2")); });
-    CHECK(in_flight(1));
+    CHECK(WaitForInFlight(client, "pair", 1));
     answers[1] = Summary(agent.Client(false).Get("/apps/demo/pair/cgi-bin/slow?2"));
     first.join();
     for (const std::string& answer : answers) {
@@ -645,9 +647,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
     std::string held, waited;
     std::thread holder(
         [&] { held = Summary(agent.Client(false).Get("/apps/demo/queued/cgi-bin/slow?3")); });
-    const bool holding = WaitForStatus(
-        client, "queued", [](const json& status) { return status["in_flight_requests"] == 1; },
-        10s);
+    const bool holding = WaitForInFlight(client, "queued", 1);
     std::thread waiter(
         [&] { waited = Summary(agent.Client(false).Get("/apps/demo/queued/index.html")); });
     const bool waiting = WaitForStatus(
@@ -679,8 +679,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
     std::string held;
     std::thread holder(
         [&] { held = Summary(agent.Client(false).Get("/apps/demo/site/cgi-bin/slow?3")); });
-    const bool holding = WaitForStatus(
-        client, "site", [](const json& status) { return status["in_flight_requests"] == 1; }, 10s);
+    const bool holding = WaitForInFlight(client, "site", 1);
     // A new generation changes the function: its container is replaced.
     json changed = desired;
     changed["generation"] = 2;
