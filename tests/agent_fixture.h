@@ -39,12 +39,15 @@ inline std::string RequireBusyboxImage(const std::filesystem::path& work_dir,
 }
 
 /// `gantry agent` on `data_dir` with images from `store`, its log in `log`
-/// (AgentProcess::Start, `--gpus fake:H100x1` unless `extra_args` say).
+/// (AgentProcess::Start, `--gpus fake:H100x1` unless `extra_args` say;
+/// `extra_env` besides PATH and HOME).
 inline std::unique_ptr<AgentProcess> RequireAgent(const std::filesystem::path& data_dir,
                                                   const std::filesystem::path& store,
                                                   const std::filesystem::path& log,
-                                                  std::vector<std::string> extra_args = {}) {
-  auto started = AgentProcess::Start(GANTRY_BINARY, data_dir, store, log, std::move(extra_args));
+                                                  std::vector<std::string> extra_args = {},
+                                                  std::vector<std::string> extra_env = {}) {
+  auto started = AgentProcess::Start(GANTRY_BINARY, data_dir, store, log, std::move(extra_args),
+                                     std::move(extra_env));
   INFO((started.ok() ? "" : started.error().message));
   REQUIRE(started.ok());
   return std::move(started).value();

@@ -874,12 +874,10 @@ TEST_CASE("a cron schedule fires once in each minute, on the minute, under a tes
   const std::string digest = tests::RequireBusyboxImage(dir.path(), store);
   // libfaketime runs the agent's wall clock ten times as fast (its monotonic
   // clock as it is): "* * * * *" is due every six seconds.
-  auto started_agent = tests::AgentProcess::Start(
-      GANTRY_BINARY, dir.path() / "agent", store, dir.path() / "agent.log", {},
+  auto started_agent = tests::RequireAgent(
+      dir.path() / "agent", store, dir.path() / "agent.log", {},
       {"LD_PRELOAD=" FAKETIME_LIBRARY, "FAKETIME=+0 x10", "FAKETIME_DONT_FAKE_MONOTONIC=1"});
-  INFO((started_agent.ok() ? "" : started_agent.error().message));
-  REQUIRE(started_agent.ok());
-  tests::AgentProcess& agent = **started_agent;
+  tests::AgentProcess& agent = *started_agent;
   auto client = agent.Client();
   json desired = {{"generation", 1},
                   {"apps",
