@@ -14,6 +14,7 @@
 
 #include "agents/host_limits.h"
 #include "builder/rootfs.h"
+#include "tests/skip.h"
 #include "tests/temp_dir.h"
 
 namespace agents {
@@ -75,7 +76,7 @@ bool IsMounted(const fs::path& point) {
 
 bool CanTest() {
   if (geteuid() == 0) return true;
-  WARN("skipped: container roots (mounts, whiteout devices, trusted.* attributes) need root");
+  tests::Skip("container roots (mounts, whiteout devices, trusted.* attributes) need root");
   return false;
 }
 

@@ -14,6 +14,7 @@
 #include "agents/host_limits.h"
 #include "agents/runtime_spec.h"
 #include "core/stop_flag.h"
+#include "tests/skip.h"
 #include "tests/temp_dir.h"
 
 namespace agents {
@@ -52,16 +53,16 @@ void MakeBusyboxRoot(const fs::path& rootfs) {
 }
 
 /// What each test needs: runc found, a state root, a host's limits, a
-/// busybox root. Skips (with a warning) only without root or runc.
+/// busybox root. Skips (tests::Skip) only without root or runc.
 class Containers {
  public:
   static std::optional<fs::path> Runc() {
     if (geteuid() != 0) {
-      WARN("skipped: runc needs root");
+      tests::Skip("runc needs root");
       return std::nullopt;
     }
     auto runc = FindRunc();
-    if (!runc) WARN("skipped: runc is not installed");
+    if (!runc) tests::Skip("runc is not installed");
     return runc;
   }
 

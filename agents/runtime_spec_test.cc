@@ -12,6 +12,7 @@
 
 #include "agents/runc_runtime.h"
 #include "core/atomic_file.h"
+#include "tests/skip.h"
 #include "tests/temp_dir.h"
 
 namespace agents {
@@ -403,7 +404,7 @@ std::string Slurp(const std::filesystem::path& path) {
 TEST_CASE("runc runs a bundle's hooks, renamed device nodes and optioned mounts",
           "[runtime_spec][runc]") {
   if (geteuid() != 0) {
-    WARN("skipped: runc needs root");
+    tests::Skip("runc needs root");
     return;
   }
   std::filesystem::path runc;
@@ -414,7 +415,7 @@ TEST_CASE("runc runs a bundle's hooks, renamed device nodes and optioned mounts"
     }
   }
   if (runc.empty()) {
-    WARN("skipped: runc is not installed");
+    tests::Skip("runc is not installed");
     return;
   }
   namespace fs = std::filesystem;

@@ -22,6 +22,7 @@
 #include "builder/layer_writer.h"
 #include "builder/rootfs.h"
 #include "builder/tree_diff.h"
+#include "tests/skip.h"
 
 namespace builder {
 namespace {
@@ -29,14 +30,14 @@ namespace {
 namespace fs = std::filesystem;
 
 /// The sandbox needs root (namespaces, mounts) and busybox to build an image
-/// root from; without them these tests say so and pass.
+/// root from; without them these tests are skipped (tests::Skip).
 bool CanSandbox() {
   if (geteuid() != 0) {
-    WARN("skipped: the build sandbox needs root");
+    tests::Skip("the build sandbox needs root");
     return false;
   }
   if (!fs::exists("/bin/busybox")) {
-    WARN("skipped: needs a static /bin/busybox (Debian busybox-static)");
+    tests::Skip("needs a static /bin/busybox (Debian busybox-static)");
     return false;
   }
   return true;

@@ -13,6 +13,7 @@
 #include "builder/image_builder.h"
 #include "builder/layer_cache.h"
 #include "builder/rootfs.h"
+#include "tests/skip.h"
 #include "tests/temp_dir.h"
 
 namespace builder {
@@ -138,7 +139,7 @@ TEST_CASE("a debootstrap base's cache key is its inputs", "[debootstrap]") {
 
 TEST_CASE("a debootstrap failure says why, with the end of its log", "[debootstrap]") {
   if (!CanDebootstrap()) {
-    WARN("skipped: needs root and debootstrap (apt-get install debootstrap)");
+    tests::Skip("needs root and debootstrap (apt-get install debootstrap)");
     return;
   }
   TempDir dir;

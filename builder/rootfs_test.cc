@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/skip.h"
 #include "tests/tar_builder.h"
 #include "tests/temp_dir.h"
 
@@ -417,7 +418,7 @@ bool IsWhiteoutDevice(const fs::path& path) {
 
 TEST_CASE("UnpackLayer in overlay form keeps whiteouts as overlayfs markers", "[rootfs]") {
   if (geteuid() != 0) {
-    WARN("skipped: whiteout devices and trusted.* attributes need root");
+    tests::Skip("whiteout devices and trusted.* attributes need root");
     return;
   }
   Sandbox sandbox;
@@ -455,7 +456,7 @@ const std::string kNetBindCapability(
 TEST_CASE("UnpackLayer sets capabilities and user xattrs, and no other attribute",
           "[rootfs][hostile]") {
   if (geteuid() != 0) {
-    WARN("skipped: security.capability and trusted.* attributes need root");
+    tests::Skip("security.capability and trusted.* attributes need root");
     return;
   }
   const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
@@ -483,7 +484,7 @@ TEST_CASE("UnpackLayer sets capabilities and user xattrs, and no other attribute
 
 TEST_CASE("UnpackLayer sets xattrs only inside the root", "[rootfs][hostile]") {
   if (geteuid() != 0) {
-    WARN("skipped: security.capability needs root");
+    tests::Skip("security.capability needs root");
     return;
   }
   const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
@@ -511,7 +512,7 @@ TEST_CASE("UnpackLayer sets xattrs only inside the root", "[rootfs][hostile]") {
 
 TEST_CASE("UnpackLayer in overlay form keeps whiteouts inside the root", "[rootfs][hostile]") {
   if (geteuid() != 0) {
-    WARN("skipped: whiteout devices and trusted.* attributes need root");
+    tests::Skip("whiteout devices and trusted.* attributes need root");
     return;
   }
   Sandbox sandbox;
@@ -537,10 +538,10 @@ TEST_CASE("UnpackLayer in overlay form keeps whiteouts inside the root", "[rootf
 }
 
 // Whiteouts in overlay form need root (mknod, trusted.* attributes): false,
-// with a warning, where a test cannot run in `mode`.
+// skipped (tests::Skip), where a test cannot run in `mode`.
 bool CanMakeWhiteouts(WhiteoutMode mode) {
   if (mode == WhiteoutMode::kOverlay && geteuid() != 0) {
-    WARN("skipped in overlay form: whiteout devices and trusted.* attributes need root");
+    tests::Skip("in overlay form: whiteout devices and trusted.* attributes need root");
     return false;
   }
   return true;

@@ -17,6 +17,7 @@
 
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
+#include "tests/skip.h"
 
 namespace tests {
 
@@ -24,7 +25,7 @@ namespace tests {
 /// where it cannot, the test says it is skipped and why.
 inline bool ContainersOrSkip() {
   if (CanRunContainers()) return true;
-  WARN("skipped: needs root, /usr/sbin/runc and /bin/busybox");
+  tests::Skip("needs root, /usr/sbin/runc and /bin/busybox");
   return false;
 }
 

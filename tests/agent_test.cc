@@ -33,6 +33,7 @@
 #include "tests/docker_registry.h"
 #include "tests/gantry_command.h"
 #include "tests/raw_connection.h"
+#include "tests/skip.h"
 #include "tests/tar_builder.h"
 #include "tests/temp_dir.h"
 #include "tests/tls_certificate.h"
@@ -1181,7 +1182,7 @@ TEST_CASE("the agent keeps more connections open than its API has threads", "[ag
 TEST_CASE("the agent pulls a function's image from a registry, pinned to its digest",
           "[agent][registry][runc]") {
   if (!tests::CanRunContainers() || !tests::HasDockerRegistry()) {
-    WARN("skipped: needs root, /usr/sbin/runc, /bin/busybox and docker-registry");
+    tests::Skip("needs root, /usr/sbin/runc, /bin/busybox and docker-registry");
     return;
   }
   tests::TempDir dir("gantry-agent-pull-test");

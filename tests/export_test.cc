@@ -15,6 +15,7 @@
 #include "core/base64.h"
 #include "tests/docker_registry.h"
 #include "tests/gantry_command.h"
+#include "tests/skip.h"
 #include "tests/temp_dir.h"
 
 namespace fs = std::filesystem;
@@ -176,7 +177,7 @@ TEST_CASE("a deliberately broken manifest fails every validator") {
 
 TEST_CASE("gantry export kubernetes pushes the images and writes one valid manifest per object") {
   if (!tests::HasDockerRegistry()) {
-    WARN("docker-registry is not installed (apt-get install docker-registry): skipped");
+    tests::Skip("docker-registry is not installed (apt-get install docker-registry)");
     return;
   }
   TempDir home, registry_dir, out;

@@ -19,6 +19,7 @@
 #include "tests/busybox_image.h"
 #include "tests/docker_registry.h"
 #include "tests/gantry_command.h"
+#include "tests/skip.h"
 #include "tests/temp_dir.h"
 #include "tests/tls_certificate.h"
 
@@ -89,11 +90,11 @@ int Count(const std::string& text, const std::regex& pattern) {
 
 bool CanTest() {
   if (!tests::HasDockerRegistry()) {
-    WARN("docker-registry is not installed (apt-get install docker-registry): skipped");
+    tests::Skip("docker-registry is not installed (apt-get install docker-registry)");
     return false;
   }
   if (!tests::CanRunContainers()) {
-    WARN("building the busybox image needs root and /bin/busybox: skipped");
+    tests::Skip("building the busybox image needs root and /bin/busybox");
     return false;
   }
   return true;

@@ -1,0 +1,19 @@
+#pragma once
+
+#include <string>
+
+namespace tests {
+
+/// The exit status of a test binary in which a case was skipped and none
+/// failed: CTest reports the case as skipped (SKIP_RETURN_CODE), not passed.
+inline constexpr int kSkippedExit = 77;
+
+/// Says (a Catch WARN, "skipped: `reason`") that the running test case
+/// cannot run on this machine; the caller returns at once. The binary then
+/// exits kSkippedExit unless a case failed (tests/catch_main.cc).
+void Skip(const std::string& reason);
+
+/// How many times Skip was called in this run.
+int SkippedCount();
+
+}  // namespace tests
