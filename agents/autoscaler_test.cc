@@ -46,6 +46,21 @@ TEST_CASE("the autoscaler follows average concurrency over max_inputs", "[autosc
   CHECK_FALSE(decision.panic);
 }
 
+TEST_CASE("target utilisation keeps headroom: the average over max_inputs times it",
+          "[autoscaler]") {
+  FunctionState function = Web(0, 10, /*max_inputs=*/4);
+  function.target_utilisation = 0.5;  // target_inputs 2 of 4
+  Autoscaler autoscaler(function);
+  Clock::time_point now{};
+  // 10 requests at 2 per container, not 4: 5 containers, each with room for a burst.
+  ScalingDecision decision = Hold(autoscaler, &now, 12s, 10, 5);
+  CHECK(decision.desired == 5);
+  CHECK(decision.reason.find("at 2 per container") != std::string::npos);
+  // 3 requests: 2 containers at 2 each, where 1 would do at max_inputs.
+  decision = Hold(autoscaler, &now, 25s, 3, 2);
+  CHECK(decision.desired == 2);
+}
+
 TEST_CASE("a request with no container starts one at once", "[autoscaler]") {
   Autoscaler autoscaler(Web(0, 10));
   Clock::time_point now{};

@@ -90,6 +90,9 @@ class ComposeExporter {
     if (function.max_inputs != defaults.max_inputs)
       Warn(path + "max_inputs: " + std::to_string(function.max_inputs) +
            " is not exported: compose does not limit inputs per container");
+    if (function.target_inputs)
+      Warn(path + "target_inputs: " + std::to_string(*function.target_inputs) +
+           " is not exported: compose does not autoscale");
     if (function.scaledown_window != defaults.scaledown_window)
       Warn(path + "scaledown_window: " + core::FormatDuration(function.scaledown_window) +
            " is not exported: compose does not scale down");

@@ -11,9 +11,12 @@ namespace {
 
 using nlohmann::json;
 
-// The agent's default for what the spec does not say yet (agents/desired_state.h):
-// the planner writes it so its document equals the agent's.
-constexpr double kTargetUtilisation = 1.0;
+// The share of max_inputs a web function's autoscaler aims at: target_inputs of
+// max_inputs, all of them when the spec does not say.
+double TargetUtilisation(const spec::Function& function) {
+  if (!function.target_inputs) return 1.0;
+  return static_cast<double>(*function.target_inputs) / function.max_inputs;
+}
 
 json FunctionDocument(const spec::Function& function, const json& image, const Replica& replica) {
   json document = {{"image", image},
@@ -29,7 +32,7 @@ json FunctionDocument(const spec::Function& function, const json& image, const R
                    {"buffer_containers", function.buffer_containers},
                    {"scaledown_window_ms", function.scaledown_window.count()},
                    {"max_inputs", function.max_inputs},
-                   {"target_utilisation", kTargetUtilisation},
+                   {"target_utilisation", TargetUtilisation(function)},
                    {"secrets", function.secrets},
                    {"volumes", function.volumes}};
   if (function.web) {

@@ -450,7 +450,8 @@ class KubernetesExporter {
       Json annotations = {
           {"autoscaling.knative.dev/min-scale", std::to_string(function.min_containers)},
           {"autoscaling.knative.dev/max-scale", std::to_string(function.max_containers)},
-          {"autoscaling.knative.dev/target", std::to_string(function.max_inputs)},
+          {"autoscaling.knative.dev/target",
+           std::to_string(function.target_inputs.value_or(function.max_inputs))},
           {"autoscaling.knative.dev/scale-to-zero-pod-retention-period",
            GoDuration(function.scaledown_window)},
           {"serving.knative.dev/progress-deadline", GoDuration(function.web->startup_timeout)}};
@@ -475,6 +476,9 @@ class KubernetesExporter {
     Warn(path + ".max_inputs: " + std::to_string(function.max_inputs) +
          " is not exported with --autoscaler hpa: the HorizontalPodAutoscaler scales on CPU (" +
          std::to_string(kCpuUtilizationPercent) + "% of the request), not on requests in flight");
+    if (function.target_inputs)
+      Warn(path + ".target_inputs: " + std::to_string(*function.target_inputs) +
+           " is not exported with --autoscaler hpa: the HorizontalPodAutoscaler scales on CPU");
     if (function.timeout != defaults.timeout)
       Warn(path + ".timeout: " + core::FormatDuration(function.timeout) +
            " is not exported with --autoscaler hpa: a Service has no request timeout");

@@ -187,8 +187,14 @@ TEST_CASE("every function, schedule, secret, volume and field is exported or war
             {"max_inputs",
              [&] {
                return knative && function.web &&
-                      annotation("target", std::to_string(function.max_inputs)) &&
-                      pod["spec"]["containerConcurrency"] == function.max_inputs;
+                      pod["spec"]["containerConcurrency"] == function.max_inputs &&
+                      (function.target_inputs ||
+                       annotation("target", std::to_string(function.max_inputs)));
+             }},
+            {"target_inputs",
+             [&] {
+               return knative && function.target_inputs &&
+                      annotation("target", std::to_string(*function.target_inputs));
              }},
             {"scaledown_window",
              [&] {

@@ -180,6 +180,18 @@ TEST_CASE("after apply: no change, updates, replacements, deletes and drift", "[
       if (functions.contains("job")) CHECK(functions["job"]["schedule"]["catch_up"] == 0);
     }
   }
+  SECTION("target_inputs reaches the agents as the share of max_inputs to aim at") {
+    fixture.app.functions["web"].max_inputs = 4;
+    fixture.app.functions["web"].target_inputs = 3;
+    planner::Plan plan = fixture.Plan();
+    CHECK(Changed(plan) == std::vector<std::string>{"update function.web"});
+    REQUIRE(plan.agents.size() == 1);
+    const json& web = plan.agents[0].after["functions"]["web"];
+    CHECK(web["max_inputs"] == 4);
+    CHECK(web["target_utilisation"] == 0.75);
+    CHECK(planner::RenderPlan(plan, false).find("~ target_utilisation = 1.0 -> 0.75") !=
+          std::string::npos);
+  }
   SECTION("a changed secret value is an update shown as sensitive") {
     fixture.inputs.secrets["api"]["API_TOKEN"] = "another-value";
     planner::Plan plan = fixture.Plan();

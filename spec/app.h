@@ -142,7 +142,10 @@ struct Function {
   int max_containers = 10;
   int buffer_containers = 0;
   Duration scaledown_window = Duration(60'000);
-  int max_inputs = 1;                          // concurrent inputs per container
+  int max_inputs = 1;  // concurrent inputs per container
+  // Web: the concurrent requests per container the autoscaler aims at, at
+  // most max_inputs (which a burst may reach); unset: max_inputs.
+  std::optional<int> target_inputs;
   std::vector<std::string> secrets;            // keys of App::secrets
   std::map<std::string, std::string> volumes;  // mount path -> key of App::volumes
 };

@@ -104,6 +104,8 @@ json FunctionJson(const Function& function) {
       {"secrets", function.secrets},
       {"volumes", json(function.volumes)},
   };
+  // Only when set: functions without it keep the form they had before the field.
+  if (function.target_inputs) body["target_inputs"] = *function.target_inputs;
   if (function.web) {
     body["web"] = {{"port_env", function.web->port_env},
                    {"auth", core::WebAuthName(function.web->auth)},

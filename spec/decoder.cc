@@ -693,6 +693,7 @@ class Decoder {
                                                              "buffer_containers",
                                                              "scaledown_window",
                                                              "max_inputs",
+                                                             "target_inputs",
                                                              "secrets",
                                                              "volumes"};
     if (!CheckMap(node, path, kFunctionFields)) return function;
@@ -747,6 +748,19 @@ class Decoder {
            "min_containers (" + std::to_string(function.min_containers) +
                ") is more than max_containers (" + std::to_string(function.max_containers) + ")");
     }
+    Field(node, path, "target_inputs", [&](const Node& value, const std::string& field) {
+      auto target = Integer(value, field, 1, kMaxContainers);
+      if (!target) return;
+      function.target_inputs = static_cast<int>(*target);
+      if (!function.web) {
+        Fail(value, field,
+             "only a web function has an autoscaler to aim at it; this one has no web:");
+      } else if (*target > function.max_inputs) {
+        Fail(value, field,
+             "target_inputs (" + std::to_string(*target) + ") is more than max_inputs (" +
+                 std::to_string(function.max_inputs) + ")");
+      }
+    });
     if (function.buffer_containers > function.max_containers) {
       Fail(*Find(node, "buffer_containers"), Child(path, "buffer_containers"),
            "buffer_containers (" + std::to_string(function.buffer_containers) +
