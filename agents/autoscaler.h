@@ -38,7 +38,8 @@ struct ScalingDecision {
 ///   panic         = ceil(average concurrency over the panic window / per_container)
 ///   desired       = clamp(max(stable, requests now / max_inputs) + buffer, min, max)
 ///
-/// where concurrency is in-flight plus queued requests, averaged over time
+/// where target_utilisation is the spec's target_inputs over max_inputs,
+/// concurrency is in-flight plus queued requests, averaged over time
 /// (each sample weighs the time since the one before), the stable window is
 /// the scaledown window capped at 60 s, and the panic window a tenth of it
 /// (at least one second's worth of samples, never less than 100 ms).

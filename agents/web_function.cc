@@ -248,6 +248,15 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
   }
 
   int have = sample.ready + sample.starting;
+  // A draining container still finishing requests is taken back before any
+  // new one starts: it is ready now, where a new one would start cold.
+  for (auto entry = containers_.begin(); entry != containers_.end() && have < desired; ++entry) {
+    if (!entry->draining || entry->in_flight == 0 ||
+        entry->container->state() != WebContainerState::kReady)
+      continue;  // with nothing in flight, it was asked to stop already
+    entry->draining = false;
+    ++have;
+  }
   if (desired > have && now >= next_start_) {
     // Started for requests that wait with nothing ready to take them.
     const bool cold = !waiting_.empty() && sample.ready == 0;

@@ -176,6 +176,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
             {"pair",
              WebFunction(digest,
                          {{"min_containers", 2}, {"max_containers", 2}, {"max_inputs", 2}})},
+            {"surge", WebFunction(digest, {{"max_containers", 2}, {"max_inputs", 2}})},
             {"queued",
              WebFunction(digest, {{"max_containers", 1},
                                   {"max_inputs", 1},
@@ -639,6 +640,53 @@ TEST_CASE("web functions are served through the router in real runc containers",
     }
     CHECK(most.size() == 2);
     for (const auto& [host, concurrent] : most) CHECK(concurrent == 2);
+  }
+
+  SECTION("a draining container still serving is taken back before a new one starts") {
+    // Three short requests at two inputs each: two containers.
+    std::vector<std::thread> callers;
+    for (int i = 0; i < 3; ++i)
+      callers.emplace_back([&] { agent.Client(false).Get("/apps/demo/surge/cgi-bin/slow?1"); });
+    for (std::thread& caller : callers) caller.join();
+    callers.clear();
+    // One long request in each (the second goes to the idle one): two
+    // requests need one container, so one drains, its request still running.
+    std::vector<std::string> long_answers(2);
+    for (int i = 0; i < 2; ++i) {
+      callers.emplace_back([&, i] {
+        long_answers[i] = Summary(agent.Client(false).Get("/apps/demo/surge/cgi-bin/slow?6"));
+      });
+      CHECK(WaitForInFlight(client, "surge", i + 1));
+    }
+    auto ids = [](const json& status) {
+      std::set<std::string> ids;
+      for (const json& container : status["container_list"]) ids.insert(container["id"]);
+      return ids;
+    };
+    json draining;
+    CHECK(WaitForStatus(
+        client, "surge",
+        [&](const json& status) {
+          draining = status;
+          return status["containers"]["draining"] == 1 && status["containers"]["ready"] == 1;
+        },
+        10s));
+    // A third request: three need two containers again. The draining one
+    // comes back; no third container starts.
+    callers.emplace_back([&] { agent.Client(false).Get("/apps/demo/surge/cgi-bin/slow?1"); });
+    json taken_back;
+    CHECK(WaitForStatus(
+        client, "surge",
+        [&](const json& status) {
+          taken_back = status;
+          return status["containers"]["ready"] == 2 && status["containers"]["draining"] == 0;
+        },
+        4s));
+    INFO(draining.dump() << "\n" << taken_back.dump());
+    CHECK(taken_back["in_flight_requests"].get<int>() >= 2);  // before the long ones ended
+    CHECK(ids(taken_back) == ids(draining));
+    for (std::thread& caller : callers) caller.join();
+    for (const std::string& answer : long_answers) CHECK(answer.starts_with("200 concurrent="));
   }
 
   SECTION("a request beyond web.max_queued is refused at once; the queued one is served") {
