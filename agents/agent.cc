@@ -199,8 +199,10 @@ Agent::Agent(AgentOptions options, HostInfo host, HostLimits limits, std::vector
     return std::chrono::time_point_cast<std::chrono::milliseconds>(
         std::chrono::system_clock::now());
   };
-  hooks.run = [this](const ScheduledJob& job, ScheduleFire* fire) -> core::Status {
+  hooks.run = [this](const ScheduledJob& job, const std::string& due,
+                     ScheduleFire* fire) -> core::Status {
     CallRequest request;
+    request.env["GANTRY_SCHEDULED_AT"] = due;
     auto call = calls_->Submit(job.app, job.function, request, fire);
     if (!call) return call.error();
     calls_->RunInBackground(std::move(call).value(), job.prepared, request);
@@ -707,15 +709,24 @@ void Agent::RefreshProblems() {
 
 void Agent::SyncSchedules() {
   std::vector<ScheduledJob> jobs;
+  // Wanted but not runnable yet (an image being unpacked after a restart):
+  // their last fire stays, so they catch up rather than start afresh.
+  std::vector<std::pair<std::string, std::string>> held;
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
-      if (!function.schedule || problems_.count(FunctionKey(app_name, name))) continue;
-      auto prepared = PrepareFunction(app_name, function);
-      if (!prepared) continue;
-      jobs.push_back({app_name, name, *function.schedule, std::move(prepared).value()});
+      if (!function.schedule) continue;
+      std::optional<PreparedFunction> prepared;
+      if (!problems_.count(FunctionKey(app_name, name))) {
+        if (auto made = PrepareFunction(app_name, function)) prepared = std::move(made).value();
+      }
+      if (!prepared) {
+        held.emplace_back(app_name, name);
+        continue;
+      }
+      jobs.push_back({app_name, name, *function.schedule, std::move(*prepared)});
     }
   }
-  scheduler_->Set(std::move(jobs));
+  scheduler_->Set(std::move(jobs), held);
 }
 
 void Agent::SyncWebFunctions() {

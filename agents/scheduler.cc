@@ -47,7 +47,8 @@ Scheduler::~Scheduler() {
   Stop();
 }
 
-void Scheduler::Set(std::vector<ScheduledJob> jobs) {
+void Scheduler::Set(std::vector<ScheduledJob> jobs,
+                    const std::vector<std::pair<std::string, std::string>>& held) {
   core::FireTime now = hooks_.now();
   std::lock_guard lock(mutex_);
   std::map<std::string, Entry> entries;
@@ -80,7 +81,7 @@ void Scheduler::Set(std::vector<ScheduledJob> jobs) {
   entries_ = std::move(entries);
   // A schedule removed, then added again later, starts afresh: no catch-up
   // for the time it was gone.
-  std::vector<std::pair<std::string, std::string>> kept;
+  std::vector<std::pair<std::string, std::string>> kept = held;
   for (const auto& [key, entry] : entries_) kept.emplace_back(entry.job.app, entry.job.function);
   if (auto retained = records_->RetainScheduleFires(kept); !retained.ok())
     spdlog::warn("agent: {}", retained.error().message);
@@ -132,7 +133,8 @@ void Scheduler::TickEntry(Entry& entry, core::FireTime now) {
                    core::FormatTimestamp(run, entry.times.zone()));
       hooks_.cancel(fire.last_call);
     }
-    if (auto started = hooks_.run(entry.job, &fire); !started.ok()) {
+    if (auto started = hooks_.run(entry.job, core::FormatTimestamp(run, entry.times.zone()), &fire);
+        !started.ok()) {
       // Not recorded as dealt with: the next tick tries this run again.
       spdlog::warn("agent: {}: the run due at {} could not start: {}", key,
                    core::FormatTimestamp(run, entry.times.zone()), started.error().message);

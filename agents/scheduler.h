@@ -46,8 +46,10 @@ class Scheduler {
   struct Hooks {
     /// Now.
     std::function<core::FireTime()> now;
-    /// Starts a run of `job` and saves `fire` with its call (CallRunner::Submit).
-    std::function<core::Status(const ScheduledJob& job, ScheduleFire* fire)> run;
+    /// Starts the run of `job` due at `due` (ISO 8601 in the schedule's
+    /// zone) and saves `fire` with its call (CallRunner::Submit).
+    std::function<core::Status(const ScheduledJob& job, const std::string& due, ScheduleFire* fire)>
+        run;
     /// Whether a call is still queued or running.
     std::function<bool(const std::string& call_id)> unfinished;
     /// Stops a call (overlap: replace).
@@ -64,8 +66,13 @@ class Scheduler {
   Scheduler(AgentRecords* records, Hooks hooks);
   ~Scheduler();
 
-  /// The jobs to fire from now on, replacing those before.
-  void Set(std::vector<ScheduledJob> jobs);
+  /// The jobs to fire from now on, replacing those before. `held`: jobs
+  /// still wanted that cannot run yet (their image is being unpacked or
+  /// pulled, or has a problem): they fire nothing, but keep their last fire,
+  /// so that once back they catch up as after downtime. A schedule in
+  /// neither is gone, its record with it: added again later, it starts afresh.
+  void Set(std::vector<ScheduledJob> jobs,
+           const std::vector<std::pair<std::string, std::string>>& held = {});
   /// Fires what is due now.
   void Tick();
   /// Ticks on a thread of its own until Stop().

@@ -23,11 +23,13 @@ struct Harness {
   std::unique_ptr<Scheduler> Make() {
     Scheduler::Hooks hooks;
     hooks.now = [this] { return now; };
-    hooks.run = [this](const ScheduledJob& job, ScheduleFire* fire) -> core::Status {
+    hooks.run = [this](const ScheduledJob& job, const std::string& due,
+                       ScheduleFire* fire) -> core::Status {
       fire->last_call = "call-" + std::to_string(++calls);
       runs.push_back(job.function + "@" +
                      core::FormatTimestamp(
                          core::FireTime(std::chrono::milliseconds(fire->last_fire_ms)), nullptr));
+      dues.push_back(due);
       running.insert(fire->last_call);
       return records->SaveScheduleFire(*fire);
     };
@@ -52,6 +54,7 @@ struct Harness {
   core::FireTime now;
   int calls = 0;
   std::vector<std::string> runs;
+  std::vector<std::string> dues;  // as the run is told its due time
   std::set<std::string> running;
   std::vector<std::string> cancelled;
 };
@@ -98,6 +101,10 @@ TEST_CASE("a spring-forward fires a skipped time once, after the gap", "[schedul
   CHECK(harness.runs == std::vector<std::string>{"nightly@2026-03-28T01:30:00+00:00",
                                                  "nightly@2026-03-29T01:00:00+00:00",
                                                  "nightly@2026-03-30T00:30:00+00:00"});
+  // Each run is told its due time in the schedule's zone.
+  CHECK(harness.dues == std::vector<std::string>{"2026-03-28T02:30:00+01:00",
+                                                 "2026-03-29T03:00:00+02:00",
+                                                 "2026-03-30T02:30:00+02:00"});
 }
 
 TEST_CASE("a restart neither repeats nor loses a run, and catches up one missed run",
@@ -169,7 +176,7 @@ TEST_CASE(
   Scheduler::Hooks hooks;
   int refused = 0;
   hooks.now = [&] { return failing.now; };
-  hooks.run = [&](const ScheduledJob& job, ScheduleFire* fire) -> core::Status {
+  hooks.run = [&](const ScheduledJob& job, const std::string&, ScheduleFire* fire) -> core::Status {
     if (refused++ == 0) return core::Error{core::ErrorCode::kIo, "disk full", {}};
     fire->last_call = "call-ok";
     failing.runs.push_back(job.function);
@@ -242,6 +249,28 @@ TEST_CASE("a schedule removed and added again starts afresh", "[scheduler]") {
   scheduler->Set({Job("hourly", Cron("0 * * * *"))});
   scheduler->Tick();
   CHECK(harness.runs.empty());  // nothing made up for the time it was gone
+}
+
+TEST_CASE("a schedule held while its image is unpacked catches up when back, as after downtime",
+          "[scheduler]") {
+  tests::TempDir dir("gantry-scheduler-test");
+  Harness harness(dir.path() / "agent.db");
+  harness.now = At("2026-03-01T00:00:30Z");
+  auto scheduler = harness.Make();
+  scheduler->Set({Job("hourly", Cron("0 * * * *"))});
+  harness.RunUntil(*scheduler, At("2026-03-01T01:00:30Z"));
+  REQUIRE(harness.runs == std::vector<std::string>{"hourly@2026-03-01T01:00:00+00:00"});
+  // Wanted, not runnable: nothing fires, the last fire stays.
+  scheduler->Set({}, {{"demo", "hourly"}});
+  harness.RunUntil(*scheduler, At("2026-03-01T04:30:00Z"));
+  CHECK(harness.runs.size() == 1);
+  CHECK(harness.records->FindScheduleFire("demo", "hourly").value().has_value());
+  // Back: 04:00 runs, as the most recent missed run; 02:00 and 03:00 are counted.
+  scheduler->Set({Job("hourly", Cron("0 * * * *"))});
+  scheduler->Tick();
+  CHECK(harness.runs.back() == "hourly@2026-03-01T04:00:00+00:00");
+  CHECK(harness.runs.size() == 2);
+  CHECK(scheduler->Status("demo", "hourly")["skipped_runs"] == 2);
 }
 
 TEST_CASE("overlapping runs are skipped, allowed or replaced as the schedule says", "[scheduler]") {
