@@ -709,24 +709,24 @@ void Agent::RefreshProblems() {
 
 void Agent::SyncSchedules() {
   std::vector<ScheduledJob> jobs;
-  // Wanted but not runnable yet (an image being unpacked after a restart):
-  // their last fire stays, so they catch up rather than start afresh.
-  std::vector<std::pair<std::string, std::string>> held;
   for (const auto& [app_name, app] : desired_.apps) {
     for (const auto& [name, function] : app.functions) {
       if (!function.schedule) continue;
-      std::optional<PreparedFunction> prepared;
-      if (!problems_.count(FunctionKey(app_name, name))) {
-        if (auto made = PrepareFunction(app_name, function)) prepared = std::move(made).value();
-      }
-      if (!prepared) {
-        held.emplace_back(app_name, name);
+      const std::string key = FunctionKey(app_name, name);
+      // Its image being unpacked (after a restart) or pulled: held, so that
+      // it catches up once ready rather than start afresh. Another problem
+      // drops it, as a schedule removed.
+      if (image_pending_.count(key)) {
+        jobs.push_back({app_name, name, *function.schedule, {}, /*held=*/true});
         continue;
       }
-      jobs.push_back({app_name, name, *function.schedule, std::move(*prepared)});
+      if (problems_.count(key)) continue;
+      auto prepared = PrepareFunction(app_name, function);
+      if (!prepared) continue;
+      jobs.push_back({app_name, name, *function.schedule, std::move(prepared).value()});
     }
   }
-  scheduler_->Set(std::move(jobs), held);
+  scheduler_->Set(std::move(jobs));
 }
 
 void Agent::SyncWebFunctions() {

@@ -47,8 +47,7 @@ Scheduler::~Scheduler() {
   Stop();
 }
 
-void Scheduler::Set(std::vector<ScheduledJob> jobs,
-                    const std::vector<std::pair<std::string, std::string>>& held) {
+void Scheduler::Set(std::vector<ScheduledJob> jobs) {
   core::FireTime now = hooks_.now();
   std::lock_guard lock(mutex_);
   std::map<std::string, Entry> entries;
@@ -81,7 +80,7 @@ void Scheduler::Set(std::vector<ScheduledJob> jobs,
   entries_ = std::move(entries);
   // A schedule removed, then added again later, starts afresh: no catch-up
   // for the time it was gone.
-  std::vector<std::pair<std::string, std::string>> kept = held;
+  std::vector<std::pair<std::string, std::string>> kept;
   for (const auto& [key, entry] : entries_) kept.emplace_back(entry.job.app, entry.job.function);
   if (auto retained = records_->RetainScheduleFires(kept); !retained.ok())
     spdlog::warn("agent: {}", retained.error().message);
@@ -95,6 +94,7 @@ void Scheduler::Tick() {
 }
 
 void Scheduler::TickEntry(Entry& entry, core::FireTime now) {
+  if (entry.job.held) return;
   const std::string key = entry.job.app + "/" + entry.job.function;
   core::DueRuns due =
       entry.times.DueBetween(FromMs(entry.fire.last_fire_ms), now, entry.job.schedule.catch_up);
@@ -168,6 +168,7 @@ void Scheduler::Start() {
       core::FireTime now = hooks_.now();
       auto wait = std::chrono::milliseconds(1000);
       for (const auto& [key, entry] : entries_) {
+        if (entry.job.held) continue;
         if (auto next = entry.times.Next(now))
           wait = std::min(wait,
                           std::chrono::duration_cast<std::chrono::milliseconds>(*next - now) + 1ms);
@@ -196,8 +197,11 @@ nlohmann::json Scheduler::Status(const std::string& app, const std::string& func
       {"last_call", entry.fire.last_call},
       {"skipped_runs", entry.skipped}};
   if (!entry.last_skip_reason.empty()) status["last_skip_reason"] = entry.last_skip_reason;
-  if (auto next = entry.times.Next(hooks_.now()))
+  if (entry.job.held) {
+    status["held"] = "its image is not ready yet: runs due meanwhile are caught up once it is";
+  } else if (auto next = entry.times.Next(hooks_.now())) {
     status["next_fire"] = core::FormatTimestamp(*next, entry.times.zone());
+  }
   return status;
 }
 

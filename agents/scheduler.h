@@ -24,6 +24,10 @@ struct ScheduledJob {
   std::string function;
   ScheduleState schedule;
   PreparedFunction prepared;  // what a run is made from
+  /// Wanted, but its image is still being unpacked or pulled: it fires
+  /// nothing and keeps its last fire, so that once it can run it catches up
+  /// as after downtime.
+  bool held = false;
 };
 
 /// Fires the scheduled job functions of this agent on time. For each one it
@@ -66,13 +70,10 @@ class Scheduler {
   Scheduler(AgentRecords* records, Hooks hooks);
   ~Scheduler();
 
-  /// The jobs to fire from now on, replacing those before. `held`: jobs
-  /// still wanted that cannot run yet (their image is being unpacked or
-  /// pulled, or has a problem): they fire nothing, but keep their last fire,
-  /// so that once back they catch up as after downtime. A schedule in
-  /// neither is gone, its record with it: added again later, it starts afresh.
-  void Set(std::vector<ScheduledJob> jobs,
-           const std::vector<std::pair<std::string, std::string>>& held = {});
+  /// The jobs to fire from now on (held ones included), replacing those
+  /// before. A schedule not among them is gone, its record with it: added
+  /// again later, it starts afresh.
+  void Set(std::vector<ScheduledJob> jobs);
   /// Fires what is due now.
   void Tick();
   /// Ticks on a thread of its own until Stop().

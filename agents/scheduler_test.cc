@@ -261,16 +261,27 @@ TEST_CASE("a schedule held while its image is unpacked catches up when back, as 
   harness.RunUntil(*scheduler, At("2026-03-01T01:00:30Z"));
   REQUIRE(harness.runs == std::vector<std::string>{"hourly@2026-03-01T01:00:00+00:00"});
   // Wanted, not runnable: nothing fires, the last fire stays.
-  scheduler->Set({}, {{"demo", "hourly"}});
+  ScheduledJob held = Job("hourly", Cron("0 * * * *"));
+  held.held = true;
+  scheduler->Set({held});
   harness.RunUntil(*scheduler, At("2026-03-01T04:30:00Z"));
   CHECK(harness.runs.size() == 1);
   CHECK(harness.records->FindScheduleFire("demo", "hourly").value().has_value());
-  // Back: 04:00 runs, as the most recent missed run; 02:00 and 03:00 are counted.
-  scheduler->Set({Job("hourly", Cron("0 * * * *"))});
-  scheduler->Tick();
-  CHECK(harness.runs.back() == "hourly@2026-03-01T04:00:00+00:00");
-  CHECK(harness.runs.size() == 2);
-  CHECK(scheduler->Status("demo", "hourly")["skipped_runs"] == 2);
+  const nlohmann::json status = scheduler->Status("demo", "hourly");
+  CHECK(status.contains("held"));
+  CHECK_FALSE(status.contains("next_fire"));
+  CHECK(status["last_fire"] == "2026-03-01T01:00:00+00:00");
+  SECTION("back: the most recent missed run runs, the others are counted") {
+    scheduler->Set({Job("hourly", Cron("0 * * * *"))});
+    scheduler->Tick();
+    CHECK(harness.runs.back() == "hourly@2026-03-01T04:00:00+00:00");
+    CHECK(harness.runs.size() == 2);
+    CHECK(scheduler->Status("demo", "hourly")["skipped_runs"] == 2);  // 02:00 and 03:00
+  }
+  SECTION("removed while held: its record goes, as any removed schedule's") {
+    scheduler->Set({});
+    CHECK_FALSE(harness.records->FindScheduleFire("demo", "hourly").value().has_value());
+  }
 }
 
 TEST_CASE("overlapping runs are skipped, allowed or replaced as the schedule says", "[scheduler]") {

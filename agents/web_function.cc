@@ -250,13 +250,18 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
   int have = sample.ready + sample.starting;
   // A draining container still finishing requests is taken back before any
   // new one starts: it is ready now, where a new one would start cold.
+  bool taken_back = false;
   for (auto entry = containers_.begin(); entry != containers_.end() && have < desired; ++entry) {
     if (!entry->draining || entry->in_flight == 0 ||
         entry->container->state() != WebContainerState::kReady)
       continue;  // with nothing in flight, it was asked to stop already
     entry->draining = false;
+    taken_back = true;
     ++have;
+    spdlog::info("agent: {}/{}: draining web container {} taken back", function_.app, function.name,
+                 entry->container->id());
   }
+  if (taken_back && !waiting_.empty()) changed_.notify_all();  // it has inputs free
   if (desired > have && now >= next_start_) {
     // Started for requests that wait with nothing ready to take them.
     const bool cold = !waiting_.empty() && sample.ready == 0;

@@ -39,6 +39,7 @@ bool Matches(const std::string& text, const std::regex& pattern) {
   return text.size() <= kMaxMatchedLength && std::regex_match(text, pattern);
 }
 constexpr int kMaxContainers = 1000;
+constexpr int kMaxInputs = 1000;  // concurrent inputs per container
 constexpr int kMaxGpuCount = 8;
 constexpr int kMaxQueued = 100'000;
 // The agent reads catch_up as an int (agents/desired_state.cc) and accepts any.
@@ -734,22 +735,22 @@ class Decoder {
     Field(node, path, "retries", [&](const Node& value, const std::string& field) {
       function.retries = DecodeRetries(value, field);
     });
-    auto count = [&](const char* key, int min, int* out) {
+    auto count = [&](const char* key, int min, int max, int* out) {
       Field(node, path, key, [&](const Node& value, const std::string& field) {
-        *out = static_cast<int>(Integer(value, field, min, kMaxContainers).value_or(*out));
+        *out = static_cast<int>(Integer(value, field, min, max).value_or(*out));
       });
     };
-    count("min_containers", 0, &function.min_containers);
-    count("max_containers", 1, &function.max_containers);
-    count("buffer_containers", 0, &function.buffer_containers);
-    count("max_inputs", 1, &function.max_inputs);
+    count("min_containers", 0, kMaxContainers, &function.min_containers);
+    count("max_containers", 1, kMaxContainers, &function.max_containers);
+    count("buffer_containers", 0, kMaxContainers, &function.buffer_containers);
+    count("max_inputs", 1, kMaxInputs, &function.max_inputs);
     if (function.min_containers > function.max_containers) {
       Fail(*Find(node, "min_containers"), Child(path, "min_containers"),
            "min_containers (" + std::to_string(function.min_containers) +
                ") is more than max_containers (" + std::to_string(function.max_containers) + ")");
     }
     Field(node, path, "target_inputs", [&](const Node& value, const std::string& field) {
-      auto target = Integer(value, field, 1, kMaxContainers);
+      auto target = Integer(value, field, 1, kMaxInputs);
       if (!target) return;
       function.target_inputs = static_cast<int>(*target);
       if (!function.web) {

@@ -10,7 +10,9 @@ inline constexpr int kSkippedExit = 77;
 
 /// Says (a Catch WARN, "skipped: `reason`") that the running test case
 /// cannot run on this machine; the caller returns at once. The binary then
-/// exits kSkippedExit unless a case failed (tests/catch_main.cc).
+/// exits kSkippedExit unless a case failed (tests/catch_main.cc). A case
+/// that skips one of its sections or generated values is reported skipped
+/// as a whole: not everything in it ran.
 void Skip(const std::string& reason);
 
 /// How many times Skip was called in this run.
