@@ -872,8 +872,9 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("scheduled jobs fire on the agent; a restart neither repeats nor silently loses a run",
-          "[serving][schedule][runc]") {
+TEST_CASE(
+    "scheduled jobs fire on the agent, and a restart neither repeats nor silently loses a run",
+    "[serving][schedule][runc]") {
   if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("gantry-schedule-test");
   fs::path store = dir.path() / "store";
