@@ -21,6 +21,7 @@
 
 #include "core/atomic_file.h"
 #include "planner/deploy_state.h"
+#include "tests/agent_fixture.h"
 #include "tests/agent_process.h"
 #include "tests/busybox_image.h"
 #include "tests/docker_registry.h"
@@ -179,6 +180,7 @@ void CheckPlanSchema(const fs::path& plan_file) {
 }  // namespace
 
 TEST_CASE("plan, apply, change, plan and destroy an app over two agents", "[planner]") {
+  if (!tests::ContainersOrSkip()) return;
   Fleet fleet;
 
   // A first plan creates everything; functions land where their GPUs are.
@@ -320,6 +322,7 @@ std::set<std::string> RunningRecords(tests::AgentProcess& agent) {
 }  // namespace
 
 TEST_CASE("a budget is split over the agents and changed in place", "[planner][budget]") {
+  if (!tests::ContainersOrSkip()) return;
   Fleet fleet;
   fleet.WriteSpec(AppYaml("first", "budget: {daily_usd: 10, on_exceed: stop}\n"));
   auto plan = fleet.Plan();
@@ -359,6 +362,7 @@ TEST_CASE("a budget is split over the agents and changed in place", "[planner][b
 }
 
 TEST_CASE("drift is shown and repaired, and bad plans change nothing", "[planner]") {
+  if (!tests::ContainersOrSkip()) return;
   Fleet fleet;
   REQUIRE(fleet.Apply().exit_code == 0);
   auto serial = [&] {
@@ -532,6 +536,7 @@ TEST_CASE("drift is shown and repaired, and bad plans change nothing", "[planner
 }
 
 TEST_CASE("agents without the images pull them from where the plan pushed them", "[planner]") {
+  if (!tests::ContainersOrSkip()) return;
   REQUIRE(tests::HasDockerRegistry());
   tests::TempDir registry_dir;
   auto registry = tests::DockerRegistry::Start(registry_dir.path());
@@ -623,6 +628,7 @@ TEST_CASE(
     "an agent failing in the middle of an apply leaves the others recorded and a rerun "
     "converges",
     "[planner]") {
+  if (!tests::ContainersOrSkip()) return;
   Fleet fleet;
   FailingProxy proxy(fleet.a100().address());
   REQUIRE(fleet.Gantry({"agents", "rm", "gpu-a100"}).exit_code == 0);

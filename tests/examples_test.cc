@@ -19,6 +19,7 @@
 
 #include "core/atomic_file.h"
 #include "core/subprocess.h"
+#include "tests/agent_fixture.h"
 #include "tests/agent_process.h"
 #include "tests/gantry_command.h"
 #include "tests/temp_dir.h"
@@ -151,6 +152,7 @@ std::string RuncContainers(const fs::path& local) {
 }  // namespace
 
 TEST_CASE("examples hello answers over HTTP through gantry up and scales to zero", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-hello");
   GantryUp up("examples/hello/app.yaml", dir.path());
   REQUIRE(up.WaitFor("Serving hello", 300s));
@@ -190,6 +192,7 @@ TEST_CASE("examples hello answers over HTTP through gantry up and scales to zero
 }
 
 TEST_CASE("gantry up --watch re-applies an edit of a copied file", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-watch");
   fs::path app = dir.path() / "hello";
   fs::create_directories(app);
@@ -217,6 +220,7 @@ TEST_CASE("gantry up --watch re-applies an edit of a copied file", "[examples]")
 }
 
 TEST_CASE("gantry up with a bad spec fails in one line and leaves nothing running", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-bad-spec");
   fs::path spec = dir.path() / "app.yaml";
   REQUIRE(core::WriteFileAtomically(spec, "app: bad\nfunctions:\n  f: {image: nope}\n").ok());
@@ -229,6 +233,7 @@ TEST_CASE("gantry up with a bad spec fails in one line and leaves nothing runnin
 
 TEST_CASE("gantry up and run as a user who is not root say how to fix it in one line",
           "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-not-root");
   // As a user's own home would be: they can look in (for registered agents: none).
   fs::permissions(dir.path(),
@@ -250,6 +255,7 @@ TEST_CASE("gantry up and run as a user who is not root say how to fix it in one 
 }
 
 TEST_CASE("what a killed gantry up left does not run again", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-killed");
   {
     GantryUp up("examples/hello/app.yaml", dir.path());
@@ -274,6 +280,7 @@ TEST_CASE("what a killed gantry up left does not run again", "[examples]") {
 }
 
 TEST_CASE("gantry up refuses a second process on the same local agent", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-twice");
   GantryUp up("examples/hello/app.yaml", dir.path());
   REQUIRE(up.WaitFor("Serving hello", 300s));
@@ -287,6 +294,7 @@ TEST_CASE("gantry up refuses a second process on the same local agent", "[exampl
 }
 
 TEST_CASE("gantry run and map call the app a running gantry up serves", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-shared-up");
   GantryUp up("examples/batch/app.yaml", dir.path());
   REQUIRE(up.WaitFor("Serving batch", 300s));
@@ -316,6 +324,7 @@ TEST_CASE("gantry run and map call the app a running gantry up serves", "[exampl
 
 TEST_CASE("gantry up on a registered agent serves there and takes the app off at Ctrl-C",
           "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-up-registered");
   auto agent = tests::AgentProcess::Start(GANTRY_BINARY, dir.path() / "agent", kStore,
                                           dir.path() / "agent.log");
@@ -384,6 +393,7 @@ TEST_CASE("gantry up on a registered agent serves there and takes the app off at
 }
 
 TEST_CASE("examples batch maps 1000 inputs and writes the results in input order", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-batch");
   fs::path out = dir.path() / "results.jsonl";
   auto mapped = Gantry(dir.path(), {"map", "examples/batch/app.yaml", "square", "--inputs",
@@ -411,6 +421,7 @@ TEST_CASE("examples batch maps 1000 inputs and writes the results in input order
 
 TEST_CASE("gantry map reports failed inputs after their retries and a bad input line",
           "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-map-failures");
   fs::path inputs = dir.path() / "inputs.jsonl";
   REQUIRE(core::WriteFileAtomically(inputs, "3\n\"1+\"\n[\"4\"]\n").ok());
@@ -441,6 +452,7 @@ TEST_CASE("gantry map reports failed inputs after their retries and a bad input 
 
 TEST_CASE("gantry map stopped by Ctrl-C stops its calls and says which inputs never ran",
           "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-map-stopped");
   fs::path spec = dir.Write("app.yaml", R"(app: napper
 images:
@@ -493,6 +505,7 @@ functions:
 }
 
 TEST_CASE("gantry run prints the call's output and exits with its exit code", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-run");
   auto run = Gantry(dir.path(), {"run", "examples/batch/app.yaml", "square", "--", "12"});
   INFO(run.err);
@@ -515,6 +528,7 @@ TEST_CASE("gantry run prints the call's output and exits with its exit code", "[
 }
 
 TEST_CASE("gantry run streams the output of a call while it runs", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-stream");
   fs::path spec = dir.Write("app.yaml", R"(app: streamer
 images:
@@ -550,6 +564,7 @@ functions:
 }
 
 TEST_CASE("examples cron fires under a test clock and keeps its volume", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-cron");
   // libfaketime runs the wall clock ten times as fast (the monotonic clock
   // as it is): the every-minute schedule fires every six seconds. Preloaded
@@ -570,6 +585,7 @@ TEST_CASE("examples cron fires under a test clock and keeps its volume", "[examp
 }
 
 TEST_CASE("examples gpu fails to place on a host without a GPU before building", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-gpu");
   fs::path store = dir.path() / "store";  // empty: nothing of the CUDA image may land there
   auto up = Gantry(dir.path(), {"up", "examples/gpu/app.yaml", "--port", "0", "--gpus", "none"}, {},
@@ -585,6 +601,7 @@ TEST_CASE("examples gpu fails to place on a host without a GPU before building",
 }
 
 TEST_CASE("examples python-api answers with its secret from the environment", "[examples]") {
+  if (!tests::ContainersOrSkip()) return;
   tests::TempDir dir("examples-python");
   const std::string greeting = "Bonjour-7f3a9c";
   fs::path empty_store = dir.path() / "store";
