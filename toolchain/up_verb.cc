@@ -185,8 +185,9 @@ std::string ClockTime(std::time_t seconds) {
 }
 
 // "site  http://127.0.0.1:7070/apps/hello/site/  (public)" per web function
-// and agent that serves it, "nightly  next 2026-12-02T09:00:00+01:00" per
-// schedule, as the agents have them, and the local agent's dashboard.
+// and agent that serves it, "nightly  next 2026-12-02T09:00:00+01:00" (or
+// "held: WHY" while its image is not ready) per schedule, as the agents have
+// them, and the local agent's dashboard.
 void PrintServing(const spec::App& app, const UpTarget& target,
                   const std::vector<WatchedAgent>& agents) {
   bool endpoints = false;
@@ -209,14 +210,16 @@ void PrintServing(const spec::App& app, const UpTarget& target,
     if (!function.schedule) continue;
     if (!schedules) std::printf("\nSchedules:\n");
     schedules = true;
-    std::string next = "not placed";
+    std::string when = "not placed";
     for (const WatchedAgent& agent : agents) {
       const json schedule = AppFunctions(agent.status, app.name)
                                 .value(name, json::object())
                                 .value("schedule", json());
-      if (schedule.is_object()) next = schedule.value("next_fire", "never");
+      if (!schedule.is_object()) continue;
+      when = schedule.contains("held") ? "held: " + schedule["held"].get<std::string>()
+                                       : "next " + schedule.value("next_fire", "never");
     }
-    std::printf("  %-12s next %s\n", name.c_str(), next.c_str());
+    std::printf("  %-12s %s\n", name.c_str(), when.c_str());
   }
   if (target.local) {
     std::printf("\nDashboard: %s  (sign in with the token in %s)\n",
