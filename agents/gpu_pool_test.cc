@@ -2,7 +2,6 @@
 
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -70,10 +69,7 @@ TEST_CASE("a container sees its GPUs by UUID and only their device nodes", "[gpu
   CHECK(GpuEnv({}).empty());
 
   // A /dev of the test's own: /dev/null's device number stands in for a GPU's.
-  if (geteuid() != 0) {
-    tests::Skip("device nodes (mknod) need root");
-    return;
-  }
+  if (!tests::RootOrSkip("device nodes (mknod) need root")) return;
   tests::TempDir dev("gantry-gpu-dev");
   for (const char* name : {"nvidia0", "nvidia1", "nvidia2", "nvidiactl"}) {
     REQUIRE(mknod((dev.path() / name).c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0);

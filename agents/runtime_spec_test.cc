@@ -403,10 +403,7 @@ std::string Slurp(const std::filesystem::path& path) {
 // options. Skipped without root or runc.
 TEST_CASE("runc runs a bundle's hooks, renamed device nodes and optioned mounts",
           "[runtime_spec][runc]") {
-  if (geteuid() != 0) {
-    tests::Skip("runc needs root");
-    return;
-  }
+  if (!tests::RootOrSkip("runc needs root")) return;
   std::filesystem::path runc;
   for (const char* candidate : {"/usr/local/sbin/runc", "/usr/sbin/runc", "/usr/bin/runc"}) {
     if (access(candidate, X_OK) == 0) {

@@ -110,13 +110,13 @@ void Scheduler::TickEntry(Entry& entry, core::FireTime now) {
   std::string before_this_tick =
       entry.fire.last_call;  // runs of this tick do not overlap each other
   for (core::FireTime run : due.run) {
+    const std::string due_at = core::FormatTimestamp(run, entry.times.zone());
     const std::int64_t previous_fire = fire.last_fire_ms;
     fire.last_fire_ms = ToMs(run == due.run.back() ? *due.latest : run);
     if (auto refused = hooks_.refusal ? hooks_.refusal(entry.job.app) : std::nullopt) {
       ++entry.skipped;
       entry.last_skip_reason = *refused;
-      spdlog::info("agent: {}: run due at {} skipped: {}", key,
-                   core::FormatTimestamp(run, entry.times.zone()), *refused);
+      spdlog::info("agent: {}: run due at {} skipped: {}", key, due_at, *refused);
       continue;
     }
     bool previous = !before_this_tick.empty() && fire.last_call == before_this_tick &&
@@ -124,20 +124,18 @@ void Scheduler::TickEntry(Entry& entry, core::FireTime now) {
     if (previous && entry.job.schedule.overlap == Overlap::kSkip) {
       ++entry.skipped;
       entry.last_skip_reason = fire.last_call + " was still running";
-      spdlog::info("agent: {}: run due at {} skipped: {} is still running", key,
-                   core::FormatTimestamp(run, entry.times.zone()), fire.last_call);
+      spdlog::info("agent: {}: run due at {} skipped: {} is still running", key, due_at,
+                   fire.last_call);
       continue;
     }
     if (previous && entry.job.schedule.overlap == Overlap::kReplace) {
-      spdlog::info("agent: {}: stopping {} for the run due at {}", key, fire.last_call,
-                   core::FormatTimestamp(run, entry.times.zone()));
+      spdlog::info("agent: {}: stopping {} for the run due at {}", key, fire.last_call, due_at);
       hooks_.cancel(fire.last_call);
     }
-    if (auto started = hooks_.run(entry.job, core::FormatTimestamp(run, entry.times.zone()), &fire);
-        !started.ok()) {
+    if (auto started = hooks_.run(entry.job, due_at, &fire); !started.ok()) {
       // Not recorded as dealt with: the next tick tries this run again.
-      spdlog::warn("agent: {}: the run due at {} could not start: {}", key,
-                   core::FormatTimestamp(run, entry.times.zone()), started.error().message);
+      spdlog::warn("agent: {}: the run due at {} could not start: {}", key, due_at,
+                   started.error().message);
       fire.last_fire_ms = previous_fire;
       if (auto saved = records_->SaveScheduleFire(fire); !saved.ok())
         spdlog::warn("agent: {}", saved.error().message);

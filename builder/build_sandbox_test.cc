@@ -32,10 +32,7 @@ namespace fs = std::filesystem;
 /// The sandbox needs root (namespaces, mounts) and busybox to build an image
 /// root from; without them these tests are skipped (tests::Skip).
 bool CanSandbox() {
-  if (geteuid() != 0) {
-    tests::Skip("the build sandbox needs root");
-    return false;
-  }
+  if (!tests::RootOrSkip("the build sandbox needs root")) return false;
   if (!fs::exists("/bin/busybox")) {
     tests::Skip("needs a static /bin/busybox (Debian busybox-static)");
     return false;

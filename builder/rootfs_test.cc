@@ -111,10 +111,7 @@ class Sandbox {
 
 TEST_CASE("UnpackLayer writes files, folders, symlinks and hardlinks with their metadata",
           "[rootfs]") {
-  if (geteuid() != 0) {
-    tests::Skip("entries owned by other users need root");
-    return;
-  }
+  if (!tests::RootOrSkip("entries owned by other users need root")) return;
   Sandbox sandbox;
   TarItem bin = Folder("usr/bin/", 0711);
   bin.uid = 1;
@@ -421,10 +418,7 @@ bool IsWhiteoutDevice(const fs::path& path) {
 }
 
 TEST_CASE("UnpackLayer in overlay form keeps whiteouts as overlayfs markers", "[rootfs]") {
-  if (geteuid() != 0) {
-    tests::Skip("whiteout devices and trusted.* attributes need root");
-    return;
-  }
+  if (!tests::RootOrSkip("whiteout devices and trusted.* attributes need root")) return;
   Sandbox sandbox;
   REQUIRE(
       sandbox
@@ -459,10 +453,7 @@ const std::string kNetBindCapability(
 
 TEST_CASE("UnpackLayer sets capabilities and user xattrs, and no other attribute",
           "[rootfs][hostile]") {
-  if (geteuid() != 0) {
-    tests::Skip("security.capability and trusted.* attributes need root");
-    return;
-  }
+  if (!tests::RootOrSkip("security.capability and trusted.* attributes need root")) return;
   const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
   Sandbox sandbox(mode);
   const fs::path root = sandbox.root();
@@ -487,10 +478,7 @@ TEST_CASE("UnpackLayer sets capabilities and user xattrs, and no other attribute
 }
 
 TEST_CASE("UnpackLayer sets xattrs only inside the root", "[rootfs][hostile]") {
-  if (geteuid() != 0) {
-    tests::Skip("security.capability needs root");
-    return;
-  }
+  if (!tests::RootOrSkip("security.capability needs root")) return;
   const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
   Sandbox sandbox(mode);
   const fs::path root = sandbox.root();
@@ -515,10 +503,7 @@ TEST_CASE("UnpackLayer sets xattrs only inside the root", "[rootfs][hostile]") {
 }
 
 TEST_CASE("UnpackLayer in overlay form keeps whiteouts inside the root", "[rootfs][hostile]") {
-  if (geteuid() != 0) {
-    tests::Skip("whiteout devices and trusted.* attributes need root");
-    return;
-  }
+  if (!tests::RootOrSkip("whiteout devices and trusted.* attributes need root")) return;
   Sandbox sandbox;
   const fs::path root = sandbox.root();
   // Through a symlink that climbs out: it resolves to the root itself.
@@ -630,10 +615,7 @@ TEST_CASE("UnpackLayer never replaces the root with a symlink named . or / (CVE-
 // (it shares its target's inode), everything else is chmod'ed and chown'ed
 // through a descriptor opened with O_NOFOLLOW, and a symlink keeps mode 0777.
 TEST_CASE("UnpackLayer never chmods through a symlink (CVE-2021-32760)", "[rootfs][hostile]") {
-  if (geteuid() != 0) {
-    tests::Skip("entries owned by other users need root");
-    return;
-  }
+  if (!tests::RootOrSkip("entries owned by other users need root")) return;
   const WhiteoutMode mode = GENERATE(WhiteoutMode::kApply, WhiteoutMode::kOverlay);
   Sandbox sandbox(mode);
   const fs::path root = sandbox.root();

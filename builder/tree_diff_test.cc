@@ -137,10 +137,7 @@ TEST_CASE("DiffTree finds new, changed and deleted paths", "[tree_diff]") {
     CHECK(tree.Diff(before) == Lines{"a dir", "a/file file"});
   }
   SECTION("a file chmod'ed or chown'ed") {
-    if (geteuid() != 0) {
-      tests::Skip("chown to another owner needs root");
-      return;
-    }
+    if (!tests::RootOrSkip("chown to another owner needs root")) return;
     fs::permissions(tree / "a/file", fs::perms(0600));
     REQUIRE(lchown((tree / "a/other").c_str(), 1234, 5678) == 0);
     auto entries = tree.Entries(before);
@@ -227,10 +224,7 @@ TEST_CASE("DiffTree writes files sharing an inode as hardlinks to the first", "[
 }
 
 TEST_CASE("DiffTree gives mtimes in seconds and the owners of the tree", "[tree_diff]") {
-  if (geteuid() != 0) {
-    tests::Skip("chown to another owner needs root");
-    return;
-  }
+  if (!tests::RootOrSkip("chown to another owner needs root")) return;
   TempTree tree;
   TreeSnapshot before = tree.Snapshot();
   tree.Write("stamped", "x");
@@ -260,10 +254,7 @@ void SetXattr(const fs::path& path, const char* name, const std::string& value) 
 
 TEST_CASE("DiffTree carries capabilities and user xattrs, and a change to one alone is a change",
           "[tree_diff]") {
-  if (geteuid() != 0) {
-    tests::Skip("setting security.capability needs root");
-    return;
-  }
+  if (!tests::RootOrSkip("setting security.capability needs root")) return;
   TempTree tree;
   SetXattr(tree / "a/other", "user.kept", "same");
   TreeSnapshot before = tree.Snapshot();

@@ -1,5 +1,7 @@
 #include "tests/skip.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <catch2/catch.hpp>
 
@@ -13,6 +15,12 @@ std::atomic<int> skipped{0};
 void Skip(const std::string& reason) {
   WARN("skipped: " << reason);
   ++skipped;
+}
+
+bool RootOrSkip(const std::string& why) {
+  if (geteuid() == 0) return true;
+  Skip(why);
+  return false;
 }
 
 int SkippedCount() {

@@ -15,6 +15,10 @@ inline constexpr int kSkippedExit = 77;
 /// as a whole: not everything in it ran.
 void Skip(const std::string& reason);
 
+/// Whether the test runs as root; if not, Skip(`why`): the caller returns
+/// at once.
+bool RootOrSkip(const std::string& why);
+
 /// How many times Skip was called in this run.
 int SkippedCount();
 
