@@ -62,13 +62,6 @@ std::chrono::steady_clock::time_point DeadlineAfter(std::chrono::milliseconds wa
          std::clamp(wait, std::chrono::milliseconds(0), kCentury);
 }
 
-/// Whether the client of `socket` has closed its end (or the connection
-/// failed): a response it waits for is no longer wanted.
-bool ClientGone(int socket) {
-  pollfd gone{socket, POLLRDHUP, 0};
-  return poll(&gone, 1, 0) > 0;
-}
-
 /// A socket timeout of httplib's setting. Zero is "do not wait" to httplib
 /// but "wait for ever" to SO_RCVTIMEO: it becomes a microsecond.
 timeval Timeval(time_t seconds, time_t microseconds) {
@@ -490,6 +483,11 @@ void HttpListener::Serve(std::unique_ptr<Connection> connection, bool woken) {
     if (!connection->served || client_closes) break;
   }
   End(std::move(connection));
+}
+
+bool HttpListener::ClientGone(int socket) {
+  pollfd gone{socket, POLLRDHUP, 0};
+  return poll(&gone, 1, 0) > 0;
 }
 
 std::optional<HttpListener::Interception> HttpListener::Intercept(Connection& connection,

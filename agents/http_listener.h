@@ -108,6 +108,10 @@ class HttpListener final : public httplib::Server {
   /// The longest head an interceptor is offered: longer ones go to httplib.
   static constexpr std::size_t kMaxHeadBytes = 16 << 10;
 
+  /// Whether the client of `socket` has closed its end (or the connection
+  /// failed): a response it waits for is no longer wanted.
+  static bool ClientGone(int socket);
+
   /// Stops listening (before listen_after_bind() runs too: it then returns
   /// at once) and ends every connection's wait for its next request, parked
   /// or not. A request being served in a thread runs to its end (its reads

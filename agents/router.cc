@@ -599,13 +599,26 @@ std::unique_ptr<HttpListener::Unfinished> Router::Forward(
                   "the agent has " + std::to_string(kMaxWaitingRequests) +
                       " requests waiting for containers already");
   }
-  auto lease = target->function->Acquire();
+  // A client that goes meanwhile takes its request with it: out of the
+  // queue, or off a connect to a container whose backlog is full. Nothing
+  // answers it (nothing would read it), nor counts it.
+  const int client = stream.socket();
+  auto gone = [client] { return HttpListener::ClientGone(client); };
+  auto lease = target->function->Acquire(gone);
   --queued_;
+  if (!lease && gone()) {
+    reply.Abort();
+    return answered();
+  }
   if (!lease) {
     const core::Error& error = lease.error();
     return fail(HttpStatusOf(error.code), core::ErrorCodeName(error.code), error.message);
   }
-  auto connection = lease->container().Connect();
+  auto connection = lease->container().Connect(client);
+  if (!connection && gone()) {
+    reply.Abort();
+    return answered();
+  }
   if (!connection) return fail(502, "bad-gateway", connection.error().message);
 
   // The target as the client sent it, less the prefix.
@@ -651,8 +664,7 @@ std::unique_ptr<HttpListener::Unfinished> Router::Forward(
   upstream_head += "Connection: close\r\n\r\n";
 
   // A container that takes no byte of the request for the function's
-  // timeout is given up on (Connect's socket bounds each send by it); its
-  // response is the relay's.
+  // timeout is given up on; its response is the relay's.
   if (!SendRequest(connection->get(), upstream_head, body, lease->container().IoTimeout())) {
     return fail(502, "bad-gateway",
                 std::string("cannot send the request to the container: ") + std::strerror(errno));

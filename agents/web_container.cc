@@ -16,6 +16,7 @@
 
 #include "agents/container_root.h"
 #include "agents/runtime_spec.h"
+#include "agents/upstream_connect.h"
 
 namespace agents {
 namespace {
@@ -39,13 +40,11 @@ void SetTimeout(int fd, int option, std::chrono::milliseconds timeout) {
   setsockopt(fd, SOL_SOCKET, option, &value, sizeof value);
 }
 
-/// `count` TCP sockets made inside the network namespace `netns` (a socket
-/// belongs to the namespace it was made in, wherever it is used after):
-/// the calling thread enters it for the socket() calls only. Each is set up
-/// for Connect before it is needed: no Nagle, connect() bounded by 5 s,
-/// reads by `read_timeout`.
-core::Result<std::vector<core::UniqueFd>> SocketsInNamespace(
-    int netns, std::size_t count, std::chrono::milliseconds read_timeout) {
+/// `count` non-blocking TCP sockets made inside the network namespace
+/// `netns` (a socket belongs to the namespace it was made in, wherever it is
+/// used after): the calling thread enters it for the socket() calls only.
+/// Each is set up for Connect before it is needed: no Nagle.
+core::Result<std::vector<core::UniqueFd>> SocketsInNamespace(int netns, std::size_t count) {
   // The namespace this thread goes back to: the agent's own.
   thread_local core::UniqueFd own(open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
   if (!own.valid()) return SystemError("cannot open this thread's network namespace");
@@ -55,7 +54,7 @@ core::Result<std::vector<core::UniqueFd>> SocketsInNamespace(
   std::vector<core::UniqueFd> sockets;
   int socket_errno = 0;
   while (sockets.size() < count) {
-    core::UniqueFd socket_fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    core::UniqueFd socket_fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!socket_fd.valid()) {
       socket_errno = errno;
       break;
@@ -75,8 +74,6 @@ core::Result<std::vector<core::UniqueFd>> SocketsInNamespace(
   for (const core::UniqueFd& socket_fd : sockets) {
     int on = 1;
     setsockopt(socket_fd.get(), IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
-    SetTimeout(socket_fd.get(), SO_SNDTIMEO, kConnectTimeout);  // bounds connect()
-    SetTimeout(socket_fd.get(), SO_RCVTIMEO, read_timeout);
   }
   return sockets;
 }
@@ -132,7 +129,7 @@ std::chrono::milliseconds WebContainer::IoTimeout() const {
   return std::max<std::chrono::milliseconds>(1s, function_.function.timeout);
 }
 
-core::Result<core::UniqueFd> WebContainer::Connect() const {
+core::Result<core::UniqueFd> WebContainer::Connect(int client) const {
   core::UniqueFd socket_fd;
   int netns = -1;
   bool spares_low = false;
@@ -157,7 +154,7 @@ core::Result<core::UniqueFd> WebContainer::Connect() const {
   if (!socket_fd.valid()) {
     // None made ahead (the first connection, or requests faster than the
     // stock is filled): this one is made in the request's time.
-    auto made = SocketsInNamespace(netns, 1, IoTimeout());
+    auto made = SocketsInNamespace(netns, 1);
     if (!made) return made.error();
     socket_fd = std::move(made->front());
   }
@@ -165,8 +162,10 @@ core::Result<core::UniqueFd> WebContainer::Connect() const {
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<std::uint16_t>(kWebPort));
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(socket_fd.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-    return SystemError("cannot connect to the container's port " + std::to_string(kWebPort));
+  if (auto connected = ConnectUpstream(socket_fd.get(), address, kConnectTimeout, client);
+      !connected) {
+    return core::Error{
+        connected.error().code, "container " + id_ + ": " + connected.error().message, {}};
   }
   return socket_fd;
 }
@@ -184,7 +183,7 @@ void WebContainer::StockSockets() {
   if (missing == 0) return;
   // No lock held while they are made: requests take spares meanwhile. A
   // failure here is Connect's to report, when it has to make its own.
-  auto made = SocketsInNamespace(netns, missing, IoTimeout());
+  auto made = SocketsInNamespace(netns, missing);
   if (!made) return;
   std::lock_guard lock(mutex_);
   if (state_ == WebContainerState::kStopped) return;
@@ -198,6 +197,8 @@ bool WebContainer::HealthAnswers() const {
   auto connection = Connect();
   if (!connection) return false;
   int fd = connection->get();
+  // Its own exchange, short and blocking, bounded by these.
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   SetTimeout(fd, SO_RCVTIMEO, 1s);
   SetTimeout(fd, SO_SNDTIMEO, 1s);
   std::string request = "GET " + function_.function.web->health_path +

@@ -68,10 +68,11 @@ class WebContainer {
   bool was_ready() const { return was_ready_.load(); }
 
   /// A TCP connection to its server (127.0.0.1:kWebPort in its namespace),
-  /// without Nagle's algorithm, made within 5 s. A blocking read from it
-  /// fails after the function's timeout (at least 1 s) without a byte, a
-  /// blocking send after 5 s without progress.
-  core::Result<core::UniqueFd> Connect() const;
+  /// non-blocking, without Nagle's algorithm, made within 5 s. With a
+  /// `client` socket, Connect gives up as soon as that client closes its end
+  /// (kUnavailable): nginx's proxy does the same. So a client that gives up
+  /// on a server whose backlog is full leaves no connection to it behind.
+  core::Result<core::UniqueFd> Connect(int client = -1) const;
   /// How long a request to it may wait for its server to take or send a
   /// byte: the function's timeout, at least 1 s.
   std::chrono::milliseconds IoTimeout() const;

@@ -16,6 +16,8 @@ constexpr std::chrono::milliseconds kBusyTick = 100ms;
 constexpr std::chrono::milliseconds kIdleTick = 1s;
 constexpr std::chrono::milliseconds kFirstBackoff = 1s;
 constexpr std::chrono::milliseconds kLongestBackoff = 60s;
+/// How often a waiting request looks whether its client has gone.
+constexpr std::chrono::milliseconds kAbandonedCheck = 100ms;
 
 core::Error Unavailable(const std::string& message) {
   return core::Error{core::ErrorCode::kUnavailable, message, {}};
@@ -71,7 +73,7 @@ WebFunction::Entry* WebFunction::PickContainer() {
   return best;
 }
 
-core::Result<WebLease> WebFunction::Acquire() {
+core::Result<WebLease> WebFunction::Acquire(const std::function<bool()>& abandoned) {
   const WebState& web = *function_.function.web;
   std::unique_lock lock(mutex_);
   auto now = Clock::now();
@@ -101,6 +103,8 @@ core::Result<WebLease> WebFunction::Acquire() {
   auto me = waiting_.insert(waiting_.end(), ticket);
   Wake();  // a request waits: the scaling loop looks now (a cold start)
   auto deadline = now + web.queue_timeout;
+  auto next_check = now + kAbandonedCheck;
+  bool gone = false;
   while (true) {
     if (stopping_) break;
     if (waiting_.front() == ticket) {
@@ -113,8 +117,17 @@ core::Result<WebLease> WebFunction::Acquire() {
         return WebLease(shared_from_this(), entry->container);
       }
     }
-    if (changed_.wait_until(lock, deadline) == std::cv_status::timeout &&
-        Clock::now() >= deadline) {
+    // Woken in turn, or now and then to see whether its client is still there.
+    auto until = abandoned ? std::min(deadline, next_check) : deadline;
+    bool timed_out = changed_.wait_until(lock, until) == std::cv_status::timeout;
+    if (abandoned && Clock::now() >= next_check) {
+      if (abandoned()) {
+        gone = true;
+        break;
+      }
+      next_check = Clock::now() + kAbandonedCheck;
+    }
+    if (timed_out && Clock::now() >= deadline) {
       if (waiting_.front() == ticket && PickContainer()) continue;
       break;
     }
@@ -123,6 +136,7 @@ core::Result<WebLease> WebFunction::Acquire() {
   waiting_.erase(me);
   if (!waiting_.empty()) changed_.notify_all();
   if (stopping_) return Unavailable("the function is stopping");
+  if (gone) return Unavailable("the client went while its request waited for a container");
   std::string why = "no container of " + function_.app + "/" + function_.function.name +
                     " was ready within " + std::to_string(web.queue_timeout.count()) + " ms";
   if (crashes_ > 0) why += " (its containers keep failing: " + last_crash_ + ")";

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -69,8 +70,10 @@ class WebFunction : public std::enable_shared_from_this<WebFunction> {
   /// A ready container's input for one request, waiting for one in turn.
   /// kUnavailable when the queue is full, when none is free within
   /// `web.queue_timeout` (the message says why: still starting, or
-  /// crashing), or when the function is stopping.
-  core::Result<WebLease> Acquire();
+  /// crashing), when the function is stopping, or when `abandoned` (asked
+  /// every 100 ms while the request waits) says its client went: a request
+  /// nobody waits for leaves the queue, and never reaches a container.
+  core::Result<WebLease> Acquire(const std::function<bool()>& abandoned = {});
 
   /// No new requests; what waits is served, then every container drains and
   /// stops. Returns at once; Retired() tells when it is done.

@@ -38,7 +38,8 @@ using namespace std::chrono_literals;
 /// request looked like inside), sum (the body's size and sha256), stream
 /// (three lines, ?SECONDS apart, 1 by default), slow (?SECONDS long, 1 by
 /// default; says how many
-/// requests its container was serving), framed (?LENGTH-BODY: a
+/// requests its container was serving), count (how many times it ran in
+/// its container), framed (?LENGTH-BODY: a
 /// Content-Length that the body may overrun or fall short of), nothing (a
 /// 204) and unchanged (a 304).
 const char* const kWebServer = R"SH(
@@ -76,6 +77,12 @@ sleep "${QUERY_STRING:-1}"
 rm /tmp/active/$$
 printf 'Content-Type: text/plain\r\n\r\n'
 echo "concurrent=$n host=$(cat /tmp/id)"
+END
+cat > /www/cgi-bin/count <<'END'
+#!/bin/sh
+echo call >> /tmp/calls
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "calls=$(grep -c call /tmp/calls)"
 END
 cat > /www/cgi-bin/framed <<'END'
 #!/bin/sh
@@ -713,6 +720,38 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(Body(refused)["error"]["message"] == "too many requests waiting (1)");
     CHECK(held.starts_with("200 concurrent=1 "));
     CHECK(waited == "200 hello\n");
+  }
+
+  SECTION("a request whose client goes while it waits leaves the queue, and no container runs it") {
+    REQUIRE(anonymous.Get("/apps/demo/queued/index.html")->status == 200);  // started
+    std::string held;
+    std::thread holder(
+        [&] { held = Summary(agent.Client(false).Get("/apps/demo/queued/cgi-bin/slow?4")); });
+    const bool holding = WaitForInFlight(client, "queued", 1);
+    core::UniqueFd leaving = tests::ConnectLoopback(agent.port());
+    REQUIRE(tests::SendAll(leaving.get(),
+                           "GET /apps/demo/queued/cgi-bin/count HTTP/1.1\r\nHost: a\r\n\r\n"));
+    const bool waiting = WaitForStatus(
+        client, "queued", [](const json& status) { return status["queued_requests"] == 1; }, 10s);
+    leaving.Reset();
+    // Out of the queue at its next look, while the input is still held.
+    const bool left = WaitForStatus(
+        client, "queued",
+        [](const json& status) {
+          return status["queued_requests"] == 0 && status["in_flight_requests"] == 1;
+        },
+        2s);
+    // Its place in the queue (max_queued 1) is free for the next request.
+    std::string waited;
+    std::thread waiter(
+        [&] { waited = Summary(agent.Client(false).Get("/apps/demo/queued/cgi-bin/count")); });
+    holder.join();
+    waiter.join();
+    CHECK(holding);
+    CHECK(waiting);
+    CHECK(left);
+    CHECK(held.starts_with("200 concurrent=1 "));
+    CHECK(waited == "200 calls=1\n");  // the first call of count: the abandoned one never ran
   }
 
   SECTION("a container is ready when its health_path answers; web.port_env names its port") {
