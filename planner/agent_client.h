@@ -98,4 +98,10 @@ class AgentClient {
   std::unique_ptr<core::HttpClient> http_;
 };
 
+/// One schedule as an agent's status reports it (GET /v1/status
+/// apps.APP.functions.FUNCTION.schedule), in a few words for a terminal:
+/// "next 2026-12-04T03:00:00+01:00", or "held: WHY" while its image is not
+/// ready, then the runs it skipped, if any, and why the last was.
+std::string ScheduleSummary(const nlohmann::json& schedule);
+
 }  // namespace planner

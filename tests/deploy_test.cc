@@ -481,6 +481,11 @@ TEST_CASE("drift is shown and repaired, and bad plans change nothing", "[planner
       // Why it runs what it does: its one warm container, no request yet.
       CHECK(row["scaling"].get<std::string>().starts_with("min_containers 1 kept warm"));
     }
+    if (row["function"] == "nightly") {
+      // Its next run, 03:00 in Berlin, as its agent has it.
+      CHECK(std::regex_match(row["schedule"].value("next_fire", ""),
+                             std::regex(R"(\d{4}-\d\d-\d\dT03:00:00\+0[12]:00)")));
+    }
     if (row["function"] == "train") CHECK(row["agent"] == "gpu-h100");
     if (row["function"] == "infer") CHECK(row["agent"] == "gpu-a100");
     CHECK(row["drift"] == false);
@@ -488,6 +493,8 @@ TEST_CASE("drift is shown and repaired, and bad plans change nothing", "[planner
   auto table = fleet.Gantry({"status", "fleet"});
   INFO(table.out);
   CHECK(table.out.find("scaling: min_containers 1 kept warm") != std::string::npos);
+  CHECK(std::regex_search(
+      table.out, std::regex(R"(\n +schedule: next \d{4}-\d\d-\d\dT03:00:00\+0[12]:00\n)")));
 
   // An agent that goes down after a plan was saved: applying it is refused
   // before anything is pushed to the other one, and planning names it.

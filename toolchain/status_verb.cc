@@ -28,6 +28,7 @@ struct FunctionRow {
   int queued = 0;
   std::string problem;  // "" when it runs as desired
   std::string scaling;  // a web function's: why its agent runs the count it does
+  json schedule;        // a scheduled function's, as its agent reports it (null otherwise)
 
   json ToJson() const {
     return {{"app", app},
@@ -38,7 +39,8 @@ struct FunctionRow {
             {"queued", queued},
             {"drift", !problem.empty()},
             {"problem", problem},
-            {"scaling", scaling}};
+            {"scaling", scaling},
+            {"schedule", schedule}};
   }
 };
 
@@ -66,11 +68,12 @@ std::vector<FunctionRow> AgentRows(const std::string& agent, const json& desired
         reported_apps.value(app, json::object()).value("functions", json::object());
     const json functions = document.value("functions", json::object());
     for (const auto& [name, function] : functions.items()) {
-      FunctionRow row{app, name, agent, function.value("min_containers", 0), 0, 0, "", ""};
+      FunctionRow row{app, name, agent, function.value("min_containers", 0), 0, 0, "", "", {}};
       const json state = reported.value(name, json::object());
       row.running = state.value("running_containers", 0);
       row.queued = state.value("queued_calls", 0) + state.value("queued_requests", 0);
       row.scaling = state.value("scaling_reason", "");
+      if (state.value("schedule", json()).is_object()) row.schedule = state["schedule"];
       const json errors = state.value("errors", json::array());
       const bool applied_otherwise =
           recorded && app == recorded_app && recorded_functions.value(name, json()) != function;
@@ -90,8 +93,15 @@ std::vector<FunctionRow> AgentRows(const std::string& agent, const json& desired
         apps.value(recorded_app, json::object()).value("functions", json::object());
     for (const auto& [name, function] : recorded_functions.items()) {
       if (reported.contains(name)) continue;
-      rows.push_back({recorded_app, name, agent, function.value("min_containers", 0), 0, 0,
-                      "gone from the agent since the last apply (gantry apply repairs it)", ""});
+      rows.push_back({recorded_app,
+                      name,
+                      agent,
+                      function.value("min_containers", 0),
+                      0,
+                      0,
+                      "gone from the agent since the last apply (gantry apply repairs it)",
+                      "",
+                      {}});
     }
   }
   return rows;
@@ -185,6 +195,9 @@ int ShowStatus(std::string only_app, const std::string& state_option,
       std::printf("%-16s %-20s %-12s %7d %7d %6d  %s\n", row.app.c_str(), row.function.c_str(),
                   row.agent.c_str(), row.desired, row.running, row.queued, state.c_str());
       if (!row.scaling.empty()) std::printf("%-16s scaling: %s\n", "", row.scaling.c_str());
+      if (row.schedule.is_object()) {
+        std::printf("%-16s schedule: %s\n", "", planner::ScheduleSummary(row.schedule).c_str());
+      }
     }
     for (const BudgetRow& row : budgets) {
       std::string state = row.budget.value("state", "ok");

@@ -216,8 +216,7 @@ void PrintServing(const spec::App& app, const UpTarget& target,
                                 .value(name, json::object())
                                 .value("schedule", json());
       if (!schedule.is_object()) continue;
-      when = schedule.contains("held") ? "held: " + schedule["held"].get<std::string>()
-                                       : "next " + schedule.value("next_fire", "never");
+      when = planner::ScheduleSummary(schedule);
     }
     std::printf("  %-12s %s\n", name.c_str(), when.c_str());
   }
