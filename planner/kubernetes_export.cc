@@ -411,6 +411,10 @@ class KubernetesExporter {
           Warn(path + ".schedule.catch_up: " + std::to_string(schedule.catch_up) +
                " is not exported: Kubernetes makes up at most the last missed run");
         }
+        Warn(path +
+             ".schedule: a CronJob's runs have no GANTRY_SCHEDULED_AT in their env: Kubernetes "
+             "(1.28 on) gives each Job its due time as the annotation "
+             "batch.kubernetes.io/cronjob-scheduled-timestamp instead");
         spec["jobTemplate"] = {{"metadata", {{"labels", Labels(function.name)}}},
                                {"spec", *job_spec}};
         result_.documents.push_back(Json{{"apiVersion", "batch/v1"},
