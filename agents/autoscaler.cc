@@ -57,7 +57,7 @@ ScalingDecision Autoscaler::Tick(const ScalingSample& sample) {
                 1000);
   samples_.push_back({now, sample.concurrency, weight_ms});
   while (samples_.front().at <= now - stable_window_) samples_.pop_front();
-  int waiting_now = sample.in_flight + sample.queued;
+  int waiting_now = sample.in_flight + sample.queued + sample.refused;
   if (waiting_now > 0 || sample.arrived > 0 || sample.concurrency > 0) last_demand_ = now;
 
   double stable_average = Average(now, stable_window_);

@@ -18,6 +18,7 @@ struct ScalingSample {
   int arrived = 0;    // requests that came since the sample before
   int in_flight = 0;  // requests being served now
   int queued = 0;     // requests waiting for a container now
+  int refused = 0;    // requests turned away by a full queue since the sample before
   int starting = 0;   // containers not ready yet
   int ready = 0;      // containers taking requests
 };
@@ -39,7 +40,9 @@ struct ScalingDecision {
 ///   desired       = clamp(max(stable, requests now / max_inputs) + buffer, min, max)
 ///
 /// where target_utilisation is the spec's target_inputs over max_inputs,
-/// concurrency is in-flight plus queued requests, averaged over time
+/// requests now are those in flight, queued, and turned away by a full
+/// queue since the tick before (demand all the same: with `max_queued: 0`
+/// the only sign of it), concurrency is in-flight plus queued requests, averaged over time
 /// (each sample weighs the time since the one before), the stable window is
 /// the scaledown window capped at 60 s, and the panic window a tenth of it
 /// (at least one second's worth of samples, never less than 100 ms).

@@ -73,6 +73,26 @@ TEST_CASE("a request with no container starts one at once", "[autoscaler]") {
   CHECK(autoscaler.Tick(cold).desired == 1);
 }
 
+TEST_CASE("requests a full queue turned away count as demand", "[autoscaler]") {
+  // max_queued 0: a request finding no free input is turned away at once,
+  // and neither waits nor is in flight. Without counting it, a function at
+  // zero would never start.
+  Autoscaler autoscaler(Web(0, 10));
+  Clock::time_point now{};
+  Hold(autoscaler, &now, 5s, 0, 0);
+  now += 100ms;
+  ScalingSample turned_away;
+  turned_away.now = now;
+  turned_away.refused = 2;
+  turned_away.arrived = 2;
+  ScalingDecision decision = autoscaler.Tick(turned_away);
+  CHECK(decision.desired == 2);
+  CHECK(decision.reason == "2 requests now at 1 per container");
+  // Kept for the scaledown window, for the requests that come back.
+  CHECK(Hold(autoscaler, &now, 5s, 0, 2).desired == 2);
+  CHECK(Hold(autoscaler, &now, 6s, 0, 2).desired == 0);
+}
+
 TEST_CASE("a burst panics: up at once, capped at max_containers, never down while it lasts",
           "[autoscaler]") {
   Autoscaler autoscaler(Web(0, 5));

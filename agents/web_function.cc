@@ -89,6 +89,10 @@ core::Result<WebLease> WebFunction::Acquire(const std::function<bool()>& abandon
     if (Entry* entry = PickContainer()) return take(entry);
   }
   if (static_cast<int>(waiting_.size()) >= web.max_queued) {
+    // Demand all the same: the scaling loop counts it (with max_queued 0,
+    // nothing else would ever start a container).
+    ++refused_;
+    Wake();
     return Unavailable("too many requests waiting (" + std::to_string(web.max_queued) + ")");
   }
   Account(now);
@@ -242,6 +246,7 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
   sample.arrived = arrived_;
   sample.in_flight = in_flight_;
   sample.queued = static_cast<int>(waiting_.size());
+  sample.refused = refused_;
   for (const Entry& entry : containers_) {
     // A stopped one still holding requests is neither: it is about to go.
     if (entry.draining || entry.container->state() == WebContainerState::kStopped) continue;
@@ -253,6 +258,7 @@ std::vector<std::shared_ptr<WebContainer>> WebFunction::Tick(Clock::time_point n
   }
   concurrency_integral_ = 0;
   arrived_ = 0;
+  refused_ = 0;
   last_tick_ = now;
   decision_ = autoscaler_.Tick(sample);
   int desired = decision_.desired;

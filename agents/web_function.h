@@ -123,6 +123,7 @@ class WebFunction : public std::enable_shared_from_this<WebFunction> {
   std::uint64_t next_container_ = 0;
   int in_flight_ = 0;
   int arrived_ = 0;
+  int refused_ = 0;                  // turned away by a full queue since the last tick
   double concurrency_integral_ = 0;  // request-milliseconds since the last tick
   Clock::time_point last_change_, last_tick_;
   bool wake_ = false;

@@ -189,6 +189,9 @@ TEST_CASE("web functions are served through the router in real runc containers",
              WebFunction(digest, {{"max_containers", 1},
                                   {"max_inputs", 1},
                                   {"web", {{"max_queued", 1}, {"queue_timeout_ms", 10000}}}})},
+            {"unqueued", WebFunction(digest, {{"max_containers", 1},
+                                              {"scaledown_window_ms", 10000},
+                                              {"web", {{"max_queued", 0}}}})},
             {"late",
              WebFunction(digest,
                          {{"command", {"/bin/sh", "-c", kLateServer}},
@@ -720,6 +723,21 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(Body(refused)["error"]["message"] == "too many requests waiting (1)");
     CHECK(held.starts_with("200 concurrent=1 "));
     CHECK(waited == "200 hello\n");
+  }
+
+  SECTION("with web.max_queued 0 a request with no free input is refused, and starts a container") {
+    auto refused = anonymous.Get("/apps/demo/unqueued/index.html");
+    REQUIRE(refused);
+    CHECK(refused->status == 503);
+    CHECK(Body(refused)["error"]["message"] == "too many requests waiting (0)");
+    // Demand all the same: a container starts for the requests that come back.
+    CHECK(WaitForStatus(
+        client, "unqueued", [](const json& status) { return status["containers"]["ready"] == 1; },
+        30s));
+    auto served = anonymous.Get("/apps/demo/unqueued/index.html");
+    REQUIRE(served);
+    CHECK(served->status == 200);
+    CHECK(served->body == "hello\n");
   }
 
   SECTION("a request whose client goes while it waits leaves the queue, and no container runs it") {
