@@ -1107,6 +1107,7 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   INFO((made.ok() ? "" : made.error().message));
   REQUIRE(made.ok());
 
+  const std::string digest = tests::RequireBusyboxImage(dir.path(), dir.path() / "store");
   auto started_agent =
       tests::RequireAgent(dir.path() / "agent", dir.path() / "store", dir.path() / "agent.log",
                           {"--tls-cert", cert.string(), "--tls-key", key.string()});
@@ -1126,6 +1127,33 @@ TEST_CASE("the agent serves its API over TLS", "[agent][tls]") {
   REQUIRE(no_function);
   CHECK(no_function->status == 404);
   CHECK(Body(no_function)["error"]["message"] == "no web function demo/nope on this host");
+  // A web function learns that its client came over TLS.
+  const char* const kProtoServer = R"SH(
+mkdir -p /www/cgi-bin
+cat > /www/cgi-bin/proto <<'END'
+#!/bin/sh
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "proto=$HTTP_X_FORWARDED_PROTO"
+END
+chmod +x /www/cgi-bin/proto
+exec httpd -f -p "$PORT" -h /www
+)SH";
+  json desired = {{"generation", 1},
+                  {"apps",
+                   {{"demo",
+                     {{"functions",
+                       {{"site",
+                         {{"image", {{"digest", digest}}},
+                          {"command", {"/bin/sh", "-c", kProtoServer}},
+                          {"web", json::object()}}}}}}}}}};
+  auto applied = client.Put("/v1/desired", desired.dump(), "application/json");
+  REQUIRE(applied);
+  INFO(applied->body);
+  REQUIRE(applied->status == 200);
+  auto proto = anonymous.Get("/apps/demo/site/cgi-bin/proto");
+  REQUIRE(proto);
+  CHECK(proto->status == 200);
+  CHECK(proto->body == "proto=https\n");
   // Plain HTTP on the TLS port gets nothing.
   std::string address = core::ReadFile(dir.path() / "agent/address").value();
   CHECK(address.starts_with("https://127.0.0.1:"));

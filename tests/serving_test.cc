@@ -52,6 +52,7 @@ echo "uri=$REQUEST_URI"
 echo "method=$REQUEST_METHOD"
 echo "prefix=$HTTP_X_FORWARDED_PREFIX"
 echo "host=$HTTP_X_FORWARDED_HOST"
+echo "proto=$HTTP_X_FORWARDED_PROTO"
 echo "for=$HTTP_X_FORWARDED_FOR"
 echo "auth=$HTTP_AUTHORIZATION"
 echo "body=$(cat)"
@@ -243,6 +244,7 @@ TEST_CASE("web functions are served through the router in real runc containers",
     CHECK(echoed->body.find("method=POST\n") != std::string::npos);
     CHECK(echoed->body.find("prefix=/apps/demo/site\n") != std::string::npos);
     CHECK(echoed->body.find("for=127.0.0.1\n") != std::string::npos);
+    CHECK(echoed->body.find("proto=http\n") != std::string::npos);
     CHECK(echoed->body.find("body=ping\n") != std::string::npos);
     // A body larger than the sockets' buffers goes in pieces, as the
     // container reads it.
