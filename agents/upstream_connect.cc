@@ -37,6 +37,8 @@ core::Status ConnectUpstream(int socket, const sockaddr_in& address,
                          "the client went while port " + port + " was being connected to",
                          {}};
     }
+    // Writable alone is connected; with an error or a hang-up, SO_ERROR says which.
+    if (ready[0].revents == POLLOUT) return core::Ok{};
     if (ready[0].revents != 0) break;
     if (left.count() <= 0) {
       return core::Error{
