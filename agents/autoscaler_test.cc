@@ -61,16 +61,23 @@ TEST_CASE("target utilisation keeps headroom: the average over max_inputs times 
   CHECK(decision.desired == 2);
 }
 
+/// One tick with `queued` requests waiting and `refused` turned away by a
+/// full queue, after 5 s of idling at zero.
+ScalingDecision AfterIdle(Autoscaler& autoscaler, Clock::time_point* now, int queued, int refused) {
+  Hold(autoscaler, now, 5s, 0, 0);
+  *now += 100ms;
+  ScalingSample sample;
+  sample.now = *now;
+  sample.queued = queued;
+  sample.refused = refused;
+  sample.arrived = queued + refused;
+  return autoscaler.Tick(sample);
+}
+
 TEST_CASE("a request with no container starts one at once", "[autoscaler]") {
   Autoscaler autoscaler(Web(0, 10));
   Clock::time_point now{};
-  Hold(autoscaler, &now, 5s, 0, 0);
-  now += 100ms;
-  ScalingSample cold;
-  cold.now = now;
-  cold.queued = 1;
-  cold.arrived = 1;
-  CHECK(autoscaler.Tick(cold).desired == 1);
+  CHECK(AfterIdle(autoscaler, &now, 1, 0).desired == 1);
 }
 
 TEST_CASE("requests a full queue turned away count as demand", "[autoscaler]") {
@@ -79,13 +86,7 @@ TEST_CASE("requests a full queue turned away count as demand", "[autoscaler]") {
   // zero would never start.
   Autoscaler autoscaler(Web(0, 10));
   Clock::time_point now{};
-  Hold(autoscaler, &now, 5s, 0, 0);
-  now += 100ms;
-  ScalingSample turned_away;
-  turned_away.now = now;
-  turned_away.refused = 2;
-  turned_away.arrived = 2;
-  ScalingDecision decision = autoscaler.Tick(turned_away);
+  ScalingDecision decision = AfterIdle(autoscaler, &now, 0, 2);
   CHECK(decision.desired == 2);
   CHECK(decision.reason == "2 requests now at 1 per container");
   // Kept for the scaledown window, for the requests that come back.
