@@ -59,7 +59,8 @@ bool SendRequest(int fd, std::string_view head, std::string_view body,
 /// One web request as GET /metrics counts it: its status class, and its
 /// time from arrival to the end of its response (a relayed body's last
 /// byte), recorded when it goes. One that got no answer (its client went
-/// while its body was being read) is not counted.
+/// while its body was being read, while it was queued, or while its
+/// container was being connected to) is not counted.
 struct RequestOutcome {
   RequestOutcome(AgentMetrics& metrics, MetricLabels function)
       : metrics(metrics), function(std::move(function)) {}

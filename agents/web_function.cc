@@ -89,10 +89,14 @@ core::Result<WebLease> WebFunction::Acquire(const std::function<bool()>& abandon
     if (Entry* entry = PickContainer()) return take(entry);
   }
   if (static_cast<int>(waiting_.size()) >= web.max_queued) {
-    // Demand all the same: the scaling loop counts it (with max_queued 0,
-    // nothing else would ever start a container).
+    // Demand all the same: the scaling loop counts it at its next tick
+    // (with max_queued 0, nothing else would ever start a container). With
+    // containers it is on its busy tick already; with none it looks now.
     ++refused_;
-    Wake();
+    if (containers_.empty()) {
+      wake_ = true;
+      wake_scaler_.notify_one();
+    }
     return Unavailable("too many requests waiting (" + std::to_string(web.max_queued) + ")");
   }
   Account(now);
@@ -124,6 +128,8 @@ core::Result<WebLease> WebFunction::Acquire(const std::function<bool()>& abandon
     // Woken in turn, or now and then to see whether its client is still there.
     auto until = abandoned ? std::min(deadline, next_check) : deadline;
     bool timed_out = changed_.wait_until(lock, until) == std::cv_status::timeout;
+    // abandoned() is a poll with no wait, under the lock: at most
+    // kMaxWaitingRequests (router.h) waiters make it, ten times a second.
     if (abandoned && Clock::now() >= next_check) {
       if (abandoned()) {
         gone = true;

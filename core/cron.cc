@@ -292,6 +292,12 @@ Result<CronExpression> ParseMacro(std::string_view text,
   return CronError("unknown macro " + Unquoted(fields[0]) + "; expected one of " + known);
 }
 
+// Whether a day field leaves the day open for the OR rule: "*", or "*/1"
+// (the same days), as robfig/cron, Kubernetes' parser, reads them.
+bool OpenDayField(std::string_view field) {
+  return field == "*" || field == "*/1";
+}
+
 // Whether some month of the expression has one of its days of the month
 // (February counted with 29 days).
 bool SomeDayExists(const CronExpression& expression) {
@@ -351,8 +357,8 @@ Result<CronExpression> ParseCron(std::string_view text) {
   CopyBits(bits[2], &expression.days_of_month);
   CopyBits(bits[3], &expression.months);
   CopyBits(bits[4], &expression.days_of_week);
-  expression.day_of_month_restricted = fields[2] != "*";
-  expression.day_of_week_restricted = fields[4] != "*";
+  expression.day_of_month_restricted = !OpenDayField(fields[2]);
+  expression.day_of_week_restricted = !OpenDayField(fields[4]);
   // Only the day of the month can rule out every day: with a day-of-week
   // restriction too, the OR rule lets every week in; without one, the days of
   // the month have to exist in some month of the expression.

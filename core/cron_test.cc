@@ -178,12 +178,18 @@ TEST_CASE("cron day fields: when both are restricted, either one matching is eno
   REQUIRE_FALSE(expression.Matches(1, 0, 6, 9, 5));
   REQUIRE_FALSE(expression.Matches(0, 1, 13, 6, 4));
 
-  // A stepped wildcard counts as restricted: only a lone "*" leaves a day open.
+  // A stepped wildcard counts as restricted, as robfig/cron (Kubernetes)
+  // reads it: only "*" and "*/1" leave a day open.
   CronExpression stepped = Parse("0 0 */2 * mon");
   REQUIRE(stepped.day_of_month_restricted);
   REQUIRE(stepped.Matches(0, 0, 3, 1, 3));  // odd day, Wednesday
   REQUIRE(stepped.Matches(0, 0, 4, 1, 1));  // even day, Monday
   REQUIRE_FALSE(stepped.Matches(0, 0, 4, 1, 3));
+  CronExpression every_day = Parse("0 0 */1 * mon");
+  REQUIRE_FALSE(every_day.day_of_month_restricted);
+  REQUIRE(every_day.Matches(0, 0, 4, 1, 1));        // Monday
+  REQUIRE_FALSE(every_day.Matches(0, 0, 3, 1, 3));  // Wednesday
+  REQUIRE_FALSE(Parse("0 0 1 * */1").day_of_week_restricted);
 }
 
 TEST_CASE("cron day fields: when one is \"*\", the other alone decides") {

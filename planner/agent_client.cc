@@ -197,7 +197,7 @@ core::Result<core::HttpResponse> AgentClient::Exchange(const std::string& method
 std::string ScheduleSummary(const nlohmann::json& schedule) {
   std::string summary = schedule.contains("held") ? "held: " + schedule.value("held", "")
                                                   : "next " + schedule.value("next_fire", "never");
-  if (auto skipped = schedule.value("skipped_runs", 0); skipped > 0) {
+  if (auto skipped = schedule.value("skipped_runs", std::int64_t{0}); skipped > 0) {
     summary += "; " + std::to_string(skipped) + (skipped == 1 ? " run" : " runs") + " skipped";
     if (schedule.contains("last_skip_reason")) {
       summary += " (the last: " + schedule.value("last_skip_reason", "") + ")";

@@ -1,8 +1,8 @@
 #pragma once
 
 #include <cstdlib>
-#include <string_view>
 #include <string>
+#include <string_view>
 
 namespace tests {
 
