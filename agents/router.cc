@@ -2,6 +2,7 @@
 
 #include <httplib.h>
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -263,10 +264,11 @@ namespace {
 /// An error that a request's container caused, or the lack of one, unless
 /// the app's budget stopped its containers meanwhile (while the request
 /// waited or was being forwarded): the budget's 402 then, not what the stop
-/// did to the request.
+/// did to the request. Logged, as nginx logs an upstream's failures.
 void ContainerError(ClientReply& reply, const Agent& agent, const std::string& app, int status,
                     const std::string& code, const std::string& message) {
   if (auto refusal = agent.BudgetRefusal(app)) return reply.Error(*refusal);
+  spdlog::warn("agent: app {}: {} {}: {}", app, status, code, message);
   reply.Error(status, code, message);
 }
 

@@ -427,6 +427,8 @@ core::Status Bench() {
     auto measure = [&](const Path& path) -> core::Status {
       const double cpu_before = path.proxy ? CpuMs(*path.proxy, path.proxy_children) : 0;
       auto run = RunWrk(path.netns_pid, path.url, load, seconds);
+      if (!run && &path.runs == &routed)
+        return BenchError(run.error().message + "\nagent log:\n" + (*agent)->Log());
       if (!run) return run.error();
       double cpu_per_request = 0;
       if (path.proxy && run->requests > 0) {

@@ -852,6 +852,8 @@ TEST_CASE("web functions are served through the router in real runc containers",
     REQUIRE(late);
     CHECK(late->status == 504);
     CHECK(late->body.find("the container sent no response within 1000 ms") != std::string::npos);
+    // And the agent's log says so, as nginx's error log would.
+    CHECK(agent.Log().find("app demo: 504 gateway-timeout: ") != std::string::npos);
     // Within the timeout, the next request of the same container is served.
     auto timely = anonymous.Get("/apps/demo/hasty/index.html");
     REQUIRE(timely);
