@@ -324,7 +324,7 @@ class Relay final : public HttpListener::Unfinished {
         while (true) {
           auto parsed = ParseResponseHead(received_);
           if (!parsed) {
-            reply_.Error(502, "bad-gateway", parsed.error().message);
+            ContainerError(reply_, agent_, app_, 502, "bad-gateway", parsed.error().message);
             return reply_.answered();
           }
           upstream = std::move(parsed).value();

@@ -41,7 +41,7 @@ using namespace std::chrono_literals;
 /// requests its container was serving), count (how many times it ran in
 /// its container), framed (?LENGTH-BODY: a
 /// Content-Length that the body may overrun or fall short of), nothing (a
-/// 204) and unchanged (a 304).
+/// 204), unchanged (a 304) and garbled (a status line that is not HTTP's).
 const char* const kWebServer = R"SH(
 mkdir -p /www/cgi-bin
 echo hello > /www/index.html
@@ -96,6 +96,10 @@ END
 cat > /www/cgi-bin/unchanged <<'END'
 #!/bin/sh
 printf 'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n'
+END
+cat > /www/cgi-bin/garbled <<'END'
+#!/bin/sh
+printf 'HTTP/1.1 2OO OK\r\n\r\n'
 END
 chmod +x /www/cgi-bin/*
 head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n' > /tmp/id
@@ -845,6 +849,22 @@ TEST_CASE("web functions are served through the router in real runc containers",
     REQUIRE(refused);
     CHECK(refused->status == 503);
     CHECK(refused->body.find("was ready within 500 ms") != std::string::npos);
+  }
+
+  SECTION("a response head that is not HTTP's is a 502 that says why, in the agent's log too") {
+    auto garbled = anonymous.Get("/apps/demo/site/cgi-bin/garbled");
+    REQUIRE(garbled);
+    CHECK(garbled->status == 502);
+    const json error = Body(garbled);
+    INFO(garbled->body);
+    CHECK(error["error"]["code"] == "bad-gateway");
+    CHECK(error["error"]["message"] == "the web container's response: a bad status code");
+    CHECK(agent.Log().find("app demo: 502 bad-gateway: the web container's response: a bad "
+                           "status code") != std::string::npos);
+    // The container is still served from.
+    auto next = anonymous.Get("/apps/demo/site/index.html");
+    REQUIRE(next);
+    CHECK(next->status == 200);
   }
 
   SECTION("a container silent for its function's timeout: a 504, or its stream cut short") {
