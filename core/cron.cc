@@ -126,15 +126,17 @@ std::vector<std::string_view> SplitFields(std::string_view text) {
 }
 
 // Reads one list item ("*", "5", "mon-fri", "*/15", "10-50/5", "5/10") of a
-// field and sets its values in `bits`.
+// field and sets its values in `bits`; `*open` is set when it is a wildcard
+// of step 1 ("*", "*/1", "*/01").
 class ItemParser {
  public:
   ItemParser(const FieldSpec& field, std::string_view item) : field_(field), item_(item) {}
 
-  Status Parse(std::bitset<64>* bits) {
+  Status Parse(std::bitset<64>* bits, bool* open) {
     int begin = 0;
     int end = 0;
-    if (Peek() == '*') {
+    const bool wildcard = Peek() == '*';
+    if (wildcard) {
       ++pos_;
       begin = field_.low;
       end = field_.wildcard_high;
@@ -164,6 +166,7 @@ class ItemParser {
     }
     if (pos_ < item_.size()) return UnexpectedCharacter();
     for (int value = begin; value <= end; value += step) bits->set(static_cast<std::size_t>(value));
+    if (wildcard && step == 1) *open = true;
     return Ok{};
   }
 
@@ -253,7 +256,11 @@ class ItemParser {
 };
 
 // Parses one field's comma-separated list into `bits` (bit i = value i).
-Status ParseField(const FieldSpec& field, std::string_view text, std::bitset<64>* bits) {
+// `*open`: some item is a wildcard of step 1, which leaves a day field open
+// for the OR rule whatever else the list has, as robfig/cron (Kubernetes'
+// CronJob) reads it.
+Status ParseField(const FieldSpec& field, std::string_view text, std::bitset<64>* bits,
+                  bool* open) {
   std::size_t start = 0;
   while (true) {
     const std::size_t comma = text.find(',', start);
@@ -262,7 +269,7 @@ Status ParseField(const FieldSpec& field, std::string_view text, std::bitset<64>
     if (item.empty()) {
       return CronError("empty item in " + std::string(field.name) + " list " + Quote(text));
     }
-    Status parsed = ItemParser(field, item).Parse(bits);
+    Status parsed = ItemParser(field, item).Parse(bits, open);
     if (!parsed.ok()) return parsed;
     if (comma == std::string_view::npos) return Ok{};
     start = comma + 1;
@@ -290,12 +297,6 @@ Result<CronExpression> ParseMacro(std::string_view text,
     known += macro.name;
   }
   return CronError("unknown macro " + Unquoted(fields[0]) + "; expected one of " + known);
-}
-
-// Whether a day field leaves the day open for the OR rule: "*", or "*/1"
-// (the same days), as robfig/cron, Kubernetes' parser, reads them.
-bool OpenDayField(std::string_view field) {
-  return field == "*" || field == "*/1";
 }
 
 // Whether some month of the expression has one of its days of the month
@@ -344,8 +345,9 @@ Result<CronExpression> ParseCron(std::string_view text) {
                      std::to_string(fields.size()) + ": " + Quote(text));
   }
   std::array<std::bitset<64>, 5> bits;
+  std::array<bool, 5> open{};
   for (std::size_t i = 0; i < kFields.size(); ++i) {
-    Status parsed = ParseField(kFields[i], fields[i], &bits[i]);
+    Status parsed = ParseField(kFields[i], fields[i], &bits[i], &open[i]);
     if (!parsed.ok()) return parsed.error();
   }
   // Day-of-week 7 is another name for Sunday.
@@ -357,8 +359,8 @@ Result<CronExpression> ParseCron(std::string_view text) {
   CopyBits(bits[2], &expression.days_of_month);
   CopyBits(bits[3], &expression.months);
   CopyBits(bits[4], &expression.days_of_week);
-  expression.day_of_month_restricted = !OpenDayField(fields[2]);
-  expression.day_of_week_restricted = !OpenDayField(fields[4]);
+  expression.day_of_month_restricted = !open[2];
+  expression.day_of_week_restricted = !open[4];
   // Only the day of the month can rule out every day: with a day-of-week
   // restriction too, the OR rule lets every week in; without one, the days of
   // the month have to exist in some month of the expression.

@@ -18,17 +18,18 @@ namespace core {
 /// Days follow Vixie cron: when both day fields are restricted (neither is
 /// "*"), a day matches if EITHER field matches ("0 0 13 * fri" runs on every
 /// 13th and every Friday); otherwise both must match. Unlike Vixie cron, which
-/// only looks at the field's first character, but as robfig/cron (Kubernetes'
-/// CronJob) does, a stepped wildcard such as "*/2" counts as restricted: only
-/// "*" and "*/1" leave a day field open.
+/// only looks at the field's first character, but as robfig/cron v3
+/// (Kubernetes' CronJob) does, a stepped wildcard such as "*/2" counts as
+/// restricted: a day field is open when one of its items is a wildcard of
+/// step 1 ("*", "*/1", "*,5").
 struct CronExpression {
   std::bitset<60> minutes;               // 0-59
   std::bitset<24> hours;                 // 0-23
   std::bitset<32> days_of_month;         // bits 1-31; bit 0 is never set
   std::bitset<13> months;                // bits 1-12; bit 0 is never set
   std::bitset<7> days_of_week;           // 0 = Sunday ... 6 = Saturday
-  bool day_of_month_restricted = false;  // the day-of-month field was not "*" or "*/1"
-  bool day_of_week_restricted = false;   // the day-of-week field was not "*" or "*/1"
+  bool day_of_month_restricted = false;  // no day-of-month item was "*" or "*/1"
+  bool day_of_week_restricted = false;   // no day-of-week item was "*" or "*/1"
 
   /// Whether the expression fires at this time. day_of_week is 0-6 with
   /// 0 = Sunday (7 is also read as Sunday); any argument out of its field's

@@ -178,8 +178,9 @@ TEST_CASE("cron day fields: when both are restricted, either one matching is eno
   REQUIRE_FALSE(expression.Matches(1, 0, 6, 9, 5));
   REQUIRE_FALSE(expression.Matches(0, 1, 13, 6, 4));
 
-  // A stepped wildcard counts as restricted, as robfig/cron (Kubernetes)
-  // reads it: only "*" and "*/1" leave a day open.
+  // A stepped wildcard counts as restricted, as robfig/cron v3 (Kubernetes)
+  // reads it: a day field is open when one of its items is a wildcard of
+  // step 1, whatever else its list has.
   CronExpression stepped = Parse("0 0 */2 * mon");
   REQUIRE(stepped.day_of_month_restricted);
   REQUIRE(stepped.Matches(0, 0, 3, 1, 3));  // odd day, Wednesday
@@ -190,6 +191,13 @@ TEST_CASE("cron day fields: when both are restricted, either one matching is eno
   REQUIRE(every_day.Matches(0, 0, 4, 1, 1));        // Monday
   REQUIRE_FALSE(every_day.Matches(0, 0, 3, 1, 3));  // Wednesday
   REQUIRE_FALSE(Parse("0 0 1 * */1").day_of_week_restricted);
+  REQUIRE_FALSE(Parse("0 0 */01 * mon").day_of_month_restricted);
+  CronExpression listed = Parse("0 0 *,1 * mon");
+  REQUIRE_FALSE(listed.day_of_month_restricted);
+  REQUIRE_FALSE(listed.Matches(0, 0, 1, 1, 3));  // the 1st, a Wednesday: Mondays only
+  REQUIRE_FALSE(Parse("0 0 1 * 1,*").day_of_week_restricted);
+  REQUIRE(Parse("0 0 */2,*/3 * mon").day_of_month_restricted);
+  REQUIRE(Parse("0 0 1-31 * mon").day_of_month_restricted);  // the days of "*", but not "*"
 }
 
 TEST_CASE("cron day fields: when one is \"*\", the other alone decides") {

@@ -80,9 +80,10 @@ TEST_CASE("cron next fire time: robfig/cron's TestNext vectors") {
       {"2012-07-09T23:35:51Z", "20-35/15 * 9-20 jul *", "2012-07-10T00:20:00+00:00"},
       // Wrap around months.
       {"2012-07-09T23:35:00Z", "0 0 9 apr-oct *", "2012-08-09T00:00:00+00:00"},
-      // robfig reads "*/5" as unrestricted, so both day fields must match
-      // (Monday 6 August); here a stepped wildcard is a restriction and the
-      // OR rule lets in Wednesday 1 August (core/cron.h).
+      // robfig/cron v1, whose vectors these are, reads "*/5" as
+      // unrestricted, so both day fields must match (Monday 6 August); here,
+      // as in v3 (Kubernetes' CronJob), a stepped wildcard is a restriction
+      // and the OR rule lets in Wednesday 1 August (core/cron.h).
       {"2012-07-09T23:35:00Z", "0 0 */5 apr,aug,oct mon", "2012-08-01T00:00:00+00:00"},
       {"2012-07-09T23:35:00Z", "0 0 */5 oct mon", "2012-10-01T00:00:00+00:00"},
       // Wrap around years.
