@@ -264,11 +264,15 @@ namespace {
 /// An error that a request's container caused, or the lack of one, unless
 /// the app's budget stopped its containers meanwhile (while the request
 /// waited or was being forwarded): the budget's 402 then, not what the stop
-/// did to the request. Logged, as nginx logs an upstream's failures.
+/// did to the request. A 502 or 504, the container's failure, is logged, as
+/// nginx logs an upstream's; a 503 (none ready in time, a full queue) is
+/// load the agent sheds, seen in GET /metrics and the status, and not
+/// written once per request when the agent is busiest.
 void ContainerError(ClientReply& reply, const Agent& agent, const std::string& app, int status,
                     const std::string& code, const std::string& message) {
   if (auto refusal = agent.BudgetRefusal(app)) return reply.Error(*refusal);
-  spdlog::warn("agent: app {}: {} {}: {}", app, status, code, message);
+  if (status == 502 || status == 504)
+    spdlog::warn("agent: app {}: {} {}: {}", app, status, code, message);
   reply.Error(status, code, message);
 }
 

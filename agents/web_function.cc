@@ -90,10 +90,11 @@ core::Result<WebLease> WebFunction::Acquire(const std::function<bool()>& abandon
   }
   if (static_cast<int>(waiting_.size()) >= web.max_queued) {
     // Demand all the same: the scaling loop counts it at its next tick
-    // (with max_queued 0, nothing else would ever start a container). With
-    // containers it is on its busy tick already; with none it looks now.
+    // (with max_queued 0, nothing else would ever start a container). On its
+    // busy tick it sees it within 100 ms; waiting its idle second, it is
+    // woken now, once.
     ++refused_;
-    if (containers_.empty()) {
+    if (!scaler_busy_) {
       wake_ = true;
       wake_scaler_.notify_one();
     }
@@ -189,6 +190,7 @@ void WebFunction::ScaleLoop() {
                 std::any_of(containers_.begin(), containers_.end(), [](const Entry& entry) {
                   return entry.container->state() != WebContainerState::kReady || entry.draining;
                 });
+    scaler_busy_ = busy;
     const Clock::time_point due = last_tick_ + (busy ? kBusyTick : kIdleTick);
     wake_scaler_.wait_until(lock, due, [&] { return wake_ || restock_ || stopping_; });
     if (stopping_) break;

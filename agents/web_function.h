@@ -127,7 +127,8 @@ class WebFunction : public std::enable_shared_from_this<WebFunction> {
   double concurrency_integral_ = 0;  // request-milliseconds since the last tick
   Clock::time_point last_change_, last_tick_;
   bool wake_ = false;
-  bool restock_ = false;  // a container's socket stock is low: StockSockets on each ready one
+  bool scaler_busy_ = false;  // the scaling loop waits its busy tick, not its idle one
+  bool restock_ = false;      // a container's socket stock is low: StockSockets on each ready one
   bool retiring_ = false;
   bool stopping_ = false;
   Autoscaler autoscaler_;
