@@ -1,6 +1,7 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/rate_card.h"
@@ -20,6 +21,12 @@ using nlohmann::json;
 
 // One function on one agent, as its agent reports it.
 struct FunctionRow {
+  FunctionRow(std::string app, std::string function, std::string agent, int desired)
+      : app(std::move(app)),
+        function(std::move(function)),
+        agent(std::move(agent)),
+        desired(desired) {}
+
   std::string app;
   std::string function;
   std::string agent;
@@ -68,7 +75,7 @@ std::vector<FunctionRow> AgentRows(const std::string& agent, const json& desired
         reported_apps.value(app, json::object()).value("functions", json::object());
     const json functions = document.value("functions", json::object());
     for (const auto& [name, function] : functions.items()) {
-      FunctionRow row{app, name, agent, function.value("min_containers", 0), 0, 0, "", "", {}};
+      FunctionRow row(app, name, agent, function.value("min_containers", 0));
       const json state = reported.value(name, json::object());
       row.running = state.value("running_containers", 0);
       row.queued = state.value("queued_calls", 0) + state.value("queued_requests", 0);
@@ -93,15 +100,9 @@ std::vector<FunctionRow> AgentRows(const std::string& agent, const json& desired
         apps.value(recorded_app, json::object()).value("functions", json::object());
     for (const auto& [name, function] : recorded_functions.items()) {
       if (reported.contains(name)) continue;
-      rows.push_back({recorded_app,
-                      name,
-                      agent,
-                      function.value("min_containers", 0),
-                      0,
-                      0,
-                      "gone from the agent since the last apply (gantry apply repairs it)",
-                      "",
-                      {}});
+      FunctionRow& row =
+          rows.emplace_back(recorded_app, name, agent, function.value("min_containers", 0));
+      row.problem = "gone from the agent since the last apply (gantry apply repairs it)";
     }
   }
   return rows;
